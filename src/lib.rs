@@ -1,0 +1,29 @@
+//! ossmount: mount an Alibaba Cloud OSS bucket as a local filesystem.
+//!
+//! Layers, bottom up:
+//! - [`sign`], [`endpoint`], [`crc64`]: pure protocol pieces (no I/O).
+//! - [`credentials`]: the provider chain (env, files, ECS RAM role, RRSA).
+//! - [`client`]: the HTTP client for OSS (retries, XML, typed errors).
+//! - [`store`]: the `ObjectStore` trait the filesystem is written against, with an
+//!   in-memory mock and a fault-injecting wrapper.
+//! - [`read`], [`write`]: prefetching reads + block cache, streaming/staged uploads.
+//! - [`fs`]: filesystem semantics (inodes, handles), testable without the kernel.
+//! - [`fuse`]: the thin fuser adapter.
+//! - [`cli`], [`config`]: command line and resolved configuration.
+//! - [`emulator`]: the local OSS emulator (second binary `ossmount-emulator`).
+
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod crc64;
+pub mod credentials;
+pub mod emulator;
+pub mod endpoint;
+pub mod fs;
+pub mod fuse;
+pub mod logging;
+pub mod metrics;
+pub mod read;
+pub mod sign;
+pub mod store;
+pub mod write;

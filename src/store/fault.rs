@@ -1,0 +1,1 @@
+//! TODO(fs owner): fault-injecting wrapper.

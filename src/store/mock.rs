@@ -1,0 +1,1 @@
+//! TODO(fs owner): in-memory mock store counting requests per operation.
