@@ -1,1 +1,40 @@
-//! TODO(owner): metrics
+//! Metric names, declared in one place.
+//!
+//! Instrumentation uses the `metrics` crate facade (`::metrics::counter!(NAME, labels…)`),
+//! so recording is a no-op until an exporter is installed. The binary installs the
+//! Prometheus exporter when `--metrics-addr` is given (see the cli owner's code), and a
+//! SIGUSR1 dumps the rendered text to the log.
+//!
+//! Label conventions: `op` = OSS operation name (`GetObject`, `PutObject`, …) or FUSE
+//! operation (`lookup`, `read`, …); `status` = HTTP status as a string, or `error` for
+//! network failures.
+
+/// Counter: OSS requests sent, labels `op`, `status`.
+pub const OSS_REQUESTS: &str = "ossmount_oss_requests_total";
+/// Histogram (seconds): OSS request latency, label `op`.
+pub const OSS_REQUEST_SECONDS: &str = "ossmount_oss_request_duration_seconds";
+/// Counter: retries, labels `op`, `reason`.
+pub const OSS_RETRIES: &str = "ossmount_oss_retries_total";
+/// Counter: payload bytes received from OSS.
+pub const OSS_BYTES_READ: &str = "ossmount_oss_bytes_read_total";
+/// Counter: payload bytes sent to OSS.
+pub const OSS_BYTES_WRITTEN: &str = "ossmount_oss_bytes_written_total";
+/// Counter: block-cache hits / misses.
+pub const CACHE_HITS: &str = "ossmount_cache_hits_total";
+pub const CACHE_MISSES: &str = "ossmount_cache_misses_total";
+/// Gauge: bytes held by the block cache.
+pub const CACHE_BYTES: &str = "ossmount_cache_bytes";
+/// Gauge: prefetch requests in flight.
+pub const PREFETCH_IN_FLIGHT: &str = "ossmount_prefetch_in_flight";
+/// Gauge: upload parts queued or in flight.
+pub const UPLOAD_QUEUE_DEPTH: &str = "ossmount_upload_queue_depth";
+/// Counter: credential refreshes, label `result` (`ok`/`error`).
+pub const CREDENTIAL_REFRESHES: &str = "ossmount_credential_refreshes_total";
+/// Counter: FUSE operations, labels `op`, `result` (`ok` or errno name).
+pub const FUSE_OPS: &str = "ossmount_fuse_ops_total";
+/// Histogram (seconds): FUSE operation latency, label `op`.
+pub const FUSE_OP_SECONDS: &str = "ossmount_fuse_op_duration_seconds";
+/// Counter: bytes returned to applications by read().
+pub const FUSE_BYTES_READ: &str = "ossmount_fuse_bytes_read_total";
+/// Counter: bytes accepted from applications by write().
+pub const FUSE_BYTES_WRITTEN: &str = "ossmount_fuse_bytes_written_total";
