@@ -316,6 +316,16 @@ fn official_vectors() {
     check_file("tests/data/sign-vectors.json", 17);
 }
 
+#[test]
+fn extra_vectors_from_python_sdk() {
+    let path = "tests/data/sign-vectors-extra.json";
+    if std::path::Path::new(path).exists() {
+        check_file(path, 20);
+    } else {
+        panic!("{path} missing: run scripts/gen_sign_vectors.py");
+    }
+}
+
 /// The debug signing keys in the official file match ours.
 #[test]
 fn official_signing_keys() {
