@@ -4,6 +4,7 @@ parametrised over both)."""
 import concurrent.futures
 import hashlib
 import os
+from urllib.parse import quote, unquote
 
 import pytest
 
@@ -15,8 +16,11 @@ ODD_KEYS = [
     "中文/文件.txt",
     "emoji/😀🚀.bin",
     "plus+percent%hash#q?eq=amp&tilde~",
-    "a/../b",
-    "./dot",
+    # The SDK puts dot segments into the URL verbatim and its HTTP stack (requests /
+    # urllib3) removes them, so it signs one key and addresses another; real OSS would
+    # refuse these requests too. ossmount's own client joins such segments with %2F.
+    pytest.param("a/../b", marks=pytest.mark.xfail(reason="SDK URL normalisation")),
+    pytest.param("./dot", marks=pytest.mark.xfail(reason="SDK URL normalisation")),
     "dir//double",
     "trailing-dot.",
 ]
@@ -160,10 +164,12 @@ def test_append_and_position_errors(client, prefix):
 def test_symlink(client, prefix):
     client.put_object(oss.PutObjectRequest(bucket=BUCKET, key=prefix + "target file",
                                            body=b"pointed at"))
+    # OSS documents the target as URL-encoded like an object name (oss2 encodes it and
+    # decodes it on read); the v2 SDK passes the header through, so the caller encodes.
     client.put_symlink(oss.PutSymlinkRequest(bucket=BUCKET, key=prefix + "link",
-                                             target=prefix + "target file"))
+                                             target=quote(prefix + "target file")))
     got = client.get_symlink(oss.GetSymlinkRequest(bucket=BUCKET, key=prefix + "link"))
-    assert got.target == prefix + "target file"
+    assert unquote(got.target) == prefix + "target file"
     _, data = get_bytes(client, prefix + "link")
     assert data == b"pointed at"
 
@@ -198,12 +204,10 @@ def test_error_cases(client, emulator, prefix, request):
 
 def test_sts_credentials_from_metadata(emulator, prefix):
     ak, sk, token = sts_from_metadata(emulator)
-    for version in ("v4", "v1"):
-        c = make_client(emulator, version, ak=ak, sk=sk, token=token)
-        key = f"{prefix}{version}"
-        c.put_object(oss.PutObjectRequest(bucket=BUCKET, key=key, body=b"sts"))
-        _, data = get_bytes(c, key)
-        assert data == b"sts"
+    c = make_client(emulator, "v4", ak=ak, sk=sk, token=token)
+    c.put_object(oss.PutObjectRequest(bucket=BUCKET, key=prefix + "sts", body=b"sts"))
+    _, data = get_bytes(c, prefix + "sts")
+    assert data == b"sts"
     # A token that does not belong to the key is refused.
     c = make_client(emulator, "v4", ak=ak, sk=sk, token=token + "tampered")
     with pytest.raises(oss.exceptions.OperationError) as e:
@@ -211,11 +215,34 @@ def test_sts_credentials_from_metadata(emulator, prefix):
     assert service_error(e).status_code == 403
 
 
-def test_presigned_get(emulator, prefix):
+@pytest.mark.xfail(reason="SignerV1 sends the STS token as a 'security-token' header "
+                          "instead of x-oss-security-token (docs/PROTOCOL.md 1.4)")
+def test_sts_v1_header_token_placement(emulator, prefix):
+    ak, sk, token = sts_from_metadata(emulator)
+    c = make_client(emulator, "v1", ak=ak, sk=sk, token=token)
+    c.put_object(oss.PutObjectRequest(bucket=BUCKET, key=prefix + "sts-v1", body=b"sts"))
+
+
+@pytest.mark.parametrize("version,sts", [("v4", False), ("v4", True), ("v1", False),
+                                          ("v1", True)])
+def test_presigned_get(emulator, prefix, version, sts):
+    import urllib.error
     import urllib.request
-    c = make_client(emulator, "v4")
-    c.put_object(oss.PutObjectRequest(bucket=BUCKET, key=prefix + "shared file",
-                                      body=b"presigned"))
+    if sts:
+        ak, sk, token = sts_from_metadata(emulator)
+        c = make_client(emulator, version, ak=ak, sk=sk, token=token)
+        make_client(emulator, "v4", ak=ak, sk=sk, token=token).put_object(
+            oss.PutObjectRequest(bucket=BUCKET, key=prefix + "shared file", body=b"presigned"))
+    else:
+        c = make_client(emulator, version)
+        c.put_object(oss.PutObjectRequest(bucket=BUCKET, key=prefix + "shared file",
+                                          body=b"presigned"))
     pre = c.presign(oss.GetObjectRequest(bucket=BUCKET, key=prefix + "shared file"))
     with urllib.request.urlopen(pre.url, timeout=5) as r:
         assert r.read() == b"presigned"
+    # Tampering with the signed key is refused.
+    bad = pre.url.replace("shared%20file", "other%20file")
+    assert bad != pre.url
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(bad, timeout=5)
+    assert e.value.code == 403
