@@ -1,0 +1,1 @@
+//! Server-side verification of signed requests (used by the emulator).
