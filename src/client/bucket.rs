@@ -1,0 +1,1 @@
+//! Bucket- and service-level requests: GetBucketInfo, DescribeRegions.
