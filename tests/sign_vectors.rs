@@ -7,6 +7,7 @@
 use std::time::{Duration, SystemTime};
 
 use ossmount::credentials::{Credentials, Secret};
+use ossmount::sign::verify;
 use ossmount::sign::{
     self, SignableRequest, SigningParams, parse_http_date, presign_v1, presign_v4, sign_v1_header,
     sign_v4_header, v1_string_to_sign, v4_canonical_request, v4_scope, v4_signature,
@@ -286,6 +287,85 @@ fn check(v: &Value) -> Result<(), String> {
     }
 }
 
+/// Signs the vector's request with our signer, assembles the request as it would be
+/// received, and checks that the server-side verifier accepts it (and rejects it with
+/// a wrong secret).
+fn check_verifier(v: &Value) -> Result<(), String> {
+    let input = &v["input"];
+    let s = |k: &str| input.get(k).and_then(Value::as_str);
+    let query = parse_query(input)?;
+    let headers = parse_headers(input);
+    let req = SignableRequest {
+        method: s("method").ok_or("method")?,
+        bucket: s("bucket"),
+        key: s("key"),
+        query: &query,
+        headers: &headers,
+    };
+    let mut creds = Credentials::new(
+        s("access_key_id").ok_or("access_key_id")?,
+        s("access_key_secret").ok_or("access_key_secret")?,
+    );
+    creds.security_token = s("security_token").map(Secret::new);
+    let time = parse_time(&input["time"])?;
+    let additional = str_list(input.get("additional_headers"));
+    let region = s("region").unwrap_or("cn-hangzhou");
+    let product = s("product").unwrap_or("oss");
+    let p = SigningParams {
+        region,
+        product,
+        time,
+        additional_headers: &additional,
+    };
+    let query_auth = s("auth_method") == Some("query");
+    let v4 = s("signature_version") == Some("v4");
+    let mut sent_headers = headers.clone();
+    let mut sent_query = query.clone();
+    if query_auth {
+        let added = if v4 {
+            let expiration = parse_time(&input["expiration"])?;
+            let expires = expiration.duration_since(time).map_err(|e| e.to_string())?;
+            presign_v4(&req, &creds, &p, expires).map_err(|e| e.to_string())?
+        } else {
+            presign_v1(
+                &req,
+                &creds,
+                input["expiration"].as_u64().ok_or("expiration")?,
+            )
+        };
+        sent_query.retain(|(n, _)| !added.iter().any(|(a, _)| a == n));
+        sent_query.extend(added.into_iter().map(|(n, v)| (n, Some(v))));
+    } else {
+        let added = if v4 {
+            sign_v4_header(&req, &creds, &p)
+        } else {
+            sign_v1_header(&req, &creds, time)
+        };
+        sent_headers.retain(|(n, _)| !added.iter().any(|(a, _)| n.eq_ignore_ascii_case(a)));
+        sent_headers.extend(added);
+    }
+    let sent = SignableRequest {
+        query: &sent_query,
+        headers: &sent_headers,
+        ..req
+    };
+    let auth = verify::parse_auth(&sent)
+        .map_err(|e| e.to_string())?
+        .ok_or("verifier saw an anonymous request")?;
+    let opts = verify::VerifyOptions {
+        region,
+        product,
+        now: time,
+        max_skew: verify::MAX_CLOCK_SKEW,
+    };
+    verify::verify(&sent, &auth, creds.access_key_secret.expose(), &opts)
+        .map_err(|e| format!("verifier refused our own signature: {e:?}"))?;
+    if verify::verify(&sent, &auth, "wrong-secret", &opts).is_ok() {
+        return Err("verifier accepted a wrong secret".into());
+    }
+    Ok(())
+}
+
 fn check_file(path: &str, min_vectors: usize) {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
     let doc: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {path}: {e}"));
@@ -300,6 +380,9 @@ fn check_file(path: &str, min_vectors: usize) {
         let id = v["id"].as_str().unwrap_or("?");
         if let Err(e) = check(v) {
             failures.push(format!("{id}: {e}"));
+        }
+        if let Err(e) = check_verifier(v) {
+            failures.push(format!("{id} (verifier): {e}"));
         }
     }
     assert!(
