@@ -42,7 +42,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-pub use bucket::{BucketInfo, RegionInfo};
+pub use bucket::{BucketInfo, RegionSource};
 pub use config::{ClientConfig, UrlStyle, default_user_agent};
 pub use list::DeleteReport;
 pub use request::MAX_KEY_BYTES;

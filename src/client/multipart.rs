@@ -15,7 +15,6 @@ use std::ops::Range;
 use reqwest::Method;
 
 use super::OssClient;
-use super::error::header_str;
 use super::object::{
     SLOW_OP_TIMEOUT_FACTOR, apply_put_options, check_crc, copy_source, crc_of, etag_of,
 };
