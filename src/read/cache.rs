@@ -134,6 +134,31 @@ impl BlockCache {
         Some(data)
     }
 
+    /// `range` (block-aligned) assembled from the disk tier, only if every block is
+    /// there; blocks found are promoted to memory.
+    pub async fn get_range_from_disk(
+        &self,
+        key: &Arc<str>,
+        etag: &Arc<str>,
+        range: std::ops::Range<u64>,
+    ) -> Option<Bytes> {
+        let disk = self.disk.as_ref()?;
+        let first = range.start / self.block_size;
+        let last = range.end.checked_sub(1)? / self.block_size;
+        let mut out = bytes::BytesMut::with_capacity((range.end - range.start) as usize);
+        for index in first..=last {
+            let id = BlockId {
+                key: key.clone(),
+                etag: etag.clone(),
+                index,
+            };
+            let data = disk.get(&id).await?;
+            out.extend_from_slice(&data);
+            self.insert(id, data);
+        }
+        (out.len() as u64 == range.end - range.start).then(|| out.freeze())
+    }
+
     /// Whether the memory tier holds the block (no LRU promotion, no metrics).
     pub fn contains(&self, id: &BlockId) -> bool {
         self.lock().lru.contains(id)
@@ -150,6 +175,17 @@ impl BlockCache {
                 return None;
             }
         }
+    }
+
+    /// Reservation for read-ahead: like [`BlockCache::try_reserve`], but refused when
+    /// buffers outside the cache (prefetch and demand) would exceed 3/4 of the budget, so
+    /// idle read-ahead can never starve a reader that is waiting for data.
+    pub fn try_reserve_prefetch(&self, bytes: u64) -> Option<BudgetPermit> {
+        let outside_cache = self.budget.used().saturating_sub(self.used_bytes());
+        if outside_cache + bytes > self.budget.limit() / 4 * 3 {
+            return None;
+        }
+        self.try_reserve(bytes)
     }
 
     /// Like [`BlockCache::try_reserve`] but waits for prefetch buffers to be released.

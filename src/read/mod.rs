@@ -27,6 +27,7 @@
 pub mod budget;
 pub mod cache;
 pub mod disk_cache;
+pub mod prefetch;
 pub mod reader;
 pub mod window;
 
