@@ -360,3 +360,47 @@ async fn disk_tier_serves_evicted_blocks() {
     assert_eq!(&b[..], &data[BLOCK as usize..BLOCK as usize + 1000]);
     assert_eq!(store.gets().len(), before, "block should come from disk");
 }
+
+#[tokio::test]
+async fn large_reads_fetch_in_parallel() {
+    let fx = Fixture::new(64 * BLOCK);
+    fx.store.set_delay(Duration::from_millis(20));
+    let (data, mut r) = fx.object("big", 40 * BLOCK as usize);
+    let off = 3 * BLOCK + 5;
+    let b = r.read(off, 16 * BLOCK as u32).await.unwrap();
+    assert_eq!(&b[..], &data[off as usize..(off + 16 * BLOCK) as usize]);
+    let gets = fx.store.gets();
+    assert!(
+        gets.iter().all(|g| g.end - g.start <= 4 * BLOCK),
+        "{gets:?}"
+    );
+    assert!(fx.store.max_in_flight.load(Ordering::SeqCst) >= 3);
+}
+
+#[tokio::test]
+async fn crc_is_verified_for_slightly_reordered_reads() {
+    let fx = Fixture::new(64 * BLOCK);
+    let data = pattern(8 * BLOCK as usize, 2);
+    let (etag, crc) = fx.store.put("ooo", data.clone());
+    let chunk = 32 * 1024u64;
+    let n = data.len() as u64 / chunk;
+    // Pairs of reads swapped, like parallel FUSE requests answered out of order.
+    let order: Vec<u64> = (0..n).map(|i| i ^ 1).collect();
+    let mut good = fx.reader("ooo", etag.clone(), data.len() as u64, Some(crc));
+    for &i in &order {
+        let b = good.read(i * chunk, chunk as u32).await.unwrap();
+        assert_eq!(
+            &b[..],
+            &data[(i * chunk) as usize..((i + 1) * chunk) as usize]
+        );
+    }
+    let mut bad = fx.reader("ooo", etag, data.len() as u64, Some(crc ^ 0xff));
+    let mut failed = false;
+    for &i in &order {
+        if let Err(e) = bad.read(i * chunk, chunk as u32).await {
+            assert!(matches!(e, ReadError::CrcMismatch { .. }), "{e}");
+            failed = true;
+        }
+    }
+    assert!(failed, "reordered reads must still be verified");
+}

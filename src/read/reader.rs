@@ -26,12 +26,22 @@ use super::{ReadConfig, ReadError};
 use crate::store::{ObjectStore, StoreError};
 
 /// Incremental CRC64 of the bytes handed to the application in order.
+///
+/// The kernel may deliver the reads of one handle slightly out of order (parallel FUSE
+/// requests, readahead), so data that arrives ahead of the hashed prefix is parked
+/// (zero-copy `Bytes`, at most [`MAX_PARKED`] bytes) until the gap is filled. A reader that
+/// skips data is simply not verified.
 struct CrcTracker {
     expected: Option<u64>,
     digest: crc_fast::Digest,
-    /// Bytes hashed so far; `None` once the order was broken by a forward jump.
+    /// Bytes hashed so far; `None` once verification was given up.
     hashed: Option<u64>,
+    parked: std::collections::BTreeMap<u64, Bytes>,
+    parked_bytes: u64,
 }
+
+/// Most out-of-order data kept for the CRC check.
+const MAX_PARKED: u64 = 16 * 1024 * 1024;
 
 impl CrcTracker {
     fn new(expected: Option<u64>) -> Self {
@@ -39,33 +49,61 @@ impl CrcTracker {
             expected,
             digest: crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Xz),
             hashed: expected.map(|_| 0),
+            parked: Default::default(),
+            parked_bytes: 0,
         }
+    }
+
+    fn give_up(&mut self) {
+        self.hashed = None;
+        self.parked.clear();
+        self.parked_bytes = 0;
     }
 
     /// Feeds the bytes `data` found at `offset`; returns `(computed, expected)` when the
     /// whole object has been hashed and the sums differ.
-    fn observe(&mut self, offset: u64, data: &[u8], size: u64) -> Option<(u64, u64)> {
-        let (Some(expected), Some(hashed)) = (self.expected, self.hashed) else {
-            return None;
-        };
+    fn observe(&mut self, offset: u64, data: &Bytes, size: u64) -> Option<(u64, u64)> {
+        let hashed = self.hashed?;
+        let expected = self.expected?;
         if offset > hashed {
-            self.hashed = None;
+            self.parked_bytes += data.len() as u64;
+            if self.parked_bytes > MAX_PARKED {
+                self.give_up();
+            } else if let Some(old) = self.parked.insert(offset, data.clone()) {
+                self.parked_bytes -= old.len() as u64;
+            }
             return None;
         }
-        let end = offset + data.len() as u64;
-        if end > hashed {
-            self.digest.update(&data[(hashed - offset) as usize..]);
-            self.hashed = Some(end);
-            if end == size {
-                let computed = self.digest.finalize();
-                // Verified once; re-reads of the tail must not re-hash.
-                self.expected = None;
-                if computed != expected {
-                    return Some((computed, expected));
-                }
+        let mut hashed = self.hash_from(hashed, offset, data);
+        while let Some(entry) = self.parked.first_entry() {
+            if *entry.key() > hashed {
+                break;
+            }
+            let (off, piece) = entry.remove_entry();
+            self.parked_bytes -= piece.len() as u64;
+            hashed = self.hash_from(hashed, off, &piece);
+        }
+        self.hashed = Some(hashed);
+        if hashed == size {
+            let computed = self.digest.finalize();
+            // Verified once; re-reads of the tail must not re-hash.
+            self.expected = None;
+            self.give_up();
+            if computed != expected {
+                return Some((computed, expected));
             }
         }
         None
+    }
+
+    /// Hashes the part of `data` (at `offset` ≤ `hashed`) beyond `hashed`.
+    fn hash_from(&mut self, hashed: u64, offset: u64, data: &[u8]) -> u64 {
+        let end = offset + data.len() as u64;
+        if end <= hashed {
+            return hashed;
+        }
+        self.digest.update(&data[(hashed - offset) as usize..]);
+        end
     }
 }
 
@@ -305,6 +343,17 @@ impl ObjectReader {
         let len = self.request_len(block_start, want, self.max_request.max(self.first_request));
         let permit = self.src.cache.reserve(len).await;
         self.queue.push_fetch(&self.src, len, permit);
+        // A read larger than one request: start the rest now, in parallel, with whatever
+        // memory is free (anything not started here becomes a demand request later).
+        let read_end = window::block_ceil(end, self.block_size, self.src.size);
+        while self.queue.end() < read_end {
+            let start = self.queue.end();
+            let len = self.request_len(start, read_end, self.max_request);
+            let Some(permit) = self.src.cache.try_reserve(len) else {
+                break;
+            };
+            self.queue.push_fetch(&self.src, len, permit);
+        }
         match self.queue.data_at(pos).await {
             Some(found) => found,
             None => Err(StoreError::InvalidResponse {
@@ -315,7 +364,7 @@ impl ObjectReader {
         }
     }
 
-    fn verify(&mut self, offset: u64, data: &[u8]) -> Result<(), ReadError> {
+    fn verify(&mut self, offset: u64, data: &Bytes) -> Result<(), ReadError> {
         if let Some((computed, expected)) = self.crc.observe(offset, data, self.src.size) {
             tracing::error!(key = %self.src.key, computed, expected, "CRC64 mismatch on read");
             self.src.cache.invalidate_key(&self.src.key);
@@ -337,27 +386,47 @@ mod tests {
         crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Xz, data)
     }
 
+    fn b(s: &'static [u8]) -> Bytes {
+        Bytes::from_static(s)
+    }
+
     #[test]
     fn crc_tracker_accepts_overlapping_in_order_reads() {
         let data = b"123456789";
         let mut t = CrcTracker::new(Some(crc(data)));
         assert_eq!(crc(data), 0x995DC9BBDF1939FA);
-        assert!(t.observe(0, &data[..4], 9).is_none());
-        assert!(t.observe(2, &data[2..6], 9).is_none()); // short backward overlap
-        assert!(t.observe(6, &data[6..], 9).is_none());
+        assert!(t.observe(0, &b(b"1234"), 9).is_none());
+        assert!(t.observe(2, &b(b"3456"), 9).is_none()); // short backward overlap
+        assert!(t.observe(6, &b(b"789"), 9).is_none());
+        assert_eq!(t.hashed, None, "done");
     }
 
     #[test]
-    fn crc_tracker_reports_mismatch_and_ignores_gaps() {
+    fn crc_tracker_reports_mismatch() {
         let mut t = CrcTracker::new(Some(crc(b"123456789")));
-        assert!(t.observe(0, b"1234", 9).is_none());
+        assert!(t.observe(0, &b(b"1234"), 9).is_none());
         assert_eq!(
-            t.observe(4, b"56780", 9).map(|(_, e)| e),
+            t.observe(4, &b(b"56780"), 9).map(|(_, e)| e),
             Some(crc(b"123456789"))
         );
+    }
+
+    #[test]
+    fn crc_tracker_reorders_and_gives_up_on_gaps() {
+        let mut t = CrcTracker::new(Some(crc(b"123456789")));
+        assert!(t.observe(6, &b(b"789"), 9).is_none());
+        assert!(t.observe(3, &b(b"456"), 9).is_none());
+        assert_eq!(t.hashed, Some(0));
+        assert!(t.observe(0, &b(b"123"), 9).is_none());
+        assert_eq!(t.hashed, None, "verified after reordering");
+        // Wrong data delivered out of order is still caught.
+        let mut bad = CrcTracker::new(Some(crc(b"123456789")));
+        assert!(bad.observe(5, &b(b"6789"), 9).is_none());
+        assert!(bad.observe(0, &b(b"12X45"), 9).is_some());
+        // A reader that never fills the gap is not verified (and never errors).
         let mut gap = CrcTracker::new(Some(1));
-        assert!(gap.observe(0, b"12", 9).is_none());
-        assert!(gap.observe(5, b"6789", 9).is_none()); // jumped: not verifiable
-        assert!(gap.observe(2, b"345", 9).is_none());
+        assert!(gap.observe(0, &b(b"12"), 9).is_none());
+        assert!(gap.observe(5, &b(b"6789"), 9).is_none());
+        assert_eq!(gap.hashed, Some(2));
     }
 }
