@@ -33,7 +33,7 @@ use crate::store::{ObjectStore, StoreError};
 /// skips data is simply not verified.
 struct CrcTracker {
     expected: Option<u64>,
-    digest: crc_fast::Digest,
+    digest: crate::crc64::Crc64Hasher,
     /// Bytes hashed so far; `None` once verification was given up.
     hashed: Option<u64>,
     parked: std::collections::BTreeMap<u64, Bytes>,
@@ -47,7 +47,7 @@ impl CrcTracker {
     fn new(expected: Option<u64>) -> Self {
         CrcTracker {
             expected,
-            digest: crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Xz),
+            digest: crate::crc64::Crc64Hasher::new(),
             hashed: expected.map(|_| 0),
             parked: Default::default(),
             parked_bytes: 0,
@@ -85,7 +85,7 @@ impl CrcTracker {
         }
         self.hashed = Some(hashed);
         if hashed == size {
-            let computed = self.digest.finalize();
+            let computed = self.digest.finish();
             // Verified once; re-reads of the tail must not re-hash.
             self.expected = None;
             self.give_up();
@@ -383,7 +383,7 @@ mod tests {
     use super::*;
 
     fn crc(data: &[u8]) -> u64 {
-        crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Xz, data)
+        crate::crc64::crc64(data)
     }
 
     fn b(s: &'static [u8]) -> Bytes {
