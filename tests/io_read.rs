@@ -404,3 +404,39 @@ async fn crc_is_verified_for_slightly_reordered_reads() {
     }
     assert!(failed, "reordered reads must still be verified");
 }
+
+#[tokio::test]
+async fn idle_handles_holding_memory_do_not_block_other_reads() {
+    // Budget 8 blocks; an idle handle holds most of it in read-ahead buffers.
+    let fx = Fixture::new(8 * BLOCK);
+    let (_, mut idle) = fx.object("idle", 40 * BLOCK as usize);
+    for i in 0..8 {
+        idle.read(i * 32 * 1024, 32 * 1024).await.unwrap();
+    }
+    let hog = fx
+        .cache
+        .try_reserve(fx.cache.budget().limit() - fx.cache.budget().used());
+    assert!(hog.is_some());
+    let (data, mut r) = fx.object("busy", 4 * BLOCK as usize);
+    let b = tokio::time::timeout(Duration::from_secs(5), r.read(0, 1000))
+        .await
+        .expect("read must not hang on an exhausted budget")
+        .unwrap();
+    assert_eq!(&b[..], &data[..1000]);
+}
+
+#[test]
+fn reader_and_upload_futures_are_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let fx = Fixture::new(8 * BLOCK);
+    let (_, mut r) = fx.object("s", 10);
+    assert_send(&r.read(0, 1));
+    let mut up = ossmount::write::StreamingUpload::new(
+        fx.store.clone(),
+        Arc::new(Default::default()),
+        "k".into(),
+        Default::default(),
+    );
+    assert_send(&up.write(b"x"));
+    assert_send(&up.finish());
+}

@@ -22,6 +22,9 @@ use super::ReadConfig;
 use super::budget::{BudgetPermit, MemoryBudget};
 use super::disk_cache::DiskCache;
 
+/// Longest wait of a demand read for memory before it proceeds unaccounted.
+pub const DEMAND_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Identity of one cached block.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BlockId {
@@ -188,11 +191,24 @@ impl BlockCache {
         self.try_reserve(bytes)
     }
 
-    /// Like [`BlockCache::try_reserve`] but waits for prefetch buffers to be released.
+    /// Like [`BlockCache::try_reserve`] but waits for buffers to be released. The wait is
+    /// bounded by [`DEMAND_WAIT`]: other handles may hold buffers for a long time (an
+    /// application that opened a file and went idle), and a blocked read must not hang on
+    /// them. After the wait the request proceeds unaccounted (a bounded overshoot of one
+    /// request per blocked read), which is logged.
     pub async fn reserve(&self, bytes: u64) -> BudgetPermit {
-        match self.try_reserve(bytes) {
-            Some(p) => p,
-            None => self.budget.reserve(bytes).await,
+        if let Some(p) = self.try_reserve(bytes) {
+            return p;
+        }
+        match tokio::time::timeout(DEMAND_WAIT, self.budget.reserve(bytes)).await {
+            Ok(p) => p,
+            Err(_) => {
+                tracing::debug!(
+                    bytes,
+                    "memory budget exhausted; reading without reservation"
+                );
+                BudgetPermit::unaccounted()
+            }
         }
     }
 
