@@ -440,3 +440,28 @@ fn reader_and_upload_futures_are_send() {
     assert_send(&up.write(b"x"));
     assert_send(&up.finish());
 }
+
+#[tokio::test]
+async fn simultaneous_readers_share_requests_in_flight() {
+    let fx = Arc::new(Fixture::new(128 * BLOCK));
+    fx.store.set_delay(Duration::from_millis(5));
+    let data = pattern(60 * BLOCK as usize, 6);
+    let (etag, crc) = fx.store.put("together", data.clone());
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let mut r = fx.reader("together", etag.clone(), data.len() as u64, Some(crc));
+        tasks.push(tokio::spawn(
+            async move { read_all(&mut r, 32 * 1024).await },
+        ));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), data);
+    }
+    let fetched: u64 = fx.store.gets().iter().map(|g| g.end - g.start).sum();
+    assert!(
+        fetched <= data.len() as u64 * 5 / 4,
+        "4 readers fetched {fetched} bytes of a {} byte object",
+        data.len()
+    );
+    assert!(fx.cache.inflight().is_empty());
+}

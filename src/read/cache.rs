@@ -21,6 +21,7 @@ use lru::LruCache;
 use super::ReadConfig;
 use super::budget::{BudgetPermit, MemoryBudget};
 use super::disk_cache::DiskCache;
+use super::inflight::InflightRegistry;
 
 /// Longest wait of a demand read for memory before it proceeds unaccounted.
 pub const DEMAND_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
@@ -49,6 +50,7 @@ pub struct BlockCache {
     budget: Arc<MemoryBudget>,
     inner: Mutex<Inner>,
     disk: Option<DiskCache>,
+    inflight: Arc<InflightRegistry>,
 }
 
 impl std::fmt::Debug for BlockCache {
@@ -85,7 +87,13 @@ impl BlockCache {
                 bytes: 0,
             }),
             disk,
+            inflight: Arc::default(),
         })
+    }
+
+    /// GETs in flight, shared by all readers.
+    pub fn inflight(&self) -> &Arc<InflightRegistry> {
+        &self.inflight
     }
 
     pub fn block_size(&self) -> u64 {

@@ -20,11 +20,13 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::ReadError;
 use super::budget::BudgetPermit;
 use super::cache::{BlockCache, BlockId};
+use super::inflight::{FetchOutcome, Inflight, follow};
 use super::window::block_floor;
 use crate::store::{ObjectStore, StoreError};
 
@@ -39,6 +41,11 @@ impl Drop for FetchTask {
 
 enum ChunkState {
     InFlight(FetchTask),
+    /// Another reader's GET (starting at `leader_start`) covers this chunk.
+    Follow {
+        rx: watch::Receiver<FetchOutcome>,
+        leader_start: u64,
+    },
     Ready(Bytes),
 }
 
@@ -133,23 +140,40 @@ impl Source {
         }
     }
 
-    /// Spawns the GET of `range` (block-aligned); the task caches what it fetched.
+    /// Spawns the GET of `range` (block-aligned), registered so other readers can follow
+    /// it; the task caches what it fetched.
     fn spawn(&self, range: Range<u64>) -> FetchTask {
         let src = self.clone();
+        let registration = self.cache.inflight().register(
+            &self.key,
+            &self.etag,
+            range.clone(),
+            self.cache.block_size(),
+        );
         FetchTask(tokio::spawn(async move {
             let _guard = InFlightGuard::new();
-            if let Some(data) = src
+            let result = match src
                 .cache
                 .get_range_from_disk(&src.key, &src.etag, range.clone())
                 .await
             {
-                return Ok(data);
-            }
-            let data =
-                fetch_range(&*src.store, &src.key, &src.etag, src.size, range.clone()).await?;
-            src.cache
-                .insert_range(&src.key, &src.etag, range.start, &data);
-            Ok(data)
+                Some(data) => Ok(data),
+                None => {
+                    let fetched =
+                        fetch_range(&*src.store, &src.key, &src.etag, src.size, range.clone())
+                            .await;
+                    if let Ok(data) = &fetched {
+                        src.cache
+                            .insert_range(&src.key, &src.etag, range.start, data);
+                    }
+                    fetched
+                }
+            };
+            registration.publish(match &result {
+                Ok(data) => FetchOutcome::Done(data.clone()),
+                Err(_) => FetchOutcome::Failed,
+            });
+            result
         }))
     }
 }
@@ -217,6 +241,21 @@ impl Queue {
         });
     }
 
+    /// Appends a chunk served by another reader's GET, from `end()` to the end of that
+    /// GET but not beyond `limit`.
+    pub fn push_follow(&mut self, leader: Inflight, limit: u64) {
+        let range = self.next_fetch..leader.range.end.min(limit).max(self.next_fetch);
+        self.next_fetch = range.end;
+        self.chunks.push_back(Chunk {
+            range,
+            state: ChunkState::Follow {
+                rx: leader.rx,
+                leader_start: leader.range.start,
+            },
+            _permit: None,
+        });
+    }
+
     /// Appends data already at hand (a cached block) at `end()`.
     pub fn push_ready(&mut self, data: Bytes) {
         let range = self.next_fetch..self.next_fetch + data.len() as u64;
@@ -231,12 +270,29 @@ impl Queue {
     /// The data of the chunk containing `pos` and that chunk's start, waiting for its
     /// request if needed. `None` if `pos` is not queued. A failed request clears the
     /// queue and returns its error.
-    pub async fn data_at(&mut self, pos: u64) -> Option<Result<(u64, Bytes), ReadError>> {
+    pub async fn data_at(
+        &mut self,
+        pos: u64,
+        src: &Source,
+    ) -> Option<Result<(u64, Bytes), ReadError>> {
         let i = self
             .chunks
             .iter()
             .position(|c| c.range.start <= pos && pos < c.range.end)?;
-        let start = self.chunks[i].range.start;
+        let range = self.chunks[i].range.clone();
+        if let ChunkState::Follow { rx, leader_start } = &self.chunks[i].state {
+            let leader_start = *leader_start;
+            let followed = follow(rx.clone()).await.and_then(|data| {
+                let from = (range.start - leader_start) as usize;
+                let to = (range.end - leader_start) as usize;
+                (to <= data.len()).then(|| data.slice(from..to))
+            });
+            self.chunks[i].state = match followed {
+                Some(data) => ChunkState::Ready(data),
+                // The other reader's GET failed or was cancelled: fetch it ourselves.
+                None => ChunkState::InFlight(src.spawn(range.clone())),
+            };
+        }
         if let ChunkState::InFlight(task) = &mut self.chunks[i].state {
             let res = match (&mut task.0).await {
                 Ok(r) => r,
@@ -253,8 +309,8 @@ impl Queue {
             }
         }
         match &self.chunks[i].state {
-            ChunkState::Ready(b) => Some(Ok((start, b.clone()))),
-            ChunkState::InFlight(_) => None,
+            ChunkState::Ready(b) => Some(Ok((range.start, b.clone()))),
+            _ => None,
         }
     }
 }

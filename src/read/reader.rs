@@ -236,21 +236,34 @@ impl ObjectReader {
         Ok(data)
     }
 
+    /// Queues what needs no request at `queue.end()`: a cached block, or another
+    /// reader's GET in flight. Returns false when a request of our own is needed.
+    fn queue_shared(&mut self) -> bool {
+        let id = self.src.block_id(self.queue.end() / self.block_size);
+        if self.src.cache.contains(&id)
+            && let Some(block) = self.src.cache.get(&id)
+        {
+            self.queue.push_ready(block);
+            return true;
+        }
+        if let Some(leader) = self.src.cache.inflight().lookup(&id) {
+            self.queue.push_follow(leader, self.src.size);
+            return true;
+        }
+        false
+    }
+
     /// Queues read-ahead up to `target_end` without waiting for memory.
     fn top_up(&mut self) {
         let mut in_flight = self.queue.in_flight();
         while self.queue.end() < self.target_end {
-            let start = self.queue.end();
-            let id = self.src.block_id(start / self.block_size);
-            if self.src.cache.contains(&id)
-                && let Some(block) = self.src.cache.get(&id)
-            {
-                self.queue.push_ready(block);
+            if self.queue_shared() {
                 continue;
             }
             if in_flight >= self.max_parallel {
                 break;
             }
+            let start = self.queue.end();
             let len = self.request_len(start, self.target_end, self.max_request);
             let Some(permit) = self.src.cache.try_reserve_prefetch(len) else {
                 break;
@@ -261,17 +274,16 @@ impl ObjectReader {
     }
 
     /// Length of a request starting at block-aligned `start` that covers up to `to`
-    /// (rounded up to a block), at most `max` bytes, stopping before a block the memory
-    /// cache already holds.
+    /// (rounded up to a block), at most `max` bytes, stopping before a block that is
+    /// cached or being fetched already.
     fn request_len(&self, start: u64, to: u64, max: u64) -> u64 {
         let end = window::block_ceil(to, self.block_size, self.src.size).min(start + max);
         let mut stop = (start + self.block_size).min(self.src.size);
-        while stop < end
-            && !self
-                .src
-                .cache
-                .contains(&self.src.block_id(stop / self.block_size))
-        {
+        while stop < end {
+            let id = self.src.block_id(stop / self.block_size);
+            if self.src.cache.contains(&id) || self.src.cache.inflight().contains(&id) {
+                break;
+            }
             stop = (stop + self.block_size).min(end);
         }
         stop - start
@@ -309,7 +321,7 @@ impl ObjectReader {
 
     /// Some data covering `pos`, with the offset where that data starts.
     async fn data_at(&mut self, pos: u64, end: u64) -> Result<(u64, Bytes), ReadError> {
-        if let Some(found) = self.queue.data_at(pos).await {
+        if let Some(found) = self.queue.data_at(pos, &self.src).await {
             return found;
         }
         let index = pos / self.block_size;
@@ -339,14 +351,19 @@ impl ObjectReader {
         if block_start != self.queue.end() {
             self.queue.reset_to(pos, self.block_size);
         }
-        let want = end.max(block_start + self.first_request);
-        let len = self.request_len(block_start, want, self.max_request.max(self.first_request));
-        let permit = self.src.cache.reserve(len).await;
-        self.queue.push_fetch(&self.src, len, permit);
+        if !self.queue_shared() {
+            let want = end.max(block_start + self.first_request);
+            let len = self.request_len(block_start, want, self.max_request.max(self.first_request));
+            let permit = self.src.cache.reserve(len).await;
+            self.queue.push_fetch(&self.src, len, permit);
+        }
         // A read larger than one request: start the rest now, in parallel, with whatever
         // memory is free (anything not started here becomes a demand request later).
         let read_end = window::block_ceil(end, self.block_size, self.src.size);
         while self.queue.end() < read_end {
+            if self.queue_shared() {
+                continue;
+            }
             let start = self.queue.end();
             let len = self.request_len(start, read_end, self.max_request);
             let Some(permit) = self.src.cache.try_reserve(len) else {
@@ -354,7 +371,7 @@ impl ObjectReader {
             };
             self.queue.push_fetch(&self.src, len, permit);
         }
-        match self.queue.data_at(pos).await {
+        match self.queue.data_at(pos, &self.src).await {
             Some(found) => found,
             None => Err(StoreError::InvalidResponse {
                 operation: "GetObject".into(),
