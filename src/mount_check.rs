@@ -1,0 +1,1 @@
+//! Mountpoint checks
