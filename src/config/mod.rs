@@ -28,6 +28,10 @@ use crate::cli::args::{
     parse_mode,
 };
 use crate::credentials::Secret;
+use crate::endpoint::{
+    EndpointConfig as EndpointConfigParse, EndpointError, normalize_region, region_from_host,
+    validate_bucket_name,
+};
 use mount_options::{MountOption, is_ignored_generic, parse_option_lists};
 use units::{format_duration, format_size, parse_duration, parse_size};
 
@@ -51,12 +55,11 @@ pub const DEFAULT_DIR_MODE: u32 = 0o755;
 /// the user, saying what is wrong and how to fix it.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
-    #[error("invalid bucket name '{name}': {reason}")]
-    InvalidBucket { name: String, reason: String },
+    /// Bucket name, region or endpoint rejected by [`crate::endpoint`].
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
     #[error("invalid prefix '{prefix}': {reason}")]
     InvalidPrefix { prefix: String, reason: String },
-    #[error("invalid region '{region}': {reason}")]
-    InvalidRegion { region: String, reason: String },
     #[error("invalid value for {option}: {reason}")]
     InvalidValue { option: String, reason: String },
     #[error("unknown mount option '{name}'{hint}")]
@@ -82,8 +85,8 @@ pub enum SignatureVersion {
 /// Where and how to reach OSS.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EndpointConfig {
-    /// Region id without the `oss-` prefix (`cn-hangzhou`); None only with a custom
-    /// endpoint and V1 signing.
+    /// Region id without the `oss-` prefix (`cn-hangzhou`). None when not given: with a
+    /// custom endpoint and V1 signing, or to be detected from the ECS metadata service.
     pub region: Option<String>,
     /// Explicit endpoint as given (host, host:port or URL).
     pub endpoint: Option<String>,
@@ -342,35 +345,6 @@ pub fn parse_bucket_spec(spec: &str) -> Result<(String, String), ConfigError> {
     Ok((bucket.to_string(), normalize_prefix(prefix)?))
 }
 
-/// OSS bucket names: 3–63 characters of `[a-z0-9-]`, not starting or ending with `-`.
-pub fn validate_bucket_name(name: &str) -> Result<(), ConfigError> {
-    let bad = |reason: &str| ConfigError::InvalidBucket {
-        name: name.to_string(),
-        reason: reason.to_string(),
-    };
-    if name.is_empty() {
-        return Err(bad("empty bucket name"));
-    }
-    if !(3..=63).contains(&name.len()) {
-        return Err(bad("must be 3 to 63 characters long"));
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
-    {
-        let reason = if c.is_ascii_uppercase() {
-            "only lower-case letters, digits and '-' are allowed (no upper case)".to_string()
-        } else {
-            format!("only lower-case letters, digits and '-' are allowed, found {c:?}")
-        };
-        return Err(bad(&reason));
-    }
-    if name.starts_with('-') || name.ends_with('-') {
-        return Err(bad("must not start or end with '-'"));
-    }
-    Ok(())
-}
-
 /// `logs` → `logs/`, `/a/b/` → `a/b/`; rejects empty, `.` and `..` segments, which could
 /// not be shown as directories.
 pub fn normalize_prefix(prefix: &str) -> Result<String, ConfigError> {
@@ -400,50 +374,6 @@ pub fn normalize_prefix(prefix: &str) -> Result<String, ConfigError> {
     Ok(normalized)
 }
 
-/// Region ids are `[a-z0-9-]+`; a leading `oss-` (as DescribeRegions prints it) is removed.
-pub fn normalize_region(region: &str) -> Result<String, ConfigError> {
-    let r = region.trim();
-    let r = r.strip_prefix("oss-").unwrap_or(r);
-    let bad = |reason: &str| ConfigError::InvalidRegion {
-        region: region.to_string(),
-        reason: reason.to_string(),
-    };
-    if r.is_empty() {
-        return Err(bad("empty region"));
-    }
-    if !r
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        || r.starts_with('-')
-        || r.ends_with('-')
-    {
-        return Err(bad(
-            "expected a region id such as cn-hangzhou or ap-southeast-1 (see `ossmount regions`)",
-        ));
-    }
-    Ok(r.to_string())
-}
-
-/// `oss-cn-hangzhou.aliyuncs.com` or `oss-cn-hangzhou-internal.aliyuncs.com` (with or
-/// without scheme and bucket) → `cn-hangzhou`.
-pub fn region_from_endpoint(endpoint: &str) -> Option<String> {
-    let host = endpoint
-        .split_once("://")
-        .map_or(endpoint, |(_, rest)| rest)
-        .split(['/', ':'])
-        .next()?;
-    let label = host
-        .strip_suffix(".aliyuncs.com")?
-        .rsplit('.')
-        .next()?
-        .strip_prefix("oss-")?;
-    let region = label.strip_suffix("-internal").unwrap_or(label);
-    if region == "accelerate" || region == "accelerate-overseas" {
-        return None;
-    }
-    normalize_region(region).ok()
-}
-
 fn resolve_endpoint(conn: &ConnectionArgs) -> Result<EndpointConfig, ConfigError> {
     if conn.internal && conn.accelerate {
         return Err(ConfigError::Conflict(
@@ -466,31 +396,34 @@ fn resolve_endpoint(conn: &ConnectionArgs) -> Result<EndpointConfig, ConfigError
             "--cname needs --endpoint set to the custom domain bound to the bucket".into(),
         ));
     }
-    if let Some(ep) = &conn.endpoint {
-        validate_endpoint(ep)?;
-    }
+    let parsed_endpoint = conn
+        .endpoint
+        .as_deref()
+        .map(|ep| EndpointConfigParse::parse(ep, conn.disable_ssl, conn.path_style, conn.cname))
+        .transpose()?;
     let signature_version = match conn.signature_version {
         Some(SignatureVersionArg::V1) => SignatureVersion::V1,
         Some(SignatureVersionArg::V4) | None => SignatureVersion::V4,
     };
-    let (region, region_source) = match (&conn.region, &conn.endpoint) {
+    let (region, region_source) = match (&conn.region, &parsed_endpoint) {
         (Some(r), _) => (Some(normalize_region(r)?), "--region".to_string()),
-        (None, Some(ep)) => match region_from_endpoint(ep) {
+        (None, Some(ep)) => match region_from_host(&ep.host) {
             Some(r) => (Some(r), "inferred from --endpoint".to_string()),
             None if signature_version == SignatureVersion::V1 => {
                 (None, "none (V1 signing does not need one)".to_string())
             }
             None => {
                 return Err(ConfigError::Missing(format!(
-                    "cannot tell the region from endpoint '{ep}'; V4 signing needs it: add --region (or --signature-version 1)"
+                    "cannot tell the region from endpoint '{}'; V4 signing needs it: add --region (or --signature-version 1)",
+                    ep.host
                 )));
             }
         },
-        (None, None) => {
-            return Err(ConfigError::Missing(
-                "no region: pass --region (e.g. cn-hangzhou; `ossmount regions` lists them) or --endpoint".into(),
-            ));
-        }
+        (None, None) => (
+            None,
+            "not given: detected from the ECS metadata service if running on Alibaba Cloud"
+                .to_string(),
+        ),
     };
     let connect_timeout = conn.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
     let readwrite_timeout = conn.readwrite_timeout.unwrap_or(DEFAULT_READWRITE_TIMEOUT);
@@ -528,27 +461,6 @@ fn resolve_endpoint(conn: &ConnectionArgs) -> Result<EndpointConfig, ConfigError
         retries,
         region_source,
     })
-}
-
-fn validate_endpoint(ep: &str) -> Result<(), ConfigError> {
-    let bad = |reason: &str| ConfigError::InvalidValue {
-        option: "--endpoint".into(),
-        reason: format!("'{ep}': {reason}"),
-    };
-    let rest = match ep.split_once("://") {
-        Some((scheme, rest)) => {
-            if scheme != "http" && scheme != "https" {
-                return Err(bad("the scheme must be http or https"));
-            }
-            rest
-        }
-        None => ep,
-    };
-    let host = rest.split('/').next().unwrap_or("");
-    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c == '@') {
-        return Err(bad("expected a host name, host:port or URL"));
-    }
-    Ok(())
 }
 
 fn resolve_credentials(

@@ -56,7 +56,7 @@ fn unknown_option_suggests_a_name() {
         e.to_string(),
         "unknown mount option 'regoin' (did you mean 'region'?)"
     );
-    let e = resolve(&["-o", "frobnicate", "--region", "r", "bkt", "/m"]).unwrap_err();
+    let e = resolve(&["-o", "frobnicate", "--region", "r1", "bkt", "/m"]).unwrap_err();
     assert!(
         e.to_string().contains("unknown mount option 'frobnicate'"),
         "{e}"
@@ -69,7 +69,7 @@ fn secrets_are_refused_in_options_without_echoing_them() {
         "-o",
         "access_key_secret=TOPSECRET",
         "--region",
-        "r",
+        "r1",
         "bkt",
         "/m",
     ])
@@ -80,18 +80,20 @@ fn secrets_are_refused_in_options_without_echoing_them() {
 
 #[test]
 fn bucket_rules() {
-    for (name, needle) in [
+    for (spec, needle) in [
         ("ab", "3 to 63"),
-        ("My-Bucket", "upper case"),
+        ("My-Bucket", "did you mean \"my-bucket\""),
         ("-abc", "start or end"),
-        ("abc-", "start or end"),
-        ("a_bc", "found '_'"),
+        ("a_bc:logs/", "'_' is not allowed"),
     ] {
-        let e = validate_bucket_name(name).unwrap_err().to_string();
-        assert!(e.contains(needle) && e.contains(name), "{name}: {e}");
+        let e = parse_bucket_spec(spec).unwrap_err().to_string();
+        assert!(e.starts_with("invalid bucket name"), "{spec}: {e}");
+        assert!(e.contains(needle), "{spec}: {e}");
     }
-    validate_bucket_name("my-bucket-01").unwrap();
-    assert!(validate_bucket_name(&"a".repeat(64)).is_err());
+    assert_eq!(
+        parse_bucket_spec("my-bucket-01:a/b").unwrap(),
+        ("my-bucket-01".to_string(), "a/b/".to_string())
+    );
 }
 
 #[test]
@@ -106,18 +108,10 @@ fn prefixes() {
 
 #[test]
 fn regions_and_endpoints() {
-    assert_eq!(normalize_region("oss-cn-hangzhou").unwrap(), "cn-hangzhou");
-    assert!(normalize_region("CN_Hangzhou").is_err());
-    assert_eq!(
-        region_from_endpoint("https://oss-cn-shanghai-internal.aliyuncs.com").as_deref(),
-        Some("cn-shanghai")
-    );
-    assert_eq!(
-        region_from_endpoint("bkt.oss-ap-southeast-1.aliyuncs.com").as_deref(),
-        Some("ap-southeast-1")
-    );
-    assert_eq!(region_from_endpoint("oss-accelerate.aliyuncs.com"), None);
-    assert_eq!(region_from_endpoint("http://127.0.0.1:9000"), None);
+    let c = resolve(&["--region", "oss-cn-hangzhou", "bkt", "/m"]).unwrap();
+    assert_eq!(c.endpoint.region.as_deref(), Some("cn-hangzhou"));
+    let e = resolve(&["--region", "CN_Hangzhou", "bkt", "/m"]).unwrap_err();
+    assert!(e.to_string().starts_with("invalid region"), "{e}");
 
     let c = resolve(&["--endpoint", "oss-cn-qingdao.aliyuncs.com", "bkt", "/m"]).unwrap();
     assert_eq!(c.endpoint.region.as_deref(), Some("cn-qingdao"));
@@ -136,9 +130,12 @@ fn regions_and_endpoints() {
     .unwrap();
     assert_eq!(c.endpoint.region, None);
 
-    let e = resolve(&["bkt", "/m"]).unwrap_err();
-    assert!(e.to_string().starts_with("no region"), "{e}");
-    let e = resolve(&["--endpoint", "ftp://x", "--region", "r", "bkt", "/m"]).unwrap_err();
+    // No region and no endpoint: left to ECS metadata detection at mount time.
+    let c = resolve(&["bkt", "/m"]).unwrap();
+    assert_eq!(c.endpoint.region, None);
+    assert!(c.endpoint.region_source.contains("ECS metadata"));
+
+    let e = resolve(&["--endpoint", "ftp://x", "--region", "r1", "bkt", "/m"]).unwrap_err();
     assert!(e.to_string().contains("scheme"), "{e}");
 }
 
@@ -209,19 +206,19 @@ fn explicit_keys_are_redacted_in_debug() {
 
 #[test]
 fn option_values_are_validated() {
-    let e = resolve(&["-o", "uid=abc", "--region", "r", "bkt", "/m"]).unwrap_err();
+    let e = resolve(&["-o", "uid=abc", "--region", "r1", "bkt", "/m"]).unwrap_err();
     assert!(e.to_string().starts_with("invalid value for -o uid"), "{e}");
-    let e = resolve(&["-o", "cache_size=big", "--region", "r", "bkt", "/m"]).unwrap_err();
+    let e = resolve(&["-o", "cache_size=big", "--region", "r1", "bkt", "/m"]).unwrap_err();
     assert!(e.to_string().contains("invalid size 'big'"), "{e}");
     let e = resolve(&["-o", "region", "bkt", "/m"]).unwrap_err();
     assert!(e.to_string().contains("expected region=VALUE"), "{e}");
-    let e = resolve(&["-o", "ro=maybe", "--region", "r", "bkt", "/m"]).unwrap_err();
+    let e = resolve(&["-o", "ro=maybe", "--region", "r1", "bkt", "/m"]).unwrap_err();
     assert!(e.to_string().contains("not a boolean"), "{e}");
     let c = resolve(&[
         "-o",
         "internal=false,sigv1,file_mode=0600",
         "--region",
-        "r",
+        "r1",
         "bkt",
         "/m",
     ])
