@@ -58,13 +58,14 @@ impl ReadyNotifier {
         self.pipe.is_some()
     }
 
-    /// The mount is ready: the parent exits 0.
-    pub fn ready(mut self) {
+    /// The mount is ready: the parent exits 0. Only the first report counts.
+    pub fn ready(&mut self) {
         self.send("OK\n");
     }
 
-    /// Mounting failed: the parent prints `message` and exits 1.
-    pub fn failed(mut self, message: &str) {
+    /// Mounting failed: the parent prints `message` and exits 1. Only the first report
+    /// counts, so calling this after [`ReadyNotifier::ready`] does nothing.
+    pub fn failed(&mut self, message: &str) {
         self.send(&format!("ERR {message}\n"));
     }
 
@@ -204,7 +205,7 @@ mod tests {
 
     #[test]
     fn foreground_notifier_is_a_no_op() {
-        let n = ReadyNotifier::foreground();
+        let mut n = ReadyNotifier::foreground();
         assert!(!n.is_background());
         n.ready();
     }
@@ -212,11 +213,13 @@ mod tests {
     #[test]
     fn notifier_writes_the_protocol() {
         let (r, w) = pipe().unwrap();
-        let n = ReadyNotifier {
+        let mut n = ReadyNotifier {
             pipe: Some(File::from(w)),
         };
         assert!(n.is_background());
         n.failed("bucket not found");
+        n.ready();
+        assert!(!n.is_background());
         let mut text = String::new();
         File::from(r).read_to_string(&mut text).unwrap();
         assert_eq!(text, "ERR bucket not found\n");

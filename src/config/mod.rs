@@ -113,6 +113,8 @@ pub struct CredentialsConfig {
     pub security_token: Option<Secret>,
     /// Where the explicit keys came from (`--access-key-id`, `environment OSS_ACCESS_KEY_ID`).
     pub keys_source: Option<String>,
+    /// The explicit keys were read from `OSS_ACCESS_KEY_*` by clap, not typed as flags.
+    pub keys_from_env: bool,
     pub credentials_file: Option<PathBuf>,
     pub ram_role: Option<String>,
     pub anonymous: bool,
@@ -374,6 +376,15 @@ pub fn normalize_prefix(prefix: &str) -> Result<String, ConfigError> {
     Ok(normalized)
 }
 
+/// Endpoint and credential settings alone (for subcommands that talk to OSS but do not
+/// mount: `cleanup`, `regions`).
+pub fn resolve_connection(
+    conn: &ConnectionArgs,
+    origin: KeyOrigin,
+) -> Result<(EndpointConfig, CredentialsConfig), ConfigError> {
+    Ok((resolve_endpoint(conn)?, resolve_credentials(conn, origin)?))
+}
+
 fn resolve_endpoint(conn: &ConnectionArgs) -> Result<EndpointConfig, ConfigError> {
     if conn.internal && conn.accelerate {
         return Err(ConfigError::Conflict(
@@ -519,6 +530,7 @@ fn resolve_credentials(
         access_key_secret: conn.access_key_secret.clone().map(Secret::new),
         security_token: conn.security_token.clone().map(Secret::new),
         keys_source,
+        keys_from_env: origin == KeyOrigin::Environment,
         credentials_file: conn.credentials_file.as_deref().map(absolute).transpose()?,
         ram_role: conn.ram_role.clone(),
         anonymous: conn.anonymous,
