@@ -88,7 +88,12 @@ pub enum SignError {
 /// `query` holds the decoded parameters in the order they appear in the URL; a value of
 /// `None` is a bare name (`?acl`), and `Some("")` is treated the same when
 /// canonicalising. `headers` may use any case; repeated names are allowed.
-#[derive(Debug, Clone, Copy)]
+///
+/// Every header that will be sent and is signed (`content-type`, `content-md5`,
+/// `x-oss-*`, additional headers) must be in `headers` when signing, or the server's
+/// signature will differ. `Debug` redacts credentials (Authorization, tokens,
+/// signatures).
+#[derive(Clone, Copy)]
 pub struct SignableRequest<'a> {
     pub method: &'a str,
     /// Always part of the canonical resource, whatever the URL style.
@@ -97,6 +102,46 @@ pub struct SignableRequest<'a> {
     pub key: Option<&'a str>,
     pub query: &'a [(String, Option<String>)],
     pub headers: &'a [(String, String)],
+}
+
+/// Header and query names whose values are credentials or signatures.
+const SENSITIVE_NAMES: &[&str] = &[
+    "authorization",
+    "x-oss-security-token",
+    "security-token",
+    "x-oss-signature",
+    "signature",
+    "x-oss-credential",
+];
+
+fn redacted<'v>(name: &str, value: &'v str) -> &'v str {
+    if SENSITIVE_NAMES.iter().any(|s| name.eq_ignore_ascii_case(s)) {
+        "<redacted>"
+    } else {
+        value
+    }
+}
+
+impl fmt::Debug for SignableRequest<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), redacted(n, v)))
+            .collect();
+        let query: Vec<(&str, Option<&str>)> = self
+            .query
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_deref().map(|v| redacted(n, v))))
+            .collect();
+        f.debug_struct("SignableRequest")
+            .field("method", &self.method)
+            .field("bucket", &self.bucket)
+            .field("key", &self.key)
+            .field("query", &query)
+            .field("headers", &headers)
+            .finish()
+    }
 }
 
 impl<'a> SignableRequest<'a> {
@@ -346,6 +391,33 @@ mod tests {
         assert_eq!(parse_x_oss_date("20231216T162057"), None);
         assert_eq!(format_http_date(t), "Sat, 16 Dec 2023 16:20:57 GMT");
         assert_eq!(parse_http_date("Sat, 16 Dec 2023 16:20:57 GMT"), Some(t));
+    }
+
+    #[test]
+    fn debug_redacts_credentials() {
+        let headers = vec![
+            ("Authorization".to_string(), "OSS ak:SIGVALUE".to_string()),
+            ("x-oss-security-token".to_string(), "TOKENVALUE".to_string()),
+            ("x-oss-meta-a".to_string(), "visible".to_string()),
+        ];
+        let query = vec![
+            ("security-token".to_string(), Some("TOKENVALUE".to_string())),
+            ("x-oss-signature".to_string(), Some("SIGVALUE".to_string())),
+            ("prefix".to_string(), Some("shown".to_string())),
+        ];
+        let req = SignableRequest {
+            method: "GET",
+            bucket: Some("b"),
+            key: Some("k"),
+            query: &query,
+            headers: &headers,
+        };
+        let dbg = format!("{req:?}");
+        assert!(
+            !dbg.contains("TOKENVALUE") && !dbg.contains("SIGVALUE"),
+            "{dbg}"
+        );
+        assert!(dbg.contains("visible") && dbg.contains("shown"), "{dbg}");
     }
 
     #[test]

@@ -1,0 +1,210 @@
+//! Request and response bodies.
+//!
+//! Request bodies are streamed into a temp file (never held in memory), hashing as they
+//! go. Response bodies of objects are streamed from the data file in 1 MiB `pread`
+//! chunks on the blocking pool, two chunks in flight, so one connection keeps the disk
+//! (page cache) and the socket busy at the same time. Injected body faults wrap that
+//! stream: `reset` yields an error part-way (hyper then drops the connection), `truncate`
+//! ends it early (hyper sees the body end before `Content-Length` and closes).
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures::stream::{BoxStream, Stream, StreamExt, TryStreamExt};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+
+use super::error::OssError;
+use super::faults::FaultDecision;
+use super::stats::Stats;
+use super::storage::{Bucket, StagedFile};
+
+/// The body type of every emulator response.
+pub type RespBody = UnsyncBoxBody<Bytes, io::Error>;
+
+const CHUNK: u64 = 1 << 20;
+
+pub fn full(data: impl Into<Bytes>) -> RespBody {
+    Full::new(data.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+pub fn empty() -> RespBody {
+    Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// Streams `len` bytes of `file` from `offset`, applying a body fault if any.
+pub fn file_body(
+    file: Arc<fs::File>,
+    offset: u64,
+    len: u64,
+    stats: Arc<Stats>,
+    fault: FaultDecision,
+) -> RespBody {
+    let chunks = (0..len.div_ceil(CHUNK)).map(move |i| {
+        let start = i * CHUNK;
+        (offset + start, (len - start).min(CHUNK) as usize)
+    });
+    let reads = futures::stream::iter(chunks)
+        .map(move |(off, n)| {
+            let file = file.clone();
+            async move {
+                tokio::task::spawn_blocking(move || -> io::Result<Bytes> {
+                    let mut buf = vec![0u8; n];
+                    file.read_exact_at(&mut buf, off)?;
+                    Ok(Bytes::from(buf))
+                })
+                .await
+                .map_err(io::Error::other)?
+            }
+        })
+        .buffered(2)
+        .boxed();
+    let (mode, permille) = match fault {
+        FaultDecision::Reset { permille } => (CutMode::Reset, permille),
+        FaultDecision::Truncate { permille } => (CutMode::Truncate, permille),
+        _ => (CutMode::None, 1000),
+    };
+    let stream = CutStream {
+        inner: reads,
+        allowed: len.saturating_mul(permille as u64) / 1000,
+        mode,
+        error_next: false,
+        done: false,
+        stats,
+    };
+    StreamBody::new(stream.map_ok(Frame::data)).boxed_unsync()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CutMode {
+    None,
+    Reset,
+    Truncate,
+}
+
+/// Passes chunks through, counting bytes out; cuts the stream for injected faults.
+struct CutStream {
+    inner: BoxStream<'static, io::Result<Bytes>>,
+    /// Bytes still allowed before the cut (ignored when mode is None).
+    allowed: u64,
+    mode: CutMode,
+    error_next: bool,
+    done: bool,
+    stats: Arc<Stats>,
+}
+
+impl Stream for CutStream {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.error_next {
+            this.error_next = false;
+            this.done = true;
+            return Poll::Ready(Some(Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "injected connection reset",
+            ))));
+        }
+        if this.done {
+            return Poll::Ready(None);
+        }
+        match this.inner.poll_next_unpin(cx) {
+            Poll::Ready(Some(Ok(mut chunk))) => {
+                if this.mode != CutMode::None && chunk.len() as u64 >= this.allowed {
+                    chunk.truncate(this.allowed as usize);
+                    this.error_next = this.mode == CutMode::Reset;
+                    this.done = this.mode == CutMode::Truncate;
+                    if chunk.is_empty() {
+                        return self.poll_next(cx);
+                    }
+                }
+                this.allowed = this.allowed.saturating_sub(chunk.len() as u64);
+                this.stats.bytes_out(chunk.len() as u64);
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                tracing::warn!(error = %e, "reading object data failed mid-body");
+                this.done = true;
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                this.done = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Streams a request body into a staged temp file of `bucket`, refusing more than `limit`
+/// bytes (`EntityTooLarge`).
+pub async fn stage_body(
+    bucket: &Bucket,
+    mut body: Incoming,
+    stats: &Stats,
+    limit: u64,
+) -> Result<StagedFile, OssError> {
+    let mut stager = bucket.stager().await?;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            OssError::new(
+                400,
+                "IncompleteBody",
+                format!("reading the request body failed: {e}"),
+            )
+        })?;
+        if let Ok(data) = frame.into_data() {
+            stats.bytes_in(data.len() as u64);
+            if stager.size() + data.len() as u64 > limit {
+                return Err(OssError::new(
+                    400,
+                    "EntityTooLarge",
+                    "Your proposed upload exceeds the maximum allowed object size.",
+                ));
+            }
+            stager.write(&data).await?;
+        }
+    }
+    Ok(stager.finish().await?)
+}
+
+/// Reads a small request body (XML documents) into memory, at most `limit` bytes.
+pub async fn read_small_body(
+    mut body: Incoming,
+    stats: &Stats,
+    limit: usize,
+) -> Result<Vec<u8>, OssError> {
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            OssError::new(
+                400,
+                "IncompleteBody",
+                format!("reading the request body failed: {e}"),
+            )
+        })?;
+        if let Ok(data) = frame.into_data() {
+            stats.bytes_in(data.len() as u64);
+            if out.len() + data.len() > limit {
+                return Err(OssError::new(
+                    400,
+                    "EntityTooLarge",
+                    "The request body is too large.",
+                ));
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out)
+}
