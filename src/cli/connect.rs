@@ -23,6 +23,7 @@ pub struct Connection {
     pub endpoint: EndpointChoice,
     /// Where the credentials come from (never the secret).
     pub credentials_source: String,
+    pub provider: Arc<dyn CredentialsProvider>,
 }
 
 /// Picks the endpoint for `endpoint` settings, logging why.
@@ -77,10 +78,11 @@ pub async fn connect(
     let provider = resolve_credentials(creds, bucket).await?;
     let credentials_source = provider.describe();
     tracing::info!(credentials = %credentials_source, "credentials source");
-    let store = super::filesystem::build_store(endpoint, &choice, provider, bucket)?;
+    let store = super::filesystem::build_store(endpoint, &choice, provider.clone(), bucket)?;
     Ok(Connection {
         store,
         endpoint: choice,
         credentials_source,
+        provider,
     })
 }

@@ -1,11 +1,13 @@
-//! The seams to the layers below the command: the OSS client (h-client) and the FUSE
-//! filesystem (h-fs). Kept in one file so wiring them is a local change.
+//! The seams to the layers below the command: the OSS client ([`crate::client`]) and the
+//! FUSE filesystem ([`crate::fs`], [`crate::fuse`]). Kept in one file so that wiring
+//! them is a local change.
 
 use std::sync::Arc;
 
-use crate::config::{Config, EndpointConfig};
+use crate::client::{ClientConfig, OssClient, RegionSource, UrlStyle};
+use crate::config::{Config, EndpointConfig, KeyOrigin, SignatureVersion, resolve_connection};
 use crate::credentials::CredentialsProvider;
-use crate::endpoint::{EndpointChoice, RegionRow};
+use crate::endpoint::{AddressingStyle, EndpointChoice, RegionRow, region_listing};
 use crate::store::ObjectStore;
 
 use super::args::ConnectionArgs;
@@ -14,14 +16,41 @@ use super::serve::MountedFilesystem;
 
 /// The OSS client for `bucket` at the chosen endpoint.
 pub fn build_store(
-    _settings: &EndpointConfig,
-    _choice: &EndpointChoice,
-    _provider: Arc<dyn CredentialsProvider>,
-    _bucket: &str,
+    settings: &EndpointConfig,
+    choice: &EndpointChoice,
+    provider: Arc<dyn CredentialsProvider>,
+    bucket: &str,
 ) -> Result<Arc<dyn ObjectStore>, CliError> {
-    Err(CliError::Mount(
-        "this build has no OSS client yet (crate::client is not merged)".into(),
-    ))
+    let client = OssClient::new(client_config(settings, choice, provider, bucket))
+        .map_err(|e| CliError::store("cannot set up the OSS client", e))?;
+    Ok(Arc::new(client))
+}
+
+fn client_config(
+    settings: &EndpointConfig,
+    choice: &EndpointChoice,
+    provider: Arc<dyn CredentialsProvider>,
+    bucket: &str,
+) -> ClientConfig {
+    let mut cfg = ClientConfig::new(
+        choice.config.base_url(),
+        bucket,
+        choice.region.clone().unwrap_or_default(),
+        provider,
+    );
+    cfg.url_style = match choice.config.style {
+        AddressingStyle::VirtualHosted => UrlStyle::VirtualHosted,
+        AddressingStyle::Path => UrlStyle::Path,
+        AddressingStyle::Cname => UrlStyle::Cname,
+    };
+    cfg.signature_version = match settings.signature_version {
+        SignatureVersion::V1 => crate::sign::SignatureVersion::V1,
+        SignatureVersion::V4 => crate::sign::SignatureVersion::V4,
+    };
+    cfg.connect_timeout = settings.connect_timeout;
+    cfg.read_timeout = settings.readwrite_timeout;
+    cfg.max_attempts = settings.retries;
+    cfg
 }
 
 /// Mounts the filesystem at `config.mountpoint`, serving `store`.
@@ -34,7 +63,35 @@ pub async fn mount(
     ))
 }
 
-/// Live DescribeRegions; None falls back to the built-in table.
-pub async fn describe_regions(_conn: &ConnectionArgs) -> Option<Vec<RegionRow>> {
-    None
+/// Live DescribeRegions, or the built-in table with the reason it was used.
+pub async fn describe_regions(args: &ConnectionArgs) -> (Vec<RegionRow>, String) {
+    let builtin = |reason: String| (region_listing(), format!("built-in table: {reason}"));
+    let mut args = args.clone();
+    // DescribeRegions can be asked anywhere; Hangzhou when the user did not say.
+    if args.region.is_none() && args.endpoint.is_none() {
+        args.region = Some("cn-hangzhou".into());
+    }
+    let (endpoint, creds) = match resolve_connection(&args, KeyOrigin::CommandLine) {
+        Ok(c) => c,
+        Err(e) => return builtin(e.to_string()),
+    };
+    // Any syntactically valid name: DescribeRegions is a service-level request.
+    match super::connect::connect(&endpoint, &creds, "ossmount-regions").await {
+        Ok(conn) => match OssClient::new(client_config(
+            &endpoint,
+            &conn.endpoint,
+            conn.provider.clone(),
+            "ossmount-regions",
+        )) {
+            Ok(client) => match client.list_regions_or_builtin().await {
+                (rows, RegionSource::Live) => (rows, "live from OSS DescribeRegions".into()),
+                (rows, RegionSource::Builtin { reason }) => (
+                    rows,
+                    format!("built-in table: DescribeRegions failed: {reason}"),
+                ),
+            },
+            Err(e) => builtin(e.to_string()),
+        },
+        Err(e) => builtin(e.to_string()),
+    }
 }

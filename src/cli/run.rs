@@ -261,14 +261,10 @@ async fn print_dry_run(config: &Config, conn: &connect::Connection) -> Result<()
 }
 
 fn run_regions(args: &RegionsArgs) -> Result<(), CliError> {
-    let rows = if args.offline {
-        None
+    let (rows, source) = if args.offline {
+        (region_listing(), "built-in table".to_string())
     } else {
         runtime()?.block_on(super::filesystem::describe_regions(&args.connection))
-    };
-    let (rows, source) = match rows {
-        Some(rows) => (rows, "live from OSS DescribeRegions"),
-        None => (region_listing(), "built-in table"),
     };
     let text = format!("{}\n({source})\n", format_region_table(&rows).trim_end());
     std::io::stdout()
