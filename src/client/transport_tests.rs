@@ -253,3 +253,111 @@ async fn logs_have_failure_details_but_no_secrets() {
         );
     }
 }
+
+#[tokio::test]
+async fn file_body_shorter_than_promised_is_a_local_error() {
+    let server = MiniServer::start(|_| Reply::ok("")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f");
+    std::fs::write(&path, b"0123456789").unwrap();
+    let err = client_for(&server, 3)
+        .put_object(
+            "k",
+            crate::store::PutBody::File {
+                path,
+                offset: 5,
+                len: 10,
+            },
+            &PutOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Io(_)), "{err}");
+    assert_eq!(server.requests(), 0);
+}
+
+/// A server that reads the request body at `rate` bytes/s (0 = never), then answers 200.
+async fn slow_reader(rate: usize) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                // Small receive window so the client really waits for us.
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if sock.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                let len: usize = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if rate == 0 {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    return;
+                }
+                let mut got = 0;
+                let mut buf = vec![0u8; rate / 10];
+                while got < len {
+                    let want = buf.len().min(len - got);
+                    match sock.read(&mut buf[..want]).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got += n,
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                let _ = sock
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nETag: \"e\"\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn slow_but_progressing_upload_outlives_the_read_timeout() {
+    // 24 MiB at ~8 MiB/s takes ~3 s, twice the 1.5 s timeout; it must succeed because
+    // the body keeps moving. (What sits in socket buffers after the last chunk was
+    // handed over drains within the timeout: a few MiB at 8 MiB/s.)
+    let (addr, task) = slow_reader(8 << 20).await;
+    let mut cfg = ClientConfig::anonymous(format!("http://{addr}"), "bkt", "cn-hangzhou");
+    cfg.read_timeout = Duration::from_millis(1500);
+    cfg.max_attempts = 1;
+    let c = OssClient::new(cfg).unwrap();
+    let started = std::time::Instant::now();
+    let body = Bytes::from(vec![7u8; 24 << 20]);
+    c.put_object("k", body.into(), &PutOptions::default())
+        .await
+        .unwrap();
+    assert!(started.elapsed() > Duration::from_millis(2000));
+    task.abort();
+}
+
+#[tokio::test]
+async fn stalled_upload_times_out() {
+    let (addr, task) = slow_reader(0).await;
+    let mut cfg = ClientConfig::anonymous(format!("http://{addr}"), "bkt", "cn-hangzhou");
+    cfg.read_timeout = Duration::from_millis(400);
+    cfg.max_attempts = 1;
+    let c = OssClient::new(cfg).unwrap();
+    let started = std::time::Instant::now();
+    let err = c
+        .put_object(
+            "k",
+            Bytes::from(vec![1u8; 32 << 20]).into(),
+            &PutOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Timeout { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    task.abort();
+}
