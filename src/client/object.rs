@@ -7,7 +7,11 @@
 //! is an invalid response. When the range covers the whole object the CRC-64 header is
 //! checked (mismatch retried). Streaming GETs verify length and CRC at the end of the
 //! stream and yield an error *instead of* the last chunk when they do not match, so a
-//! consumer never sees a clean end of a corrupt body.
+//! consumer never sees a clean end of a corrupt body. When the connection breaks
+//! mid-stream (reset, timeout, short body), the stream resumes with a ranged GET from the
+//! first missing byte pinned with `If-Match` to the ETag of the first reply (up to
+//! `max_attempts − 1` times), so a changed object fails with 412 instead of mixing
+//! versions.
 //!
 //! Non-idempotent retries: AppendObject may have succeeded on the server when its reply
 //! was lost; the retry then fails with `PositionNotEqualToLength`. We check with a HEAD
@@ -389,6 +393,14 @@ impl OssClient {
         } else {
             None
         };
+        // Resuming needs the ETag to pin the object version.
+        let resume = (!meta.etag.is_empty()).then(|| Resume {
+            client: self.clone(),
+            etag: meta.etag.clone(),
+            start,
+            attempts_left: self.inner.cfg.max_attempts.saturating_sub(1),
+            retry: 0,
+        });
         let body = BodyStream {
             inner: sent.resp.bytes_stream().boxed(),
             pending: None,
@@ -400,6 +412,7 @@ impl OssClient {
             key: key.to_string(),
             endpoint: self.endpoint(),
             done: false,
+            resume,
         }
         .into_stream();
         Ok(GetObjectOutput { meta, body })
@@ -548,7 +561,20 @@ impl OssClient {
     }
 }
 
-/// A streaming GET body that checks length and CRC at the end (see the module docs).
+/// How a broken streaming GET continues: a new ranged GET from where it stopped, pinned
+/// to the same ETag with `If-Match`.
+struct Resume {
+    client: OssClient,
+    etag: String,
+    /// Absolute offset of the first byte of the original body.
+    start: u64,
+    attempts_left: u32,
+    /// Resumptions so far (for the backoff).
+    retry: u32,
+}
+
+/// A streaming GET body that checks length and CRC at the end, and resumes after a
+/// connection break (see the module docs).
 struct BodyStream {
     inner: futures::stream::BoxStream<'static, reqwest::Result<Bytes>>,
     /// Held back so the last chunk can be replaced by an error.
@@ -561,9 +587,44 @@ struct BodyStream {
     key: String,
     endpoint: String,
     done: bool,
+    resume: Option<Resume>,
 }
 
 impl BodyStream {
+    /// Replaces the broken body with the rest of the object. Err = give up.
+    async fn try_resume(&mut self, reason: RetryReason) -> Result<(), ()> {
+        let Some(r) = self.resume.as_mut() else {
+            return Err(());
+        };
+        if r.attempts_left == 0 {
+            return Err(());
+        }
+        r.attempts_left -= 1;
+        r.retry += 1;
+        ::metrics::counter!(crate::metrics::OSS_RETRIES, "op" => "GetObject", "reason" => reason.as_str())
+            .increment(1);
+        tokio::time::sleep(r.client.inner.backoff.delay(r.retry)).await;
+        let from = r.start + self.received;
+        let end = r.start + self.expected_len;
+        tracing::debug!(key = %self.key, from, end, "resuming GetObject body");
+        let req = r
+            .client
+            .ranged_get(&self.key, Some(&(from..end)), Some(&r.etag));
+        let sent = r.client.execute(&req).await.map_err(|e| {
+            tracing::debug!(key = %self.key, error = %e, "resuming GetObject failed");
+        })?;
+        let h = sent.resp.headers();
+        let ok = sent.resp.status().as_u16() == 206
+            && header_str(h, "content-range")
+                .and_then(parse_content_range)
+                .is_some_and(|(a, b, _)| a == from && b + 1 == end);
+        if !ok {
+            return Err(());
+        }
+        self.inner = sent.resp.bytes_stream().boxed();
+        Ok(())
+    }
+
     fn into_stream(self) -> futures::stream::BoxStream<'static, StoreResult<Bytes>> {
         futures::stream::unfold(self, |mut st| async move {
             if st.done {
@@ -573,6 +634,9 @@ impl BodyStream {
                 let next = tokio::time::timeout(st.timeout, st.inner.next()).await;
                 match next {
                     Err(_) => {
+                        if st.try_resume(RetryReason::Timeout).await.is_ok() {
+                            continue;
+                        }
                         st.done = true;
                         let e = StoreError::Timeout {
                             what: format!("reading {} from {}", st.key, st.endpoint),
@@ -581,6 +645,9 @@ impl BodyStream {
                         return Some((Err(e), st));
                     }
                     Ok(Some(Err(e))) => {
+                        if st.try_resume(RetryReason::Network).await.is_ok() {
+                            continue;
+                        }
                         st.done = true;
                         let e = StoreError::Network {
                             endpoint: st.endpoint.clone(),
@@ -620,8 +687,11 @@ impl BodyStream {
                         }
                     }
                     Ok(None) => {
-                        st.done = true;
                         if st.received < st.expected_len {
+                            if st.try_resume(RetryReason::ShortBody).await.is_ok() {
+                                continue;
+                            }
+                            st.done = true;
                             let e = StoreError::Network {
                                 endpoint: st.endpoint.clone(),
                                 message: format!(
@@ -631,6 +701,7 @@ impl BodyStream {
                             };
                             return Some((Err(e), st));
                         }
+                        st.done = true;
                         if let (Some(h), Some(server)) = (&st.hasher, st.expected_crc) {
                             let client = h.finish();
                             if client != server {
@@ -685,6 +756,7 @@ mod tests {
             key: "k".into(),
             endpoint: "e".into(),
             done: false,
+            resume: None,
         };
         let good: Vec<_> = make(crc64(b"hello world")).into_stream().collect().await;
         assert_eq!(good.len(), 2);
@@ -708,6 +780,7 @@ mod tests {
             key: "k".into(),
             endpoint: "e".into(),
             done: false,
+            resume: None,
         };
         let items: Vec<_> = st.into_stream().collect().await;
         assert_eq!(items.len(), 1);
