@@ -65,7 +65,7 @@ pub(crate) fn meta_from_headers(key: &str, h: &HeaderMap, size: u64) -> ObjectMe
     let mut user_meta = BTreeMap::new();
     for (name, value) in h {
         if let Some(m) = name.as_str().strip_prefix("x-oss-meta-")
-            && let Ok(v) = value.to_str()
+            && let Ok(v) = std::str::from_utf8(value.as_bytes())
         {
             user_meta.insert(m.to_ascii_lowercase(), v.to_string());
         }

@@ -208,9 +208,11 @@ impl OssClient {
         }
         let mut builder = inner.http.request(req.method.clone(), url.as_str());
         for (name, value) in &headers {
-            let v = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
+            // from_bytes (not from_str) so UTF-8 metadata values go out as raw bytes, as
+            // the official SDKs send them; control characters are still refused.
+            let v = reqwest::header::HeaderValue::from_bytes(value.as_bytes()).map_err(|_| {
                 Failure::fatal(StoreError::InvalidArgument(format!(
-                    "header {name} has a value that cannot be sent in HTTP (control or non-ASCII characters)"
+                    "header {name} has a value that cannot be sent in HTTP (control characters)"
                 )))
             })?;
             builder = builder.header(name.as_str(), v);
