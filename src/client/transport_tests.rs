@@ -361,3 +361,131 @@ async fn stalled_upload_times_out() {
     assert!(started.elapsed() < Duration::from_secs(5));
     task.abort();
 }
+
+/// Minimal in-memory metrics recorder: counter and histogram-sample totals by
+/// `name{label=value,…}`.
+#[derive(Clone, Default)]
+struct TestRecorder(Arc<Mutex<std::collections::BTreeMap<String, f64>>>);
+
+struct TestHandle(String, Arc<Mutex<std::collections::BTreeMap<String, f64>>>);
+
+impl metrics::CounterFn for TestHandle {
+    fn increment(&self, value: u64) {
+        *self.1.lock().unwrap().entry(self.0.clone()).or_default() += value as f64;
+    }
+    fn absolute(&self, value: u64) {
+        self.1.lock().unwrap().insert(self.0.clone(), value as f64);
+    }
+}
+
+impl metrics::HistogramFn for TestHandle {
+    fn record(&self, _value: f64) {
+        *self.1.lock().unwrap().entry(self.0.clone()).or_default() += 1.0;
+    }
+}
+
+impl TestRecorder {
+    fn handle(&self, key: &metrics::Key) -> Arc<TestHandle> {
+        let mut labels: Vec<String> = key
+            .labels()
+            .map(|l| format!("{}={}", l.key(), l.value()))
+            .collect();
+        labels.sort();
+        Arc::new(TestHandle(
+            format!("{}{{{}}}", key.name(), labels.join(",")),
+            self.0.clone(),
+        ))
+    }
+    fn get(&self, k: &str) -> f64 {
+        self.0.lock().unwrap().get(k).copied().unwrap_or(0.0)
+    }
+}
+
+impl metrics::Recorder for TestRecorder {
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        metrics::Counter::from_arc(self.handle(key))
+    }
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::noop()
+    }
+    fn register_histogram(
+        &self,
+        key: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        metrics::Histogram::from_arc(self.handle(key))
+    }
+}
+
+#[test]
+fn metrics_count_requests_retries_and_bytes() {
+    let recorder = TestRecorder::default();
+    metrics::with_local_recorder(&recorder, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let n = Arc::new(AtomicUsize::new(0));
+            let n2 = n.clone();
+            let server = MiniServer::start(move |_| {
+                if n2.fetch_add(1, Ordering::SeqCst) == 0 {
+                    Reply::with(500, &error_xml("InternalError"))
+                } else {
+                    Reply::ok("").header("etag", "\"e\"")
+                }
+            })
+            .await;
+            client_for(&server, 3)
+                .put_object(
+                    "k",
+                    Bytes::from_static(b"12345").into(),
+                    &PutOptions::default(),
+                )
+                .await
+                .unwrap();
+        });
+    });
+    use crate::metrics as m;
+    assert_eq!(
+        recorder.get(&format!("{}{{op=PutObject,status=500}}", m::OSS_REQUESTS)),
+        1.0
+    );
+    assert_eq!(
+        recorder.get(&format!("{}{{op=PutObject,status=200}}", m::OSS_REQUESTS)),
+        1.0
+    );
+    assert_eq!(
+        recorder.get(&format!(
+            "{}{{op=PutObject,reason=server_error}}",
+            m::OSS_RETRIES
+        )),
+        1.0
+    );
+    assert_eq!(
+        recorder.get(&format!("{}{{op=PutObject}}", m::OSS_REQUEST_SECONDS)),
+        2.0
+    );
+    assert_eq!(recorder.get(&format!("{}{{}}", m::OSS_BYTES_WRITTEN)), 5.0);
+}
