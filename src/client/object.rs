@@ -13,9 +13,11 @@
 //! `max_attempts − 1` times), so a changed object fails with 412 instead of mixing
 //! versions.
 //!
-//! Non-idempotent retries: AppendObject may have succeeded on the server when its reply
-//! was lost; the retry then fails with `PositionNotEqualToLength`. We check with a HEAD
-//! whether the object has exactly the expected length and CRC and then report success.
+//! Non-idempotent retries: AppendObject (or PutObject with `forbid_overwrite`) may have
+//! succeeded on the server when its reply was lost; the retry then fails with
+//! `PositionNotEqualToLength` (`FileAlreadyExists`). Only in that case — an error after a
+//! retry — we check with a HEAD whether the object has exactly the expected length and
+//! CRC and then report success.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -429,7 +431,29 @@ impl OssClient {
             OssRequest::object("PutObject", Method::PUT, key).body(RequestBody::from(body)),
             opts,
         );
-        let sent = self.execute(&req).await?;
+        let (result, attempts) = self.execute_counted(&req).await;
+        let sent = match result {
+            Ok(s) => s,
+            Err(e)
+                if opts.forbid_overwrite
+                    && attempts > 1
+                    && e.code() == Some("FileAlreadyExists") =>
+            {
+                // Did our own earlier attempt create it? Then the object is exactly our
+                // body. The CRC is known up front only for in-memory bodies.
+                if let RequestBody::Bytes { data, crc } = &req.body {
+                    let meta = self.head_object_impl(key).await?;
+                    if meta.size == data.len() as u64 && meta.crc64 == Some(*crc) {
+                        return Ok(PutResult {
+                            etag: meta.etag,
+                            crc64: meta.crc64,
+                        });
+                    }
+                }
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         let h = sent.resp.headers();
         let server = crc_of(h);
         check_crc(key, sent.body_crc, server)?;
@@ -501,9 +525,14 @@ impl OssClient {
         if position == 0 {
             req = apply_put_options(req, opts);
         }
-        let sent = match self.execute(&req).await {
+        let (result, attempts) = self.execute_counted(&req).await;
+        let sent = match result {
             Ok(s) => s,
-            Err(e) if e.code() == Some("PositionNotEqualToLength") && expected_crc.is_some() => {
+            Err(e)
+                if attempts > 1
+                    && e.code() == Some("PositionNotEqualToLength")
+                    && expected_crc.is_some() =>
+            {
                 // Did an earlier attempt of ours land? Then the object is exactly it.
                 let meta = self.head_object_impl(key).await?;
                 if meta.size == position + len && meta.crc64.is_some() && meta.crc64 == expected_crc

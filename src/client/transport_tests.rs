@@ -489,3 +489,111 @@ fn metrics_count_requests_retries_and_bytes() {
     );
     assert_eq!(recorder.get(&format!("{}{{}}", m::OSS_BYTES_WRITTEN)), 5.0);
 }
+
+/// First write request: the connection is dropped after the request (reply lost);
+/// afterwards the server behaves as if that write had succeeded.
+async fn lost_reply_server(
+    conflict: &'static str,
+    size: u64,
+    crc: u64,
+) -> (MiniServer, Arc<AtomicUsize>) {
+    let writes = Arc::new(AtomicUsize::new(0));
+    let w2 = writes.clone();
+    let server = MiniServer::start(move |req| {
+        if req.method == "HEAD" {
+            return Reply::ok("")
+                .header("content-length", &size.to_string())
+                .header("etag", "\"done\"")
+                .header("x-oss-hash-crc64ecma", &crc.to_string());
+        }
+        if w2.fetch_add(1, Ordering::SeqCst) == 0 {
+            Reply::raw(b"")
+        } else {
+            Reply::with(409, &error_xml(conflict))
+        }
+    })
+    .await;
+    (server, writes)
+}
+
+#[tokio::test]
+async fn append_whose_reply_was_lost_is_recognised() {
+    let crc = crate::crc64::crc64(b"hello world");
+    let (server, writes) = lost_reply_server("PositionNotEqualToLength", 11, crc).await;
+    let r = client_for(&server, 3)
+        .append_object(
+            "log",
+            6,
+            Bytes::from_static(b"world"),
+            Some(crate::crc64::crc64(b"hello ")),
+            &PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.next_position, 11);
+    assert_eq!(r.crc64, Some(crc));
+    assert_eq!(writes.load(Ordering::SeqCst), 2);
+
+    // Same story but the object does not hold our bytes: the conflict is reported.
+    let (server, _) = lost_reply_server("PositionNotEqualToLength", 11, 99).await;
+    let err = client_for(&server, 3)
+        .append_object(
+            "log",
+            6,
+            Bytes::from_static(b"world"),
+            Some(crate::crc64::crc64(b"hello ")),
+            &PutOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("PositionNotEqualToLength"));
+}
+
+#[tokio::test]
+async fn exclusive_put_whose_reply_was_lost_is_recognised() {
+    let (server, _) =
+        lost_reply_server("FileAlreadyExists", 5, crate::crc64::crc64(b"12345")).await;
+    let opts = PutOptions {
+        forbid_overwrite: true,
+        ..Default::default()
+    };
+    let r = client_for(&server, 3)
+        .put_object("k", Bytes::from_static(b"12345").into(), &opts)
+        .await
+        .unwrap();
+    assert_eq!(r.etag, "\"done\"");
+    // Without a retry, FileAlreadyExists is the answer even if contents match.
+    let server = MiniServer::start(|req| {
+        if req.method == "HEAD" {
+            Reply::ok("").header("content-length", "5")
+        } else {
+            Reply::with(409, &error_xml("FileAlreadyExists"))
+        }
+    })
+    .await;
+    let err = client_for(&server, 3)
+        .put_object("k", Bytes::from_static(b"12345").into(), &opts)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("FileAlreadyExists"));
+    assert_eq!(server.requests(), 1);
+}
+
+#[tokio::test]
+async fn complete_whose_reply_was_lost_is_recognised() {
+    let part_crc = crate::crc64::crc64(b"abc");
+    let (server, _) = lost_reply_server("NoSuchUpload", 3, part_crc).await;
+    // The lost-reply server answers 409 for later writes; NoSuchUpload is a 404 in real
+    // OSS, but the code is what the client looks at.
+    let parts = [crate::store::PartInfo {
+        part_number: 1,
+        etag: "\"p1\"".into(),
+        size: 3,
+        crc64: Some(part_crc),
+    }];
+    let r = client_for(&server, 3)
+        .complete_multipart_upload("k", "upload", &parts)
+        .await
+        .unwrap();
+    assert_eq!(r.crc64, Some(part_crc));
+}
