@@ -5,13 +5,8 @@
 //! EOF is clamped; a start at or past EOF is 416 InvalidRange) and optionally `If-Match`.
 //! `get_range` reads exactly the promised length: shorter is retried (`ShortBody`), longer
 //! is an invalid response. When the range covers the whole object the CRC-64 header is
-//! checked (mismatch retried). Streaming GETs verify length and CRC at the end of the
-//! stream and yield an error *instead of* the last chunk when they do not match, so a
-//! consumer never sees a clean end of a corrupt body. When the connection breaks
-//! mid-stream (reset, timeout, short body), the stream resumes with a ranged GET from the
-//! first missing byte pinned with `If-Match` to the ETag of the first reply (up to
-//! `max_attempts − 1` times), so a changed object fails with 412 instead of mixing
-//! versions.
+//! checked (mismatch retried). Streaming GETs check length and CRC at the end and resume
+//! after connection breaks: see `download`.
 //!
 //! Non-idempotent retries: AppendObject (or PutObject with `forbid_overwrite`) may have
 //! succeeded on the server when its reply was lost; the retry then fails with
@@ -28,6 +23,7 @@ use reqwest::Method;
 use reqwest::header::HeaderMap;
 
 use super::OssClient;
+use super::download::{BodyStream, Resume};
 use super::error::header_str;
 use super::request::{OssRequest, RequestBody, validate_key};
 use super::retry::{Failure, RetryReason};
@@ -51,7 +47,7 @@ pub(crate) fn crc_of(h: &HeaderMap) -> Option<u64> {
 }
 
 /// `bytes a-b/total` → (a, b, total).
-fn parse_content_range(v: &str) -> Option<(u64, u64, u64)> {
+pub(crate) fn parse_content_range(v: &str) -> Option<(u64, u64, u64)> {
     let rest = v.trim().strip_prefix("bytes ")?;
     let (span, total) = rest.split_once('/')?;
     let (a, b) = span.split_once('-')?;
@@ -134,7 +130,7 @@ impl OssClient {
         Ok(meta_from_headers(key, h, size))
     }
 
-    fn ranged_get(
+    pub(crate) fn ranged_get(
         &self,
         key: &str,
         range: Option<&Range<u64>>,
@@ -590,167 +586,6 @@ impl OssClient {
     }
 }
 
-/// How a broken streaming GET continues: a new ranged GET from where it stopped, pinned
-/// to the same ETag with `If-Match`.
-struct Resume {
-    client: OssClient,
-    etag: String,
-    /// Absolute offset of the first byte of the original body.
-    start: u64,
-    attempts_left: u32,
-    /// Resumptions so far (for the backoff).
-    retry: u32,
-}
-
-/// A streaming GET body that checks length and CRC at the end, and resumes after a
-/// connection break (see the module docs).
-struct BodyStream {
-    inner: futures::stream::BoxStream<'static, reqwest::Result<Bytes>>,
-    /// Held back so the last chunk can be replaced by an error.
-    pending: Option<Bytes>,
-    hasher: Option<Crc64Hasher>,
-    expected_crc: Option<u64>,
-    received: u64,
-    expected_len: u64,
-    timeout: std::time::Duration,
-    key: String,
-    endpoint: String,
-    done: bool,
-    resume: Option<Resume>,
-}
-
-impl BodyStream {
-    /// Replaces the broken body with the rest of the object. Err = give up.
-    async fn try_resume(&mut self, reason: RetryReason) -> Result<(), ()> {
-        let Some(r) = self.resume.as_mut() else {
-            return Err(());
-        };
-        if r.attempts_left == 0 {
-            return Err(());
-        }
-        r.attempts_left -= 1;
-        r.retry += 1;
-        ::metrics::counter!(crate::metrics::OSS_RETRIES, "op" => "GetObject", "reason" => reason.as_str())
-            .increment(1);
-        tokio::time::sleep(r.client.inner.backoff.delay(r.retry)).await;
-        let from = r.start + self.received;
-        let end = r.start + self.expected_len;
-        tracing::debug!(key = %self.key, from, end, "resuming GetObject body");
-        let req = r
-            .client
-            .ranged_get(&self.key, Some(&(from..end)), Some(&r.etag));
-        let sent = r.client.execute(&req).await.map_err(|e| {
-            tracing::debug!(key = %self.key, error = %e, "resuming GetObject failed");
-        })?;
-        let h = sent.resp.headers();
-        let ok = sent.resp.status().as_u16() == 206
-            && header_str(h, "content-range")
-                .and_then(parse_content_range)
-                .is_some_and(|(a, b, _)| a == from && b + 1 == end);
-        if !ok {
-            return Err(());
-        }
-        self.inner = sent.resp.bytes_stream().boxed();
-        Ok(())
-    }
-
-    fn into_stream(self) -> futures::stream::BoxStream<'static, StoreResult<Bytes>> {
-        futures::stream::unfold(self, |mut st| async move {
-            if st.done {
-                return None;
-            }
-            loop {
-                let next = tokio::time::timeout(st.timeout, st.inner.next()).await;
-                match next {
-                    Err(_) => {
-                        if st.try_resume(RetryReason::Timeout).await.is_ok() {
-                            continue;
-                        }
-                        st.done = true;
-                        let e = StoreError::Timeout {
-                            what: format!("reading {} from {}", st.key, st.endpoint),
-                            secs: st.timeout.as_secs().max(1),
-                        };
-                        return Some((Err(e), st));
-                    }
-                    Ok(Some(Err(e))) => {
-                        if st.try_resume(RetryReason::Network).await.is_ok() {
-                            continue;
-                        }
-                        st.done = true;
-                        let e = StoreError::Network {
-                            endpoint: st.endpoint.clone(),
-                            message: format!(
-                                "reading {} after {} of {} bytes: {}",
-                                st.key,
-                                st.received,
-                                st.expected_len,
-                                crate::credentials::ecs_ram_role::error_chain(&e)
-                            ),
-                        };
-                        return Some((Err(e), st));
-                    }
-                    Ok(Some(Ok(chunk))) => {
-                        if chunk.is_empty() {
-                            continue;
-                        }
-                        ::metrics::counter!(crate::metrics::OSS_BYTES_READ)
-                            .increment(chunk.len() as u64);
-                        st.received += chunk.len() as u64;
-                        if st.received > st.expected_len {
-                            st.done = true;
-                            let e = StoreError::InvalidResponse {
-                                operation: "GetObject".into(),
-                                message: format!(
-                                    "body longer than the {} bytes promised",
-                                    st.expected_len
-                                ),
-                            };
-                            return Some((Err(e), st));
-                        }
-                        if let Some(h) = st.hasher.as_mut() {
-                            h.update(&chunk);
-                        }
-                        if let Some(prev) = st.pending.replace(chunk) {
-                            return Some((Ok(prev), st));
-                        }
-                    }
-                    Ok(None) => {
-                        if st.received < st.expected_len {
-                            if st.try_resume(RetryReason::ShortBody).await.is_ok() {
-                                continue;
-                            }
-                            st.done = true;
-                            let e = StoreError::Network {
-                                endpoint: st.endpoint.clone(),
-                                message: format!(
-                                    "short body for {}: received {} of {} bytes",
-                                    st.key, st.received, st.expected_len
-                                ),
-                            };
-                            return Some((Err(e), st));
-                        }
-                        st.done = true;
-                        if let (Some(h), Some(server)) = (&st.hasher, st.expected_crc) {
-                            let client = h.finish();
-                            if client != server {
-                                let e = StoreError::CrcMismatch {
-                                    key: st.key.clone(),
-                                    client,
-                                    server,
-                                };
-                                return Some((Err(e), st));
-                            }
-                        }
-                        return st.pending.take().map(|p| (Ok(p), st));
-                    }
-                }
-            }
-        })
-        .boxed()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -766,66 +601,5 @@ mod tests {
     #[test]
     fn copy_source_keeps_slashes_and_encodes_the_rest() {
         assert_eq!(copy_source("b", "a b/c+d/中"), "/b/a%20b/c%2Bd/%E4%B8%AD");
-    }
-
-    #[tokio::test]
-    async fn body_stream_replaces_last_chunk_on_crc_mismatch() {
-        let chunks: Vec<reqwest::Result<Bytes>> = vec![
-            Ok(Bytes::from_static(b"hello ")),
-            Ok(Bytes::from_static(b"world")),
-        ];
-        let make = |crc: u64| BodyStream {
-            inner: futures::stream::iter(chunks.clone_ok()).boxed(),
-            pending: None,
-            hasher: Some(Crc64Hasher::new()),
-            expected_crc: Some(crc),
-            received: 0,
-            expected_len: 11,
-            timeout: std::time::Duration::from_secs(5),
-            key: "k".into(),
-            endpoint: "e".into(),
-            done: false,
-            resume: None,
-        };
-        let good: Vec<_> = make(crc64(b"hello world")).into_stream().collect().await;
-        assert_eq!(good.len(), 2);
-        assert!(good.iter().all(|r| r.is_ok()));
-        let bad: Vec<_> = make(1).into_stream().collect().await;
-        assert_eq!(bad.len(), 2);
-        assert_eq!(bad[0].as_ref().unwrap(), &Bytes::from_static(b"hello "));
-        assert!(matches!(bad[1], Err(StoreError::CrcMismatch { .. })));
-    }
-
-    #[tokio::test]
-    async fn body_stream_reports_short_body() {
-        let st = BodyStream {
-            inner: futures::stream::iter(vec![Ok(Bytes::from_static(b"abc"))]).boxed(),
-            pending: None,
-            hasher: None,
-            expected_crc: None,
-            received: 0,
-            expected_len: 10,
-            timeout: std::time::Duration::from_secs(5),
-            key: "k".into(),
-            endpoint: "e".into(),
-            done: false,
-            resume: None,
-        };
-        let items: Vec<_> = st.into_stream().collect().await;
-        assert_eq!(items.len(), 1);
-        let msg = items[0].as_ref().unwrap_err().to_string();
-        assert!(msg.contains("received 3 of 10"), "{msg}");
-    }
-
-    trait CloneOk {
-        fn clone_ok(&self) -> Vec<reqwest::Result<Bytes>>;
-    }
-    impl CloneOk for Vec<reqwest::Result<Bytes>> {
-        fn clone_ok(&self) -> Vec<reqwest::Result<Bytes>> {
-            self.iter()
-                .filter_map(|r| r.as_ref().ok().cloned())
-                .map(Ok)
-                .collect()
-        }
     }
 }
