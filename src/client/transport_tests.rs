@@ -245,7 +245,10 @@ async fn logs_have_failure_details_but_no_secrets() {
         text.contains("AccessDenied") && text.contains("RID") && text.contains("0000-1"),
         "{text}"
     );
-    assert!(text.contains("retrying OSS request"), "{text}");
+    // The per-attempt "retrying OSS request" line is debug level; tracing caches callsite
+    // interest process-wide, so with other tests installing their own subscribers it is not
+    // reliably captured here. The WARN line above (attempts=2) proves the retry happened.
+    assert!(text.contains("attempts=2"), "{text}");
     for forbidden in [SECRET, TOKEN, "Signature=", "OSS4-HMAC-SHA256"] {
         assert!(
             !text.contains(forbidden),
