@@ -48,13 +48,15 @@ pub(crate) struct BodyStream {
 }
 
 impl BodyStream {
-    /// Replaces the broken body with the rest of the object. Err = give up.
-    async fn try_resume(&mut self, reason: RetryReason) -> Result<(), ()> {
+    /// Replaces the broken body with the rest of the object. `Err(None)` = give up with
+    /// the original error; `Err(Some(e))` = the server answered the resume with an error
+    /// that says more (412: the object changed), which replaces the original one.
+    async fn try_resume(&mut self, reason: RetryReason) -> Result<(), Option<StoreError>> {
         let Some(r) = self.resume.as_mut() else {
-            return Err(());
+            return Err(None);
         };
         if r.attempts_left == 0 {
-            return Err(());
+            return Err(None);
         }
         r.attempts_left -= 1;
         r.retry += 1;
@@ -69,6 +71,7 @@ impl BodyStream {
             .ranged_get(&self.key, Some(&(from..end)), Some(&r.etag));
         let sent = r.client.execute(&req).await.map_err(|e| {
             tracing::debug!(key = %self.key, error = %e, "resuming GetObject failed");
+            e.service().is_some().then_some(e)
         })?;
         let h = sent.resp.headers();
         let ok = sent.resp.status().as_u16() == 206
@@ -76,7 +79,7 @@ impl BodyStream {
                 .and_then(parse_content_range)
                 .is_some_and(|(a, b, _)| a == from && b + 1 == end);
         if !ok {
-            return Err(());
+            return Err(None);
         }
         self.inner = sent.resp.bytes_stream().boxed();
         Ok(())
@@ -91,8 +94,13 @@ impl BodyStream {
                 let next = tokio::time::timeout(st.timeout, st.inner.next()).await;
                 match next {
                     Err(_) => {
-                        if st.try_resume(RetryReason::Timeout).await.is_ok() {
-                            continue;
+                        match st.try_resume(RetryReason::Timeout).await {
+                            Ok(()) => continue,
+                            Err(Some(e)) => {
+                                st.done = true;
+                                return Some((Err(e), st));
+                            }
+                            Err(None) => {}
                         }
                         st.done = true;
                         let e = StoreError::Timeout {
@@ -102,8 +110,13 @@ impl BodyStream {
                         return Some((Err(e), st));
                     }
                     Ok(Some(Err(e))) => {
-                        if st.try_resume(RetryReason::Network).await.is_ok() {
-                            continue;
+                        match st.try_resume(RetryReason::Network).await {
+                            Ok(()) => continue,
+                            Err(Some(e)) => {
+                                st.done = true;
+                                return Some((Err(e), st));
+                            }
+                            Err(None) => {}
                         }
                         st.done = true;
                         let e = StoreError::Network {
@@ -145,8 +158,13 @@ impl BodyStream {
                     }
                     Ok(None) => {
                         if st.received < st.expected_len {
-                            if st.try_resume(RetryReason::ShortBody).await.is_ok() {
-                                continue;
+                            match st.try_resume(RetryReason::ShortBody).await {
+                                Ok(()) => continue,
+                                Err(Some(e)) => {
+                                    st.done = true;
+                                    return Some((Err(e), st));
+                                }
+                                Err(None) => {}
                             }
                             st.done = true;
                             let e = StoreError::Network {

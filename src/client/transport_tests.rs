@@ -600,3 +600,55 @@ async fn complete_whose_reply_was_lost_is_recognised() {
         .unwrap();
     assert_eq!(r.crc64, Some(part_crc));
 }
+
+#[tokio::test]
+async fn streaming_get_resumes_pinned_and_reports_a_changed_object() {
+    use futures::StreamExt;
+    let data: Vec<u8> = (0..200u8).collect();
+    // Run 1: the first reply breaks after 50 bytes, the resume delivers the rest.
+    // Run 2: the resume finds the object changed (412).
+    for changed in [false, true] {
+        let n = Arc::new(AtomicUsize::new(0));
+        let n2 = n.clone();
+        let seen: Arc<Mutex<Vec<TestRequest>>> = Arc::default();
+        let s2 = seen.clone();
+        let d2 = data.clone();
+        let server = MiniServer::start(move |req| {
+            s2.lock().unwrap().push(req);
+            if n2.fetch_add(1, Ordering::SeqCst) == 0 {
+                let mut raw =
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 200\r\nETag: \"v1\"\r\n\r\n".to_vec();
+                raw.extend_from_slice(&d2[..50]);
+                Reply::raw(&raw)
+            } else if changed {
+                Reply::with(412, &error_xml("PreconditionFailed"))
+            } else {
+                Reply::with(206, "")
+                    .header("content-range", "bytes 50-199/200")
+                    .header("etag", "\"v1\"")
+                    .header("content-length", "150")
+                    .with_body(&d2[50..])
+            }
+        })
+        .await;
+        let out = client_for(&server, 3)
+            .get_object("k", None, None)
+            .await
+            .unwrap();
+        let items: Vec<_> = out.body.collect().await;
+        let reqs = seen.lock().unwrap().clone();
+        assert_eq!(reqs.len(), 2);
+        assert_eq!(reqs[1].header("range").as_deref(), Some("bytes=50-199"));
+        assert_eq!(reqs[1].header("if-match").as_deref(), Some("\"v1\""));
+        if changed {
+            let err = items.last().unwrap().as_ref().unwrap_err();
+            assert!(err.is_precondition_failed(), "{err}");
+        } else {
+            let got: Vec<u8> = items
+                .into_iter()
+                .flat_map(|c| c.unwrap().to_vec())
+                .collect();
+            assert_eq!(got, data);
+        }
+    }
+}
