@@ -89,6 +89,13 @@ impl Op {
     /// Picks the operation from method, addressing and sub-resources.
     pub fn detect(ctx: &Ctx) -> Result<Op, OssError> {
         let q = &ctx.query;
+        // Sub-resources of operations the emulator does not serve: refuse them rather
+        // than answering, say, GetObjectAcl with the object's content.
+        if let Some((name, _)) = q.0.iter().find(|(n, _)| UNSUPPORTED.contains(&n.as_str())) {
+            return Err(OssError::not_implemented(&format!(
+                "the `{name}` sub-resource"
+            )));
+        }
         let m = &ctx.method;
         let op = match (&ctx.bucket, &ctx.key) {
             (None, _) => match *m {
@@ -129,6 +136,29 @@ impl Op {
         Ok(op)
     }
 }
+
+const UNSUPPORTED: &[&str] = &[
+    "acl",
+    "tagging",
+    "restore",
+    "versions",
+    "versioning",
+    "versionId",
+    "lifecycle",
+    "cors",
+    "website",
+    "referer",
+    "logging",
+    "policy",
+    "encryption",
+    "worm",
+    "stat",
+    "x-oss-process",
+    "cname",
+    "inventory",
+    "qos",
+    "replication",
+];
 
 /// Runs an authenticated request.
 pub async fn run(
