@@ -91,10 +91,13 @@ make_configs() {
   for w in $(seq 0 $((CONCURRENCY - 1))); do
     cfg="$WORK/curl-$tag-$w.cfg"
     : > "$cfg"
+    local first=1
     for r in $(seq "$w" "$CONCURRENCY" $((ranges - 1))); do
       start=$(( r * RANGE_MIB << 20 ))
       end=$(( start + (RANGE_MIB << 20) - 1 ))
-      printf 'url = "%s"\nrange = "%s-%s"\noutput = "/dev/null"\nnext\n' "$url" "$start" "$end" >> "$cfg"
+      [ "$first" = 1 ] || printf 'next\n' >> "$cfg"
+      first=0
+      printf 'url = "%s"\nrange = "%s-%s"\noutput = "/dev/null"\nfail\nsilent\n' "$url" "$start" "$end" >> "$cfg"
     done
   done
 }
@@ -121,6 +124,15 @@ measure() {
   t1=$(date +%s.%N)
   python3 -c "print(f'{$PASSES * $ranges * $RANGE_MIB * 1048576 / ($t1 - $t0) / 1e6:.0f}')"
 }
+
+# Both must serve the same bytes for a range.
+check_start=$(( (SIZE_MIB / 3) << 20 ))
+check_end=$(( check_start + (RANGE_MIB << 20) - 1 ))
+want=$(dd if="$file" bs=1M skip=$((SIZE_MIB / 3)) count="$RANGE_MIB" status=none | sha256sum | cut -d' ' -f1)
+for u in "$nginx_url" "$emu_url"; do
+  got=$(curl -s --fail -r "$check_start-$check_end" "$u" | sha256sum | cut -d' ' -f1)
+  [ "$got" = "$want" ] || { echo "range check failed for $u" >&2; exit 1; }
+done
 
 echo "== ${SIZE_MIB} MiB file, ${RANGE_MIB} MiB ranges, concurrency ${CONCURRENCY}, ${PASSES} passes"
 nginx_mbs=$(measure "$nginx_url" nginx)
