@@ -1,8 +1,50 @@
 //! Credentials and the provider chain.
 //!
-//! TODO(credentials owner): env, files, ossfs passwd files, ~/.alibabacloud/credentials,
-//! ECS RAM role with background refresh, RRSA (OIDC). The types below are the contract
-//! shared with [`crate::sign`] and [`crate::client`].
+//! The types in this file ([`Secret`], [`Credentials`], [`CredentialsProvider`]) are the
+//! contract shared with [`crate::sign`] and [`crate::client`]. The submodules implement the
+//! sources, and [`chain::resolve_chain`] picks the first one that is configured, in this
+//! documented order:
+//!
+//! 1. **Explicit** — `--access-key-id/--access-key-secret[/--security-token]` or
+//!    `--credentials-file PATH` (ossfs passwd format), handed over by the CLI as
+//!    [`chain::ExplicitCredentials`].
+//! 2. **`OSS_ACCESS_KEY_ID` / `OSS_ACCESS_KEY_SECRET` / `OSS_SESSION_TOKEN`** (the OSS SDKs'
+//!    environment provider).
+//! 3. **`ALIBABA_CLOUD_ACCESS_KEY_ID` / `_SECRET` / `ALIBABA_CLOUD_SECURITY_TOKEN`** (the
+//!    Alibaba Cloud default chain's environment provider).
+//! 4. **RRSA / OIDC** when `ALIBABA_CLOUD_ROLE_ARN`, `ALIBABA_CLOUD_OIDC_PROVIDER_ARN` and
+//!    `ALIBABA_CLOUD_OIDC_TOKEN_FILE` are all set: STS `AssumeRoleWithOIDC`, refreshed in the
+//!    background ([`oidc`]).
+//! 5. **ossfs passwd files** `~/.passwd-ossfs`, then `/etc/passwd-ossfs` (user file first,
+//!    like s3fs/ossfs); a `bucket:id:secret` line for our bucket wins over `id:secret`
+//!    ([`files`]).
+//! 6. **`~/.alibabacloud/credentials`** INI (`ALIBABA_CLOUD_CREDENTIALS_FILE` overrides the
+//!    path, `ALIBABA_CLOUD_PROFILE` the section), types `access_key` and `ecs_ram_role`.
+//! 7. **ECS RAM role** from the instance metadata service, unless
+//!    `ALIBABA_CLOUD_ECS_METADATA_DISABLED=true` ([`ecs_ram_role`]).
+//!
+//! A source that is *configured but broken* (an id without a secret, a passwd file readable
+//! by others, an unreadable token file, an STS error) stops the chain with an error naming
+//! it: silently falling through to another identity would be surprising. A source that is
+//! simply absent is skipped, and when nothing is found the error lists every source tried.
+//!
+//! Temporary credentials (ECS, OIDC) go through [`refresh::RefreshingProvider`], which
+//! refreshes in the background well before expiry and keeps serving the current set while
+//! a refresh fails.
+//!
+//! Secrets: [`Secret`] redacts itself in Debug/Display; nothing in this module logs or
+//! formats a secret or a token, and error messages only name sources and paths.
+
+pub mod chain;
+pub mod ecs_ram_role;
+pub mod env;
+pub mod files;
+pub mod oidc;
+pub mod refresh;
+#[cfg(test)]
+pub(crate) mod test_http;
+
+pub use chain::{ExplicitCredentials, resolve_chain};
 
 use std::fmt;
 use std::time::SystemTime;
@@ -67,6 +109,10 @@ pub trait CredentialsProvider: Send + Sync + 'static {
     async fn credentials(&self) -> Result<Credentials, CredentialsError>;
     /// Where the credentials come from, for `--dry-run` and logs (never the secret).
     fn describe(&self) -> String;
+    /// True for [`AnonymousProvider`]: the client then sends requests unsigned.
+    fn is_anonymous(&self) -> bool {
+        false
+    }
 }
 
 /// Fixed credentials (flags, env, files).
@@ -89,3 +135,18 @@ impl CredentialsProvider for StaticProvider {
 /// No credentials: requests are sent unsigned (anonymous buckets, `--anonymous`).
 #[derive(Debug, Clone, Default)]
 pub struct AnonymousProvider;
+
+#[async_trait]
+impl CredentialsProvider for AnonymousProvider {
+    async fn credentials(&self) -> Result<Credentials, CredentialsError> {
+        Err(CredentialsError(
+            "anonymous access: no credentials (requests are sent unsigned)".into(),
+        ))
+    }
+    fn describe(&self) -> String {
+        "anonymous (unsigned requests)".into()
+    }
+    fn is_anonymous(&self) -> bool {
+        true
+    }
+}

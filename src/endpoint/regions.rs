@@ -258,6 +258,48 @@ mod tests {
         assert!(find_region("oss-cn-hangzhou").is_none());
     }
 
+    /// Every row of the seed document's classic-network table is in `REGIONS` with the
+    /// same name, endpoints and acceleration support.
+    #[test]
+    fn table_matches_seed_document() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/seeds");
+        let Some(text) = std::fs::read_dir(dir)
+            .ok()
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("003_"))
+            .find_map(|e| std::fs::read_to_string(e.path()).ok())
+        else {
+            panic!("docs/seeds/003_*.txt not found");
+        };
+        let classic = text
+            .split("## Regions and OSS endpoints in VPCs")
+            .next()
+            .unwrap_or_default();
+        let mut seen = 0;
+        // Rows start with `|Name|oss-id|public|internal|accelerate…` and may span lines.
+        for row in classic.split("\n|").skip(1) {
+            let cells: Vec<&str> = row.split('|').collect();
+            if cells.len() < 5 || !cells[1].starts_with("oss-") {
+                continue;
+            }
+            let name = cells[0].replace('\\', "");
+            let id = normalize_region(cells[1]).expect("seed region id");
+            let info = find_region(&id).unwrap_or_else(|| panic!("{id} missing from REGIONS"));
+            assert_eq!(info.name, name, "{id}");
+            assert_eq!(public_endpoint(&id), cells[2], "{id}");
+            assert_eq!(internal_endpoint(&id), cells[3], "{id}");
+            assert_eq!(
+                info.accelerate,
+                cells[4].contains(ACCELERATE_ENDPOINT),
+                "{id}"
+            );
+            seen += 1;
+        }
+        assert_eq!(seen, 23);
+    }
+
     #[test]
     fn region_forms() {
         assert_eq!(

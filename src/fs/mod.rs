@@ -1,1 +1,300 @@
-//! TODO(owner): fs
+//! The filesystem core: POSIX-ish semantics over an [`ObjectStore`], without the kernel.
+//!
+//! [`Filesystem`] has one async method per FUSE operation, on inode numbers; the FUSE
+//! adapter ([`crate::fuse`]) only converts arguments and replies. Everything here is
+//! testable against [`crate::store::mock::MockStore`].
+//!
+//! # Semantics (facts the README table is built from)
+//! | area | behaviour |
+//! |---|---|
+//! | namespace | The mount shows `BUCKET:PREFIX/`. Directories are key prefixes and `dir/` marker objects; a file `x` and keys under `x/` at once → the directory wins. |
+//! | hidden keys | Keys with empty components (`a//b`), `.`/`..` components or components over 255 bytes are not shown (logged once at warn). |
+//! | lookup | One HEAD of `key` and one LIST of `key/` (max-keys 1, delimiter `/`), concurrently. Positive and negative answers are cached for `metadata_ttl` (default 1 s); our own changes update the cache at once. |
+//! | readdir | ListObjectsV2 pages of 1000 with delimiter `/`; entries are registered with size and mtime from the listing, so `ls -l` costs ~N/1000 LIST and no HEAD. Listing mtimes are `LastModified`; an `x-oss-meta-mtime` seen by HEAD wins. |
+//! | inode numbers | Stable while mounted (never reused, not persistent across mounts). |
+//! | read | Through [`crate::read::ObjectReader`], pinned to the ETag seen at open: if the object changes, reads fail with `ESTALE` instead of mixing versions. |
+//! | write (new file, sequential) | Streamed: parts upload while the application writes; small files are one PutObject at close. Nothing is visible before close/fsync succeeds. |
+//! | write (existing file, random, truncate, `O_APPEND`) | Staged in a local file under `cache_dir` (existing content downloaded on the first write), uploaded at flush/close. Appends to Appendable objects use AppendObject. |
+//! | close/fsync | Return upload errors (`EIO`, `EACCES`…) to the application. |
+//! | concurrent writers | Last close wins; readers see the old object until then (close-to-open). |
+//! | mkdir / rmdir | PUT / DELETE of the `dir/` marker; rmdir of a non-empty directory → `ENOTEMPTY`. |
+//! | rename | Files: CopyObject (multipart UploadPartCopy above 1 GiB) then DeleteObject. Directories: object by object — **not atomic**; a failure midway leaves both trees partially present (nothing is deleted before all copies succeeded). |
+//! | chmod/chown/utimens | Persisted as `x-oss-meta-mode/uid/gid/mtime` (ossfs format) by CopyObject onto itself. atime is not stored. |
+//! | symlinks | PutSymlink/GetSymlink; objects of type Symlink are shown as links (also ossfs-style links: mode with `S_IFLNK`). |
+//! | hard links, devices, FIFOs, sockets | `EPERM`. |
+//! | `--read-only` | Every change → `EROFS`. |
+//! | statfs | Effectively unlimited (2^50 free blocks). |
+//!
+//! # Module map
+//! [`error`] (FsError → errno), [`names`] (which keys are names), [`attr`] (stat ↔ user
+//! metadata), [`inode`] (the inode table), `lookup` (lookup/getattr), `dir` (readdir,
+//! mkdir, rmdir), `namespace` (unlink, rename, symlinks), `setattr`, `copy` (large
+//! copies), `handle` (open files: read and write state machines), `staging` (local
+//! staging files).
+
+pub mod attr;
+mod copy;
+mod dir;
+pub mod error;
+mod handle;
+pub mod inode;
+mod lookup;
+pub mod names;
+mod namespace;
+mod setattr;
+mod staging;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::runtime::Handle;
+
+pub use attr::{Attr, AttrDefaults, FileKind, Ino};
+pub use error::FsError;
+pub use inode::ROOT_INO;
+
+use crate::read::{BlockCache, ReadConfig};
+use crate::store::ObjectStore;
+use crate::write::UploadConfig;
+use dir::DirHandle;
+use handle::OpenFile;
+use inode::InodeTable;
+
+pub type FsResult<T> = Result<T, FsError>;
+
+/// Configuration of one mount's filesystem.
+#[derive(Debug, Clone)]
+pub struct FsConfig {
+    /// Key prefix shown as the root: "" for the whole bucket, or `dir/` (a trailing `/` is
+    /// added when missing).
+    pub prefix: String,
+    /// Owner and permissions of objects without metadata.
+    pub uid: u32,
+    pub gid: u32,
+    pub file_mode: u16,
+    pub dir_mode: u16,
+    pub read_only: bool,
+    /// How long lookups (positive and negative) and attributes are cached.
+    pub metadata_ttl: Duration,
+    /// Where staging files for random writes live.
+    pub cache_dir: PathBuf,
+    pub read: ReadConfig,
+    pub upload: UploadConfig,
+    /// Other users may access the mount (the adapter then enables default_permissions).
+    pub allow_other: bool,
+}
+
+impl Default for FsConfig {
+    fn default() -> Self {
+        // SAFETY: getuid/getgid cannot fail and have no preconditions.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        FsConfig {
+            prefix: String::new(),
+            uid,
+            gid,
+            file_mode: 0o644,
+            dir_mode: 0o755,
+            read_only: false,
+            metadata_ttl: Duration::from_secs(1),
+            cache_dir: std::env::temp_dir(),
+            read: ReadConfig::default(),
+            upload: UploadConfig::default(),
+            allow_other: false,
+        }
+    }
+}
+
+/// Who asks (from the FUSE request).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ctx {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: u32,
+}
+
+/// One directory entry returned by [`Filesystem::readdir`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirEntry {
+    pub ino: Ino,
+    /// Cookie of the *next* entry (what the kernel passes back to continue).
+    pub offset: u64,
+    pub kind: FileKind,
+    pub name: String,
+    /// Attributes (for readdirplus); `.` and `..` have them too.
+    pub attr: Attr,
+}
+
+/// Time argument of setattr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeSet {
+    Now,
+    At(SystemTime),
+}
+
+/// What setattr should change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SetAttr {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<TimeSet>,
+    pub mtime: Option<TimeSet>,
+    /// The handle when called as ftruncate/futimens.
+    pub fh: Option<u64>,
+}
+
+/// statfs answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatFs {
+    pub blocks: u64,
+    pub bfree: u64,
+    pub bavail: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub bsize: u32,
+    pub namelen: u32,
+    pub frsize: u32,
+}
+
+/// The filesystem of one mount.
+pub struct Filesystem {
+    store: Arc<dyn ObjectStore>,
+    cfg: FsConfig,
+    rt: Handle,
+    inodes: InodeTable,
+    cache: Arc<BlockCache>,
+    read_cfg: Arc<ReadConfig>,
+    upload_cfg: Arc<UploadConfig>,
+    files: Mutex<HashMap<u64, Arc<OpenFile>>>,
+    dirs: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<DirHandle>>>>,
+    next_fh: AtomicU64,
+    /// mtime of directories without a marker object.
+    mounted_at: SystemTime,
+}
+
+impl std::fmt::Debug for Filesystem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Filesystem")
+            .field("bucket", &self.store.bucket())
+            .field("prefix", &self.cfg.prefix)
+            .field("inodes", &self.inodes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Filesystem {
+    pub fn new(store: Arc<dyn ObjectStore>, cfg: FsConfig, rt: Handle) -> Self {
+        let mut cfg = cfg;
+        let p = cfg.prefix.trim_start_matches('/').to_string();
+        cfg.prefix = if p.is_empty() || p.ends_with('/') {
+            p
+        } else {
+            format!("{p}/")
+        };
+        let defaults = AttrDefaults {
+            uid: cfg.uid,
+            gid: cfg.gid,
+            file_perm: cfg.file_mode & 0o7777,
+            dir_perm: cfg.dir_mode & 0o7777,
+        };
+        let read_cfg = cfg.read.normalized();
+        let cache = BlockCache::new(&read_cfg);
+        Filesystem {
+            inodes: InodeTable::new(cfg.prefix.clone(), cfg.metadata_ttl, defaults),
+            cache,
+            read_cfg: Arc::new(read_cfg),
+            upload_cfg: Arc::new(cfg.upload.clone()),
+            store,
+            cfg,
+            rt,
+            files: Mutex::new(HashMap::new()),
+            dirs: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            mounted_at: SystemTime::now(),
+        }
+    }
+
+    pub fn config(&self) -> &FsConfig {
+        &self.cfg
+    }
+
+    pub fn runtime(&self) -> &Handle {
+        &self.rt
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// How long the kernel may cache entries and attributes.
+    pub fn ttl(&self) -> Duration {
+        self.cfg.metadata_ttl
+    }
+
+    /// The shared block cache (for stats).
+    pub fn block_cache(&self) -> &Arc<BlockCache> {
+        &self.cache
+    }
+
+    /// Number of open file handles.
+    pub fn open_handles(&self) -> usize {
+        lock(&self.files).len()
+    }
+
+    fn alloc_fh(&self) -> u64 {
+        self.next_fh.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn check_writable(&self) -> FsResult<()> {
+        if self.cfg.read_only {
+            Err(FsError::ReadOnly)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub async fn statfs(&self) -> FsResult<StatFs> {
+        // OSS has no capacity limit; report something huge but far from overflowing
+        // 64-bit arithmetic in df and friends.
+        const BLOCKS: u64 = 1 << 50;
+        Ok(StatFs {
+            blocks: BLOCKS,
+            bfree: BLOCKS,
+            bavail: BLOCKS,
+            files: 1 << 40,
+            ffree: 1 << 40,
+            bsize: attr::BLKSIZE,
+            namelen: names::NAME_MAX as u32,
+            frsize: attr::BLKSIZE,
+        })
+    }
+
+    /// Kernel `forget`.
+    pub fn forget(&self, ino: Ino, nlookup: u64) {
+        self.inodes.forget(ino, nlookup);
+    }
+
+    /// Counts a kernel reference taken by readdirplus for an entry it accepted.
+    pub fn note_lookup(&self, ino: Ino) {
+        self.inodes.add_lookup(ino, 1);
+    }
+
+    /// Hard links cannot be represented in OSS.
+    pub async fn link(
+        &self,
+        _ino: Ino,
+        _new_parent: Ino,
+        _new_name: &std::ffi::OsStr,
+    ) -> FsResult<Attr> {
+        self.check_writable()?;
+        Err(FsError::NotPermitted("hard links are not supported by OSS"))
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

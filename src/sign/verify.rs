@@ -32,8 +32,9 @@ pub enum AuthForm {
     V1Query,
 }
 
-/// What a signed request claims, before the signature is checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a signed request claims, before the signature is checked. `Debug` redacts the
+/// token and the signature.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ParsedAuth {
     pub form: AuthForm,
     pub access_key_id: String,
@@ -48,6 +49,23 @@ pub struct ParsedAuth {
     scope_date: Option<String>,
     /// V4: additional headers as listed by the client.
     additional_headers: Vec<String>,
+}
+
+impl std::fmt::Debug for ParsedAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParsedAuth")
+            .field("form", &self.form)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "security_token",
+                &self.security_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("region", &self.region)
+            .field("product", &self.product)
+            .field("scope_date", &self.scope_date)
+            .field("additional_headers", &self.additional_headers)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a request was refused; [`VerifyError::code`] and [`VerifyError::status`] give
@@ -390,6 +408,20 @@ pub fn verify(
             sts
         }
     };
+    // V1 strings to sign contain the STS token (header line or sub-resource); OSS echoes
+    // the string to sign, but we keep tokens out of errors.
+    let string_to_sign = match auth.security_token.as_deref() {
+        Some(token) if !token.is_empty() => string_to_sign
+            .replace(
+                &format!("x-oss-security-token:{token}"),
+                "x-oss-security-token:<redacted>",
+            )
+            .replace(
+                &format!("security-token={token}"),
+                "security-token=<redacted>",
+            ),
+        _ => string_to_sign,
+    };
     Err(VerifyError::SignatureDoesNotMatch { string_to_sign })
 }
 
@@ -608,6 +640,13 @@ mod tests {
             Err(VerifyError::RequestTimeTooSkewed)
         );
 
+        match verify(&sent, &auth, "bad", &opts(t)) {
+            Err(VerifyError::SignatureDoesNotMatch { string_to_sign }) => {
+                assert!(string_to_sign.contains("\nx-oss-security-token:<redacted>\n"));
+            }
+            other => panic!("expected a mismatch, got {other:?}"),
+        }
+
         let mut q = query();
         let expires = unix_seconds(t).expect("time") + 30;
         let added = presign_v1(&req, &creds(), expires);
@@ -625,7 +664,12 @@ mod tests {
         let VerifyError::SignatureDoesNotMatch { string_to_sign } = e else {
             panic!("wrong error {e:?}");
         };
-        assert!(string_to_sign.ends_with("/b/a+b c?partNumber=2&security-token=tok&uploadId=u 1+"));
+        assert!(
+            string_to_sign
+                .ends_with("/b/a+b c?partNumber=2&security-token=<redacted>&uploadId=u 1+"),
+            "{string_to_sign}"
+        );
+        assert!(!format!("{auth:?}").contains("tok\""), "{auth:?}");
     }
 
     #[test]

@@ -179,7 +179,11 @@ impl fmt::Debug for GetObjectOutput {
 pub enum PutBody {
     Bytes(Bytes),
     /// `len` bytes of a local file starting at `offset` (staging files).
-    File { path: PathBuf, offset: u64, len: u64 },
+    File {
+        path: PathBuf,
+        offset: u64,
+        len: u64,
+    },
 }
 
 impl PutBody {
@@ -241,11 +245,19 @@ impl fmt::Display for ServiceError {
         write!(
             f,
             "OSS error: operation {}, StatusCode={}, ErrorCode={}, ErrorMessage=\"{}\", RequestId={}, EC={}",
-            if self.operation.is_empty() { "-" } else { &self.operation },
+            if self.operation.is_empty() {
+                "-"
+            } else {
+                &self.operation
+            },
             self.status,
             self.code,
             self.message,
-            if self.request_id.is_empty() { "-" } else { &self.request_id },
+            if self.request_id.is_empty() {
+                "-"
+            } else {
+                &self.request_id
+            },
             if self.ec.is_empty() { "-" } else { &self.ec },
         )?;
         if !self.resource.is_empty() {
@@ -268,7 +280,11 @@ pub enum StoreError {
     Timeout { what: String, secs: u64 },
     /// CRC64 check failed (upload or download).
     #[error("CRC64 mismatch for {key}: client computed {client}, server reported {server}")]
-    CrcMismatch { key: String, client: u64, server: u64 },
+    CrcMismatch {
+        key: String,
+        client: u64,
+        server: u64,
+    },
     /// Credentials could not be obtained.
     #[error("credentials: {0}")]
     Credentials(String),
@@ -297,8 +313,10 @@ impl StoreError {
     }
     /// NoSuchKey (or a 404 on HEAD, which has no body).
     pub fn is_not_found(&self) -> bool {
-        matches!(self.code(), Some("NoSuchKey") | Some("SymlinkTargetNotExist"))
-            || (self.status() == Some(404) && self.code().is_none_or(|c| c.is_empty()))
+        matches!(
+            self.code(),
+            Some("NoSuchKey") | Some("SymlinkTargetNotExist")
+        ) || (self.status() == Some(404) && self.code().is_none_or(|c| c.is_empty()))
     }
     pub fn is_precondition_failed(&self) -> bool {
         self.status() == Some(412) || self.code() == Some("PreconditionFailed")
@@ -341,11 +359,14 @@ pub trait ObjectStore: Send + Sync + 'static {
         if_match: Option<&str>,
     ) -> StoreResult<GetObjectOutput>;
 
-    async fn put_object(&self, key: &str, body: PutBody, opts: &PutOptions)
-    -> StoreResult<PutResult>;
+    async fn put_object(
+        &self,
+        key: &str,
+        body: PutBody,
+        opts: &PutOptions,
+    ) -> StoreResult<PutResult>;
 
-    async fn initiate_multipart_upload(&self, key: &str, opts: &PutOptions)
-    -> StoreResult<String>;
+    async fn initiate_multipart_upload(&self, key: &str, opts: &PutOptions) -> StoreResult<String>;
 
     async fn upload_part(
         &self,

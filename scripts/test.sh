@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: formatting, lints, Rust unit and integration tests (real FUSE
+# mounts against the local emulator), the Python SDK interop suite, and the man page
+# generation. Every mounting test unmounts on failure; this script also fails if a FUSE
+# mount of ours is left behind.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+
+bash scripts/setup.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --all-targets -- -D warnings
+echo "== cargo build"
+cargo build --bins --examples
+
+echo "== man page and completions"
+mkdir -p target/man
+target/debug/ossmount man > target/man/ossmount.1
+grep -q '^\.TH' target/man/ossmount.1
+target/debug/ossmount completions bash > target/man/ossmount.bash
+
+if [ -d tests/interop ]; then
+  echo "== interop: official Python SDK against the emulator"
+  OSSMOUNT_EMULATOR_BIN="$PWD/target/debug/ossmount-emulator" \
+    .venv/bin/python -m pytest -q tests/interop
+fi
+
+echo "== cargo test"
+cargo test --all-targets -- --test-threads=2
+
+stale=$(awk '$3 ~ /^fuse/ && $1 ~ /ossmount/ {print $2}' /proc/mounts || true)
+if [ -n "$stale" ]; then
+  echo "stale ossmount mounts left behind by the tests:" >&2
+  echo "$stale" >&2
+  exit 1
+fi

@@ -1,0 +1,169 @@
+//! Which failures are retried, and how long to wait.
+//!
+//! Retried (docs/PROTOCOL.md §5, like the Go SDK): HTTP 5xx, 408, 429; service codes
+//! `RequestTimeTooSkewed` (after adopting the server's clock) and `BadRequest`; timeouts,
+//! connection errors and resets; bodies shorter than promised; CRC mismatches of downloads.
+//! Not retried: other 4xx (they will not change), local I/O errors, bad arguments, and
+//! upload CRC mismatches (the object now exists with the wrong content: the caller decides).
+//!
+//! Backoff is "full jitter": the n-th retry (n = 1, 2, …) waits
+//! `U[0,1) × min(base × 2^n, max)` with base 0.2 s and max 20 s by default, so the first
+//! retry waits at most 0.4 s and the wait never exceeds 20 s. Jitter keeps many clients
+//! (or many parallel part uploads) from retrying in lock-step.
+
+use std::time::Duration;
+
+use rand::Rng;
+
+use crate::store::StoreError;
+
+/// Why an attempt will be retried; the `reason` label of `OSS_RETRIES`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryReason {
+    ServerError,
+    Throttled,
+    RequestTimeout,
+    ClockSkew,
+    BadRequest,
+    Timeout,
+    Network,
+    ShortBody,
+    CrcMismatch,
+}
+
+impl RetryReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetryReason::ServerError => "server_error",
+            RetryReason::Throttled => "throttled",
+            RetryReason::RequestTimeout => "request_timeout",
+            RetryReason::ClockSkew => "clock_skew",
+            RetryReason::BadRequest => "bad_request",
+            RetryReason::Timeout => "timeout",
+            RetryReason::Network => "network",
+            RetryReason::ShortBody => "short_body",
+            RetryReason::CrcMismatch => "crc_mismatch",
+        }
+    }
+}
+
+/// Classifies an OSS error reply.
+pub fn classify_status(status: u16, code: &str) -> Option<RetryReason> {
+    match (status, code) {
+        (_, "RequestTimeTooSkewed") => Some(RetryReason::ClockSkew),
+        (_, "BadRequest") => Some(RetryReason::BadRequest),
+        (408, _) => Some(RetryReason::RequestTimeout),
+        (429, _) => Some(RetryReason::Throttled),
+        (s, _) if s >= 500 => Some(RetryReason::ServerError),
+        _ => None,
+    }
+}
+
+/// A failed attempt: the error to return if we give up, and whether to try again.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub error: StoreError,
+    pub retry: Option<RetryReason>,
+    /// Server time minus local time, in ms, when the server said our clock is off.
+    pub clock_offset_ms: Option<i64>,
+}
+
+impl Failure {
+    pub fn fatal(error: StoreError) -> Failure {
+        Failure {
+            error,
+            retry: None,
+            clock_offset_ms: None,
+        }
+    }
+    pub fn retryable(error: StoreError, reason: RetryReason) -> Failure {
+        Failure {
+            error,
+            retry: Some(reason),
+            clock_offset_ms: None,
+        }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::fatal(e)
+    }
+}
+
+/// Backoff parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// Upper bound of the wait before retry number `retry` (1-based).
+    pub fn cap(&self, retry: u32) -> Duration {
+        let factor = 1u32.checked_shl(retry.min(30)).unwrap_or(u32::MAX);
+        self.base.saturating_mul(factor).min(self.max)
+    }
+
+    /// A random wait in `[0, cap(retry))`.
+    pub fn delay(&self, retry: u32) -> Duration {
+        let cap = self.cap(retry);
+        let frac: f64 = rand::rng().random_range(0.0..1.0);
+        cap.mul_f64(frac)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        assert_eq!(
+            classify_status(500, "InternalError"),
+            Some(RetryReason::ServerError)
+        );
+        assert_eq!(classify_status(503, ""), Some(RetryReason::ServerError));
+        assert_eq!(classify_status(429, ""), Some(RetryReason::Throttled));
+        assert_eq!(classify_status(408, ""), Some(RetryReason::RequestTimeout));
+        assert_eq!(
+            classify_status(403, "RequestTimeTooSkewed"),
+            Some(RetryReason::ClockSkew)
+        );
+        assert_eq!(
+            classify_status(400, "BadRequest"),
+            Some(RetryReason::BadRequest)
+        );
+        for (s, c) in [
+            (404, "NoSuchKey"),
+            (403, "AccessDenied"),
+            (403, "SignatureDoesNotMatch"),
+            (412, "PreconditionFailed"),
+            (409, "PositionNotEqualToLength"),
+            (400, "InvalidArgument"),
+        ] {
+            assert_eq!(classify_status(s, c), None, "{s} {c}");
+        }
+    }
+
+    #[test]
+    fn backoff_bounds() {
+        let b = Backoff {
+            base: Duration::from_millis(200),
+            max: Duration::from_secs(20),
+        };
+        assert_eq!(b.cap(1), Duration::from_millis(400));
+        assert_eq!(b.cap(2), Duration::from_millis(800));
+        assert_eq!(b.cap(7), Duration::from_secs(20));
+        assert_eq!(b.cap(1000), Duration::from_secs(20));
+        for retry in 1..12 {
+            for _ in 0..50 {
+                let d = b.delay(retry);
+                assert!(d < b.cap(retry), "{d:?} >= {:?}", b.cap(retry));
+            }
+        }
+        // Jitter actually varies.
+        let samples: std::collections::HashSet<_> = (0..20).map(|_| b.delay(3)).collect();
+        assert!(samples.len() > 1);
+    }
+}

@@ -1,0 +1,460 @@
+//! Sending requests: signing, timeouts, retries, clock-skew correction, metrics, logs.
+//!
+//! [`OssClient::send_once`] performs one attempt and classifies its failure;
+//! [`OssClient::run`] repeats an attempt closure under the retry policy of
+//! [`super::retry`]. Operations whose *body* can fail in a retryable way (a ranged GET
+//! that comes back short, a CRC mismatch) put the body reading inside the closure, so
+//! those failures are retried like any other.
+//!
+//! Timeouts. reqwest's own `read_timeout` is one timer from send to response headers, so
+//! it would cut off any upload that takes longer than it. We use a progress watchdog
+//! instead: the request body stream records when it last handed hyper a chunk, and the
+//! attempt fails only after `read_timeout` (or the operation's longer response timeout)
+//! without progress. That covers a server that stops taking our upload (a write timeout)
+//! and one that never answers. Response bodies are read with the same timeout per chunk.
+//!
+//! Clock skew. On `RequestTimeTooSkewed` the offset server − local (from the reply's
+//! `Date` header, else `<ServerTime>`) is stored and added to the signing time of every
+//! later request; the attempt is retried at once.
+//!
+//! Logging: `debug!` per attempt; one `warn!` per request that finally fails, with the
+//! operation, key, status, Code, RequestId and EC. Expected outcomes (404 on HEAD/GET,
+//! 412, 304) are logged at debug. Header values, URLs with signatures and credentials are
+//! never logged.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use reqwest::header::HeaderMap;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use super::OssClient;
+use super::error::{MAX_ERROR_BODY, error_from_reply, header_str};
+use super::request::{OssRequest, RequestBody, sign_headers};
+use super::retry::{Failure, RetryReason, classify_status};
+use super::xml;
+use crate::crc64::Crc64Hasher;
+use crate::credentials::ecs_ram_role::error_chain;
+use crate::store::{StoreError, StoreResult};
+
+/// Largest XML reply we buffer (a 1000-key listing with long keys is a few MiB).
+pub(crate) const MAX_XML_BODY: usize = 32 * 1024 * 1024;
+/// Bytes per chunk when streaming an in-memory body (keeps the watchdog informed).
+const UPLOAD_CHUNK: usize = 256 * 1024;
+
+/// A successful (2xx) reply whose body has not been read yet.
+pub(crate) struct Sent {
+    pub resp: reqwest::Response,
+    /// CRC-64 of the request body actually sent (None without a body).
+    pub body_crc: Option<u64>,
+}
+
+/// Last moment (ms after `start`) the request body made progress.
+#[derive(Clone)]
+struct Progress {
+    start: Instant,
+    last_ms: Arc<AtomicU64>,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        Progress {
+            start: Instant::now(),
+            last_ms: Arc::new(AtomicU64::new(0)),
+        }
+    }
+    fn touch(&self) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+    fn last(&self) -> Duration {
+        Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+}
+
+impl OssClient {
+    fn timeout_failure(&self, req: &OssRequest, after: Duration) -> Failure {
+        Failure::retryable(
+            StoreError::Timeout {
+                what: format!("{} to {}", req.op, self.inner.urls.endpoint_display()),
+                secs: after.as_secs().max(1),
+            },
+            RetryReason::Timeout,
+        )
+    }
+
+    pub(crate) fn network_failure(&self, e: &reqwest::Error, req: &OssRequest) -> Failure {
+        if e.is_timeout() {
+            return self.timeout_failure(req, self.inner.cfg.connect_timeout);
+        }
+        if e.is_builder() {
+            return Failure::fatal(StoreError::InvalidArgument(error_chain(e)));
+        }
+        Failure::retryable(
+            StoreError::Network {
+                endpoint: self.inner.urls.endpoint_display(),
+                message: error_chain(e),
+            },
+            RetryReason::Network,
+        )
+    }
+
+    /// Builds the reqwest body for one attempt; the returned hasher (if any) holds the
+    /// CRC of what has been streamed so far.
+    async fn attempt_body(
+        &self,
+        body: &RequestBody,
+        progress: &Progress,
+    ) -> Result<(Option<reqwest::Body>, Option<Arc<Mutex<Crc64Hasher>>>), Failure> {
+        match body {
+            RequestBody::Empty => Ok((None, None)),
+            RequestBody::Bytes { data, .. } => {
+                let data = data.clone();
+                let chunks: Vec<Bytes> = (0..data.len())
+                    .step_by(UPLOAD_CHUNK)
+                    .map(|at| data.slice(at..(at + UPLOAD_CHUNK).min(data.len())))
+                    .collect();
+                let p = progress.clone();
+                let stream = futures::stream::iter(chunks).map(move |c| {
+                    p.touch();
+                    Ok::<Bytes, std::io::Error>(c)
+                });
+                Ok((Some(reqwest::Body::wrap_stream(stream)), None))
+            }
+            RequestBody::File { path, offset, len } => {
+                let mut file = tokio::fs::File::open(path).await.map_err(|e| {
+                    Failure::fatal(StoreError::Io(std::io::Error::new(
+                        e.kind(),
+                        format!("opening upload source {}: {e}", path.display()),
+                    )))
+                })?;
+                file.seek(std::io::SeekFrom::Start(*offset))
+                    .await
+                    .map_err(|e| Failure::fatal(StoreError::Io(e)))?;
+                let hasher = Arc::new(Mutex::new(Crc64Hasher::new()));
+                let h = hasher.clone();
+                let p = progress.clone();
+                let stream =
+                    tokio_util::io::ReaderStream::with_capacity(file.take(*len), UPLOAD_CHUNK).map(
+                        move |chunk| {
+                            if let Ok(c) = &chunk {
+                                p.touch();
+                                h.lock().unwrap_or_else(|e| e.into_inner()).update(c);
+                            }
+                            chunk
+                        },
+                    );
+                Ok((Some(reqwest::Body::wrap_stream(stream)), Some(hasher)))
+            }
+        }
+    }
+
+    /// One attempt: sign, send, wait for the status line; non-2xx replies are read,
+    /// parsed and classified.
+    pub(crate) async fn send_once(&self, req: &OssRequest) -> Result<Sent, Failure> {
+        let inner = &self.inner;
+        let creds = if inner.cfg.credentials.is_anonymous() {
+            None
+        } else {
+            Some(
+                inner
+                    .cfg
+                    .credentials
+                    .credentials()
+                    .await
+                    .map_err(|e| Failure::fatal(StoreError::Credentials(e.0)))?,
+            )
+        };
+        let url = inner.urls.url(&req.target, &req.query);
+        let mut headers = req.headers.clone();
+        let body_len = req.body.len();
+        if body_len > 0 || matches!(req.method, reqwest::Method::PUT | reqwest::Method::POST) {
+            headers.push(("content-length".into(), body_len.to_string()));
+        }
+        if let Some(creds) = &creds {
+            let time = self.signing_time();
+            let added = sign_headers(
+                req,
+                &headers,
+                &inner.cfg.bucket,
+                &inner.region,
+                inner.cfg.signature_version,
+                creds,
+                time,
+            );
+            headers.retain(|(n, _)| !added.iter().any(|(a, _)| n.eq_ignore_ascii_case(a)));
+            headers.extend(added);
+        }
+        let mut builder = inner.http.request(req.method.clone(), url.as_str());
+        for (name, value) in &headers {
+            let v = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
+                Failure::fatal(StoreError::InvalidArgument(format!(
+                    "header {name} has a value that cannot be sent in HTTP (control or non-ASCII characters)"
+                )))
+            })?;
+            builder = builder.header(name.as_str(), v);
+        }
+        let progress = Progress::new();
+        let (body, hasher) = self.attempt_body(&req.body, &progress).await?;
+        if let Some(b) = body {
+            builder = builder.body(b);
+        }
+
+        let timeout = req.response_timeout.unwrap_or(inner.cfg.read_timeout);
+        let started = Instant::now();
+        let send = builder.send();
+        tokio::pin!(send);
+        let result = loop {
+            let last = progress.last();
+            let deadline = progress.start + last + timeout;
+            tokio::select! {
+                r = &mut send => break r,
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    if progress.last() == last {
+                        self.record_attempt(req, "timeout", started);
+                        return Err(self.timeout_failure(req, timeout));
+                    }
+                }
+            }
+        };
+        let resp = match result {
+            Ok(r) => r,
+            Err(e) => {
+                self.record_attempt(req, "error", started);
+                tracing::debug!(op = req.op, key = req.key(), error = %error_chain(&e), "OSS attempt failed");
+                return Err(self.network_failure(&e, req));
+            }
+        };
+        let status = resp.status().as_u16();
+        self.record_attempt(req, &status.to_string(), started);
+        tracing::debug!(
+            op = req.op,
+            key = req.key(),
+            status,
+            request_id = header_str(resp.headers(), "x-oss-request-id").unwrap_or("-"),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "OSS attempt"
+        );
+        if resp.status().is_success() {
+            if body_len > 0 {
+                ::metrics::counter!(crate::metrics::OSS_BYTES_WRITTEN).increment(body_len);
+            }
+            let body_crc = match (&req.body, hasher) {
+                (RequestBody::Empty, _) => None,
+                (RequestBody::Bytes { crc, .. }, _) => Some(*crc),
+                (RequestBody::File { .. }, Some(h)) => {
+                    Some(h.lock().unwrap_or_else(|e| e.into_inner()).finish())
+                }
+                (RequestBody::File { .. }, None) => None,
+            };
+            return Ok(Sent { resp, body_crc });
+        }
+        Err(self.error_reply(req, resp).await)
+    }
+
+    fn record_attempt(&self, req: &OssRequest, status: &str, started: Instant) {
+        ::metrics::counter!(crate::metrics::OSS_REQUESTS, "op" => req.op, "status" => status.to_string())
+            .increment(1);
+        ::metrics::histogram!(crate::metrics::OSS_REQUEST_SECONDS, "op" => req.op)
+            .record(started.elapsed().as_secs_f64());
+    }
+
+    /// Reads and classifies a non-2xx reply.
+    async fn error_reply(&self, req: &OssRequest, resp: reqwest::Response) -> Failure {
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let (body, truncated) = match self.read_capped(resp, MAX_ERROR_BODY, req).await {
+            Ok(b) => b,
+            // The status alone decides retryability; a broken error body is still an error.
+            Err(f) => {
+                return Failure {
+                    retry: classify_status(status, "").or(f.retry),
+                    ..f
+                };
+            }
+        };
+        let resource = req.resource(&self.inner.cfg.bucket);
+        let (error, server_time) =
+            error_from_reply(status, &headers, &body, truncated, req.op, &resource);
+        let code = error.code().unwrap_or("");
+        let retry = classify_status(status, code);
+        let clock_offset_ms = if retry == Some(RetryReason::ClockSkew) {
+            let server = header_str(&headers, "date")
+                .and_then(crate::sign::parse_http_date)
+                .or_else(|| {
+                    server_time
+                        .as_deref()
+                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                        .map(SystemTime::from)
+                });
+            server.map(|s| signed_ms_between(SystemTime::now(), s))
+        } else {
+            None
+        };
+        Failure {
+            error,
+            retry,
+            clock_offset_ms,
+        }
+    }
+
+    /// Reads a reply body up to `cap` bytes; `true` when it was longer (rest discarded).
+    pub(crate) async fn read_capped(
+        &self,
+        mut resp: reqwest::Response,
+        cap: usize,
+        req: &OssRequest,
+    ) -> Result<(Vec<u8>, bool), Failure> {
+        let timeout = self.inner.cfg.read_timeout;
+        let mut buf = Vec::new();
+        loop {
+            let chunk = match tokio::time::timeout(timeout, resp.chunk()).await {
+                Err(_) => return Err(self.timeout_failure(req, timeout)),
+                Ok(Err(e)) => return Err(self.network_failure(&e, req)),
+                Ok(Ok(None)) => break,
+                Ok(Ok(Some(c))) => c,
+            };
+            ::metrics::counter!(crate::metrics::OSS_BYTES_READ).increment(chunk.len() as u64);
+            if buf.len() + chunk.len() > cap {
+                return Ok((buf, true));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok((buf, false))
+    }
+
+    /// Repeats `attempt` under the retry policy. `req` names the operation in logs.
+    pub(crate) async fn run<T, F, Fut>(&self, req: &OssRequest, mut attempt: F) -> StoreResult<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        let max = self.inner.cfg.max_attempts.max(1);
+        let mut n = 0u32;
+        loop {
+            n += 1;
+            let failure = match attempt().await {
+                Ok(v) => return Ok(v),
+                Err(f) => f,
+            };
+            if let Some(off) = failure.clock_offset_ms {
+                self.inner.clock_offset_ms.store(off, Ordering::Relaxed);
+                tracing::warn!(
+                    op = req.op,
+                    offset_ms = off,
+                    "server says our clock is skewed; adopting its time for signing"
+                );
+            }
+            match failure.retry {
+                Some(reason) if n < max => {
+                    ::metrics::counter!(crate::metrics::OSS_RETRIES, "op" => req.op, "reason" => reason.as_str())
+                        .increment(1);
+                    let wait = if reason == RetryReason::ClockSkew {
+                        Duration::ZERO
+                    } else {
+                        self.inner.backoff.delay(n)
+                    };
+                    tracing::debug!(
+                        op = req.op,
+                        key = req.key(),
+                        attempt = n,
+                        reason = reason.as_str(),
+                        wait_ms = wait.as_millis() as u64,
+                        error = %failure.error,
+                        "retrying OSS request"
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+                _ => {
+                    self.log_failure(req, &failure.error, n);
+                    return Err(failure.error);
+                }
+            }
+        }
+    }
+
+    fn log_failure(&self, req: &OssRequest, err: &StoreError, attempts: u32) {
+        match err {
+            StoreError::Service(s) => {
+                let expected = matches!(s.status, 304 | 404 | 412);
+                if expected {
+                    tracing::debug!(op = req.op, key = req.key(), status = s.status, code = %s.code, request_id = %s.request_id, "OSS request failed");
+                } else {
+                    tracing::warn!(
+                        op = req.op,
+                        key = req.key(),
+                        status = s.status,
+                        code = %s.code,
+                        request_id = %s.request_id,
+                        ec = %s.ec,
+                        attempts,
+                        "OSS request failed: {}",
+                        s.message
+                    );
+                }
+            }
+            other => {
+                tracing::warn!(op = req.op, key = req.key(), attempts, error = %other, "OSS request failed")
+            }
+        }
+    }
+
+    /// Sends with retries; the reply body is left to the caller.
+    pub(crate) async fn execute(&self, req: &OssRequest) -> StoreResult<Sent> {
+        self.run(req, || self.send_once(req)).await
+    }
+
+    /// Sends with retries and reads the whole (bounded) reply body.
+    pub(crate) async fn execute_read(&self, req: &OssRequest) -> StoreResult<(HeaderMap, Bytes)> {
+        self.run(req, || async {
+            let sent = self.send_once(req).await?;
+            let headers = sent.resp.headers().clone();
+            let (body, truncated) = self.read_capped(sent.resp, MAX_XML_BODY, req).await?;
+            if truncated {
+                return Err(Failure::fatal(StoreError::InvalidResponse {
+                    operation: req.op.to_string(),
+                    message: format!("reply body larger than {} MiB", MAX_XML_BODY >> 20),
+                }));
+            }
+            Ok((headers, Bytes::from(body)))
+        })
+        .await
+    }
+
+    /// Sends with retries and parses the XML reply.
+    pub(crate) async fn execute_xml<T: serde::de::DeserializeOwned>(
+        &self,
+        req: &OssRequest,
+    ) -> StoreResult<(HeaderMap, T)> {
+        let (headers, body) = self.execute_read(req).await?;
+        let parsed = xml::parse::<T>(&body).map_err(|message| StoreError::InvalidResponse {
+            operation: req.op.to_string(),
+            message,
+        })?;
+        Ok((headers, parsed))
+    }
+}
+
+/// `to − from` in milliseconds, negative when `to` is earlier.
+fn signed_ms_between(from: SystemTime, to: SystemTime) -> i64 {
+    match to.duration_since(from) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signed_offsets() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        assert_eq!(signed_ms_between(t, t + Duration::from_secs(2)), 2000);
+        assert_eq!(signed_ms_between(t, t - Duration::from_millis(1500)), -1500);
+    }
+}

@@ -1,0 +1,310 @@
+//! File attributes and their persistence as OSS user metadata.
+//!
+//! OSS has no inodes, so ownership, permissions and mtime live in user metadata, using
+//! the same names and formats as ossfs/s3fs so a bucket can move between the tools:
+//!
+//! | header              | format                                   | written by      |
+//! |---------------------|------------------------------------------|-----------------|
+//! | `x-oss-meta-mode`   | decimal `st_mode` *including* type bits  | create, chmod   |
+//! | `x-oss-meta-uid`    | decimal                                  | chown           |
+//! | `x-oss-meta-gid`    | decimal                                  | chown           |
+//! | `x-oss-meta-mtime`  | decimal seconds since the epoch          | every write, utimens |
+//!
+//! Reading is lenient: `mtime` may carry a fraction (`1648047444.796073379`, as s3fs and
+//! rclone write it); unparsable values are ignored (the defaults from the mount options
+//! are used) rather than failing the lookup — metadata is external input.
+//!
+//! Pitfalls:
+//! - A listing (ListObjectsV2) has no user metadata: attributes built from it use the
+//!   mount's default mode/uid/gid and `LastModified` as mtime. Once a HEAD has been done
+//!   for an object, its metadata wins ([`Attr::merge_listing`] keeps it).
+//! - ossfs stores symlinks as regular objects whose mode has `S_IFLNK` and whose content
+//!   is the target; [`kind_from_meta`] recognises them so such links stay links here.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::store::{ObjectMeta, ObjectType};
+
+pub type Ino = u64;
+
+pub const META_MODE: &str = "mode";
+pub const META_UID: &str = "uid";
+pub const META_GID: &str = "gid";
+pub const META_MTIME: &str = "mtime";
+
+/// Block size reported by stat (also the unit of `blocks`, which is 512 bytes).
+pub const BLKSIZE: u32 = 4096;
+
+/// The kinds of files this filesystem can show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FileKind {
+    File,
+    Dir,
+    Symlink,
+}
+
+impl FileKind {
+    /// `S_IFMT` bits of this kind.
+    pub fn type_bits(self) -> u32 {
+        match self {
+            FileKind::File => libc::S_IFREG,
+            FileKind::Dir => libc::S_IFDIR,
+            FileKind::Symlink => libc::S_IFLNK,
+        }
+    }
+}
+
+/// What `stat` shows for one inode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attr {
+    pub ino: Ino,
+    pub kind: FileKind,
+    pub size: u64,
+    pub mtime: SystemTime,
+    /// Permission bits only (`0o7777` mask).
+    pub perm: u16,
+    pub uid: u32,
+    pub gid: u32,
+    /// Whether mode/uid/gid/mtime came from the object's own metadata (HEAD or our own
+    /// write) rather than from defaults/listing.
+    pub from_meta: bool,
+}
+
+impl Attr {
+    pub fn nlink(&self) -> u32 {
+        if self.kind == FileKind::Dir { 2 } else { 1 }
+    }
+
+    /// 512-byte blocks.
+    pub fn blocks(&self) -> u64 {
+        self.size.div_ceil(512)
+    }
+
+    /// Full `st_mode`.
+    pub fn mode(&self) -> u32 {
+        self.kind.type_bits() | u32::from(self.perm)
+    }
+
+    /// Updates size/mtime from a listing entry, keeping metadata-derived values.
+    pub fn merge_listing(&mut self, size: u64, last_modified: Option<SystemTime>) {
+        if self.kind != FileKind::Symlink {
+            self.size = size;
+        }
+        if !self.from_meta {
+            if let Some(t) = last_modified {
+                self.mtime = t;
+            }
+        }
+    }
+}
+
+/// Defaults from the mount options, used when an object carries no metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttrDefaults {
+    pub uid: u32,
+    pub gid: u32,
+    /// Permission bits for files (e.g. `0o644`).
+    pub file_perm: u16,
+    /// Permission bits for directories (e.g. `0o755`).
+    pub dir_perm: u16,
+}
+
+impl AttrDefaults {
+    pub fn new_attr(&self, ino: Ino, kind: FileKind, size: u64, mtime: SystemTime) -> Attr {
+        Attr {
+            ino,
+            kind,
+            size,
+            mtime,
+            perm: match kind {
+                FileKind::Dir => self.dir_perm,
+                FileKind::File => self.file_perm,
+                FileKind::Symlink => 0o777,
+            },
+            uid: self.uid,
+            gid: self.gid,
+            from_meta: false,
+        }
+    }
+
+    /// Attributes from a HEAD answer (or GET headers).
+    pub fn from_object_meta(&self, ino: Ino, kind: FileKind, meta: &ObjectMeta) -> Attr {
+        let mut a = self.new_attr(
+            ino,
+            kind,
+            meta.size,
+            meta.last_modified.unwrap_or(UNIX_EPOCH),
+        );
+        apply_user_meta(&mut a, &meta.user_meta);
+        a.from_meta = true;
+        a
+    }
+}
+
+/// Overrides defaults with whatever valid values the user metadata holds.
+pub fn apply_user_meta(a: &mut Attr, meta: &BTreeMap<String, String>) {
+    if let Some(mode) = meta
+        .get(META_MODE)
+        .and_then(|v| v.trim().parse::<u32>().ok())
+    {
+        let perm = (mode & 0o7777) as u16;
+        // Directory markers written by other tools sometimes carry mode 0; ignore that.
+        if mode & 0o777 != 0 || a.kind == FileKind::File {
+            a.perm = perm;
+        }
+    }
+    if let Some(uid) = meta
+        .get(META_UID)
+        .and_then(|v| v.trim().parse::<u32>().ok())
+    {
+        a.uid = uid;
+    }
+    if let Some(gid) = meta
+        .get(META_GID)
+        .and_then(|v| v.trim().parse::<u32>().ok())
+    {
+        a.gid = gid;
+    }
+    if let Some(t) = meta.get(META_MTIME).and_then(|v| parse_mtime(v)) {
+        a.mtime = t;
+    }
+}
+
+/// Parses `x-oss-meta-mtime`: decimal seconds, optionally with a fraction.
+pub fn parse_mtime(v: &str) -> Option<SystemTime> {
+    let v = v.trim();
+    let (secs, frac) = match v.split_once('.') {
+        Some((s, f)) => (s, f),
+        None => (v, ""),
+    };
+    let secs: u64 = secs.parse().ok()?;
+    let nanos = if frac.is_empty() {
+        0
+    } else {
+        if !frac.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let digits: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
+        digits.parse::<u32>().ok()?
+    };
+    UNIX_EPOCH.checked_add(Duration::new(secs, nanos))
+}
+
+/// Formats mtime as ossfs does (whole seconds).
+pub fn format_mtime(t: SystemTime) -> String {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+        .to_string()
+}
+
+/// The kind an object represents, from its type and metadata.
+pub fn kind_from_meta(object_type: ObjectType, meta: &BTreeMap<String, String>) -> FileKind {
+    if object_type == ObjectType::Symlink {
+        return FileKind::Symlink;
+    }
+    let mode = meta
+        .get(META_MODE)
+        .and_then(|v| v.trim().parse::<u32>().ok());
+    match mode {
+        Some(m) if m & libc::S_IFMT == libc::S_IFLNK => FileKind::Symlink,
+        _ => FileKind::File,
+    }
+}
+
+/// User metadata describing `attr`, merged into `base` (other tools' keys are kept).
+pub fn to_user_meta(attr: &Attr, base: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut m = base.clone();
+    m.insert(META_MODE.into(), attr.mode().to_string());
+    m.insert(META_MTIME.into(), format_mtime(attr.mtime));
+    m.insert(META_UID.into(), attr.uid.to_string());
+    m.insert(META_GID.into(), attr.gid.to_string());
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> AttrDefaults {
+        AttrDefaults {
+            uid: 1000,
+            gid: 1000,
+            file_perm: 0o644,
+            dir_perm: 0o755,
+        }
+    }
+
+    #[test]
+    fn mtime_formats() {
+        assert_eq!(
+            parse_mtime("1648047444.796073379"),
+            UNIX_EPOCH.checked_add(Duration::new(1648047444, 796073379))
+        );
+        assert_eq!(
+            parse_mtime("1400000000.5"),
+            UNIX_EPOCH.checked_add(Duration::new(1400000000, 500_000_000))
+        );
+        assert_eq!(
+            parse_mtime("12"),
+            UNIX_EPOCH.checked_add(Duration::from_secs(12))
+        );
+        assert_eq!(parse_mtime("abc"), None);
+        assert_eq!(parse_mtime("1.x"), None);
+        assert_eq!(parse_mtime("-5"), None);
+        let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(format_mtime(t), "1700000000");
+    }
+
+    #[test]
+    fn meta_round_trip_in_ossfs_format() {
+        let mut a = defaults().new_attr(5, FileKind::File, 3, UNIX_EPOCH);
+        a.perm = 0o750;
+        a.uid = 7;
+        a.gid = 8;
+        a.mtime = UNIX_EPOCH + Duration::from_secs(99);
+        let mut base = BTreeMap::new();
+        base.insert("other".to_string(), "kept".to_string());
+        let m = to_user_meta(&a, &base);
+        assert_eq!(m["mode"], (0o100750).to_string()); // S_IFREG | 0750 = 33256
+        assert_eq!(m["mode"], "33256");
+        assert_eq!(m["other"], "kept");
+        let meta = ObjectMeta {
+            size: 3,
+            user_meta: m,
+            ..Default::default()
+        };
+        let b = defaults().from_object_meta(5, FileKind::File, &meta);
+        assert_eq!((b.perm, b.uid, b.gid, b.mtime), (0o750, 7, 8, a.mtime));
+        assert!(b.from_meta);
+    }
+
+    #[test]
+    fn garbage_meta_falls_back_to_defaults() {
+        let mut m = BTreeMap::new();
+        m.insert("mode".to_string(), "rwx".to_string());
+        m.insert("uid".to_string(), "-1".to_string());
+        let meta = ObjectMeta {
+            user_meta: m,
+            ..Default::default()
+        };
+        let b = defaults().from_object_meta(2, FileKind::File, &meta);
+        assert_eq!((b.perm, b.uid), (0o644, 1000));
+    }
+
+    #[test]
+    fn ossfs_symlinks_are_links() {
+        let mut m = BTreeMap::new();
+        m.insert("mode".to_string(), (libc::S_IFLNK | 0o777).to_string());
+        assert_eq!(kind_from_meta(ObjectType::Normal, &m), FileKind::Symlink);
+        assert_eq!(
+            kind_from_meta(ObjectType::Symlink, &BTreeMap::new()),
+            FileKind::Symlink
+        );
+        assert_eq!(
+            kind_from_meta(ObjectType::Normal, &BTreeMap::new()),
+            FileKind::File
+        );
+    }
+}

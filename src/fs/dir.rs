@@ -1,0 +1,330 @@
+//! Directories: readdir(+plus) over paged listings, mkdir and rmdir.
+//!
+//! A directory handle lists lazily: the first readdir fetches the first ListObjectsV2
+//! page (1000 entries, delimiter `/`), later readdirs fetch the next pages as the kernel
+//! asks for higher offsets. Every entry is registered in the inode table with the size
+//! and mtime of the listing, so the `stat` calls that follow (`ls -l`) are answered from
+//! the cache: N entries cost ~N/1000 LIST requests and no HEAD.
+//!
+//! Offsets are positions in the handle's entry list (`.` = 0, `..` = 1, …); the cookie
+//! returned with an entry is its position + 1. The handle keeps only entries the kernel
+//! may still ask for; a seek backwards (rewinddir or seekdir) re-lists from the start.
+//!
+//! Pitfalls:
+//! - The marker object `dir/` itself is listed under its own prefix and must be skipped.
+//! - A file `x` and a prefix `x/` can both exist and are not adjacent in the listing
+//!   (`x-1`, `x.txt` sort between them). The directory wins: a buffered file entry is
+//!   turned into the directory; if the file entry was already returned (only possible
+//!   across a page boundary) the directory entry is dropped and lookup later says "dir".
+//! - Files created here but not uploaded yet are not in OSS; they are appended at the end.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
+use crate::store::{ListRequest, ObjectType, PutOptions};
+
+use super::attr::{FileKind, Ino, to_user_meta};
+use super::error::FsError;
+use super::inode::Observed;
+use super::{Attr, Ctx, DirEntry, Filesystem, FsResult, lock, names};
+
+/// Keys per ListObjectsV2 page.
+const PAGE: u32 = 1000;
+
+/// State of one open directory.
+#[derive(Debug)]
+pub(crate) struct DirHandle {
+    ino: Ino,
+    /// Entries from position `base` on.
+    entries: Vec<DirEntry>,
+    base: usize,
+    /// Position of each buffered name (for the file-vs-directory rule).
+    index: HashMap<String, usize>,
+    token: Option<String>,
+    started: bool,
+    done: bool,
+}
+
+impl DirHandle {
+    fn new(ino: Ino) -> Self {
+        DirHandle {
+            ino,
+            entries: Vec::new(),
+            base: 0,
+            index: HashMap::new(),
+            token: None,
+            started: false,
+            done: false,
+        }
+    }
+
+    fn end(&self) -> usize {
+        self.base + self.entries.len()
+    }
+
+    fn push(&mut self, mut e: DirEntry) {
+        let pos = self.end();
+        e.offset = pos as u64 + 1;
+        self.index.insert(e.name.clone(), pos);
+        self.entries.push(e);
+    }
+}
+
+impl Filesystem {
+    pub async fn opendir(&self, ino: Ino) -> FsResult<u64> {
+        let node = self.inodes.get(ino).ok_or(FsError::NotFound)?;
+        if node.attr.kind != FileKind::Dir {
+            return Err(FsError::NotDir);
+        }
+        let fh = self.alloc_fh();
+        lock(&self.dirs).insert(fh, Arc::new(tokio::sync::Mutex::new(DirHandle::new(ino))));
+        Ok(fh)
+    }
+
+    pub async fn releasedir(&self, fh: u64) -> FsResult<()> {
+        lock(&self.dirs).remove(&fh);
+        Ok(())
+    }
+
+    /// Entries from `offset` on (a batch; call again with the last entry's offset).
+    /// An empty result means the end of the directory.
+    pub async fn readdir(&self, ino: Ino, fh: u64, offset: u64) -> FsResult<Vec<DirEntry>> {
+        let handle = lock(&self.dirs)
+            .get(&fh)
+            .cloned()
+            .ok_or(FsError::BadHandle)?;
+        let mut h = handle.lock().await;
+        if h.ino != ino {
+            return Err(FsError::BadHandle);
+        }
+        let offset =
+            usize::try_from(offset).map_err(|_| FsError::InvalidArgument("offset".into()))?;
+        if !h.started || offset < h.base {
+            *h = DirHandle::new(ino);
+            h.started = true;
+            let me = self.inodes.get(ino).ok_or(FsError::NotFound)?;
+            let parent = self
+                .inodes
+                .get(me.parent)
+                .map(|n| n.attr)
+                .unwrap_or(me.attr.clone());
+            h.push(DirEntry {
+                ino,
+                offset: 0,
+                kind: FileKind::Dir,
+                name: ".".into(),
+                attr: me.attr.clone(),
+            });
+            h.push(DirEntry {
+                ino: parent.ino,
+                offset: 0,
+                kind: FileKind::Dir,
+                name: "..".into(),
+                attr: parent,
+            });
+        }
+        while offset >= h.end() && !h.done {
+            self.fetch_page(&mut h).await?;
+        }
+        // Forget what the kernel has consumed.
+        let drop_n = offset.saturating_sub(h.base).min(h.entries.len());
+        if drop_n > 0 {
+            h.entries.drain(..drop_n);
+            h.base += drop_n;
+            let base = h.base;
+            h.index.retain(|_, p| *p >= base);
+        }
+        Ok(h.entries.clone())
+    }
+
+    async fn fetch_page(&self, h: &mut DirHandle) -> FsResult<()> {
+        let dir_key = self.inodes.key_of(h.ino).ok_or(FsError::NotFound)?;
+        let req = ListRequest {
+            prefix: dir_key.clone(),
+            delimiter: Some("/".into()),
+            continuation_token: h.token.clone(),
+            max_keys: PAGE,
+            ..Default::default()
+        };
+        let page = self
+            .store
+            .list_objects(&req)
+            .await
+            .map_err(|e| FsError::store("ListObjectsV2", &dir_key, e))?;
+        for obj in &page.objects {
+            if obj.key == dir_key {
+                continue; // the directory's own marker
+            }
+            let Some(name) = obj.key.strip_prefix(dir_key.as_str()) else {
+                continue;
+            };
+            if !names::is_valid_component(name) {
+                names::warn_hidden(&obj.key, name);
+                continue;
+            }
+            if h.index.contains_key(name) {
+                continue;
+            }
+            let kind = if obj.object_type == ObjectType::Symlink {
+                FileKind::Symlink
+            } else {
+                FileKind::File
+            };
+            let mtime = obj.last_modified.unwrap_or(self.mounted_at);
+            let obs = Observed {
+                kind,
+                attr_template: self.inodes.defaults().new_attr(0, kind, obj.size, mtime),
+                etag: obj.etag.clone(),
+                crc64: None,
+                object_type: obj.object_type,
+                user_meta: None,
+                content_type: None,
+                symlink_target: None,
+            };
+            let (ino, node) = self.inodes.observe(h.ino, name, obs);
+            h.push(DirEntry {
+                ino,
+                offset: 0,
+                kind: node.attr.kind,
+                name: name.to_string(),
+                attr: node.attr,
+            });
+        }
+        for cp in &page.common_prefixes {
+            let Some(name) = cp
+                .strip_prefix(dir_key.as_str())
+                .and_then(|n| n.strip_suffix('/'))
+            else {
+                continue;
+            };
+            if !names::is_valid_component(name) {
+                names::warn_hidden(cp, name);
+                continue;
+            }
+            let (ino, node) = self
+                .inodes
+                .observe(h.ino, name, self.observed_dir(self.mounted_at));
+            let entry = DirEntry {
+                ino,
+                offset: 0,
+                kind: FileKind::Dir,
+                name: name.to_string(),
+                attr: node.attr,
+            };
+            match h.index.get(name).copied() {
+                Some(pos) if pos >= h.base => {
+                    // Directory wins over a buffered file of the same name.
+                    let i = pos - h.base;
+                    let off = h.entries[i].offset;
+                    h.entries[i] = DirEntry {
+                        offset: off,
+                        ..entry
+                    };
+                }
+                Some(_) => {}
+                None => h.push(entry),
+            }
+        }
+        h.token = page.next_continuation_token;
+        if h.token.is_none() {
+            h.done = true;
+            for (name, ino, attr) in self.inodes.local_children(h.ino) {
+                if !h.index.contains_key(&name) {
+                    h.push(DirEntry {
+                        ino,
+                        offset: 0,
+                        kind: attr.kind,
+                        name,
+                        attr,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// FUSE mkdir: PUTs the `name/` marker.
+    pub async fn mkdir(
+        &self,
+        _ctx: &Ctx,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+    ) -> FsResult<Attr> {
+        self.check_writable()?;
+        let name = names::name_from_kernel(name)?;
+        match self.lookup_name(parent, name).await {
+            Ok(_) => return Err(FsError::Exists),
+            Err(FsError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+        let key = format!(
+            "{}/",
+            self.inodes
+                .child_key(parent, name)
+                .ok_or(FsError::NotFound)?
+        );
+        names::check_key_len(&key)?;
+        let mut attr = self
+            .inodes
+            .defaults()
+            .new_attr(0, FileKind::Dir, 0, SystemTime::now());
+        attr.perm = (mode & !umask & 0o7777) as u16;
+        let opts = PutOptions {
+            user_meta: to_user_meta(&attr, &Default::default()),
+            ..Default::default()
+        };
+        self.store
+            .put_object(&key, Bytes::new().into(), &opts)
+            .await
+            .map_err(|e| FsError::store("PutObject", &key, e))?;
+        let (ino, node) = self.inodes.insert_local(parent, name, attr, false);
+        self.inodes
+            .update(ino, |n| n.user_meta = opts.user_meta.clone());
+        self.inodes.add_lookup(ino, 1);
+        Ok(node.attr)
+    }
+
+    /// FUSE rmdir: `ENOTEMPTY` unless nothing but the marker is below the prefix.
+    pub async fn rmdir(&self, parent: Ino, name: &OsStr) -> FsResult<()> {
+        self.check_writable()?;
+        let name = names::name_from_kernel(name)?;
+        let (ino, node) = self.lookup_name(parent, name).await?;
+        if node.attr.kind != FileKind::Dir {
+            return Err(FsError::NotDir);
+        }
+        if !self.inodes.local_children(ino).is_empty() {
+            return Err(FsError::NotEmpty);
+        }
+        let key = self.inodes.key_of(ino).ok_or(FsError::NotFound)?;
+        if !self.dir_is_empty(&key).await? {
+            return Err(FsError::NotEmpty);
+        }
+        self.store
+            .delete_object(&key)
+            .await
+            .map_err(|e| FsError::store("DeleteObject", &key, e))?;
+        self.inodes.remove_child(parent, name);
+        Ok(())
+    }
+
+    /// Whether nothing but the marker exists under `dir_key` (which ends with `/`).
+    pub(crate) async fn dir_is_empty(&self, dir_key: &str) -> FsResult<bool> {
+        let req = ListRequest {
+            prefix: dir_key.to_string(),
+            max_keys: 2,
+            ..Default::default()
+        };
+        let page = self
+            .store
+            .list_objects(&req)
+            .await
+            .map_err(|e| FsError::store("ListObjectsV2", dir_key, e))?;
+        Ok(page.objects.iter().all(|o| o.key == dir_key) && page.common_prefixes.is_empty())
+    }
+}

@@ -1,0 +1,228 @@
+//! lookup and getattr: turning names into inodes by asking OSS, with caching.
+//!
+//! A name `n` in directory `d/` is resolved with two requests sent concurrently
+//! (`tokio::join!`): HEAD `d/n` and LIST prefix `d/n/`, delimiter `/`, max-keys 1. If the
+//! LIST finds anything (a marker `d/n/` or any key below), `n` is a directory — even when
+//! an object `d/n` exists too ("directory wins", the only way both stay reachable).
+//! Otherwise the HEAD decides: a Symlink object (or an ossfs-style link whose mode has
+//! `S_IFLNK`) is a link, anything else a regular file.
+//!
+//! Pitfalls:
+//! - HEAD on an OSS symlink resolves to the target; a dangling link answers 404
+//!   `SymlinkTargetNotExist`, which must not be taken for "no such file". The link's own
+//!   size is the length of its target, so links cost one GetSymlink on lookup.
+//! - Directories are not re-validated by getattr (they have no object to HEAD); a
+//!   directory deleted behind our back disappears at the parent's next lookup/readdir.
+//! - Nodes with local state (open writers, not yet uploaded) are answered from memory:
+//!   OSS does not know them yet.
+
+use std::ffi::OsStr;
+
+use crate::store::{ListRequest, ObjectMeta, ObjectType};
+
+use super::attr::{Attr, FileKind, Ino, kind_from_meta};
+use super::error::{FsError, not_found_or};
+use super::inode::{Node, Observed};
+use super::{Filesystem, FsResult, names};
+
+/// Longest symlink target read from an ossfs-style link object.
+const MAX_LINK_OBJECT: u64 = 4096;
+
+impl Filesystem {
+    /// FUSE lookup: takes a kernel reference on success.
+    pub async fn lookup(&self, parent: Ino, name: &OsStr) -> FsResult<Attr> {
+        let name = names::name_from_kernel(name)?;
+        let (ino, node) = self.lookup_name(parent, name).await?;
+        self.inodes.add_lookup(ino, 1);
+        Ok(node.attr)
+    }
+
+    /// Resolves `name` in `parent` (cache first, then OSS).
+    pub(crate) async fn lookup_name(&self, parent: Ino, name: &str) -> FsResult<(Ino, Node)> {
+        let pnode = self.inodes.get(parent).ok_or(FsError::NotFound)?;
+        if pnode.attr.kind != FileKind::Dir {
+            return Err(FsError::NotDir);
+        }
+        if let Some(cached) = self.inodes.cached_lookup(parent, name) {
+            return cached.ok_or(FsError::NotFound);
+        }
+        let key = self
+            .inodes
+            .child_key(parent, name)
+            .ok_or(FsError::NotFound)?;
+        names::check_key_len(&key)?;
+        let dir_prefix = format!("{key}/");
+        let list_req = ListRequest {
+            prefix: dir_prefix.clone(),
+            delimiter: Some("/".into()),
+            max_keys: 1,
+            ..Default::default()
+        };
+        let (head, list) = tokio::join!(
+            self.store.head_object(&key),
+            self.store.list_objects(&list_req)
+        );
+        let list = list.map_err(|e| FsError::store("ListObjectsV2", &dir_prefix, e))?;
+        if !list.objects.is_empty() || !list.common_prefixes.is_empty() {
+            let mtime = list
+                .objects
+                .first()
+                .filter(|o| o.key == dir_prefix)
+                .and_then(|o| o.last_modified)
+                .unwrap_or(self.mounted_at);
+            return Ok(self.inodes.observe(parent, name, self.observed_dir(mtime)));
+        }
+        match head {
+            Ok(meta) => {
+                let obs = self.observed_from_head(&key, &meta).await?;
+                Ok(self.inodes.observe(parent, name, obs))
+            }
+            Err(e) if e.code() == Some("SymlinkTargetNotExist") => {
+                let obs = self.observed_dangling_link(&key).await?;
+                Ok(self.inodes.observe(parent, name, obs))
+            }
+            Err(e) if e.is_not_found() => {
+                self.inodes.set_negative(parent, name);
+                Err(FsError::NotFound)
+            }
+            Err(e) => Err(FsError::store("HeadObject", &key, e)),
+        }
+    }
+
+    pub(crate) fn observed_dir(&self, mtime: std::time::SystemTime) -> Observed {
+        Observed {
+            kind: FileKind::Dir,
+            attr_template: self.inodes.defaults().new_attr(0, FileKind::Dir, 0, mtime),
+            etag: String::new(),
+            crc64: None,
+            object_type: ObjectType::Normal,
+            user_meta: None,
+            content_type: None,
+            symlink_target: None,
+        }
+    }
+
+    /// What a HEAD answer says about `key` (fetches a symlink's target).
+    pub(crate) async fn observed_from_head(
+        &self,
+        key: &str,
+        meta: &ObjectMeta,
+    ) -> FsResult<Observed> {
+        let kind = kind_from_meta(meta.object_type, &meta.user_meta);
+        let mut attr = self.inodes.defaults().from_object_meta(0, kind, meta);
+        let mut target = None;
+        if kind == FileKind::Symlink {
+            let t = self
+                .read_link_target(key, meta.object_type, meta.size)
+                .await?;
+            attr.size = t.len() as u64;
+            target = Some(t);
+        }
+        Ok(Observed {
+            kind,
+            attr_template: attr,
+            etag: meta.etag.clone(),
+            crc64: meta.crc64,
+            object_type: meta.object_type,
+            user_meta: Some(meta.user_meta.clone()),
+            content_type: meta.content_type.clone(),
+            symlink_target: target,
+        })
+    }
+
+    async fn observed_dangling_link(&self, key: &str) -> FsResult<Observed> {
+        let target = self
+            .store
+            .get_symlink(key)
+            .await
+            .map_err(|e| not_found_or("GetSymlink", key, e))?;
+        let mut attr = self.inodes.defaults().new_attr(
+            0,
+            FileKind::Symlink,
+            target.len() as u64,
+            self.mounted_at,
+        );
+        attr.from_meta = false;
+        Ok(Observed {
+            kind: FileKind::Symlink,
+            attr_template: attr,
+            etag: String::new(),
+            crc64: None,
+            object_type: ObjectType::Symlink,
+            user_meta: None,
+            content_type: None,
+            symlink_target: Some(target),
+        })
+    }
+
+    /// The target of a link object: GetSymlink for OSS symlinks, the content for
+    /// ossfs-style links.
+    pub(crate) async fn read_link_target(
+        &self,
+        key: &str,
+        object_type: ObjectType,
+        size: u64,
+    ) -> FsResult<String> {
+        if object_type == ObjectType::Symlink {
+            return self
+                .store
+                .get_symlink(key)
+                .await
+                .map_err(|e| not_found_or("GetSymlink", key, e));
+        }
+        if size == 0 {
+            return Ok(String::new());
+        }
+        if size > MAX_LINK_OBJECT {
+            return Err(FsError::InvalidArgument(format!(
+                "{key}: link object of {size} bytes is too large"
+            )));
+        }
+        let out = self
+            .store
+            .get_range(key, 0..size, None)
+            .await
+            .map_err(|e| not_found_or("GetObject", key, e))?;
+        String::from_utf8(out.data.to_vec())
+            .map_err(|_| FsError::InvalidArgument(format!("{key}: link target is not UTF-8")))
+    }
+
+    /// FUSE getattr.
+    pub async fn getattr(&self, ino: Ino) -> FsResult<Attr> {
+        let node = self.inodes.get(ino).ok_or(FsError::NotFound)?;
+        let fresh = node
+            .valid_until
+            .is_some_and(|t| t > std::time::Instant::now());
+        if fresh || node.writers > 0 || node.local || node.attr.kind == FileKind::Dir {
+            if !fresh && node.attr.kind == FileKind::Dir {
+                self.inodes.touch_valid(ino);
+            }
+            return Ok(node.attr);
+        }
+        if node.unlinked {
+            return Ok(node.attr);
+        }
+        let key = self.inodes.key_of(ino).ok_or(FsError::NotFound)?;
+        match self.store.head_object(&key).await {
+            Ok(meta) => {
+                let obs = self.observed_from_head(&key, &meta).await?;
+                if obs.kind != node.attr.kind {
+                    // It became something else: this inode is gone.
+                    self.inodes.invalidate(ino);
+                    return Err(FsError::Stale { key });
+                }
+                let (_, n) = self.inodes.observe(node.parent, &node.name, obs);
+                Ok(n.attr)
+            }
+            Err(e) if e.code() == Some("SymlinkTargetNotExist") => {
+                self.inodes.touch_valid(ino);
+                Ok(node.attr)
+            }
+            Err(e) if e.is_not_found() => {
+                self.inodes.set_negative(node.parent, &node.name);
+                Err(FsError::NotFound)
+            }
+            Err(e) => Err(FsError::store("HeadObject", &key, e)),
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! Namespace changes: unlink, rename, symlink/readlink, mknod.
+//!
+//! Rename:
+//! - a file is CopyObject (multipart copy above 1 GiB, see `copy`) then DeleteObject of
+//!   the source; the copy keeps the metadata. A file still being written here and not
+//!   uploaded yet only moves in the inode table (its upload goes to the new name);
+//! - a symlink is re-created with PutSymlink (copying links is not portable);
+//! - a directory is copied object by object (listing the whole subtree without a
+//!   delimiter, 16 copies in flight), and the sources are deleted (DeleteMultipleObjects)
+//!   only after every copy succeeded. This is **not atomic**: other clients can see both
+//!   trees for a while, and a failure leaves the copies made so far next to the intact
+//!   source.
+//! - `RENAME_NOREPLACE` is honoured; `RENAME_EXCHANGE` is `ENOTSUP`. Replacing a
+//!   non-empty directory is `ENOTEMPTY`; moving a directory below itself is `EINVAL`.
+//!
+//! Unlink of a file with open writers drops their pending upload (the inode is marked
+//! unlinked), so a deleted file is not resurrected by a later close.
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+
+use crate::store::{ListRequest, ObjectType, PutOptions};
+
+use super::attr::{FileKind, Ino, to_user_meta};
+use super::error::{FsError, not_found_or};
+use super::inode::ROOT_INO;
+use super::{Attr, Ctx, Filesystem, FsResult, names};
+
+const DIR_COPY_PARALLELISM: usize = 16;
+/// Longest symlink target accepted (PATH_MAX).
+const MAX_TARGET: usize = 4095;
+
+impl Filesystem {
+    /// FUSE unlink.
+    pub async fn unlink(&self, parent: Ino, name: &OsStr) -> FsResult<()> {
+        self.check_writable()?;
+        let name = names::name_from_kernel(name)?;
+        let (ino, node) = self.lookup_name(parent, name).await?;
+        if node.attr.kind == FileKind::Dir {
+            return Err(FsError::IsDir);
+        }
+        let key = self.inodes.key_of(ino).ok_or(FsError::NotFound)?;
+        if !node.local {
+            self.store
+                .delete_object(&key)
+                .await
+                .map_err(|e| FsError::store("DeleteObject", &key, e))?;
+        }
+        self.inodes.remove_child(parent, name);
+        self.cache.invalidate_key(&key);
+        Ok(())
+    }
+
+    /// FUSE rename. `flags` are `RENAME_*` from renameat2.
+    pub async fn rename(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        new_parent: Ino,
+        new_name: &OsStr,
+        flags: u32,
+    ) -> FsResult<()> {
+        self.check_writable()?;
+        let name = names::name_from_kernel(name)?;
+        let new_name = names::name_from_kernel(new_name)?;
+        if flags & libc::RENAME_EXCHANGE != 0 {
+            return Err(FsError::NotSupported("RENAME_EXCHANGE"));
+        }
+        let (sino, snode) = self.lookup_name(parent, name).await?;
+        let dst = match self.lookup_name(new_parent, new_name).await {
+            Ok(d) => Some(d),
+            Err(FsError::NotFound) => None,
+            Err(e) => return Err(e),
+        };
+        if let Some((dino, dnode)) = &dst {
+            if flags & libc::RENAME_NOREPLACE != 0 {
+                return Err(FsError::Exists);
+            }
+            if *dino == sino {
+                return Ok(());
+            }
+            match (
+                snode.attr.kind == FileKind::Dir,
+                dnode.attr.kind == FileKind::Dir,
+            ) {
+                (true, true) => {
+                    let dkey = self.inodes.key_of(*dino).ok_or(FsError::NotFound)?;
+                    if !self.inodes.local_children(*dino).is_empty()
+                        || !self.dir_is_empty(&dkey).await?
+                    {
+                        return Err(FsError::NotEmpty);
+                    }
+                }
+                (true, false) => return Err(FsError::NotDir),
+                (false, true) => return Err(FsError::IsDir),
+                (false, false) => {}
+            }
+        }
+        if snode.attr.kind == FileKind::Dir && self.is_ancestor(sino, new_parent) {
+            return Err(FsError::InvalidArgument(
+                "cannot move a directory below itself".into(),
+            ));
+        }
+        let src_key = self.inodes.key_of(sino).ok_or(FsError::NotFound)?;
+        let mut dst_key = self
+            .inodes
+            .child_key(new_parent, new_name)
+            .ok_or(FsError::NotFound)?;
+        if snode.attr.kind == FileKind::Dir {
+            dst_key.push('/');
+        }
+        names::check_key_len(&dst_key)?;
+        match snode.attr.kind {
+            FileKind::File if snode.local => {}
+            FileKind::File => {
+                self.copy_any(&src_key, &dst_key, snode.attr.size, None)
+                    .await?;
+                self.delete_after_copy(&src_key).await?;
+            }
+            FileKind::Symlink => {
+                let target = self.readlink(sino).await?;
+                let opts = PutOptions {
+                    user_meta: to_user_meta(&snode.attr, &snode.user_meta),
+                    ..Default::default()
+                };
+                self.store
+                    .put_symlink(&dst_key, &target, &opts)
+                    .await
+                    .map_err(|e| FsError::store("PutSymlink", &dst_key, e))?;
+                self.delete_after_copy(&src_key).await?;
+            }
+            FileKind::Dir => self.rename_dir(&src_key, &dst_key).await?,
+        }
+        self.inodes.rename(parent, name, new_parent, new_name);
+        self.inodes.touch_valid(sino);
+        self.cache.invalidate_key(&src_key);
+        Ok(())
+    }
+
+    async fn delete_after_copy(&self, key: &str) -> FsResult<()> {
+        self.store
+            .delete_object(key)
+            .await
+            .map_err(|e| FsError::store("DeleteObject", key, e))
+    }
+
+    /// Whether `ancestor` is `ino` or one of its parents.
+    fn is_ancestor(&self, ancestor: Ino, ino: Ino) -> bool {
+        let mut cur = ino;
+        for _ in 0..4096 {
+            if cur == ancestor {
+                return true;
+            }
+            if cur == ROOT_INO {
+                return false;
+            }
+            match self.inodes.get(cur) {
+                Some(n) => cur = n.parent,
+                None => return false,
+            }
+        }
+        false
+    }
+
+    /// Copies every object under `src` (ends with `/`) to `dst`, then deletes the sources.
+    async fn rename_dir(&self, src: &str, dst: &str) -> FsResult<()> {
+        let mut entries = Vec::new();
+        let mut token = None;
+        loop {
+            let req = ListRequest {
+                prefix: src.to_string(),
+                continuation_token: token.take(),
+                max_keys: 1000,
+                ..Default::default()
+            };
+            let page = self
+                .store
+                .list_objects(&req)
+                .await
+                .map_err(|e| FsError::store("ListObjectsV2", src, e))?;
+            entries.extend(page.objects);
+            match page.next_continuation_token {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+        let keys: Vec<String> = entries.iter().map(|e| e.key.clone()).collect();
+        // Owned entries: borrowing them in the futures trips the higher-ranked
+        // lifetime limits of `Send` futures.
+        futures::stream::iter(entries)
+            .map(|e| async move {
+                let rest = e.key.get(src.len()..).unwrap_or_default();
+                let to = format!("{dst}{rest}");
+                names::check_key_len(&to)?;
+                if e.object_type == ObjectType::Symlink {
+                    let target = self
+                        .store
+                        .get_symlink(&e.key)
+                        .await
+                        .map_err(|err| not_found_or("GetSymlink", &e.key, err))?;
+                    self.store
+                        .put_symlink(&to, &target, &PutOptions::default())
+                        .await
+                        .map_err(|err| FsError::store("PutSymlink", &to, err))?;
+                } else {
+                    self.copy_any(&e.key, &to, e.size, None).await?;
+                }
+                Ok::<(), FsError>(())
+            })
+            .buffer_unordered(DIR_COPY_PARALLELISM)
+            .try_collect::<Vec<()>>()
+            .await?;
+        if !keys.is_empty() {
+            self.store
+                .delete_objects(&keys)
+                .await
+                .map_err(|e| FsError::store("DeleteMultipleObjects", src, e))?;
+        }
+        Ok(())
+    }
+
+    /// FUSE symlink: PutSymlink with the target as given (not resolved).
+    pub async fn symlink(
+        &self,
+        _ctx: &Ctx,
+        parent: Ino,
+        name: &OsStr,
+        target: &Path,
+    ) -> FsResult<Attr> {
+        self.check_writable()?;
+        let name = names::name_from_kernel(name)?;
+        let target = target
+            .to_str()
+            .ok_or_else(|| FsError::InvalidName(format!("{target:?} is not UTF-8")))?;
+        if target.is_empty() || target.len() > MAX_TARGET {
+            return Err(FsError::InvalidArgument("bad symlink target length".into()));
+        }
+        match self.lookup_name(parent, name).await {
+            Ok(_) => return Err(FsError::Exists),
+            Err(FsError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+        let key = self
+            .inodes
+            .child_key(parent, name)
+            .ok_or(FsError::NotFound)?;
+        names::check_key_len(&key)?;
+        let attr = self.inodes.defaults().new_attr(
+            0,
+            FileKind::Symlink,
+            target.len() as u64,
+            SystemTime::now(),
+        );
+        let opts = PutOptions {
+            user_meta: to_user_meta(&attr, &Default::default()),
+            ..Default::default()
+        };
+        self.store
+            .put_symlink(&key, target, &opts)
+            .await
+            .map_err(|e| FsError::store("PutSymlink", &key, e))?;
+        let (ino, node) = self.inodes.insert_local(parent, name, attr, false);
+        self.inodes.update(ino, |n| {
+            n.symlink_target = Some(target.to_string());
+            n.object_type = ObjectType::Symlink;
+            n.user_meta = opts.user_meta.clone();
+        });
+        self.inodes.add_lookup(ino, 1);
+        Ok(node.attr)
+    }
+
+    /// FUSE readlink (the target is cached in the inode).
+    pub async fn readlink(&self, ino: Ino) -> FsResult<String> {
+        let node = self.inodes.get(ino).ok_or(FsError::NotFound)?;
+        if node.attr.kind != FileKind::Symlink {
+            return Err(FsError::InvalidArgument("not a symlink".into()));
+        }
+        if let Some(t) = node.symlink_target {
+            return Ok(t);
+        }
+        let key = self.inodes.key_of(ino).ok_or(FsError::NotFound)?;
+        let t = self
+            .read_link_target(&key, node.object_type, node.attr.size)
+            .await?;
+        self.inodes.update(ino, |n| {
+            n.symlink_target = Some(t.clone());
+            n.attr.size = t.len() as u64;
+        });
+        Ok(t)
+    }
+
+    /// FUSE mknod: regular files only (an empty object); devices, FIFOs, sockets → EPERM.
+    pub async fn mknod(
+        &self,
+        _ctx: &Ctx,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+    ) -> FsResult<Attr> {
+        self.check_writable()?;
+        let fmt = mode & libc::S_IFMT;
+        if fmt != 0 && fmt != libc::S_IFREG {
+            return Err(FsError::NotPermitted(
+                "only regular files can be stored in OSS",
+            ));
+        }
+        let name = names::name_from_kernel(name)?;
+        match self.lookup_name(parent, name).await {
+            Ok(_) => return Err(FsError::Exists),
+            Err(FsError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+        let key = self
+            .inodes
+            .child_key(parent, name)
+            .ok_or(FsError::NotFound)?;
+        names::check_key_len(&key)?;
+        let mut attr = self
+            .inodes
+            .defaults()
+            .new_attr(0, FileKind::File, 0, SystemTime::now());
+        attr.perm = (mode & !umask & 0o7777) as u16;
+        let opts = PutOptions {
+            user_meta: to_user_meta(&attr, &Default::default()),
+            ..Default::default()
+        };
+        let put = self
+            .store
+            .put_object(&key, Bytes::new().into(), &opts)
+            .await
+            .map_err(|e| FsError::store("PutObject", &key, e))?;
+        let (ino, node) = self.inodes.insert_local(parent, name, attr, false);
+        self.inodes.update(ino, |n| {
+            n.etag = put.etag.clone();
+            n.crc64 = put.crc64;
+            n.user_meta = opts.user_meta.clone();
+        });
+        self.inodes.add_lookup(ino, 1);
+        Ok(node.attr)
+    }
+}

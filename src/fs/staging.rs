@@ -1,0 +1,150 @@
+//! Staging files: local copies of files being modified in place.
+//!
+//! Random writes, overwrites of existing files and truncates cannot be expressed as OSS
+//! requests, so the file is materialised under `cache_dir` (a named temporary file,
+//! deleted when the handle goes away, even on panic), modified with positional I/O, and
+//! uploaded whole with [`crate::write::upload_file`] at flush/close.
+//!
+//! Existing content is downloaded on the first write (not at open, so `open(O_RDWR)`
+//! followed only by reads costs nothing), pinned to the ETag known at open: if the object
+//! changed in between, the write fails with `ESTALE` rather than merging two versions.
+//!
+//! Positional I/O runs on tokio's blocking pool (`spawn_blocking`), never on the async
+//! worker threads.
+
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use tempfile::NamedTempFile;
+
+use crate::store::ObjectStore;
+
+use super::FsResult;
+use super::error::FsError;
+
+/// A local file holding the whole content of one open file.
+#[derive(Debug)]
+pub(crate) struct StagingFile {
+    file: Arc<NamedTempFile>,
+    size: u64,
+}
+
+async fn blocking<T: Send + 'static>(
+    what: &'static str,
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> FsResult<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(|e| FsError::io(what, e)),
+        Err(e) => Err(FsError::io(what, std::io::Error::other(e.to_string()))),
+    }
+}
+
+impl StagingFile {
+    /// An empty staging file in `dir`.
+    pub async fn create(dir: &Path) -> FsResult<StagingFile> {
+        let dir = dir.to_path_buf();
+        let file = blocking("create staging file", move || {
+            std::fs::create_dir_all(&dir)?;
+            tempfile::Builder::new()
+                .prefix(".ossmount-staging-")
+                .tempfile_in(&dir)
+        })
+        .await?;
+        Ok(StagingFile {
+            file: Arc::new(file),
+            size: 0,
+        })
+    }
+
+    /// A staging file holding `data`.
+    pub async fn from_bytes(dir: &Path, data: Vec<u8>) -> FsResult<StagingFile> {
+        let mut f = StagingFile::create(dir).await?;
+        f.write_at(0, data).await?;
+        Ok(f)
+    }
+
+    /// A staging file with the content of `key` (exactly `size` bytes, ETag `etag`).
+    pub async fn download(
+        dir: &Path,
+        store: &dyn ObjectStore,
+        key: &str,
+        etag: &str,
+        size: u64,
+    ) -> FsResult<StagingFile> {
+        let mut f = StagingFile::create(dir).await?;
+        if size == 0 {
+            return Ok(f);
+        }
+        let if_match = (!etag.is_empty()).then_some(etag);
+        let out = store.get_object(key, None, if_match).await.map_err(|e| {
+            if e.is_precondition_failed() {
+                FsError::Stale {
+                    key: key.to_string(),
+                }
+            } else {
+                FsError::store("GetObject", key, e)
+            }
+        })?;
+        let mut body = out.body;
+        let mut pos = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| FsError::store("GetObject", key, e))?;
+            let n = chunk.len() as u64;
+            f.write_at(pos, chunk.to_vec()).await?;
+            pos += n;
+        }
+        if pos != out.meta.size {
+            return Err(FsError::DataPath(format!(
+                "download of {key} ended after {pos} of {} bytes",
+                out.meta.size
+            )));
+        }
+        Ok(f)
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.file.path().to_path_buf()
+    }
+
+    pub async fn write_at(&mut self, offset: u64, data: Vec<u8>) -> FsResult<()> {
+        let file = self.file.clone();
+        let end = offset + data.len() as u64;
+        blocking("write staging file", move || {
+            file.as_file().write_all_at(&data, offset)
+        })
+        .await?;
+        self.size = self.size.max(end);
+        Ok(())
+    }
+
+    /// Up to `len` bytes at `offset` (short at the end of the file).
+    pub async fn read_at(&self, offset: u64, len: u32) -> FsResult<Vec<u8>> {
+        if offset >= self.size {
+            return Ok(Vec::new());
+        }
+        let n = u64::from(len).min(self.size - offset) as usize;
+        let file = self.file.clone();
+        blocking("read staging file", move || {
+            let mut buf = vec![0u8; n];
+            file.as_file().read_exact_at(&mut buf, offset)?;
+            Ok(buf)
+        })
+        .await
+    }
+
+    pub async fn set_len(&mut self, size: u64) -> FsResult<()> {
+        let file = self.file.clone();
+        blocking("truncate staging file", move || {
+            file.as_file().set_len(size)
+        })
+        .await?;
+        self.size = size;
+        Ok(())
+    }
+}

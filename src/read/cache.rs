@@ -1,0 +1,383 @@
+//! The shared block cache: an LRU of `(key, etag, block index) → Bytes`.
+//!
+//! Blocks are `block_size` bytes (the last block of an object may be shorter). Each entry
+//! holds a [`BudgetPermit`] for its bytes, so the cache and the prefetch buffers share one
+//! memory limit; when a reader needs memory for a fetch the cache evicts its least recently
+//! used blocks ([`BlockCache::reserve`]). Insertion never waits: if the budget is held by
+//! prefetch buffers, the block is simply not cached.
+//!
+//! Blocks are stored as their own allocations (copied out of the larger GET body): a slice
+//! of a shared 8 MiB buffer would keep the whole buffer alive after its neighbours were
+//! evicted, and the budget would under-count real memory.
+//!
+//! The ETag is part of the key, so an overwritten object never hits stale blocks; its old
+//! blocks age out, or are dropped at once by [`BlockCache::invalidate_key`].
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use lru::LruCache;
+
+use super::ReadConfig;
+use super::budget::{BudgetPermit, MemoryBudget};
+use super::disk_cache::DiskCache;
+use super::inflight::InflightRegistry;
+
+/// Longest wait of a demand read for memory before it proceeds unaccounted.
+pub const DEMAND_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Identity of one cached block.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BlockId {
+    pub key: Arc<str>,
+    pub etag: Arc<str>,
+    pub index: u64,
+}
+
+struct CachedBlock {
+    data: Bytes,
+    _permit: BudgetPermit,
+}
+
+struct Inner {
+    lru: LruCache<BlockId, CachedBlock>,
+    bytes: u64,
+}
+
+/// Block cache shared by all open handles (see the module docs).
+pub struct BlockCache {
+    block_size: u64,
+    budget: Arc<MemoryBudget>,
+    inner: Mutex<Inner>,
+    disk: Option<DiskCache>,
+    inflight: Arc<InflightRegistry>,
+}
+
+impl std::fmt::Debug for BlockCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockCache")
+            .field("block_size", &self.block_size)
+            .field("used_bytes", &self.used_bytes())
+            .field("budget_limit", &self.budget.limit())
+            .field("disk", &self.disk.is_some())
+            .finish()
+    }
+}
+
+impl BlockCache {
+    /// A cache (and memory budget) sized by `cfg.cache_size`, with the disk tier when
+    /// `cfg.disk_cache_dir` is set. A disk directory that cannot be prepared is logged and
+    /// the disk tier disabled: the mount still works, only slower.
+    pub fn new(cfg: &ReadConfig) -> Arc<Self> {
+        let cfg = cfg.normalized();
+        let disk = cfg.disk_cache_dir.as_ref().and_then(|dir| {
+            match DiskCache::open(dir, cfg.disk_cache_size) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "disk block cache disabled");
+                    None
+                }
+            }
+        });
+        Arc::new(BlockCache {
+            block_size: cfg.block_size,
+            budget: MemoryBudget::new(cfg.cache_size),
+            inner: Mutex::new(Inner {
+                lru: LruCache::unbounded(),
+                bytes: 0,
+            }),
+            disk,
+            inflight: Arc::default(),
+        })
+    }
+
+    /// GETs in flight, shared by all readers.
+    pub fn inflight(&self) -> &Arc<InflightRegistry> {
+        &self.inflight
+    }
+
+    pub fn block_size(&self) -> u64 {
+        self.block_size
+    }
+
+    pub fn budget(&self) -> &Arc<MemoryBudget> {
+        &self.budget
+    }
+
+    /// Bytes held by the memory tier.
+    pub fn used_bytes(&self) -> u64 {
+        self.lock().bytes
+    }
+
+    /// Bytes held by the disk tier (0 without one).
+    pub fn disk_used_bytes(&self) -> u64 {
+        self.disk.as_ref().map_or(0, |d| d.used_bytes())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the LRU half-updated in a way that
+        // matters (worst case a stale byte count), so keep serving.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Memory-tier lookup; counts a hit or a miss.
+    pub fn get(&self, id: &BlockId) -> Option<Bytes> {
+        let hit = self.lock().lru.get(id).map(|b| b.data.clone());
+        match hit {
+            Some(_) => {
+                ::metrics::counter!(crate::metrics::CACHE_HITS, "tier" => "memory").increment(1)
+            }
+            None => {
+                ::metrics::counter!(crate::metrics::CACHE_MISSES, "tier" => "memory").increment(1)
+            }
+        }
+        hit
+    }
+
+    /// Lookup in memory, then on disk (a disk hit is promoted to memory).
+    pub async fn get_any(&self, id: &BlockId) -> Option<Bytes> {
+        if let Some(b) = self.get(id) {
+            return Some(b);
+        }
+        let disk = self.disk.as_ref()?;
+        let data = disk.get(id).await?;
+        self.insert(id.clone(), data.clone());
+        Some(data)
+    }
+
+    /// `range` (block-aligned) assembled from the disk tier, only if every block is
+    /// there; blocks found are promoted to memory.
+    pub async fn get_range_from_disk(
+        &self,
+        key: &Arc<str>,
+        etag: &Arc<str>,
+        range: std::ops::Range<u64>,
+    ) -> Option<Bytes> {
+        let disk = self.disk.as_ref()?;
+        let first = range.start / self.block_size;
+        let last = range.end.checked_sub(1)? / self.block_size;
+        let mut out = bytes::BytesMut::with_capacity((range.end - range.start) as usize);
+        for index in first..=last {
+            let id = BlockId {
+                key: key.clone(),
+                etag: etag.clone(),
+                index,
+            };
+            let data = disk.get(&id).await?;
+            out.extend_from_slice(&data);
+            self.insert(id, data);
+        }
+        (out.len() as u64 == range.end - range.start).then(|| out.freeze())
+    }
+
+    /// Whether the memory tier holds the block (no LRU promotion, no metrics).
+    pub fn contains(&self, id: &BlockId) -> bool {
+        self.lock().lru.contains(id)
+    }
+
+    /// Reserves `bytes` of the budget, evicting cached blocks if needed; `None` when even
+    /// an empty cache leaves too little (prefetch buffers hold the rest).
+    pub fn try_reserve(&self, bytes: u64) -> Option<BudgetPermit> {
+        loop {
+            if let Some(p) = self.budget.try_reserve(bytes) {
+                return Some(p);
+            }
+            if !self.evict_one() {
+                return None;
+            }
+        }
+    }
+
+    /// Reservation for read-ahead: like [`BlockCache::try_reserve`], but refused when
+    /// buffers outside the cache (prefetch and demand) would exceed 3/4 of the budget, so
+    /// idle read-ahead can never starve a reader that is waiting for data.
+    pub fn try_reserve_prefetch(&self, bytes: u64) -> Option<BudgetPermit> {
+        let outside_cache = self.budget.used().saturating_sub(self.used_bytes());
+        if outside_cache + bytes > self.budget.limit() / 4 * 3 {
+            return None;
+        }
+        self.try_reserve(bytes)
+    }
+
+    /// Like [`BlockCache::try_reserve`] but waits for buffers to be released. The wait is
+    /// bounded by [`DEMAND_WAIT`]: other handles may hold buffers for a long time (an
+    /// application that opened a file and went idle), and a blocked read must not hang on
+    /// them. After the wait the request proceeds unaccounted (a bounded overshoot of one
+    /// request per blocked read), which is logged.
+    pub async fn reserve(&self, bytes: u64) -> BudgetPermit {
+        if let Some(p) = self.try_reserve(bytes) {
+            return p;
+        }
+        match tokio::time::timeout(DEMAND_WAIT, self.budget.reserve(bytes)).await {
+            Ok(p) => p,
+            Err(_) => {
+                tracing::debug!(
+                    bytes,
+                    "memory budget exhausted; reading without reservation"
+                );
+                BudgetPermit::unaccounted()
+            }
+        }
+    }
+
+    fn evict_one(&self) -> bool {
+        let evicted = {
+            let mut inner = self.lock();
+            match inner.lru.pop_lru() {
+                Some((id, block)) => {
+                    inner.bytes -= block.data.len() as u64;
+                    ::metrics::gauge!(crate::metrics::CACHE_BYTES).set(inner.bytes as f64);
+                    Some((id, block.data))
+                }
+                None => None,
+            }
+        };
+        match evicted {
+            Some((id, data)) => {
+                if let Some(disk) = &self.disk {
+                    disk.put(id, data);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Caches one block (shorter than `block_size` only at the end of an object). Never
+    /// waits; skipped when the budget cannot be freed.
+    pub fn insert(&self, id: BlockId, data: Bytes) {
+        if self.lock().lru.promote(&id) {
+            return;
+        }
+        let Some(permit) = self.try_reserve(data.len() as u64) else {
+            return;
+        };
+        let mut inner = self.lock();
+        let len = data.len() as u64;
+        if let Some(old) = inner.lru.put(
+            id,
+            CachedBlock {
+                data,
+                _permit: permit,
+            },
+        ) {
+            // Raced with another insert of the same block.
+            inner.bytes -= old.data.len() as u64;
+        }
+        inner.bytes += len;
+        ::metrics::gauge!(crate::metrics::CACHE_BYTES).set(inner.bytes as f64);
+    }
+
+    /// Caches the blocks of `data`, which starts at block-aligned `offset` of the object.
+    pub fn insert_range(&self, key: &Arc<str>, etag: &Arc<str>, offset: u64, data: &[u8]) {
+        debug_assert_eq!(offset % self.block_size, 0);
+        let bs = self.block_size as usize;
+        for (i, chunk) in data.chunks(bs).enumerate() {
+            let id = BlockId {
+                key: key.clone(),
+                etag: etag.clone(),
+                index: offset / self.block_size + i as u64,
+            };
+            self.insert(id, Bytes::copy_from_slice(chunk));
+        }
+    }
+
+    /// Drops every block of `key`, whatever its ETag (object overwritten or deleted).
+    pub fn invalidate_key(&self, key: &str) {
+        {
+            let mut inner = self.lock();
+            let doomed: Vec<BlockId> = inner
+                .lru
+                .iter()
+                .filter(|(id, _)| &*id.key == key)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in doomed {
+                if let Some(b) = inner.lru.pop(&id) {
+                    inner.bytes -= b.data.len() as u64;
+                }
+            }
+            ::metrics::gauge!(crate::metrics::CACHE_BYTES).set(inner.bytes as f64);
+        }
+        if let Some(disk) = &self.disk {
+            disk.invalidate_key(key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache(size: u64) -> Arc<BlockCache> {
+        BlockCache::new(&ReadConfig {
+            block_size: 4096,
+            first_request_size: 4096,
+            max_request_size: 4096,
+            max_window: 4096,
+            cache_size: size,
+            ..ReadConfig::default()
+        })
+    }
+
+    fn id(key: &str, index: u64) -> BlockId {
+        BlockId {
+            key: key.into(),
+            etag: "\"e\"".into(),
+            index,
+        }
+    }
+
+    #[test]
+    fn lru_eviction_keeps_within_budget() {
+        let c = cache(3 * 4096);
+        for i in 0..5 {
+            c.insert(id("a", i), Bytes::from(vec![i as u8; 4096]));
+        }
+        assert_eq!(c.used_bytes(), 3 * 4096);
+        assert!(c.get(&id("a", 0)).is_none());
+        assert!(c.get(&id("a", 1)).is_none());
+        assert_eq!(c.get(&id("a", 4)).unwrap()[0], 4);
+        assert_eq!(c.budget().used(), 3 * 4096);
+    }
+
+    #[test]
+    fn reserve_evicts_and_insert_skips_when_budget_is_held() {
+        let c = cache(2 * 4096);
+        c.insert(id("a", 0), Bytes::from(vec![0; 4096]));
+        c.insert(id("a", 1), Bytes::from(vec![1; 4096]));
+        let held = c.try_reserve(2 * 4096).unwrap();
+        assert_eq!(c.used_bytes(), 0);
+        c.insert(id("a", 2), Bytes::from(vec![2; 4096]));
+        assert!(!c.contains(&id("a", 2)));
+        drop(held);
+        c.insert(id("a", 2), Bytes::from(vec![2; 4096]));
+        assert!(c.contains(&id("a", 2)));
+    }
+
+    #[test]
+    fn invalidate_key_drops_all_versions_of_that_key_only() {
+        let c = cache(8 * 4096);
+        c.insert(id("a", 0), Bytes::from_static(b"x"));
+        let mut other_etag = id("a", 1);
+        other_etag.etag = "\"f\"".into();
+        c.insert(other_etag.clone(), Bytes::from_static(b"y"));
+        c.insert(id("b", 0), Bytes::from_static(b"z"));
+        c.invalidate_key("a");
+        assert!(!c.contains(&id("a", 0)));
+        assert!(!c.contains(&other_etag));
+        assert!(c.contains(&id("b", 0)));
+        assert_eq!(c.used_bytes(), 1);
+    }
+
+    #[test]
+    fn insert_range_splits_into_blocks() {
+        let c = cache(8 * 4096);
+        let data: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
+        let (k, e): (Arc<str>, Arc<str>) = ("a".into(), "\"e\"".into());
+        c.insert_range(&k, &e, 4096, &data);
+        assert_eq!(c.get(&id("a", 1)).unwrap(), &data[..4096]);
+        assert_eq!(c.get(&id("a", 2)).unwrap(), &data[4096..8192]);
+        assert_eq!(c.get(&id("a", 3)).unwrap(), &data[8192..]);
+    }
+}

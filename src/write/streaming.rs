@@ -1,0 +1,281 @@
+//! [`StreamingUpload`]: a new file written sequentially, uploaded while it is written.
+//!
+//! The buffer is sent as a part only when it is full *and* more bytes arrive, so a file of
+//! exactly one part is still a single PutObject. Part uploads run as tokio tasks in a
+//! `JoinSet` of at most `max_concurrency`; when it is full, `write()` waits for one to
+//! finish (back-pressure), so a fast writer cannot queue unbounded memory.
+//!
+//! The first failed part poisons the upload: the failing `write()` (or `finish()`) returns
+//! the error, later calls return [`WriteError::Failed`], and the multipart upload is
+//! aborted so no partial object ever appears.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::task::JoinSet;
+
+use super::part_size::{MAX_PARTS, streaming_capacity, streaming_part_size};
+use super::{QueueDepthGuard, UploadConfig, WriteError, sort_parts};
+use crate::store::{ObjectStore, PartInfo, PutBody, PutOptions, PutResult, StoreError};
+
+/// Sequential writer for a new object (see the module docs).
+pub struct StreamingUpload {
+    store: Arc<dyn ObjectStore>,
+    cfg: Arc<UploadConfig>,
+    key: String,
+    opts: PutOptions,
+    buf: BytesMut,
+    written: u64,
+    /// Number the next part will get (1-based).
+    next_part: u32,
+    upload_id: Option<String>,
+    tasks: JoinSet<Result<PartInfo, StoreError>>,
+    parts: Vec<PartInfo>,
+    /// Set once an error has been returned; the upload can only be aborted now.
+    failed: Option<String>,
+    /// `finish`/`abort` ran (nothing for `Drop` to clean up).
+    done: bool,
+}
+
+impl std::fmt::Debug for StreamingUpload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamingUpload")
+            .field("key", &self.key)
+            .field("written", &self.written)
+            .field("next_part", &self.next_part)
+            .field("upload_id", &self.upload_id)
+            .field("in_flight", &self.tasks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamingUpload {
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        cfg: Arc<UploadConfig>,
+        key: String,
+        opts: PutOptions,
+    ) -> Self {
+        StreamingUpload {
+            store,
+            cfg,
+            key,
+            opts,
+            buf: BytesMut::new(),
+            written: 0,
+            next_part: 1,
+            upload_id: None,
+            tasks: JoinSet::new(),
+            parts: Vec::new(),
+            failed: None,
+            done: false,
+        }
+    }
+
+    /// Bytes accepted so far (the offset the next `write` appends at).
+    pub fn bytes_written(&self) -> u64 {
+        self.written
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn current_part_size(&self) -> u64 {
+        streaming_part_size(self.cfg.part_size, self.next_part)
+    }
+
+    fn check_failed(&self) -> Result<(), WriteError> {
+        match &self.failed {
+            Some(reason) => Err(WriteError::Failed {
+                key: self.key.clone(),
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn poison(&mut self, err: WriteError) -> WriteError {
+        tracing::warn!(key = %self.key, error = %err, "streaming upload failed");
+        self.failed = Some(err.to_string());
+        self.tasks.abort_all();
+        err
+    }
+
+    /// Appends `data` at [`Self::bytes_written`]. May wait while earlier parts upload.
+    pub async fn write(&mut self, mut data: &[u8]) -> Result<(), WriteError> {
+        self.check_failed()?;
+        let max = streaming_capacity(self.cfg.part_size);
+        let new_total = self.written.saturating_add(data.len() as u64);
+        if new_total > max {
+            return Err(WriteError::TooLarge {
+                size: new_total,
+                max,
+            });
+        }
+        while !data.is_empty() {
+            let part_size = self.current_part_size();
+            if self.buf.len() as u64 >= part_size {
+                if let Err(e) = self.send_part().await {
+                    return Err(self.poison(e));
+                }
+                continue;
+            }
+            if self.buf.capacity() == 0 {
+                // Allocate the part once; `freeze` later hands it to the task without a copy.
+                self.buf.reserve(part_size as usize);
+            }
+            let take = ((part_size - self.buf.len() as u64) as usize).min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            self.written += take as u64;
+            data = &data[take..];
+        }
+        Ok(())
+    }
+
+    async fn ensure_upload_id(&mut self) -> Result<String, WriteError> {
+        if let Some(id) = &self.upload_id {
+            return Ok(id.clone());
+        }
+        let id = self
+            .store
+            .initiate_multipart_upload(&self.key, &self.opts)
+            .await?;
+        tracing::debug!(key = %self.key, upload_id = %id, "multipart upload started");
+        self.upload_id = Some(id.clone());
+        Ok(id)
+    }
+
+    /// Waits for one part task; records its part or returns its error.
+    async fn reap_one(&mut self) -> Result<(), WriteError> {
+        match self.tasks.join_next().await {
+            Some(Ok(Ok(part))) => {
+                self.parts.push(part);
+                Ok(())
+            }
+            Some(Ok(Err(e))) => Err(e.into()),
+            Some(Err(join)) => Err(WriteError::Io(std::io::Error::other(format!(
+                "part upload task failed: {join}"
+            )))),
+            None => Ok(()),
+        }
+    }
+
+    /// Hands the buffer to an upload task, waiting for a free slot first.
+    async fn send_part(&mut self) -> Result<(), WriteError> {
+        if self.next_part > MAX_PARTS {
+            return Err(WriteError::TooLarge {
+                size: self.written,
+                max: streaming_capacity(self.cfg.part_size),
+            });
+        }
+        let upload_id = self.ensure_upload_id().await?;
+        // Reap finished tasks eagerly so errors surface on the next write.
+        while let Some(res) = self.tasks.try_join_next() {
+            match res {
+                Ok(Ok(part)) => self.parts.push(part),
+                Ok(Err(e)) => return Err(e.into()),
+                Err(join) => {
+                    return Err(WriteError::Io(std::io::Error::other(format!(
+                        "part upload task failed: {join}"
+                    ))));
+                }
+            }
+        }
+        while self.tasks.len() >= self.cfg.max_concurrency.max(1) {
+            self.reap_one().await?;
+        }
+        let body = std::mem::take(&mut self.buf).freeze();
+        let part_number = self.next_part;
+        self.next_part += 1;
+        let store = self.store.clone();
+        let key = self.key.clone();
+        let guard = QueueDepthGuard::new();
+        self.tasks.spawn(async move {
+            let _guard = guard;
+            store
+                .upload_part(&key, &upload_id, part_number, PutBody::Bytes(body))
+                .await
+        });
+        Ok(())
+    }
+
+    async fn complete(&mut self) -> Result<PutResult, WriteError> {
+        if self.upload_id.is_none() && self.buf.len() as u64 <= self.cfg.single_put_threshold {
+            let body = std::mem::take(&mut self.buf).freeze();
+            return Ok(self
+                .store
+                .put_object(&self.key, PutBody::Bytes(body), &self.opts)
+                .await?);
+        }
+        if !self.buf.is_empty() {
+            self.send_part().await?;
+        }
+        while !self.tasks.is_empty() {
+            self.reap_one().await?;
+        }
+        let upload_id = self.ensure_upload_id().await?;
+        sort_parts(&mut self.parts);
+        Ok(self
+            .store
+            .complete_multipart_upload(&self.key, &upload_id, &self.parts)
+            .await?)
+    }
+
+    /// Uploads what is buffered, waits for every part and completes the object. On any
+    /// error the multipart upload is aborted and the error returned.
+    pub async fn finish(mut self) -> Result<PutResult, WriteError> {
+        if let Err(e) = self.check_failed() {
+            self.abort_inner().await;
+            return Err(e);
+        }
+        let result = self.complete().await;
+        match result {
+            Ok(r) => {
+                self.done = true;
+                tracing::debug!(key = %self.key, size = self.written, parts = self.parts.len(), "upload complete");
+                Ok(r)
+            }
+            Err(e) => {
+                let e = self.poison(e);
+                self.abort_inner().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Cancels part uploads and aborts the multipart upload (best effort).
+    pub async fn abort(mut self) {
+        self.abort_inner().await;
+    }
+
+    async fn abort_inner(&mut self) {
+        self.done = true;
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+        if let Some(id) = self.upload_id.take()
+            && let Err(e) = self.store.abort_multipart_upload(&self.key, &id).await
+        {
+            tracing::warn!(key = %self.key, upload_id = %id, error = %e, "abort of multipart upload failed");
+        }
+    }
+}
+
+impl Drop for StreamingUpload {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        // Dropping the JoinSet aborts the part tasks; the upload itself must be aborted
+        // too or its parts linger (and are billed) on the server.
+        if let (Some(id), Ok(rt)) = (self.upload_id.take(), tokio::runtime::Handle::try_current()) {
+            let store = self.store.clone();
+            let key = std::mem::take(&mut self.key);
+            rt.spawn(async move {
+                if let Err(e) = store.abort_multipart_upload(&key, &id).await {
+                    tracing::warn!(key = %key, upload_id = %id, error = %e, "abort of dropped upload failed");
+                }
+            });
+        }
+    }
+}

@@ -1,0 +1,683 @@
+//! The filesystem core against MockStore, without the kernel: semantics and request costs.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ossmount::fs::{Ctx, FileKind, Filesystem, FsConfig, FsError, ROOT_INO, SetAttr, TimeSet};
+use ossmount::store::mock::MockStore;
+use ossmount::store::{ObjectStore, ObjectType, StoreError};
+use ossmount::write::UploadConfig;
+
+struct Env {
+    store: Arc<MockStore>,
+    fs: Filesystem,
+    _staging: tempfile::TempDir,
+}
+
+fn env_with(f: impl FnOnce(&mut FsConfig)) -> Env {
+    let store = Arc::new(MockStore::new("bkt"));
+    let staging = tempfile::tempdir().expect("tempdir");
+    let mut cfg = FsConfig {
+        uid: 1000,
+        gid: 1000,
+        metadata_ttl: Duration::from_secs(60),
+        cache_dir: staging.path().to_path_buf(),
+        upload: UploadConfig {
+            part_size: 1 << 20,
+            max_concurrency: 4,
+            single_put_threshold: 1 << 20,
+        },
+        ..FsConfig::default()
+    };
+    f(&mut cfg);
+    let fs = Filesystem::new(store.clone(), cfg, tokio::runtime::Handle::current());
+    Env {
+        store,
+        fs,
+        _staging: staging,
+    }
+}
+
+fn env() -> Env {
+    env_with(|_| {})
+}
+
+fn n(s: &str) -> &OsStr {
+    OsStr::new(s)
+}
+
+const CTX: Ctx = Ctx {
+    uid: 0,
+    gid: 0,
+    pid: 1,
+};
+
+async fn names(e: &Env, ino: u64) -> Vec<(String, FileKind)> {
+    let fh = e.fs.opendir(ino).await.expect("opendir");
+    let mut out = Vec::new();
+    let mut off = 0;
+    loop {
+        let batch = e.fs.readdir(ino, fh, off).await.expect("readdir");
+        if batch.is_empty() {
+            break;
+        }
+        for d in &batch {
+            out.push((d.name.clone(), d.kind));
+        }
+        off = batch.last().map(|d| d.offset).unwrap_or(off);
+    }
+    e.fs.releasedir(fh).await.expect("releasedir");
+    out
+}
+
+async fn write_file(e: &Env, parent: u64, name: &str, data: &[u8]) -> u64 {
+    let (attr, fh) =
+        e.fs.create(&CTX, parent, n(name), 0o100644, 0o022, libc::O_WRONLY)
+            .await
+            .expect("create");
+    let mut off = 0;
+    for chunk in data.chunks(128 * 1024) {
+        e.fs.write(fh, off, chunk).await.expect("write");
+        off += chunk.len() as u64;
+    }
+    e.fs.flush(fh).await.expect("flush");
+    e.fs.release(fh).await.expect("release");
+    attr.ino
+}
+
+async fn read_all(e: &Env, ino: u64) -> Vec<u8> {
+    let fh = e.fs.open(ino, libc::O_RDONLY).await.expect("open");
+    let mut out = Vec::new();
+    loop {
+        let b =
+            e.fs.read(fh, out.len() as u64, 256 * 1024)
+                .await
+                .expect("read");
+        if b.is_empty() {
+            break;
+        }
+        out.extend_from_slice(&b);
+    }
+    e.fs.release(fh).await.expect("release");
+    out
+}
+
+#[tokio::test]
+async fn lookup_is_one_head_plus_one_list_then_cached() {
+    let e = env();
+    e.store.put("a.txt", "hello");
+    let attr = e.fs.lookup(ROOT_INO, n("a.txt")).await.expect("lookup");
+    assert_eq!(attr.kind, FileKind::File);
+    assert_eq!(attr.size, 5);
+    assert_eq!(e.store.count("HeadObject"), 1);
+    assert_eq!(e.store.count("ListObjectsV2"), 1);
+    e.store.reset_counts();
+    let again = e.fs.lookup(ROOT_INO, n("a.txt")).await.expect("lookup");
+    assert_eq!(again.ino, attr.ino);
+    e.fs.getattr(attr.ino).await.expect("getattr");
+    assert_eq!(e.store.total_requests(), 0);
+    // Negative answers are cached too.
+    assert!(matches!(
+        e.fs.lookup(ROOT_INO, n("missing")).await,
+        Err(FsError::NotFound)
+    ));
+    assert!(matches!(
+        e.fs.lookup(ROOT_INO, n("missing")).await,
+        Err(FsError::NotFound)
+    ));
+    assert_eq!(e.store.count("HeadObject"), 1);
+}
+
+#[tokio::test]
+async fn ls_l_of_many_entries_costs_lists_only() {
+    let e = env();
+    for i in 0..2500 {
+        e.store.put(&format!("big/f{i:05}"), vec![0u8; i % 7]);
+    }
+    e.store.put("big/sub/x", "1");
+    let dir = e.fs.lookup(ROOT_INO, n("big")).await.expect("lookup");
+    assert_eq!(dir.kind, FileKind::Dir);
+    e.store.reset_counts();
+    let listed = names(&e, dir.ino).await;
+    assert_eq!(listed.len(), 2 + 2500 + 1);
+    assert_eq!(e.store.count("ListObjectsV2"), 3);
+    // The stat of every entry is served from what the listing registered.
+    for i in [0usize, 1234, 2499] {
+        let a =
+            e.fs.lookup(dir.ino, n(&format!("f{i:05}")))
+                .await
+                .expect("lookup");
+        assert_eq!(a.size, (i % 7) as u64);
+        e.fs.getattr(a.ino).await.expect("getattr");
+    }
+    assert_eq!(e.store.count("HeadObject"), 0);
+    assert_eq!(e.store.count("ListObjectsV2"), 3);
+}
+
+#[tokio::test]
+async fn directory_wins_and_bad_keys_are_hidden() {
+    let e = env();
+    e.store.put("x", "file");
+    e.store.put("x-1", "between");
+    e.store.put("x/y", "child");
+    e.store.put("a//b", "empty component");
+    e.store.put("./dot", "dot");
+    e.store.put(&"L".repeat(300), "too long");
+    e.store.put("ok", "fine");
+    let listed = names(&e, ROOT_INO).await;
+    let mut names_only: Vec<&str> = listed.iter().map(|(s, _)| s.as_str()).collect();
+    names_only.sort();
+    // `a` is a directory (prefix `a/`) whose only key `a//b` is hidden.
+    assert_eq!(names_only, vec![".", "..", "a", "ok", "x", "x-1"]);
+    assert!(listed.contains(&("x".to_string(), FileKind::Dir)));
+    let x = e.fs.lookup(ROOT_INO, n("x")).await.expect("lookup");
+    assert_eq!(x.kind, FileKind::Dir);
+    let a = e.fs.lookup(ROOT_INO, n("a")).await.expect("a is a prefix");
+    assert_eq!(names(&e, a.ino).await.len(), 2, "a//b is hidden");
+}
+
+#[tokio::test]
+async fn new_file_is_invisible_until_flush_and_reread_is_cached() {
+    let e = env();
+    let (attr, fh) =
+        e.fs.create(&CTX, ROOT_INO, n("new.bin"), 0o100640, 0o022, libc::O_RDWR)
+            .await
+            .expect("create");
+    assert_eq!(attr.perm, 0o640);
+    e.fs.write(fh, 0, b"hello ").await.expect("write");
+    e.fs.write(fh, 6, b"world").await.expect("write");
+    assert!(!e.store.contains("new.bin"), "nothing visible before close");
+    assert_eq!(e.fs.getattr(attr.ino).await.expect("getattr").size, 11);
+    // It is listed while being written.
+    assert!(
+        names(&e, ROOT_INO)
+            .await
+            .iter()
+            .any(|(s, _)| s == "new.bin")
+    );
+    e.fs.flush(fh).await.expect("flush");
+    e.fs.release(fh).await.expect("release");
+    assert_eq!(e.store.get("new.bin").as_deref(), Some(&b"hello world"[..]));
+    assert_eq!(e.store.count("PutObject"), 1);
+    let meta = e.store.object("new.bin").expect("object").user_meta;
+    assert_eq!(meta["mode"], (libc::S_IFREG | 0o640).to_string());
+    assert!(meta.contains_key("mtime"));
+
+    e.store.reset_counts();
+    assert_eq!(read_all(&e, attr.ino).await, b"hello world");
+    let gets = e.store.count("GetObject");
+    assert!(gets >= 1);
+    assert_eq!(read_all(&e, attr.ino).await, b"hello world");
+    assert_eq!(
+        e.store.count("GetObject"),
+        gets,
+        "second read served from cache"
+    );
+}
+
+#[tokio::test]
+async fn large_sequential_file_streams_as_multipart() {
+    let e = env();
+    let data: Vec<u8> = (0..3_500_000u32).map(|i| (i % 251) as u8).collect();
+    let ino = write_file(&e, ROOT_INO, "big.bin", &data).await;
+    assert_eq!(e.store.get("big.bin").as_deref(), Some(&data[..]));
+    assert!(e.store.count("UploadPart") >= 3);
+    assert_eq!(e.store.count("CompleteMultipartUpload"), 1);
+    assert_eq!(e.store.pending_uploads(), 0);
+    assert_eq!(read_all(&e, ino).await, data);
+}
+
+#[tokio::test]
+async fn seek_back_early_in_new_file_falls_back_to_staging() {
+    let e = env();
+    let (attr, fh) =
+        e.fs.create(&CTX, ROOT_INO, n("hdr"), 0o644, 0, libc::O_WRONLY)
+            .await
+            .expect("create");
+    e.fs.write(fh, 0, b"XXXXbody").await.expect("write");
+    e.fs.write(fh, 0, b"HEAD").await.expect("seek back");
+    e.fs.write(fh, 10, b"!").await.expect("hole");
+    e.fs.release(fh).await.expect("release");
+    assert_eq!(e.store.get("hdr").as_deref(), Some(&b"HEADbody\0\0!"[..]));
+    assert_eq!(e.fs.getattr(attr.ino).await.expect("getattr").size, 11);
+}
+
+#[tokio::test]
+async fn overwrite_in_place_keeps_the_rest_and_metadata() {
+    let e = env();
+    let mut meta = BTreeMap::new();
+    meta.insert("mode".to_string(), (libc::S_IFREG | 0o600).to_string());
+    meta.insert("foreign".to_string(), "kept".to_string());
+    e.store.put_with_meta("f", "0123456789", meta);
+    let a = e.fs.lookup(ROOT_INO, n("f")).await.expect("lookup");
+    assert_eq!(a.perm, 0o600);
+    let fh = e.fs.open(a.ino, libc::O_RDWR).await.expect("open");
+    e.fs.write(fh, 2, b"ab").await.expect("write");
+    assert_eq!(
+        &e.fs.read(fh, 0, 100).await.expect("read")[..],
+        b"01ab456789"
+    );
+    e.fs.flush(fh).await.expect("flush");
+    e.fs.release(fh).await.expect("release");
+    let obj = e.store.object("f").expect("object");
+    assert_eq!(&obj.data[..], b"01ab456789");
+    assert_eq!(obj.user_meta["foreign"], "kept");
+    assert_eq!(obj.user_meta["mode"], (libc::S_IFREG | 0o600).to_string());
+}
+
+#[tokio::test]
+async fn o_trunc_replaces_without_download() {
+    let e = env();
+    e.store.put("t", "old content that is long");
+    let a = e.fs.lookup(ROOT_INO, n("t")).await.expect("lookup");
+    e.store.reset_counts();
+    let fh =
+        e.fs.open(a.ino, libc::O_WRONLY | libc::O_TRUNC)
+            .await
+            .expect("open");
+    e.fs.write(fh, 0, b"new").await.expect("write");
+    e.fs.release(fh).await.expect("release");
+    assert_eq!(e.store.get("t").as_deref(), Some(&b"new"[..]));
+    assert_eq!(e.store.count("GetObject"), 0);
+    assert_eq!(e.store.count("PutObject"), 1);
+    // O_TRUNC and close without writing leaves an empty file.
+    let fh =
+        e.fs.open(a.ino, libc::O_WRONLY | libc::O_TRUNC)
+            .await
+            .expect("open");
+    e.fs.release(fh).await.expect("release");
+    assert_eq!(e.store.get("t").as_deref(), Some(&b""[..]));
+}
+
+#[tokio::test]
+async fn truncate_without_handle() {
+    let e = env();
+    e.store.put("t", "0123456789");
+    let a = e.fs.lookup(ROOT_INO, n("t")).await.expect("lookup");
+    let set = SetAttr {
+        size: Some(4),
+        ..Default::default()
+    };
+    assert_eq!(e.fs.setattr(a.ino, set).await.expect("truncate").size, 4);
+    assert_eq!(e.store.get("t").as_deref(), Some(&b"0123"[..]));
+    let set = SetAttr {
+        size: Some(6),
+        ..Default::default()
+    };
+    e.fs.setattr(a.ino, set).await.expect("extend");
+    assert_eq!(e.store.get("t").as_deref(), Some(&b"0123\0\0"[..]));
+    let set = SetAttr {
+        size: Some(0),
+        ..Default::default()
+    };
+    e.fs.setattr(a.ino, set).await.expect("truncate 0");
+    assert_eq!(e.store.get("t").as_deref(), Some(&b""[..]));
+}
+
+#[tokio::test]
+async fn append_to_appendable_object_uses_append_object() {
+    let e = env();
+    e.store
+        .append_object(
+            "log",
+            0,
+            bytes::Bytes::from_static(b"line1\n"),
+            None,
+            &Default::default(),
+        )
+        .await
+        .expect("seed");
+    let a = e.fs.lookup(ROOT_INO, n("log")).await.expect("lookup");
+    e.store.reset_counts();
+    let fh =
+        e.fs.open(a.ino, libc::O_WRONLY | libc::O_APPEND)
+            .await
+            .expect("open");
+    e.fs.write(fh, 6, b"line2\n").await.expect("append");
+    e.fs.release(fh).await.expect("release");
+    assert_eq!(e.store.get("log").as_deref(), Some(&b"line1\nline2\n"[..]));
+    assert_eq!(e.store.count("AppendObject"), 1);
+    assert_eq!(e.store.count("GetObject"), 0);
+    assert_eq!(
+        e.store.object("log").map(|o| o.object_type),
+        Some(ObjectType::Appendable)
+    );
+}
+
+#[tokio::test]
+async fn append_to_normal_object_is_staged() {
+    let e = env();
+    e.store.put("n", "abc");
+    let a = e.fs.lookup(ROOT_INO, n("n")).await.expect("lookup");
+    let fh =
+        e.fs.open(a.ino, libc::O_WRONLY | libc::O_APPEND)
+            .await
+            .expect("open");
+    e.fs.write(fh, 3, b"def").await.expect("append");
+    e.fs.release(fh).await.expect("release");
+    assert_eq!(e.store.get("n").as_deref(), Some(&b"abcdef"[..]));
+}
+
+#[tokio::test]
+async fn mkdir_rmdir_unlink() {
+    let e = env();
+    let d =
+        e.fs.mkdir(&CTX, ROOT_INO, n("d"), 0o750, 0o022)
+            .await
+            .expect("mkdir");
+    assert_eq!(d.kind, FileKind::Dir);
+    assert_eq!(d.perm, 0o750);
+    assert!(e.store.contains("d/"));
+    assert!(matches!(
+        e.fs.mkdir(&CTX, ROOT_INO, n("d"), 0o755, 0).await,
+        Err(FsError::Exists)
+    ));
+    write_file(&e, d.ino, "f", b"x").await;
+    assert!(e.store.contains("d/f"));
+    let err = e.fs.rmdir(ROOT_INO, n("d")).await.expect_err("not empty");
+    assert_eq!(err.errno(), libc::ENOTEMPTY);
+    e.fs.unlink(d.ino, n("f")).await.expect("unlink");
+    assert!(!e.store.contains("d/f"));
+    assert!(matches!(
+        e.fs.lookup(d.ino, n("f")).await,
+        Err(FsError::NotFound)
+    ));
+    e.fs.rmdir(ROOT_INO, n("d")).await.expect("rmdir");
+    assert!(e.store.keys().is_empty());
+}
+
+#[tokio::test]
+async fn rename_file_and_directory() {
+    let e = env();
+    let mut meta = BTreeMap::new();
+    meta.insert("mode".to_string(), (libc::S_IFREG | 0o700).to_string());
+    e.store.put_with_meta("src.txt", "data", meta);
+    e.store.put("dir/", "");
+    e.store.put("dir/a", "A");
+    e.store.put("dir/sub/b", "B");
+    e.fs.lookup(ROOT_INO, n("src.txt")).await.expect("lookup");
+    e.fs.rename(ROOT_INO, n("src.txt"), ROOT_INO, n("dst.txt"), 0)
+        .await
+        .expect("rename file");
+    assert!(!e.store.contains("src.txt"));
+    let obj = e.store.object("dst.txt").expect("dst");
+    assert_eq!(&obj.data[..], b"data");
+    assert_eq!(obj.user_meta["mode"], (libc::S_IFREG | 0o700).to_string());
+
+    let d = e.fs.lookup(ROOT_INO, n("dir")).await.expect("dir");
+    let a = e.fs.lookup(d.ino, n("a")).await.expect("a");
+    e.fs.rename(ROOT_INO, n("dir"), ROOT_INO, n("moved"), 0)
+        .await
+        .expect("rename dir");
+    assert_eq!(
+        e.store.keys(),
+        vec!["dst.txt", "moved/", "moved/a", "moved/sub/b"]
+    );
+    // Inode numbers survive the move.
+    let moved = e.fs.lookup(ROOT_INO, n("moved")).await.expect("moved");
+    assert_eq!(moved.ino, d.ino);
+    assert_eq!(read_all(&e, a.ino).await, b"A");
+
+    e.store.put("other", "o");
+    let err =
+        e.fs.rename(
+            ROOT_INO,
+            n("dst.txt"),
+            ROOT_INO,
+            n("other"),
+            libc::RENAME_NOREPLACE,
+        )
+        .await
+        .expect_err("noreplace");
+    assert_eq!(err.errno(), libc::EEXIST);
+    let err =
+        e.fs.rename(ROOT_INO, n("moved"), moved.ino, n("inside"), 0)
+            .await
+            .expect_err("into itself");
+    assert_eq!(err.errno(), libc::EINVAL);
+}
+
+#[tokio::test]
+async fn chmod_chown_utimens_persist_in_ossfs_format() {
+    let e = env();
+    e.store.put("m", "x");
+    let a = e.fs.lookup(ROOT_INO, n("m")).await.expect("lookup");
+    let when = UNIX_EPOCH + Duration::from_secs(1_600_000_000);
+    let set = SetAttr {
+        mode: Some(0o100751),
+        uid: Some(42),
+        gid: Some(43),
+        mtime: Some(TimeSet::At(when)),
+        ..Default::default()
+    };
+    let out = e.fs.setattr(a.ino, set).await.expect("setattr");
+    assert_eq!(
+        (out.perm, out.uid, out.gid, out.mtime),
+        (0o751, 42, 43, when)
+    );
+    let obj = e.store.object("m").expect("object");
+    assert_eq!(&obj.data[..], b"x");
+    assert_eq!(obj.user_meta["mode"], "33257");
+    assert_eq!(obj.user_meta["uid"], "42");
+    assert_eq!(obj.user_meta["gid"], "43");
+    assert_eq!(obj.user_meta["mtime"], "1600000000");
+    assert_eq!(e.store.count("CopyObject"), 1);
+
+    // A fresh mount reads them back.
+    let e2 = Env {
+        fs: Filesystem::new(
+            e.store.clone(),
+            FsConfig::default(),
+            tokio::runtime::Handle::current(),
+        ),
+        store: e.store.clone(),
+        _staging: tempfile::tempdir().expect("tempdir"),
+    };
+    let b = e2.fs.lookup(ROOT_INO, n("m")).await.expect("lookup");
+    assert_eq!((b.perm, b.uid, b.gid, b.mtime), (0o751, 42, 43, when));
+}
+
+#[tokio::test]
+async fn symlinks() {
+    let e = env();
+    let l =
+        e.fs.symlink(&CTX, ROOT_INO, n("link"), Path::new("../target/file"))
+            .await
+            .expect("symlink");
+    assert_eq!(l.kind, FileKind::Symlink);
+    assert_eq!(l.size, 14);
+    assert_eq!(
+        e.store.object("link").map(|o| o.object_type),
+        Some(ObjectType::Symlink)
+    );
+    assert_eq!(
+        e.fs.readlink(l.ino).await.expect("readlink"),
+        "../target/file"
+    );
+    // Seen by another mount: dangling link still a link.
+    let e2 = env_with(|_| {});
+    e2.store
+        .put_symlink("l2", "nowhere", &Default::default())
+        .await
+        .expect("put");
+    let a = e2.fs.lookup(ROOT_INO, n("l2")).await.expect("lookup");
+    assert_eq!(a.kind, FileKind::Symlink);
+    assert_eq!(e2.fs.readlink(a.ino).await.expect("readlink"), "nowhere");
+    assert!(
+        names(&e2, ROOT_INO)
+            .await
+            .contains(&("l2".to_string(), FileKind::Symlink))
+    );
+}
+
+#[tokio::test]
+async fn read_only_mount_refuses_changes() {
+    let e = env_with(|c| c.read_only = true);
+    e.store.put("f", "x");
+    let a = e.fs.lookup(ROOT_INO, n("f")).await.expect("lookup");
+    let errs = [
+        e.fs.mkdir(&CTX, ROOT_INO, n("d"), 0o755, 0)
+            .await
+            .map(|_| ()),
+        e.fs.unlink(ROOT_INO, n("f")).await,
+        e.fs.create(&CTX, ROOT_INO, n("g"), 0o644, 0, libc::O_WRONLY)
+            .await
+            .map(|_| ()),
+        e.fs.open(a.ino, libc::O_WRONLY).await.map(|_| ()),
+        e.fs.setattr(
+            a.ino,
+            SetAttr {
+                mode: Some(0o600),
+                ..Default::default()
+            },
+        )
+        .await
+        .map(|_| ()),
+        e.fs.rename(ROOT_INO, n("f"), ROOT_INO, n("h"), 0).await,
+    ];
+    for r in errs {
+        assert_eq!(r.expect_err("must fail").errno(), libc::EROFS);
+    }
+    assert_eq!(read_all(&e, a.ino).await, b"x");
+}
+
+#[tokio::test]
+async fn changed_object_under_open_handle_is_estale() {
+    let e = env();
+    e.store.put("s", vec![1u8; 3 << 20]);
+    let a = e.fs.lookup(ROOT_INO, n("s")).await.expect("lookup");
+    let fh = e.fs.open(a.ino, libc::O_RDONLY).await.expect("open");
+    e.fs.read(fh, 0, 4096).await.expect("first read");
+    e.store.mutate("s", vec![2u8; 3 << 20]);
+    let err = e.fs.read(fh, 2 << 20, 4096).await.expect_err("stale");
+    assert_eq!(err.errno(), libc::ESTALE);
+    e.fs.release(fh).await.expect("release");
+}
+
+#[tokio::test]
+async fn upload_errors_reach_close_and_nothing_partial_appears() {
+    let e = env();
+    e.store.fail_next(
+        "PutObject",
+        vec![StoreError::from_service(500, "InternalError", "boom")],
+    );
+    let (_, fh) =
+        e.fs.create(&CTX, ROOT_INO, n("f"), 0o644, 0, libc::O_WRONLY)
+            .await
+            .expect("create");
+    e.fs.write(fh, 0, b"data").await.expect("write");
+    let err = e.fs.flush(fh).await.expect_err("flush fails");
+    assert_eq!(err.errno(), libc::EIO);
+    // Release must not upload an empty object in place of the lost data.
+    assert!(e.fs.release(fh).await.is_err());
+    assert!(!e.store.contains("f"));
+    assert!(matches!(
+        e.fs.lookup(ROOT_INO, n("f")).await,
+        Err(FsError::NotFound)
+    ));
+
+    // Staged uploads keep their data and retry at release.
+    e.store.put("g", "0123");
+    let a = e.fs.lookup(ROOT_INO, n("g")).await.expect("lookup");
+    let fh = e.fs.open(a.ino, libc::O_RDWR).await.expect("open");
+    e.fs.write(fh, 1, b"X").await.expect("write");
+    e.store.fail_next(
+        "PutObject",
+        vec![StoreError::from_service(503, "ServiceUnavailable", "")],
+    );
+    assert!(e.fs.flush(fh).await.is_err());
+    e.fs.release(fh).await.expect("retry succeeds");
+    assert_eq!(e.store.get("g").as_deref(), Some(&b"0X23"[..]));
+}
+
+#[tokio::test]
+async fn unlink_while_writing_drops_the_upload() {
+    let e = env();
+    let (_, fh) =
+        e.fs.create(&CTX, ROOT_INO, n("tmp"), 0o644, 0, libc::O_WRONLY)
+            .await
+            .expect("create");
+    e.fs.write(fh, 0, b"scratch").await.expect("write");
+    e.fs.unlink(ROOT_INO, n("tmp")).await.expect("unlink");
+    e.fs.release(fh).await.expect("release");
+    assert!(!e.store.contains("tmp"));
+    assert_eq!(e.store.count("PutObject"), 0);
+}
+
+#[tokio::test]
+async fn rename_while_writing_uploads_to_the_new_name() {
+    let e = env();
+    let (_, fh) =
+        e.fs.create(&CTX, ROOT_INO, n("a.tmp"), 0o644, 0, libc::O_WRONLY)
+            .await
+            .expect("create");
+    e.fs.write(fh, 0, b"content").await.expect("write");
+    e.fs.rename(ROOT_INO, n("a.tmp"), ROOT_INO, n("a"), 0)
+        .await
+        .expect("rename");
+    e.fs.release(fh).await.expect("release");
+    assert_eq!(e.store.keys(), vec!["a"]);
+    assert_eq!(e.store.get("a").as_deref(), Some(&b"content"[..]));
+}
+
+#[tokio::test]
+async fn prefix_mount_sees_only_its_prefix() {
+    let e = env_with(|c| c.prefix = "team/data".into());
+    e.store.put("team/data/one", "1");
+    e.store.put("team/other", "no");
+    e.store.put("elsewhere", "no");
+    let listed = names(&e, ROOT_INO).await;
+    assert_eq!(
+        listed,
+        vec![
+            (".".to_string(), FileKind::Dir),
+            ("..".to_string(), FileKind::Dir),
+            ("one".to_string(), FileKind::File)
+        ]
+    );
+    write_file(&e, ROOT_INO, "two", b"2").await;
+    assert!(e.store.contains("team/data/two"));
+}
+
+#[tokio::test]
+async fn special_files_and_hard_links_are_refused() {
+    let e = env();
+    let err =
+        e.fs.mknod(&CTX, ROOT_INO, n("fifo"), libc::S_IFIFO | 0o644, 0)
+            .await
+            .expect_err("fifo");
+    assert_eq!(err.errno(), libc::EPERM);
+    let f =
+        e.fs.mknod(&CTX, ROOT_INO, n("reg"), libc::S_IFREG | 0o644, 0)
+            .await
+            .expect("regular mknod");
+    assert!(e.store.contains("reg"));
+    let err =
+        e.fs.link(f.ino, ROOT_INO, n("hard"))
+            .await
+            .expect_err("link");
+    assert_eq!(err.errno(), libc::EPERM);
+    let err =
+        e.fs.lookup(ROOT_INO, n(&"n".repeat(256)))
+            .await
+            .expect_err("long");
+    assert_eq!(err.errno(), libc::ENAMETOOLONG);
+}
+
+#[tokio::test]
+async fn listing_mtime_yields_to_head_metadata() {
+    let e = env();
+    let mut meta = BTreeMap::new();
+    meta.insert("mtime".to_string(), "1500000000".to_string());
+    e.store.put_with_meta("f", "x", meta);
+    let a = e.fs.lookup(ROOT_INO, n("f")).await.expect("lookup");
+    let want = UNIX_EPOCH + Duration::from_secs(1_500_000_000);
+    assert_eq!(a.mtime, want);
+    // A later listing (LastModified = now) does not override what HEAD said.
+    names(&e, ROOT_INO).await;
+    assert_eq!(e.fs.getattr(a.ino).await.expect("getattr").mtime, want);
+    assert!(SystemTime::now() > want);
+}
