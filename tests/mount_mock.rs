@@ -277,3 +277,34 @@ fn unmount_on_drop() {
     drop(m);
     assert!(!is_mounted(&p));
 }
+
+#[test]
+fn a_slow_read_does_not_stall_the_mount() {
+    let m = Mounted::new();
+    m.store.put("slow.bin", vec![3u8; 100_000]);
+    m.store.put("other.txt", "quick");
+    // Warm the metadata so only the data request is slow.
+    m.sh("stat slow.bin other.txt > /dev/null");
+    m.store
+        .set_op_latency("GetObject", Duration::from_millis(1500));
+    let slow_path = m.path("slow.bin");
+    let reader = std::thread::spawn(move || std::fs::read(slow_path).map(|d| d.len()));
+    std::thread::sleep(Duration::from_millis(200));
+    let start = std::time::Instant::now();
+    let names: Vec<_> = std::fs::read_dir(m.dir.path())
+        .expect("readdir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    std::fs::metadata(m.path("other.txt")).expect("stat");
+    std::fs::write(m.path("new.txt"), b"n").expect("write");
+    let elapsed = start.elapsed();
+    assert_eq!(names.len(), 2);
+    assert!(
+        elapsed < Duration::from_millis(1000),
+        "other requests waited for the slow read: {elapsed:?}"
+    );
+    assert_eq!(
+        reader.join().expect("reader thread").expect("read"),
+        100_000
+    );
+}
