@@ -308,3 +308,43 @@ fn a_slow_read_does_not_stall_the_mount() {
         100_000
     );
 }
+
+#[test]
+fn run_foreground_returns_after_umount() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let store = Arc::new(MockStore::new("fg"));
+    store.put("x", "1");
+    let dir = tempfile::tempdir().expect("mountpoint");
+    let fs = Arc::new(Filesystem::new(
+        store,
+        FsConfig::default(),
+        rt.handle().clone(),
+    ));
+    let mnt = dir.path().to_path_buf();
+    let server = std::thread::spawn(move || {
+        ossmount::fuse::run_foreground(fs, &mnt, &MountOptions::for_bucket("fg"))
+    });
+    // Wait for the mount to appear (bounded), then use and unmount it.
+    let mut mounted = false;
+    for _ in 0..100 {
+        if is_mounted(dir.path()) {
+            mounted = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let read = std::fs::read_to_string(dir.path().join("x"));
+    let st = Command::new("umount").arg(dir.path()).status();
+    if !matches!(st, Ok(s) if s.success()) {
+        let _ = Command::new("umount").arg("-l").arg(dir.path()).status();
+    }
+    assert!(mounted, "mount did not appear");
+    assert_eq!(read.expect("read through foreground mount"), "1");
+    let result = server.join().expect("server thread");
+    assert!(result.is_ok(), "{result:?}");
+    assert!(!is_mounted(dir.path()));
+}
