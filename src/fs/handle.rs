@@ -22,6 +22,11 @@
 //! and nothing (in particular no empty object) is uploaded. A failed staged upload keeps
 //! the staging file dirty, so the next flush/release retries it.
 //!
+//! A new file nobody wrote to is uploaded (empty) at its first flush, so `touch` gets any
+//! error. Shells flush a redirected descriptor once before writing through its duplicate,
+//! so `echo x > new` costs an empty PUT and then the real one (deferring the empty PUT to
+//! release would hide its failure from the application: release errors are not seen).
+//!
 //! Pitfalls:
 //! - A streaming upload cannot seek back: the first `mirror_limit` bytes (one part) are
 //!   mirrored in memory so a program that seeks back early (rewriting a header) falls
