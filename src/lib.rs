@@ -9,7 +9,8 @@
 //! - [`read`], [`write`]: prefetching reads + block cache, streaming/staged uploads.
 //! - [`fs`]: filesystem semantics (inodes, handles), testable without the kernel.
 //! - [`fuse`]: the thin fuser adapter.
-//! - [`cli`], [`config`]: command line and resolved configuration.
+//! - [`cli`], [`config`]: command line and resolved configuration; [`logging`];
+//!   [`daemon`] (background mode) and [`mount_check`] (mountpoint checks) for the binary.
 //! - [`emulator`]: the local OSS emulator (second binary `ossmount-emulator`).
 
 pub mod cli;
@@ -17,12 +18,14 @@ pub mod client;
 pub mod config;
 pub mod crc64;
 pub mod credentials;
+pub mod daemon;
 pub mod emulator;
 pub mod endpoint;
 pub mod fs;
 pub mod fuse;
 pub mod logging;
 pub mod metrics;
+pub mod mount_check;
 pub mod read;
 pub mod sign;
 pub mod store;

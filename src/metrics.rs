@@ -38,3 +38,46 @@ pub const FUSE_OP_SECONDS: &str = "ossmount_fuse_op_duration_seconds";
 pub const FUSE_BYTES_READ: &str = "ossmount_fuse_bytes_read_total";
 /// Counter: bytes accepted from applications by write().
 pub const FUSE_BYTES_WRITTEN: &str = "ossmount_fuse_bytes_written_total";
+
+/// Errors installing the metrics recorder/exporter.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("cannot serve metrics on {addr}: {reason}")]
+    Exporter {
+        addr: std::net::SocketAddr,
+        reason: String,
+    },
+    #[error("cannot install the metrics recorder: {0}")]
+    Recorder(String),
+}
+
+/// Installs the global Prometheus recorder and returns a handle that renders the current
+/// values (used for the SIGUSR1 dump). With `addr`, also serves `GET /metrics` there;
+/// that needs a running tokio runtime (the listener and the upkeep task are spawned on it).
+pub fn install_exporter(
+    addr: Option<std::net::SocketAddr>,
+) -> Result<metrics_exporter_prometheus::PrometheusHandle, MetricsError> {
+    use metrics_exporter_prometheus::PrometheusBuilder;
+    let builder = PrometheusBuilder::new();
+    let Some(addr) = addr else {
+        return builder
+            .install_recorder()
+            .map_err(|e| MetricsError::Recorder(e.to_string()));
+    };
+    let (recorder, exporter) =
+        builder
+            .with_http_listener(addr)
+            .build()
+            .map_err(|e| MetricsError::Exporter {
+                addr,
+                reason: e.to_string(),
+            })?;
+    let handle = recorder.handle();
+    ::metrics::set_global_recorder(recorder).map_err(|e| MetricsError::Recorder(e.to_string()))?;
+    tokio::spawn(async move {
+        if let Err(e) = exporter.await {
+            tracing::error!(%addr, error = ?e, "metrics exporter stopped");
+        }
+    });
+    Ok(handle)
+}

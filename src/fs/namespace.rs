@@ -188,7 +188,10 @@ impl Filesystem {
                 None => break,
             }
         }
-        futures::stream::iter(entries.iter())
+        let keys: Vec<String> = entries.iter().map(|e| e.key.clone()).collect();
+        // Owned entries: borrowing them in the futures trips the higher-ranked
+        // lifetime limits of `Send` futures.
+        futures::stream::iter(entries)
             .map(|e| async move {
                 let rest = e.key.get(src.len()..).unwrap_or_default();
                 let to = format!("{dst}{rest}");
@@ -211,7 +214,6 @@ impl Filesystem {
             .buffer_unordered(DIR_COPY_PARALLELISM)
             .try_collect::<Vec<()>>()
             .await?;
-        let keys: Vec<String> = entries.into_iter().map(|e| e.key).collect();
         if !keys.is_empty() {
             self.store
                 .delete_objects(&keys)

@@ -1,0 +1,815 @@
+//! The resolved, validated configuration of one mount.
+//!
+//! Inputs are the parsed command line ([`crate::cli::args::MountArgs`]) and its `-o`
+//! lists. Resolution happens in three steps:
+//! 1. every `-o` item is applied, in order, to an empty copy of the argument structs
+//!    (so a later `-o` wins over an earlier one);
+//! 2. the command line is overlaid on top: a flag or value given on the command line
+//!    always wins over `-o`;
+//! 3. the merged values are validated (bucket naming rules, region syntax, conflicting
+//!    endpoint or credential choices, part-size limits, …) and defaults are filled in.
+//!
+//! Nothing here does I/O except making paths absolute: the process may daemonize and
+//! `chdir("/")` after this, so relative paths must be fixed first.
+//!
+//! Secrets: the AccessKey secret and STS token are held as [`Secret`], whose Debug prints
+//! `<redacted>`; `-o` refuses them (mount options end up in /proc/mounts and `ps`), and
+//! no error message in this module contains a secret value.
+
+pub mod mount_options;
+pub mod units;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::cli::args::{
+    ConnectionArgs, LoggingArgs, MountArgs, MountOptionArgs, SignatureVersionArg, TuningArgs,
+    parse_mode,
+};
+use crate::credentials::Secret;
+use crate::endpoint::{
+    EndpointConfig as EndpointConfigParse, EndpointError, normalize_region, region_from_host,
+    validate_bucket_name,
+};
+use mount_options::{MountOption, is_ignored_generic, parse_option_lists};
+use units::{format_duration, format_size, parse_duration, parse_size};
+
+/// Default memory block cache.
+pub const DEFAULT_CACHE_SIZE: u64 = 512 << 20;
+/// Default multipart part size.
+pub const DEFAULT_PART_SIZE: u64 = 8 << 20;
+/// OSS limits on part sizes (every part but the last).
+pub const MIN_PART_SIZE: u64 = 100 << 10;
+pub const MAX_PART_SIZE: u64 = 5 << 30;
+pub const DEFAULT_MAX_CONCURRENCY: usize = 16;
+pub const DEFAULT_METADATA_TTL: Duration = Duration::from_secs(1);
+/// Go SDK transport defaults (docs/PROTOCOL.md §5).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_READWRITE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_RETRIES: u32 = 3;
+pub const DEFAULT_FILE_MODE: u32 = 0o644;
+pub const DEFAULT_DIR_MODE: u32 = 0o755;
+
+/// Errors found while resolving the configuration. Each message is one line meant for
+/// the user, saying what is wrong and how to fix it.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// Bucket name, region or endpoint rejected by [`crate::endpoint`].
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+    #[error("invalid prefix '{prefix}': {reason}")]
+    InvalidPrefix { prefix: String, reason: String },
+    #[error("invalid value for {option}: {reason}")]
+    InvalidValue { option: String, reason: String },
+    #[error("unknown mount option '{name}'{hint}")]
+    UnknownOption { name: String, hint: String },
+    #[error(
+        "-o {name} is not allowed: mount options are visible in /proc/mounts and ps; put the credentials in a file and use -o credentials_file=PATH (or the environment)"
+    )]
+    SecretInOptions { name: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Missing(String),
+    #[error("cannot resolve path {path}: {reason}")]
+    Path { path: PathBuf, reason: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureVersion {
+    V1,
+    V4,
+}
+
+/// Where and how to reach OSS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointConfig {
+    /// Region id without the `oss-` prefix (`cn-hangzhou`). None when not given: with a
+    /// custom endpoint and V1 signing, or to be detected from the ECS metadata service.
+    pub region: Option<String>,
+    /// Explicit endpoint as given (host, host:port or URL).
+    pub endpoint: Option<String>,
+    pub internal: bool,
+    pub accelerate: bool,
+    pub disable_ssl: bool,
+    pub path_style: bool,
+    pub cname: bool,
+    pub signature_version: SignatureVersion,
+    pub connect_timeout: Duration,
+    pub readwrite_timeout: Duration,
+    /// Attempts per request, first one included.
+    pub retries: u32,
+    /// Why the region is what it is (`--region`, `inferred from --endpoint`), for `--dry-run`.
+    pub region_source: String,
+}
+
+/// Explicit credential choices. What is not set here is looked up by the provider chain
+/// (environment, config files, ECS metadata).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CredentialsConfig {
+    pub access_key_id: Option<String>,
+    pub access_key_secret: Option<Secret>,
+    pub security_token: Option<Secret>,
+    /// Where the explicit keys came from (`--access-key-id`, `environment OSS_ACCESS_KEY_ID`).
+    pub keys_source: Option<String>,
+    /// The explicit keys were read from `OSS_ACCESS_KEY_*` by clap, not typed as flags.
+    pub keys_from_env: bool,
+    pub credentials_file: Option<PathBuf>,
+    pub ram_role: Option<String>,
+    pub anonymous: bool,
+}
+
+/// How the mount looks locally.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountConfig {
+    pub read_only: bool,
+    pub allow_other: bool,
+    pub allow_root: bool,
+    /// None = the mounting user's.
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub file_mode: u32,
+    pub dir_mode: u32,
+    pub nonempty: bool,
+    pub foreground: bool,
+    pub recover_stale_mount: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TuningConfig {
+    pub cache_size: u64,
+    pub cache_dir: Option<PathBuf>,
+    pub disk_cache_size: u64,
+    pub metadata_ttl: Duration,
+    pub part_size: u64,
+    pub max_concurrency: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LoggingConfig {
+    pub log_file: Option<PathBuf>,
+    pub metrics_addr: Option<SocketAddr>,
+    pub debug: bool,
+}
+
+/// Everything a mount needs, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub bucket: String,
+    /// Empty or ending in `/`, never starting with `/`.
+    pub prefix: String,
+    /// Absolute.
+    pub mountpoint: PathBuf,
+    pub endpoint: EndpointConfig,
+    pub credentials: CredentialsConfig,
+    pub mount: MountConfig,
+    pub tuning: TuningConfig,
+    pub logging: LoggingConfig,
+    pub dry_run: bool,
+    /// Generic mount options that were accepted and ignored (for the debug log).
+    pub ignored_options: Vec<String>,
+}
+
+/// Where the explicit AccessKey came from, as told by clap's value source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyOrigin {
+    #[default]
+    CommandLine,
+    Environment,
+}
+
+impl Config {
+    /// Resolves `-o` options and the command line into a validated configuration.
+    pub fn resolve(args: &MountArgs, key_origin: KeyOrigin) -> Result<Config, ConfigError> {
+        let bucket_spec = args
+            .bucket
+            .as_deref()
+            .ok_or_else(|| ConfigError::Missing("missing BUCKET argument".into()))?;
+        let mountpoint = args
+            .mountpoint
+            .as_deref()
+            .ok_or_else(|| ConfigError::Missing("missing MOUNTPOINT argument".into()))?;
+
+        let mut from_options = OptionLayer::default();
+        for opt in parse_option_lists(&args.options.options) {
+            from_options.apply(&opt)?;
+        }
+        let conn = merge_connection(&args.connection, &from_options.connection);
+        let mount = merge_mount(&args.options, &from_options.mount);
+        let tuning = merge_tuning(&args.tuning, &from_options.tuning);
+        let logging = merge_logging(&args.logging, &from_options.logging);
+
+        let (bucket, prefix) = parse_bucket_spec(bucket_spec)?;
+        let endpoint = resolve_endpoint(&conn)?;
+        let credentials = resolve_credentials(&conn, key_origin)?;
+
+        if mount.allow_other && mount.allow_root {
+            return Err(ConfigError::Conflict(
+                "--allow-other and --allow-root cannot be combined (allow_other already includes root)".into(),
+            ));
+        }
+        let part_size = tuning.part_size.unwrap_or(DEFAULT_PART_SIZE);
+        if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&part_size) {
+            return Err(ConfigError::InvalidValue {
+                option: "--part-size".into(),
+                reason: format!(
+                    "{} is outside the OSS limits {}..{}",
+                    format_size(part_size),
+                    format_size(MIN_PART_SIZE),
+                    format_size(MAX_PART_SIZE)
+                ),
+            });
+        }
+        let max_concurrency = tuning.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY);
+        if !(1..=1024).contains(&max_concurrency) {
+            return Err(ConfigError::InvalidValue {
+                option: "--max-concurrency".into(),
+                reason: format!("{max_concurrency} is outside 1..1024"),
+            });
+        }
+
+        Ok(Config {
+            bucket,
+            prefix,
+            mountpoint: absolute(mountpoint)?,
+            endpoint,
+            credentials,
+            mount: MountConfig {
+                read_only: mount.read_only,
+                allow_other: mount.allow_other,
+                allow_root: mount.allow_root,
+                uid: mount.uid,
+                gid: mount.gid,
+                file_mode: mount.file_mode.unwrap_or(DEFAULT_FILE_MODE),
+                dir_mode: mount.dir_mode.unwrap_or(DEFAULT_DIR_MODE),
+                nonempty: from_options.nonempty,
+                foreground: mount.foreground,
+                recover_stale_mount: mount.recover_stale_mount,
+            },
+            tuning: TuningConfig {
+                cache_size: tuning.cache_size.unwrap_or(DEFAULT_CACHE_SIZE),
+                cache_dir: tuning.cache_dir.as_deref().map(absolute).transpose()?,
+                disk_cache_size: tuning.disk_cache_size.unwrap_or(0),
+                metadata_ttl: tuning.metadata_ttl.unwrap_or(DEFAULT_METADATA_TTL),
+                part_size,
+                max_concurrency,
+            },
+            logging: LoggingConfig {
+                log_file: logging.log_file.as_deref().map(absolute).transpose()?,
+                metrics_addr: logging.metrics_addr,
+                debug: logging.debug,
+            },
+            dry_run: args.dry_run,
+            ignored_options: from_options.ignored,
+        })
+    }
+
+    /// The name shown as the mount source in /proc/mounts (`ossmount:bucket[:prefix]`);
+    /// stale-mount detection and the test suite look for the `ossmount` in it.
+    pub fn fs_name(&self) -> String {
+        if self.prefix.is_empty() {
+            format!("ossmount:{}", self.bucket)
+        } else {
+            format!("ossmount:{}:{}", self.bucket, self.prefix)
+        }
+    }
+
+    /// Human-readable lines describing the options (for `--dry-run`); no secrets.
+    pub fn describe_options(&self) -> Vec<String> {
+        let m = &self.mount;
+        let t = &self.tuning;
+        let owner = |id: Option<u32>| id.map_or("mounting user".to_string(), |v| v.to_string());
+        let mut lines = vec![
+            format!("bucket: {}", self.bucket),
+            format!(
+                "prefix: {}",
+                if self.prefix.is_empty() {
+                    "(whole bucket)"
+                } else {
+                    &self.prefix
+                }
+            ),
+            format!("mountpoint: {}", self.mountpoint.display()),
+            format!(
+                "access: {}{}{}",
+                if m.read_only {
+                    "read-only"
+                } else {
+                    "read-write"
+                },
+                if m.allow_other { ", allow_other" } else { "" },
+                if m.allow_root { ", allow_root" } else { "" }
+            ),
+            format!(
+                "ownership: uid {}, gid {}, files {:04o}, directories {:04o}",
+                owner(m.uid),
+                owner(m.gid),
+                m.file_mode,
+                m.dir_mode
+            ),
+            format!(
+                "cache: memory {}, disk {}{}",
+                format_size(t.cache_size),
+                format_size(t.disk_cache_size),
+                t.cache_dir
+                    .as_ref()
+                    .map(|d| format!(" in {}", d.display()))
+                    .unwrap_or_default()
+            ),
+            format!(
+                "metadata ttl {}, part size {}, max concurrency {}",
+                format_duration(t.metadata_ttl),
+                format_size(t.part_size),
+                t.max_concurrency
+            ),
+            format!(
+                "network: connect timeout {}, read/write timeout {}, {} attempts per request",
+                format_duration(self.endpoint.connect_timeout),
+                format_duration(self.endpoint.readwrite_timeout),
+                self.endpoint.retries
+            ),
+        ];
+        if !self.ignored_options.is_empty() {
+            lines.push(format!(
+                "ignored mount options: {}",
+                self.ignored_options.join(",")
+            ));
+        }
+        lines
+    }
+}
+
+/// Splits `bucket[:prefix]` and checks the OSS naming rules.
+pub fn parse_bucket_spec(spec: &str) -> Result<(String, String), ConfigError> {
+    let (bucket, prefix) = spec.split_once(':').unwrap_or((spec, ""));
+    validate_bucket_name(bucket)?;
+    Ok((bucket.to_string(), normalize_prefix(prefix)?))
+}
+
+/// `logs` → `logs/`, `/a/b/` → `a/b/`; rejects empty, `.` and `..` segments, which could
+/// not be shown as directories.
+pub fn normalize_prefix(prefix: &str) -> Result<String, ConfigError> {
+    let trimmed = prefix.trim_start_matches('/');
+    if trimmed.is_empty() {
+        return Ok(String::new());
+    }
+    let bad = |reason: &str| ConfigError::InvalidPrefix {
+        prefix: prefix.to_string(),
+        reason: reason.to_string(),
+    };
+    let body = trimmed.strip_suffix('/').unwrap_or(trimmed);
+    for segment in body.split('/') {
+        match segment {
+            "" => return Err(bad("contains an empty path segment ('//')")),
+            "." | ".." => return Err(bad("'.' and '..' segments are not allowed")),
+            _ => {}
+        }
+    }
+    if body.contains('\\') || body.chars().any(char::is_control) {
+        return Err(bad("must not contain '\\' or control characters"));
+    }
+    let normalized = format!("{body}/");
+    if normalized.len() > 1023 {
+        return Err(bad("longer than the 1023-byte OSS key limit"));
+    }
+    Ok(normalized)
+}
+
+/// Endpoint and credential settings alone (for subcommands that talk to OSS but do not
+/// mount: `cleanup`, `regions`).
+pub fn resolve_connection(
+    conn: &ConnectionArgs,
+    origin: KeyOrigin,
+) -> Result<(EndpointConfig, CredentialsConfig), ConfigError> {
+    Ok((resolve_endpoint(conn)?, resolve_credentials(conn, origin)?))
+}
+
+fn resolve_endpoint(conn: &ConnectionArgs) -> Result<EndpointConfig, ConfigError> {
+    if conn.internal && conn.accelerate {
+        return Err(ConfigError::Conflict(
+            "--internal and --accelerate pick different endpoints; use one of them".into(),
+        ));
+    }
+    if conn.endpoint.is_some() && (conn.internal || conn.accelerate) {
+        return Err(ConfigError::Conflict(
+            "--endpoint names the endpoint explicitly; drop --internal/--accelerate or --endpoint"
+                .into(),
+        ));
+    }
+    if conn.cname && conn.path_style {
+        return Err(ConfigError::Conflict(
+            "--cname and --path-style are different URL styles; use one of them".into(),
+        ));
+    }
+    if conn.cname && conn.endpoint.is_none() {
+        return Err(ConfigError::Missing(
+            "--cname needs --endpoint set to the custom domain bound to the bucket".into(),
+        ));
+    }
+    let parsed_endpoint = conn
+        .endpoint
+        .as_deref()
+        .map(|ep| EndpointConfigParse::parse(ep, conn.disable_ssl, conn.path_style, conn.cname))
+        .transpose()?;
+    let signature_version = match conn.signature_version {
+        Some(SignatureVersionArg::V1) => SignatureVersion::V1,
+        Some(SignatureVersionArg::V4) | None => SignatureVersion::V4,
+    };
+    let (region, region_source) = match (&conn.region, &parsed_endpoint) {
+        (Some(r), _) => (Some(normalize_region(r)?), "--region".to_string()),
+        (None, Some(ep)) => match region_from_host(&ep.host) {
+            Some(r) => (Some(r), "inferred from --endpoint".to_string()),
+            None if signature_version == SignatureVersion::V1 => {
+                (None, "none (V1 signing does not need one)".to_string())
+            }
+            None => {
+                return Err(ConfigError::Missing(format!(
+                    "cannot tell the region from endpoint '{}'; V4 signing needs it: add --region (or --signature-version 1)",
+                    ep.host
+                )));
+            }
+        },
+        (None, None) => (
+            None,
+            "not given: detected from the ECS metadata service if running on Alibaba Cloud"
+                .to_string(),
+        ),
+    };
+    let connect_timeout = conn.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+    let readwrite_timeout = conn.readwrite_timeout.unwrap_or(DEFAULT_READWRITE_TIMEOUT);
+    for (name, value) in [
+        ("--connect-timeout", connect_timeout),
+        ("--readwrite-timeout", readwrite_timeout),
+    ] {
+        if value.is_zero() {
+            return Err(ConfigError::InvalidValue {
+                option: name.into(),
+                reason: "must be greater than zero".into(),
+            });
+        }
+    }
+    let retries = conn.retries.unwrap_or(DEFAULT_RETRIES);
+    if !(1..=100).contains(&retries) {
+        return Err(ConfigError::InvalidValue {
+            option: "--retries".into(),
+            reason: format!(
+                "{retries} is outside 1..100 (attempts per request, first one included)"
+            ),
+        });
+    }
+    Ok(EndpointConfig {
+        region,
+        endpoint: conn.endpoint.clone(),
+        internal: conn.internal,
+        accelerate: conn.accelerate,
+        disable_ssl: conn.disable_ssl,
+        path_style: conn.path_style,
+        cname: conn.cname,
+        signature_version,
+        connect_timeout,
+        readwrite_timeout,
+        retries,
+        region_source,
+    })
+}
+
+fn resolve_credentials(
+    conn: &ConnectionArgs,
+    origin: KeyOrigin,
+) -> Result<CredentialsConfig, ConfigError> {
+    let has_keys = conn.access_key_id.is_some() || conn.access_key_secret.is_some();
+    if conn.anonymous && (has_keys || conn.ram_role.is_some() || conn.credentials_file.is_some()) {
+        return Err(ConfigError::Conflict(
+            "--anonymous sends unsigned requests; it cannot be combined with AccessKeys, --ram-role or --credentials-file".into(),
+        ));
+    }
+    if conn.ram_role.is_some() && has_keys {
+        return Err(ConfigError::Conflict(
+            "--ram-role takes credentials from the ECS metadata service; it cannot be combined with AccessKeys".into(),
+        ));
+    }
+    let env_hint = match origin {
+        KeyOrigin::Environment => " (OSS_ACCESS_KEY_ID / OSS_ACCESS_KEY_SECRET)",
+        KeyOrigin::CommandLine => "",
+    };
+    match (&conn.access_key_id, &conn.access_key_secret) {
+        (Some(_), None) => {
+            return Err(ConfigError::Missing(format!(
+                "an AccessKey id was given without its secret{env_hint}: set --access-key-secret or OSS_ACCESS_KEY_SECRET"
+            )));
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::Missing(format!(
+                "an AccessKey secret was given without its id{env_hint}: set --access-key-id or OSS_ACCESS_KEY_ID"
+            )));
+        }
+        _ => {}
+    }
+    if conn.security_token.is_some() && conn.access_key_id.is_none() {
+        return Err(ConfigError::Missing(
+            "a security token only works with the temporary AccessKey it was issued with: set the AccessKey id and secret too".into(),
+        ));
+    }
+    if let Some(role) = &conn.ram_role
+        && (role.is_empty() || role.contains('/'))
+    {
+        return Err(ConfigError::InvalidValue {
+            option: "--ram-role".into(),
+            reason: format!("'{role}' is not a RAM role name"),
+        });
+    }
+    let keys_source = conn.access_key_id.as_ref().map(|_| match origin {
+        KeyOrigin::CommandLine => "--access-key-id/--access-key-secret".to_string(),
+        KeyOrigin::Environment => {
+            "environment (OSS_ACCESS_KEY_ID, OSS_ACCESS_KEY_SECRET)".to_string()
+        }
+    });
+    Ok(CredentialsConfig {
+        access_key_id: conn.access_key_id.clone(),
+        access_key_secret: conn.access_key_secret.clone().map(Secret::new),
+        security_token: conn.security_token.clone().map(Secret::new),
+        keys_source,
+        keys_from_env: origin == KeyOrigin::Environment,
+        credentials_file: conn.credentials_file.as_deref().map(absolute).transpose()?,
+        ram_role: conn.ram_role.clone(),
+        anonymous: conn.anonymous,
+    })
+}
+
+fn absolute(path: &Path) -> Result<PathBuf, ConfigError> {
+    std::path::absolute(path).map_err(|e| ConfigError::Path {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// Values collected from `-o`, in the shape of the command-line structs.
+#[derive(Debug, Default)]
+struct OptionLayer {
+    connection: ConnectionArgs,
+    mount: MountOptionArgs,
+    tuning: TuningArgs,
+    logging: LoggingArgs,
+    nonempty: bool,
+    ignored: Vec<String>,
+}
+
+/// Every name `-o` understands (besides the ignored generic ones), for suggestions.
+const KNOWN_OPTIONS: &[&str] = &[
+    "region",
+    "endpoint",
+    "url",
+    "internal",
+    "accelerate",
+    "disable_ssl",
+    "path_style",
+    "use_path_request_style",
+    "cname",
+    "signature_version",
+    "sigv1",
+    "sigv4",
+    "ram_role",
+    "anonymous",
+    "public_bucket",
+    "credentials_file",
+    "passwd_file",
+    "access_key_id",
+    "connect_timeout",
+    "readwrite_timeout",
+    "retries",
+    "ro",
+    "read_only",
+    "allow_other",
+    "allow_root",
+    "uid",
+    "gid",
+    "file_mode",
+    "dir_mode",
+    "nonempty",
+    "recover_stale_mount",
+    "cache_size",
+    "cache_dir",
+    "disk_cache_size",
+    "metadata_ttl",
+    "part_size",
+    "max_concurrency",
+    "log_file",
+    "metrics_addr",
+    "debug",
+    "fsname",
+    "subtype",
+];
+
+impl OptionLayer {
+    fn apply(&mut self, opt: &MountOption) -> Result<(), ConfigError> {
+        let name = opt.name.as_str();
+        let c = &mut self.connection;
+        let m = &mut self.mount;
+        let t = &mut self.tuning;
+        let l = &mut self.logging;
+        match name {
+            "access_key_secret" | "access_key" | "secret" | "security_token" | "sts_token" => {
+                return Err(ConfigError::SecretInOptions { name: name.into() });
+            }
+            "region" => c.region = Some(value(opt)?),
+            "endpoint" | "url" => c.endpoint = Some(value(opt)?),
+            "internal" => c.internal = flag(opt)?,
+            "accelerate" => c.accelerate = flag(opt)?,
+            "disable_ssl" => c.disable_ssl = flag(opt)?,
+            "path_style" | "use_path_request_style" => c.path_style = flag(opt)?,
+            "cname" => c.cname = flag(opt)?,
+            "signature_version" => {
+                c.signature_version = Some(match value(opt)?.trim_start_matches(['v', 'V']) {
+                    "1" => SignatureVersionArg::V1,
+                    "4" => SignatureVersionArg::V4,
+                    other => return Err(invalid(opt, format!("'{other}' is not 1 or 4"))),
+                })
+            }
+            "sigv1" => c.signature_version = Some(SignatureVersionArg::V1),
+            "sigv4" => c.signature_version = Some(SignatureVersionArg::V4),
+            "ram_role" => c.ram_role = Some(value(opt)?),
+            "anonymous" | "public_bucket" => c.anonymous = flag(opt)?,
+            "credentials_file" | "passwd_file" => c.credentials_file = Some(value(opt)?.into()),
+            "access_key_id" => c.access_key_id = Some(value(opt)?),
+            "connect_timeout" => c.connect_timeout = Some(parsed(opt, parse_duration)?),
+            "readwrite_timeout" => c.readwrite_timeout = Some(parsed(opt, parse_duration)?),
+            "retries" => {
+                c.retries = Some(parsed(opt, |s| {
+                    s.parse::<u32>().map_err(|e| e.to_string())
+                })?)
+            }
+            "ro" | "read_only" => m.read_only = flag(opt)?,
+            "allow_other" => m.allow_other = flag(opt)?,
+            "allow_root" => m.allow_root = flag(opt)?,
+            "uid" => {
+                m.uid = Some(parsed(opt, |s| {
+                    s.parse::<u32>().map_err(|e| e.to_string())
+                })?)
+            }
+            "gid" => {
+                m.gid = Some(parsed(opt, |s| {
+                    s.parse::<u32>().map_err(|e| e.to_string())
+                })?)
+            }
+            "file_mode" => m.file_mode = Some(parsed(opt, parse_mode)?),
+            "dir_mode" => m.dir_mode = Some(parsed(opt, parse_mode)?),
+            "recover_stale_mount" => m.recover_stale_mount = flag(opt)?,
+            "nonempty" => self.nonempty = flag(opt)?,
+            "cache_size" => t.cache_size = Some(parsed(opt, parse_size)?),
+            "cache_dir" => t.cache_dir = Some(value(opt)?.into()),
+            "disk_cache_size" => t.disk_cache_size = Some(parsed(opt, parse_size)?),
+            "metadata_ttl" => t.metadata_ttl = Some(parsed(opt, parse_duration)?),
+            "part_size" => t.part_size = Some(parsed(opt, parse_size)?),
+            "max_concurrency" => {
+                t.max_concurrency = Some(parsed(opt, |s| {
+                    s.parse::<usize>().map_err(|e| e.to_string())
+                })?)
+            }
+            "log_file" => l.log_file = Some(value(opt)?.into()),
+            "metrics_addr" => {
+                l.metrics_addr = Some(parsed(opt, |s| {
+                    s.parse::<SocketAddr>()
+                        .map_err(|_| "expected IP:PORT, e.g. 127.0.0.1:9100".to_string())
+                })?)
+            }
+            "debug" => l.debug = flag(opt)?,
+            // mount.fuse(8) may pass these through; the filesystem sets its own.
+            "fsname" | "subtype" => self.ignored.push(opt.display()),
+            _ if is_ignored_generic(name) => self.ignored.push(opt.display()),
+            _ => {
+                return Err(ConfigError::UnknownOption {
+                    name: name.to_string(),
+                    hint: suggestion(name)
+                        .map(|s| format!(" (did you mean '{s}'?)"))
+                        .unwrap_or_else(|| {
+                            " (see `ossmount --help` for the options -o accepts)".into()
+                        }),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn invalid(opt: &MountOption, reason: String) -> ConfigError {
+    ConfigError::InvalidValue {
+        option: format!("-o {}", opt.name),
+        reason,
+    }
+}
+
+fn value(opt: &MountOption) -> Result<String, ConfigError> {
+    match &opt.value {
+        Some(v) if !v.is_empty() => Ok(v.clone()),
+        _ => Err(invalid(opt, format!("expected {}=VALUE", opt.name))),
+    }
+}
+
+fn parsed<T>(
+    opt: &MountOption,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<T, ConfigError> {
+    parse(&value(opt)?).map_err(|reason| invalid(opt, reason))
+}
+
+/// A flag option: bare (`ro`) or with a boolean value (`ro=1`, `internal=false`).
+fn flag(opt: &MountOption) -> Result<bool, ConfigError> {
+    match opt.value.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("1" | "true" | "yes" | "on") => Ok(true),
+        Some("0" | "false" | "no" | "off") => Ok(false),
+        Some(other) => Err(invalid(
+            opt,
+            format!("'{other}' is not a boolean (use 1/0, true/false)"),
+        )),
+    }
+}
+
+/// The closest known option name, when it is close enough to be a typo.
+fn suggestion(name: &str) -> Option<&'static str> {
+    KNOWN_OPTIONS
+        .iter()
+        .map(|k| (edit_distance(name, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+fn merge_connection(cli: &ConnectionArgs, o: &ConnectionArgs) -> ConnectionArgs {
+    ConnectionArgs {
+        region: cli.region.clone().or_else(|| o.region.clone()),
+        endpoint: cli.endpoint.clone().or_else(|| o.endpoint.clone()),
+        internal: cli.internal || o.internal,
+        accelerate: cli.accelerate || o.accelerate,
+        disable_ssl: cli.disable_ssl || o.disable_ssl,
+        path_style: cli.path_style || o.path_style,
+        cname: cli.cname || o.cname,
+        signature_version: cli.signature_version.or(o.signature_version),
+        ram_role: cli.ram_role.clone().or_else(|| o.ram_role.clone()),
+        anonymous: cli.anonymous || o.anonymous,
+        access_key_id: cli
+            .access_key_id
+            .clone()
+            .or_else(|| o.access_key_id.clone()),
+        access_key_secret: cli.access_key_secret.clone(),
+        security_token: cli.security_token.clone(),
+        credentials_file: cli
+            .credentials_file
+            .clone()
+            .or_else(|| o.credentials_file.clone()),
+        connect_timeout: cli.connect_timeout.or(o.connect_timeout),
+        readwrite_timeout: cli.readwrite_timeout.or(o.readwrite_timeout),
+        retries: cli.retries.or(o.retries),
+    }
+}
+
+fn merge_mount(cli: &MountOptionArgs, o: &MountOptionArgs) -> MountOptionArgs {
+    MountOptionArgs {
+        read_only: cli.read_only || o.read_only,
+        allow_other: cli.allow_other || o.allow_other,
+        allow_root: cli.allow_root || o.allow_root,
+        uid: cli.uid.or(o.uid),
+        gid: cli.gid.or(o.gid),
+        file_mode: cli.file_mode.or(o.file_mode),
+        dir_mode: cli.dir_mode.or(o.dir_mode),
+        foreground: cli.foreground,
+        recover_stale_mount: cli.recover_stale_mount || o.recover_stale_mount,
+        options: Vec::new(),
+    }
+}
+
+fn merge_tuning(cli: &TuningArgs, o: &TuningArgs) -> TuningArgs {
+    TuningArgs {
+        cache_size: cli.cache_size.or(o.cache_size),
+        cache_dir: cli.cache_dir.clone().or_else(|| o.cache_dir.clone()),
+        disk_cache_size: cli.disk_cache_size.or(o.disk_cache_size),
+        metadata_ttl: cli.metadata_ttl.or(o.metadata_ttl),
+        part_size: cli.part_size.or(o.part_size),
+        max_concurrency: cli.max_concurrency.or(o.max_concurrency),
+    }
+}
+
+fn merge_logging(cli: &LoggingArgs, o: &LoggingArgs) -> LoggingArgs {
+    LoggingArgs {
+        log_file: cli.log_file.clone().or_else(|| o.log_file.clone()),
+        metrics_addr: cli.metrics_addr.or(o.metrics_addr),
+        debug: cli.debug || o.debug,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,229 @@
+use super::*;
+use crate::cli::args::Cli;
+use clap::Parser;
+
+fn resolve(argv: &[&str]) -> Result<Config, ConfigError> {
+    let mut full = vec!["ossmount"];
+    full.extend_from_slice(argv);
+    let cli = Cli::try_parse_from(full).expect("test argv parses");
+    Config::resolve(&cli.mount, KeyOrigin::CommandLine)
+}
+
+#[test]
+fn defaults_and_prefix() {
+    let c = resolve(&["--region", "cn-hangzhou", "bkt:logs", "/mnt/x"]).unwrap();
+    assert_eq!(c.bucket, "bkt");
+    assert_eq!(c.prefix, "logs/");
+    assert_eq!(c.mountpoint, PathBuf::from("/mnt/x"));
+    assert_eq!(c.endpoint.region.as_deref(), Some("cn-hangzhou"));
+    assert_eq!(c.endpoint.signature_version, SignatureVersion::V4);
+    assert_eq!(c.tuning.cache_size, DEFAULT_CACHE_SIZE);
+    assert_eq!(c.tuning.part_size, DEFAULT_PART_SIZE);
+    assert_eq!(c.mount.file_mode, 0o644);
+    assert_eq!(c.fs_name(), "ossmount:bkt:logs/");
+}
+
+#[test]
+fn options_apply_and_command_line_wins() {
+    let c = resolve(&[
+        "-o",
+        "region=ap-southeast-1,internal,ro,allow_other,uid=1000,_netdev,cache_size=1G",
+        "-o",
+        "metadata-ttl=500ms,uid=1001,nonempty,x-systemd.automount",
+        "--cache-size",
+        "64MiB",
+        "bkt",
+        "mnt",
+    ])
+    .unwrap();
+    assert_eq!(c.endpoint.region.as_deref(), Some("ap-southeast-1"));
+    assert!(c.endpoint.internal);
+    assert!(c.mount.read_only && c.mount.allow_other && c.mount.nonempty);
+    assert_eq!(c.mount.uid, Some(1001), "later -o wins over earlier -o");
+    assert_eq!(c.tuning.cache_size, 64 << 20, "flag wins over -o");
+    assert_eq!(c.tuning.metadata_ttl, Duration::from_millis(500));
+    assert!(c.mountpoint.is_absolute());
+    assert_eq!(c.ignored_options, vec!["_netdev", "x_systemd.automount"]);
+
+    let c = resolve(&["-o", "region=a-b", "--region", "cn-beijing", "bkt", "/m"]).unwrap();
+    assert_eq!(c.endpoint.region.as_deref(), Some("cn-beijing"));
+}
+
+#[test]
+fn unknown_option_suggests_a_name() {
+    let e = resolve(&["-o", "regoin=x", "bkt", "/m"]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "unknown mount option 'regoin' (did you mean 'region'?)"
+    );
+    let e = resolve(&["-o", "frobnicate", "--region", "r1", "bkt", "/m"]).unwrap_err();
+    assert!(
+        e.to_string().contains("unknown mount option 'frobnicate'"),
+        "{e}"
+    );
+}
+
+#[test]
+fn secrets_are_refused_in_options_without_echoing_them() {
+    let e = resolve(&[
+        "-o",
+        "access_key_secret=TOPSECRET",
+        "--region",
+        "r1",
+        "bkt",
+        "/m",
+    ])
+    .unwrap_err();
+    assert!(matches!(e, ConfigError::SecretInOptions { .. }));
+    assert!(!e.to_string().contains("TOPSECRET"));
+}
+
+#[test]
+fn bucket_rules() {
+    for (spec, needle) in [
+        ("ab", "3 to 63"),
+        ("My-Bucket", "did you mean \"my-bucket\""),
+        ("-abc", "start or end"),
+        ("a_bc:logs/", "'_' is not allowed"),
+    ] {
+        let e = parse_bucket_spec(spec).unwrap_err().to_string();
+        assert!(e.starts_with("invalid bucket name"), "{spec}: {e}");
+        assert!(e.contains(needle), "{spec}: {e}");
+    }
+    assert_eq!(
+        parse_bucket_spec("my-bucket-01:a/b").unwrap(),
+        ("my-bucket-01".to_string(), "a/b/".to_string())
+    );
+}
+
+#[test]
+fn prefixes() {
+    assert_eq!(normalize_prefix("").unwrap(), "");
+    assert_eq!(normalize_prefix("/").unwrap(), "");
+    assert_eq!(normalize_prefix("/a/b").unwrap(), "a/b/");
+    assert_eq!(normalize_prefix("a/b/").unwrap(), "a/b/");
+    assert!(normalize_prefix("a//b").is_err());
+    assert!(normalize_prefix("a/../b").is_err());
+}
+
+#[test]
+fn regions_and_endpoints() {
+    let c = resolve(&["--region", "oss-cn-hangzhou", "bkt", "/m"]).unwrap();
+    assert_eq!(c.endpoint.region.as_deref(), Some("cn-hangzhou"));
+    let e = resolve(&["--region", "CN_Hangzhou", "bkt", "/m"]).unwrap_err();
+    assert!(e.to_string().starts_with("invalid region"), "{e}");
+
+    let c = resolve(&["--endpoint", "oss-cn-qingdao.aliyuncs.com", "bkt", "/m"]).unwrap();
+    assert_eq!(c.endpoint.region.as_deref(), Some("cn-qingdao"));
+    assert_eq!(c.endpoint.region_source, "inferred from --endpoint");
+
+    let e = resolve(&["--endpoint", "http://127.0.0.1:9000", "bkt", "/m"]).unwrap_err();
+    assert!(e.to_string().contains("add --region"), "{e}");
+    let c = resolve(&[
+        "--endpoint",
+        "http://127.0.0.1:9000",
+        "--signature-version",
+        "1",
+        "bkt",
+        "/m",
+    ])
+    .unwrap();
+    assert_eq!(c.endpoint.region, None);
+
+    // No region and no endpoint: left to ECS metadata detection at mount time.
+    let c = resolve(&["bkt", "/m"]).unwrap();
+    assert_eq!(c.endpoint.region, None);
+    assert!(c.endpoint.region_source.contains("ECS metadata"));
+
+    let e = resolve(&["--endpoint", "ftp://x", "--region", "r1", "bkt", "/m"]).unwrap_err();
+    assert!(e.to_string().contains("scheme"), "{e}");
+}
+
+#[test]
+fn conflicts() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--internal", "--accelerate"],
+            "--internal and --accelerate",
+        ),
+        (&["--endpoint", "h", "--internal"], "--endpoint names"),
+        (&["--anonymous", "--ram-role", "r"], "--anonymous"),
+        (
+            &[
+                "--ram-role",
+                "r",
+                "--access-key-id",
+                "a",
+                "--access-key-secret",
+                "s",
+            ],
+            "--ram-role",
+        ),
+        (&["--access-key-id", "a"], "without its secret"),
+        (&["--access-key-secret", "s3cr3t"], "without its id"),
+        (
+            &["--allow-other", "--allow-root"],
+            "--allow-other and --allow-root",
+        ),
+        (&["--part-size", "10k"], "outside the OSS limits"),
+        (&["--max-concurrency", "0"], "outside 1..1024"),
+        (&["--retries", "0"], "outside 1..100"),
+        (&["--connect-timeout", "0"], "greater than zero"),
+        (&["--cname"], "--cname needs --endpoint"),
+    ];
+    for (extra, needle) in cases {
+        let mut argv = vec!["--region", "cn-hangzhou"];
+        argv.extend_from_slice(extra);
+        argv.extend_from_slice(&["bkt", "/m"]);
+        let e = resolve(&argv).unwrap_err().to_string();
+        assert!(e.contains(needle), "{extra:?}: {e}");
+        assert!(!e.contains("s3cr3t"), "{e}");
+    }
+}
+
+#[test]
+fn explicit_keys_are_redacted_in_debug() {
+    let c = resolve(&[
+        "--region",
+        "r1",
+        "--access-key-id",
+        "LTAIid",
+        "--access-key-secret",
+        "s3cr3t",
+        "bkt",
+        "/m",
+    ])
+    .unwrap();
+    assert_eq!(c.credentials.access_key_id.as_deref(), Some("LTAIid"));
+    assert_eq!(
+        c.credentials.access_key_secret.as_ref().map(|s| s.expose()),
+        Some("s3cr3t")
+    );
+    let debug = format!("{c:?}");
+    assert!(!debug.contains("s3cr3t"), "{debug}");
+    assert!(c.describe_options().iter().all(|l| !l.contains("s3cr3t")));
+}
+
+#[test]
+fn option_values_are_validated() {
+    let e = resolve(&["-o", "uid=abc", "--region", "r1", "bkt", "/m"]).unwrap_err();
+    assert!(e.to_string().starts_with("invalid value for -o uid"), "{e}");
+    let e = resolve(&["-o", "cache_size=big", "--region", "r1", "bkt", "/m"]).unwrap_err();
+    assert!(e.to_string().contains("invalid size 'big'"), "{e}");
+    let e = resolve(&["-o", "region", "bkt", "/m"]).unwrap_err();
+    assert!(e.to_string().contains("expected region=VALUE"), "{e}");
+    let e = resolve(&["-o", "ro=maybe", "--region", "r1", "bkt", "/m"]).unwrap_err();
+    assert!(e.to_string().contains("not a boolean"), "{e}");
+    let c = resolve(&[
+        "-o",
+        "internal=false,sigv1,file_mode=0600",
+        "--region",
+        "r1",
+        "bkt",
+        "/m",
+    ])
+    .unwrap();
+    assert!(!c.endpoint.internal);
+    assert_eq!(c.endpoint.signature_version, SignatureVersion::V1);
+    assert_eq!(c.mount.file_mode, 0o600);
+}
