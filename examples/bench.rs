@@ -427,11 +427,51 @@ async fn main() -> Result<()> {
 
     let mnt = work.join("mnt");
     let m = mount(&args, &endpoint, &mnt)?;
-    let pid = m.pid();
     let mut table = Table(String::new());
     let _ = writeln!(table.0, "| workload | mount | direct HTTP | notes |");
     let _ = writeln!(table.0, "|---|---|---|---|");
+    let env = Env {
+        args: &args,
+        client: &client,
+        http: &http,
+        endpoint: &endpoint,
+        mnt: &mnt,
+        pid: m.pid(),
+        part: &part,
+        size,
+        direct_write,
+    };
+    let result = run_rows(&env, &mut table).await;
+    drop(m);
+    // Print what was measured even when a later row failed.
+    println!("{}", table.0);
+    result
+}
 
+struct Env<'a> {
+    args: &'a Args,
+    client: &'a Arc<OssClient>,
+    http: &'a reqwest::Client,
+    endpoint: &'a str,
+    mnt: &'a Path,
+    pid: u32,
+    part: &'a Bytes,
+    size: u64,
+    direct_write: Duration,
+}
+
+async fn run_rows(env: &Env<'_>, table: &mut Table) -> Result<()> {
+    let Env {
+        args,
+        client,
+        http,
+        endpoint,
+        mnt,
+        pid,
+        part,
+        size,
+        direct_write,
+    } = *env;
     // 1. Sequential read.
     let cpu0 = cpu_seconds(pid);
     let t = Instant::now();
@@ -442,7 +482,7 @@ async fn main() -> Result<()> {
         bail!("mount read returned {n} of {size} bytes");
     }
     let direct_d = direct_read(
-        &client,
+        client,
         "seq/file",
         size,
         args.request_mib * MIB,
@@ -496,6 +536,7 @@ async fn main() -> Result<()> {
     let cpu0 = cpu_seconds(pid);
     let t = Instant::now();
     let chunk = part.slice(..MIB as usize);
+    std::fs::create_dir_all(mnt.join("written"))?;
     tokio::task::block_in_place(|| mount_write(&mnt.join("written/file"), size, &chunk))?;
     let mount_d = t.elapsed();
     let write_cpu = (cpu_seconds(pid) - cpu0) / (size as f64 / (1024.0 * MIB as f64));
@@ -516,7 +557,7 @@ async fn main() -> Result<()> {
     );
 
     // 4. ls -l of many objects.
-    let before = stats(&http, &endpoint).await?;
+    let before = stats(http, endpoint).await?;
     let t = Instant::now();
     let out = Command::new("ls")
         .arg("-l")
@@ -528,7 +569,7 @@ async fn main() -> Result<()> {
         .lines()
         .count()
         .saturating_sub(1);
-    let after = stats(&http, &endpoint).await?;
+    let after = stats(http, endpoint).await?;
     table.row(
         &format!("4. ls -l {} objects", args.list_objects),
         format!("{:.2} s", ls_d.as_secs_f64()),
@@ -543,13 +584,13 @@ async fn main() -> Result<()> {
     let small = pattern(64 * 1024, 3);
     let dir = mnt.join("small");
     std::fs::create_dir_all(&dir)?;
-    let before = stats(&http, &endpoint).await?;
+    let before = stats(http, endpoint).await?;
     let t = Instant::now();
     for i in 0..args.small_files {
         std::fs::write(dir.join(format!("f{i:05}")), &small)?;
     }
     let write_d = t.elapsed();
-    let mid = stats(&http, &endpoint).await?;
+    let mid = stats(http, endpoint).await?;
     let t = Instant::now();
     for i in 0..args.small_files {
         let got = std::fs::read(dir.join(format!("f{i:05}")))?;
@@ -558,7 +599,7 @@ async fn main() -> Result<()> {
         }
     }
     let read_d = t.elapsed();
-    let after = stats(&http, &endpoint).await?;
+    let after = stats(http, endpoint).await?;
     let nf = args.small_files as f64;
     table.row(
         &format!("5. {}×64 KiB files", args.small_files),
@@ -594,11 +635,11 @@ async fn main() -> Result<()> {
         }
         Ok(t.elapsed())
     };
-    let before = stats(&http, &endpoint).await?;
+    let before = stats(http, endpoint).await?;
     let cold = pass()?;
-    let mid = stats(&http, &endpoint).await?;
+    let mid = stats(http, endpoint).await?;
     let warm = pass()?;
-    let after = stats(&http, &endpoint).await?;
+    let after = stats(http, endpoint).await?;
     let nr = args.random_reads as f64;
     table.row(
         &format!("6. random 4 KiB reads ×{}", args.random_reads),
@@ -630,7 +671,5 @@ async fn main() -> Result<()> {
         "-".into(),
         "utime+stime during rows 1 and 3".into(),
     );
-    drop(m);
-    println!("{}", table.0);
     Ok(())
 }
