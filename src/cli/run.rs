@@ -126,7 +126,7 @@ fn run_mount(args: &args::MountArgs, origin: KeyOrigin) -> Result<(), CliError> 
     {
         // The terminal gets the message from the parent; the log gets it here.
         tracing::error!(error = %e, "ossmount failed");
-        notifier.failed(&e.render().replace('\n', " "));
+        notifier.failed(&e.render());
     }
     result
 }
