@@ -288,3 +288,15 @@ fn mount_helper_mode_translates_mount8_arguments() {
     ns.env_clear().arg("b").arg(&missing).args(["-N", "123"]);
     expect_failure(&mut ns, 1, "-N");
 }
+
+#[test]
+fn list_regions_flag_needs_no_positionals() {
+    let home = tempfile::tempdir().unwrap();
+    // No credentials in the clean environment: the live call fails and the table is used.
+    let (out, stdout, stderr) = run(ossmount(home.path()).arg("--list-regions"));
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("ap-southeast-1") && stdout.contains("built-in table"),
+        "{stdout}"
+    );
+}

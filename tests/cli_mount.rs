@@ -238,3 +238,55 @@ fn stale_mount_is_detected_and_recovered() {
     assert!(std::fs::metadata(&mp).unwrap().is_dir());
     assert!(Command::new("umount").arg(&mp).status().unwrap().success());
 }
+
+#[test]
+fn metrics_are_served_and_dumped_on_sigusr1() {
+    use std::io::{Read, Write};
+    let f = fixture();
+    let mp = f.mountpoint();
+    let _guard = MountGuard(mp.clone());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let log = f.dir.path().join("metrics.log");
+    let child = f
+        .ossmount(&[
+            "-f",
+            "--metrics-addr",
+            &addr,
+            "--log-file",
+            log.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = ChildGuard(child);
+    wait_until("the mount", Duration::from_secs(20), || is_mounted(&mp));
+    std::fs::write(mp.join("m.txt"), b"metrics").unwrap();
+    assert_eq!(std::fs::read(mp.join("m.txt")).unwrap(), b"metrics");
+
+    let mut body = String::new();
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    stream.read_to_string(&mut body).unwrap();
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(body.contains(ossmount::metrics::OSS_REQUESTS), "{body}");
+    assert!(body.contains(ossmount::metrics::FUSE_OPS), "{body}");
+
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGUSR1) };
+    wait_until("the SIGUSR1 dump", Duration::from_secs(10), || {
+        std::fs::read_to_string(&log).is_ok_and(|l| {
+            l.contains("metrics (SIGUSR1)") && l.contains(ossmount::metrics::OSS_REQUESTS)
+        })
+    });
+    unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) };
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}

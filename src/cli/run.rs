@@ -72,6 +72,10 @@ pub fn main_with_args(argv: Vec<OsString>) -> ExitCode {
             Ok(())
         }
         Some(Command::Regions(r)) => run_regions(&r),
+        None if cli.list_regions => run_regions(&RegionsArgs {
+            connection: cli.mount.connection.clone(),
+            offline: false,
+        }),
         Some(Command::Cleanup(c)) => run_cleanup(&c),
         None => {
             let origin = match matches.value_source("access_key_id") {
