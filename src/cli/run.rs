@@ -25,7 +25,7 @@ use crate::config::{Config, KeyOrigin, parse_bucket_spec, resolve_connection};
 use crate::daemon::{ReadyNotifier, daemonize};
 use crate::endpoint::{format_region_table, region_listing};
 use crate::logging::{self, LogTarget};
-use crate::mount_check::{MountpointStatus, check_mountpoint};
+use crate::mount_check::{MountpointStatus, check_allow_other_permitted, check_mountpoint};
 
 use super::args::{self, CleanupArgs, Cli, Command, RegionsArgs};
 use super::bucket_check::{abort_uploads, format_age, probe_bucket, stale_uploads};
@@ -116,6 +116,12 @@ fn run_mount(args: &args::MountArgs, origin: KeyOrigin) -> Result<(), CliError> 
     let config = Config::resolve(args, origin)?;
     let recover = config.mount.recover_stale_mount && !config.dry_run;
     let status = check_mountpoint(&config.mountpoint, config.mount.nonempty, recover)?;
+    if config.mount.allow_other || config.mount.allow_root {
+        let fuse_conf = std::fs::read_to_string("/etc/fuse.conf").unwrap_or_default();
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let euid = unsafe { libc::geteuid() };
+        check_allow_other_permitted(&fuse_conf, euid).map_err(CliError::Mount)?;
+    }
 
     let foreground = config.mount.foreground || config.dry_run;
     let mut notifier = if foreground {
