@@ -32,6 +32,7 @@ use super::bucket_check::{abort_uploads, format_age, probe_bucket, stale_uploads
 use super::connect;
 use super::error::CliError;
 use super::helper::{is_helper_invocation, translate_helper_args};
+use super::serve::Signals;
 
 /// Uploads older than this are reported at mount time as probably abandoned.
 pub const STALE_UPLOAD_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -167,6 +168,8 @@ async fn mount_async(config: &Config, notifier: &mut ReadyNotifier) -> Result<()
         return print_dry_run(config, &conn).await;
     }
     report_stale_uploads(config, &conn).await;
+    let signals = Signals::register()
+        .map_err(|e| CliError::Mount(format!("cannot install signal handlers: {e}")))?;
     let fs = super::filesystem::mount(config, conn.store.clone()).await?;
     tracing::info!(
         bucket = %config.bucket,
@@ -176,7 +179,7 @@ async fn mount_async(config: &Config, notifier: &mut ReadyNotifier) -> Result<()
         "mounted"
     );
     notifier.ready();
-    let reason = super::serve::serve_until_stopped(fs, Some(metrics))
+    let reason = super::serve::serve_until_stopped(fs, signals, Some(metrics))
         .await
         .map_err(|e| CliError::Mount(format!("unmount failed: {e}")))?;
     tracing::info!(?reason, "ossmount exiting");
