@@ -35,7 +35,7 @@ use mount_options::parse_option_lists;
 use units::{format_duration, format_size};
 
 /// Default memory block cache.
-pub const DEFAULT_CACHE_SIZE: u64 = 512 << 20;
+pub const DEFAULT_CACHE_SIZE: u64 = 256 << 20;
 /// Default multipart part size.
 pub const DEFAULT_PART_SIZE: u64 = 8 << 20;
 /// OSS limits on part sizes (every part but the last).
