@@ -46,6 +46,8 @@ impl Env {
         let cfg = FsConfig {
             uid: 0,
             gid: 0,
+            // Long enough that a loaded machine cannot expire entries mid-test.
+            metadata_ttl: Duration::from_secs(60),
             cache_dir: data.path().join("staging"),
             upload: UploadConfig {
                 part_size: 1 << 20,

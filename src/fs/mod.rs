@@ -25,6 +25,20 @@
 //! | `--read-only` | Every change → `EROFS`. |
 //! | statfs | Effectively unlimited (2^50 free blocks). |
 //!
+//! # Known limits
+//! - A new file written sequentially past its first 8 MiB cannot then be written at an
+//!   earlier offset (those bytes are already uploading): `ENOTSUP`, logged. Earlier seeks
+//!   back fall back to a staging file transparently.
+//! - Overwriting part of an existing file downloads it whole into the staging directory
+//!   on the first write (not lazily by range).
+//! - A file renamed or deleted by another client while open for reading fails further
+//!   uncached reads (`ENOENT`/`ESTALE`); the mount's own renames keep open writers right.
+//! - Keys that are hidden (see above) still make their directory non-empty for rmdir.
+//! - A file and a directory of the same name split across listing pages may show the
+//!   file in one readdir; lookup says directory.
+//! - Directory mode/mtime come from the `dir/` marker's metadata only when this mount
+//!   wrote it; other directories show the mount's `dir_mode` and mount time.
+//!
 //! # Module map
 //! [`error`] (FsError → errno), [`names`] (which keys are names), [`attr`] (stat ↔ user
 //! metadata), [`inode`] (the inode table), `lookup` (lookup/getattr), `dir` (readdir,
