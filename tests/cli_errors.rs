@@ -300,3 +300,24 @@ fn list_regions_flag_needs_no_positionals() {
         "{stdout}"
     );
 }
+
+#[test]
+fn usage_errors_never_echo_a_misplaced_secret() {
+    let home = tempfile::tempdir().unwrap();
+    // A secret typed where a positional goes, and one given to a misspelled flag.
+    let stderr = expect_failure(
+        ossmount(home.path()).args(["--access-key-secret", SECRET, "bkt", "/mnt", SECRET]),
+        2,
+        "<redacted>",
+    );
+    assert!(!stderr.contains(SECRET), "{stderr}");
+    assert!(stderr.contains("<redacted>"), "{stderr}");
+    let stderr = expect_failure(
+        ossmount(home.path())
+            .env("OSS_ACCESS_KEY_SECRET", SECRET)
+            .args(["bkt", "/mnt", SECRET]),
+        2,
+        "<redacted>",
+    );
+    assert!(!stderr.contains(SECRET), "{stderr}");
+}

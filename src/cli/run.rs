@@ -46,11 +46,16 @@ pub fn main_with_args(argv: Vec<OsString>) -> ExitCode {
         },
         _ => argv,
     };
-    let matches = match args::command().try_get_matches_from(argv) {
+    let secrets = secret_values(&argv);
+    let matches = match args::command().try_get_matches_from(&argv) {
         Ok(m) => m,
         Err(e) => {
             // --help/--version print and exit 0; usage errors exit 2.
-            let _ = e.print();
+            if e.use_stderr() {
+                eprint!("{}", redact(&e.render().to_string(), &secrets));
+            } else {
+                let _ = e.print();
+            }
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
@@ -90,6 +95,38 @@ pub fn main_with_args(argv: Vec<OsString>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }
+}
+
+/// Values that must never be echoed: the secret/token flags' values and their
+/// environment variables. clap repeats stray arguments in usage errors, and a misplaced
+/// secret is exactly such an argument.
+fn secret_values(argv: &[OsString]) -> Vec<String> {
+    const FLAGS: [&str; 2] = ["--access-key-secret", "--security-token"];
+    let mut found: Vec<String> = ["OSS_ACCESS_KEY_SECRET", "OSS_SESSION_TOKEN"]
+        .iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .collect();
+    let args: Vec<String> = argv
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    for (i, arg) in args.iter().enumerate() {
+        for flag in FLAGS {
+            if arg == flag {
+                found.extend(args.get(i + 1).cloned());
+            } else if let Some(v) = arg.strip_prefix(flag).and_then(|r| r.strip_prefix('=')) {
+                found.push(v.to_string());
+            }
+        }
+    }
+    found.retain(|s| s.len() >= 4);
+    found
+}
+
+fn redact(text: &str, secrets: &[String]) -> String {
+    secrets
+        .iter()
+        .fold(text.to_string(), |t, s| t.replace(s.as_str(), "<redacted>"))
 }
 
 fn fail(e: &CliError) -> ExitCode {
