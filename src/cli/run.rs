@@ -82,18 +82,23 @@ pub fn main_with_args(argv: Vec<OsString>) -> ExitCode {
             connection: cli.mount.connection.clone(),
             offline: false,
         }),
-        Some(Command::Cleanup(c)) => run_cleanup(&c),
-        None => {
-            let origin = match matches.value_source("access_key_id") {
-                Some(ValueSource::EnvVariable) => KeyOrigin::Environment,
-                _ => KeyOrigin::CommandLine,
-            };
-            run_mount(&cli.mount, origin)
+        Some(Command::Cleanup(c)) => {
+            let sub = matches.subcommand_matches("cleanup").unwrap_or(&matches);
+            run_cleanup(&c, key_origin(sub))
         }
+        None => run_mount(&cli.mount, key_origin(&matches)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
+    }
+}
+
+/// Whether clap took the AccessKey from the command line or from `OSS_ACCESS_KEY_ID`.
+fn key_origin(matches: &clap::ArgMatches) -> KeyOrigin {
+    match matches.value_source("access_key_id") {
+        Some(ValueSource::EnvVariable) => KeyOrigin::Environment,
+        _ => KeyOrigin::CommandLine,
     }
 }
 
@@ -322,12 +327,12 @@ fn run_regions(args: &RegionsArgs) -> Result<(), CliError> {
         .map_err(CliError::Output)
 }
 
-fn run_cleanup(args: &CleanupArgs) -> Result<(), CliError> {
+fn run_cleanup(args: &CleanupArgs, origin: KeyOrigin) -> Result<(), CliError> {
     let (bucket, prefix) = parse_bucket_spec(&args.bucket)?;
     let target = LogTarget::Stderr;
     logging::init(&target, args.debug, true)?;
     runtime()?.block_on(async {
-        let (endpoint, credentials) = resolve_connection(&args.connection, KeyOrigin::CommandLine)?;
+        let (endpoint, credentials) = resolve_connection(&args.connection, origin)?;
         let conn = connect::connect(&endpoint, &credentials, &bucket).await?;
         let now = SystemTime::now();
         let uploads = stale_uploads(conn.store.as_ref(), &prefix, args.older_than, now)
