@@ -265,13 +265,25 @@ impl Config {
     }
 
     /// The name shown as the mount source in /proc/mounts (`ossmount:bucket[:prefix]`);
-    /// stale-mount detection and the test suite look for the `ossmount` in it.
+    /// stale-mount detection and the test suite look for the `ossmount` in it. It travels
+    /// inside the comma-separated mount option string, so commas, whitespace and control
+    /// characters of the prefix become `_`.
     pub fn fs_name(&self) -> String {
         if self.prefix.is_empty() {
-            format!("ossmount:{}", self.bucket)
-        } else {
-            format!("ossmount:{}:{}", self.bucket, self.prefix)
+            return format!("ossmount:{}", self.bucket);
         }
+        let prefix: String = self
+            .prefix
+            .chars()
+            .map(|c| {
+                if c == ',' || c.is_whitespace() || c.is_control() {
+                    '_'
+                } else {
+                    c
+                }
+            })
+            .collect();
+        format!("ossmount:{}:{prefix}", self.bucket)
     }
 
     /// Human-readable lines describing the options (for `--dry-run`); no secrets.
