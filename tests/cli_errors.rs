@@ -321,3 +321,21 @@ fn usage_errors_never_echo_a_misplaced_secret() {
     );
     assert!(!stderr.contains(SECRET), "{stderr}");
 }
+
+#[test]
+fn bad_log_filter_is_reported_in_both_modes() {
+    let home = tempfile::tempdir().unwrap();
+    let mp = home.path().join("mnt");
+    std::fs::create_dir(&mp).unwrap();
+    for extra in [&["-f"][..], &[][..]] {
+        expect_failure(
+            ossmount(home.path())
+                .env("OSSMOUNT_LOG", "ossmount=loud")
+                .args(extra)
+                .args(["--region", "cn-hangzhou", "bkt"])
+                .arg(&mp),
+            1,
+            "invalid OSSMOUNT_LOG filter 'ossmount=loud'",
+        );
+    }
+}
