@@ -13,6 +13,7 @@
 //! Kernel settings negotiated at init: max_write 1 MiB, readahead 1 MiB, async reads,
 //! readdirplus, atomic `O_TRUNC` (so `open(O_TRUNC)` needs no extra empty PUT), parallel
 //! directory operations. Mount options: `fsname=ossmount:<bucket>`, `subtype=ossmount`,
+//! `max_read=1MiB`, `nodev,nosuid,noatime`,
 //! `ro` for read-only mounts, `allow_other`/`allow_root` (with `default_permissions`, so
 //! the kernel enforces the mode bits we report when other users can reach the mount).
 //!
@@ -46,7 +47,8 @@ pub struct MountOptions {
     pub read_only: bool,
     pub allow_other: bool,
     pub allow_root: bool,
-    /// Unmount when the process dies (needs allow_other or allow_root).
+    /// Unmount when the process dies (needs allow_other or allow_root, and the
+    /// `fusermount3` helper: fuser delegates auto_unmount to it).
     pub auto_unmount: bool,
     /// fuser worker threads.
     pub threads: usize,
@@ -74,6 +76,7 @@ impl MountOptions {
             MountOption::NoDev,
             MountOption::NoSuid,
             MountOption::NoAtime,
+            MountOption::CUSTOM(format!("max_read={MAX_IO}")),
         ];
         if self.read_only {
             opts.push(MountOption::RO);

@@ -32,6 +32,8 @@ mod object;
 mod request;
 mod retry;
 mod transport;
+#[cfg(test)]
+mod transport_tests;
 mod xml;
 
 use std::ops::Range;

@@ -12,6 +12,9 @@
 //! attempt fails only after `read_timeout` (or the operation's longer response timeout)
 //! without progress. That covers a server that stops taking our upload (a write timeout)
 //! and one that never answers. Response bodies are read with the same timeout per chunk.
+//! Like the Go SDK's read/write deadlines, the wait after the last body chunk was handed
+//! to the socket also covers draining the kernel's socket buffers, so on a very slow link
+//! with huge buffers the timeout must stay larger than buffer size / bandwidth.
 //!
 //! Clock skew. On `RequestTimeTooSkewed` the offset server − local (from the reply's
 //! `Date` header, else `<ServerTime>`) is stored and added to the signing time of every
@@ -132,6 +135,20 @@ impl OssClient {
                         format!("opening upload source {}: {e}", path.display()),
                     )))
                 })?;
+                let file_len = file
+                    .metadata()
+                    .await
+                    .map_err(|e| Failure::fatal(StoreError::Io(e)))?
+                    .len();
+                if file_len < offset.saturating_add(*len) {
+                    return Err(Failure::fatal(StoreError::Io(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!(
+                            "upload source {} has {file_len} bytes, fewer than offset {offset} + length {len}",
+                            path.display()
+                        ),
+                    ))));
+                }
                 file.seek(std::io::SeekFrom::Start(*offset))
                     .await
                     .map_err(|e| Failure::fatal(StoreError::Io(e)))?;

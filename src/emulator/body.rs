@@ -76,8 +76,10 @@ pub fn file_body(
     };
     let stream = CutStream {
         inner: reads,
-        allowed: len.saturating_mul(permille as u64) / 1000,
+        // At least one byte, so hyper flushes the headers before the cut.
+        allowed: (len.saturating_mul(permille as u64) / 1000).max(1),
         mode,
+        yield_once: false,
         error_next: false,
         done: false,
         stats,
@@ -98,6 +100,9 @@ struct CutStream {
     /// Bytes still allowed before the cut (ignored when mode is None).
     allowed: u64,
     mode: CutMode,
+    /// Return Pending once before cutting, so hyper flushes what it has buffered (it
+    /// drops unflushed bytes, headers included, when a body ends early).
+    yield_once: bool,
     error_next: bool,
     done: bool,
     stats: Arc<Stats>,
@@ -108,6 +113,11 @@ impl Stream for CutStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
+        if this.yield_once {
+            this.yield_once = false;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
         if this.error_next {
             this.error_next = false;
             this.done = true;
@@ -123,6 +133,7 @@ impl Stream for CutStream {
             Poll::Ready(Some(Ok(mut chunk))) => {
                 if this.mode != CutMode::None && chunk.len() as u64 >= this.allowed {
                     chunk.truncate(this.allowed as usize);
+                    this.yield_once = true;
                     this.error_next = this.mode == CutMode::Reset;
                     this.done = this.mode == CutMode::Truncate;
                     if chunk.is_empty() {

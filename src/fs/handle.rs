@@ -68,6 +68,14 @@ enum WriteState {
     Failed(String),
 }
 
+/// An entry of the open-file table: what can be known without waiting for the handle.
+#[derive(Debug)]
+pub(crate) struct OpenFile {
+    ino: Ino,
+    writable: bool,
+    handle: tokio::sync::Mutex<FileHandle>,
+}
+
 /// One open file.
 #[derive(Debug)]
 pub(crate) struct FileHandle {
@@ -107,11 +115,16 @@ fn write_error(key: &str, e: WriteError) -> FsError {
 impl Filesystem {
     fn register_handle(&self, h: FileHandle) -> u64 {
         let fh = self.alloc_fh();
-        lock(&self.files).insert(fh, Arc::new(tokio::sync::Mutex::new(h)));
+        let entry = OpenFile {
+            ino: h.ino,
+            writable: h.writable,
+            handle: tokio::sync::Mutex::new(h),
+        };
+        lock(&self.files).insert(fh, Arc::new(entry));
         fh
     }
 
-    fn handle(&self, fh: u64) -> FsResult<Arc<tokio::sync::Mutex<FileHandle>>> {
+    fn handle(&self, fh: u64) -> FsResult<Arc<OpenFile>> {
         lock(&self.files)
             .get(&fh)
             .cloned()
@@ -233,7 +246,7 @@ impl Filesystem {
     /// FUSE read.
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Bytes> {
         let h = self.handle(fh)?;
-        let mut h = h.lock().await;
+        let mut h = h.handle.lock().await;
         if !h.readable {
             return Err(FsError::BadHandle);
         }
@@ -289,7 +302,7 @@ impl Filesystem {
     /// FUSE write: returns the number of bytes accepted (always all of them).
     pub async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
         let h = self.handle(fh)?;
-        let mut h = h.lock().await;
+        let mut h = h.handle.lock().await;
         if !h.writable {
             return Err(FsError::BadHandle);
         }
@@ -426,7 +439,7 @@ impl Filesystem {
     /// FUSE flush (each close of a descriptor): commits pending data.
     pub async fn flush(&self, fh: u64) -> FsResult<()> {
         let h = self.handle(fh)?;
-        let mut h = h.lock().await;
+        let mut h = h.handle.lock().await;
         self.commit(&mut h).await
     }
 
@@ -438,7 +451,7 @@ impl Filesystem {
     /// FUSE release: commits what is still pending and forgets the handle.
     pub async fn release(&self, fh: u64) -> FsResult<()> {
         let h = lock(&self.files).remove(&fh).ok_or(FsError::BadHandle)?;
-        let mut h = h.lock().await;
+        let mut h = h.handle.lock().await;
         let result = if h.writable {
             self.commit(&mut h).await
         } else {
@@ -578,7 +591,7 @@ impl Filesystem {
             None => self.writable_handle_of(ino),
         };
         if let Some(h) = handle {
-            let mut h = h.lock().await;
+            let mut h = h.handle.lock().await;
             if h.writable {
                 self.truncate_handle(&mut h, size).await?;
                 self.inodes.update(ino, |n| {
@@ -628,13 +641,34 @@ impl Filesystem {
         Ok(())
     }
 
-    fn writable_handle_of(&self, ino: Ino) -> Option<Arc<tokio::sync::Mutex<FileHandle>>> {
-        let files: Vec<_> = lock(&self.files).values().cloned().collect();
-        files.into_iter().find(|h| {
-            h.try_lock()
-                .map(|h| h.ino == ino && h.writable)
-                .unwrap_or(false)
-        })
+    fn writable_handle_of(&self, ino: Ino) -> Option<Arc<OpenFile>> {
+        lock(&self.files)
+            .values()
+            .find(|f| f.ino == ino && f.writable)
+            .cloned()
+    }
+
+    /// Whether an open handle of `ino` holds data that its next flush will upload (that
+    /// upload then carries the current metadata too).
+    pub(crate) async fn has_pending_data(&self, ino: Ino) -> bool {
+        let files: Vec<Arc<OpenFile>> = lock(&self.files)
+            .values()
+            .filter(|f| f.ino == ino && f.writable)
+            .cloned()
+            .collect();
+        for f in files {
+            let h = f.handle.lock().await;
+            let pending = match &h.state {
+                WriteState::Clean => h.new_content,
+                WriteState::Staged { dirty, .. } => *dirty,
+                WriteState::Streaming { .. } | WriteState::Appending { .. } => true,
+                WriteState::Failed(_) => false,
+            };
+            if pending {
+                return true;
+            }
+        }
+        false
     }
 
     async fn truncate_handle(&self, h: &mut FileHandle, size: u64) -> FsResult<()> {

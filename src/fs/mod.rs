@@ -60,7 +60,7 @@ use crate::read::{BlockCache, ReadConfig};
 use crate::store::ObjectStore;
 use crate::write::UploadConfig;
 use dir::DirHandle;
-use handle::FileHandle;
+use handle::OpenFile;
 use inode::InodeTable;
 
 pub type FsResult<T> = Result<T, FsError>;
@@ -169,7 +169,7 @@ pub struct Filesystem {
     cache: Arc<BlockCache>,
     read_cfg: Arc<ReadConfig>,
     upload_cfg: Arc<UploadConfig>,
-    files: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<FileHandle>>>>,
+    files: Mutex<HashMap<u64, Arc<OpenFile>>>,
     dirs: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<DirHandle>>>>,
     next_fh: AtomicU64,
     /// mtime of directories without a marker object.

@@ -26,6 +26,14 @@ pub struct BudgetPermit {
 }
 
 impl BudgetPermit {
+    /// A permit for nothing (used when a reader must proceed without memory accounting).
+    pub fn unaccounted() -> Self {
+        BudgetPermit {
+            bytes: 0,
+            _permit: None,
+        }
+    }
+
     /// Bytes this permit accounts for.
     pub fn bytes(&self) -> u64 {
         self.bytes

@@ -21,6 +21,10 @@ use lru::LruCache;
 use super::ReadConfig;
 use super::budget::{BudgetPermit, MemoryBudget};
 use super::disk_cache::DiskCache;
+use super::inflight::InflightRegistry;
+
+/// Longest wait of a demand read for memory before it proceeds unaccounted.
+pub const DEMAND_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Identity of one cached block.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -46,6 +50,7 @@ pub struct BlockCache {
     budget: Arc<MemoryBudget>,
     inner: Mutex<Inner>,
     disk: Option<DiskCache>,
+    inflight: Arc<InflightRegistry>,
 }
 
 impl std::fmt::Debug for BlockCache {
@@ -82,7 +87,13 @@ impl BlockCache {
                 bytes: 0,
             }),
             disk,
+            inflight: Arc::default(),
         })
+    }
+
+    /// GETs in flight, shared by all readers.
+    pub fn inflight(&self) -> &Arc<InflightRegistry> {
+        &self.inflight
     }
 
     pub fn block_size(&self) -> u64 {
@@ -134,6 +145,31 @@ impl BlockCache {
         Some(data)
     }
 
+    /// `range` (block-aligned) assembled from the disk tier, only if every block is
+    /// there; blocks found are promoted to memory.
+    pub async fn get_range_from_disk(
+        &self,
+        key: &Arc<str>,
+        etag: &Arc<str>,
+        range: std::ops::Range<u64>,
+    ) -> Option<Bytes> {
+        let disk = self.disk.as_ref()?;
+        let first = range.start / self.block_size;
+        let last = range.end.checked_sub(1)? / self.block_size;
+        let mut out = bytes::BytesMut::with_capacity((range.end - range.start) as usize);
+        for index in first..=last {
+            let id = BlockId {
+                key: key.clone(),
+                etag: etag.clone(),
+                index,
+            };
+            let data = disk.get(&id).await?;
+            out.extend_from_slice(&data);
+            self.insert(id, data);
+        }
+        (out.len() as u64 == range.end - range.start).then(|| out.freeze())
+    }
+
     /// Whether the memory tier holds the block (no LRU promotion, no metrics).
     pub fn contains(&self, id: &BlockId) -> bool {
         self.lock().lru.contains(id)
@@ -152,11 +188,35 @@ impl BlockCache {
         }
     }
 
-    /// Like [`BlockCache::try_reserve`] but waits for prefetch buffers to be released.
+    /// Reservation for read-ahead: like [`BlockCache::try_reserve`], but refused when
+    /// buffers outside the cache (prefetch and demand) would exceed 3/4 of the budget, so
+    /// idle read-ahead can never starve a reader that is waiting for data.
+    pub fn try_reserve_prefetch(&self, bytes: u64) -> Option<BudgetPermit> {
+        let outside_cache = self.budget.used().saturating_sub(self.used_bytes());
+        if outside_cache + bytes > self.budget.limit() / 4 * 3 {
+            return None;
+        }
+        self.try_reserve(bytes)
+    }
+
+    /// Like [`BlockCache::try_reserve`] but waits for buffers to be released. The wait is
+    /// bounded by [`DEMAND_WAIT`]: other handles may hold buffers for a long time (an
+    /// application that opened a file and went idle), and a blocked read must not hang on
+    /// them. After the wait the request proceeds unaccounted (a bounded overshoot of one
+    /// request per blocked read), which is logged.
     pub async fn reserve(&self, bytes: u64) -> BudgetPermit {
-        match self.try_reserve(bytes) {
-            Some(p) => p,
-            None => self.budget.reserve(bytes).await,
+        if let Some(p) = self.try_reserve(bytes) {
+            return p;
+        }
+        match tokio::time::timeout(DEMAND_WAIT, self.budget.reserve(bytes)).await {
+            Ok(p) => p,
+            Err(_) => {
+                tracing::debug!(
+                    bytes,
+                    "memory budget exhausted; reading without reservation"
+                );
+                BudgetPermit::unaccounted()
+            }
         }
     }
 

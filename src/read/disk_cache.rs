@@ -41,7 +41,7 @@ pub struct DiskCache {
 }
 
 fn crc64(data: &[u8]) -> u64 {
-    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Xz, data)
+    crate::crc64::crc64(data)
 }
 
 fn file_name(id: &BlockId) -> String {

@@ -11,8 +11,9 @@
 //! - [`ObjectReader`] ([`reader`]) is created per open file handle. Its prefetcher starts
 //!   with a small first request (a random reader must not over-fetch) and, while the
 //!   application keeps reading sequentially, doubles a read-ahead window up to
-//!   `max_window`, fetched as several block-aligned ranged GETs in parallel tasks. The pure
-//!   access-classification and window-growth rules live in [`window`].
+//!   `max_window`, fetched as several block-aligned ranged GETs in parallel tasks
+//!   ([`prefetch`]). The pure access-classification and window-growth rules live in
+//!   [`window`]. Readers of the same object share GETs in flight ([`inflight`]).
 //!
 //! # Pitfalls
 //! - Every GET carries `If-Match: <etag>`; a 412 becomes [`ReadError::Stale`] so the
@@ -27,6 +28,8 @@
 pub mod budget;
 pub mod cache;
 pub mod disk_cache;
+pub mod inflight;
+pub mod prefetch;
 pub mod reader;
 pub mod window;
 

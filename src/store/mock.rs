@@ -31,7 +31,8 @@
 //!   100, max 1000); objects and common prefixes share the max-keys budget.
 //!
 //! Failure hooks: [`MockStore::fail_next`] makes the next N calls of one operation fail
-//! with a given error, and [`MockStore::set_latency`] delays every counted call (to test
+//! with a given error, and [`MockStore::set_latency`] / [`MockStore::set_op_latency`]
+//! delay every counted call or one operation (to test
 //! that a slow request does not stall others). Seeded random faults live in
 //! [`crate::store::fault::FaultStore`].
 
@@ -110,6 +111,7 @@ pub struct MockStore {
     counts: Mutex<BTreeMap<String, u64>>,
     failures: Mutex<HashMap<String, Vec<StoreError>>>,
     latency: Mutex<Duration>,
+    op_latency: Mutex<HashMap<String, Duration>>,
 }
 
 impl Default for MockStore {
@@ -156,6 +158,7 @@ impl MockStore {
             counts: Mutex::new(BTreeMap::new()),
             failures: Mutex::new(HashMap::new()),
             latency: Mutex::new(Duration::ZERO),
+            op_latency: Mutex::new(HashMap::new()),
         }
     }
 
@@ -198,9 +201,15 @@ impl MockStore {
         *lock(&self.latency) = latency;
     }
 
+    /// Calls of `op` sleep this long before answering (overrides [`Self::set_latency`]).
+    pub fn set_op_latency(&self, op: &str, latency: Duration) {
+        lock(&self.op_latency).insert(op.to_string(), latency);
+    }
+
     async fn begin(&self, op: &str) -> StoreResult<()> {
         *lock(&self.counts).entry(op.to_string()).or_insert(0) += 1;
-        let latency = *lock(&self.latency);
+        let op_latency = lock(&self.op_latency).get(op).copied();
+        let latency = op_latency.unwrap_or_else(|| *lock(&self.latency));
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }

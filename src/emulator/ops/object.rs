@@ -231,6 +231,8 @@ pub async fn get(
         }
         None => (200, 0, size),
     };
+    // A cut needs at least one byte sent (so the headers go out) and one withheld.
+    let fault = if len < 2 { FaultDecision::None } else { fault };
     if !matches!(fault, FaultDecision::None) {
         state.stats.fault(match fault {
             FaultDecision::Reset { .. } => "reset",

@@ -1,0 +1,347 @@
+//! The per-handle read-ahead queue: contiguous chunks of the object, each either a ranged
+//! GET running in its own task or data already at hand.
+//!
+//! The queue always covers one contiguous range `[start, next_fetch)` of block-aligned
+//! chunks. Requests are spawned as tokio tasks so several run in parallel and keep running
+//! while the application processes earlier data; a finished task also inserts its blocks
+//! into the shared cache. Each chunk owns a [`BudgetPermit`] for its bytes.
+//!
+//! Cancellation: a `JoinHandle` does not stop its task when dropped, so [`FetchTask`]
+//! aborts on drop. Clearing the queue (random seek, error, handle closed) therefore
+//! cancels every request that would now be wasted.
+//!
+//! Memory: prefetch reserves with [`BlockCache::try_reserve_prefetch`], which never waits
+//! and leaves a quarter of the budget for requests an application is blocked on; only
+//! those (`demand` requests) wait for memory. A reader never waits while holding prefetch
+//! buffers it could release, so readers cannot deadlock each other.
+
+use std::collections::VecDeque;
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::ReadError;
+use super::budget::BudgetPermit;
+use super::cache::{BlockCache, BlockId};
+use super::inflight::{FetchOutcome, Inflight, follow};
+use super::window::block_floor;
+use crate::store::{ObjectStore, StoreError};
+
+/// A spawned fetch that is aborted when dropped.
+pub struct FetchTask(JoinHandle<Result<Bytes, ReadError>>);
+
+impl Drop for FetchTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+enum ChunkState {
+    InFlight(FetchTask),
+    /// Another reader's GET (starting at `leader_start`) covers this chunk.
+    Follow {
+        rx: watch::Receiver<FetchOutcome>,
+        leader_start: u64,
+    },
+    Ready(Bytes),
+}
+
+struct Chunk {
+    range: Range<u64>,
+    state: ChunkState,
+    _permit: Option<BudgetPermit>,
+}
+
+/// Keeps [`crate::metrics::PREFETCH_IN_FLIGHT`] right even when a task is aborted.
+struct InFlightGuard;
+
+impl InFlightGuard {
+    fn new() -> Self {
+        ::metrics::gauge!(crate::metrics::PREFETCH_IN_FLIGHT).increment(1.0);
+        InFlightGuard
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        ::metrics::gauge!(crate::metrics::PREFETCH_IN_FLIGHT).decrement(1.0);
+    }
+}
+
+/// ETags compared without quotes and weak prefix (some servers drop the quotes).
+pub(crate) fn etag_eq(a: &str, b: &str) -> bool {
+    let norm = |s: &str| {
+        s.trim()
+            .trim_start_matches("W/")
+            .trim_matches('"')
+            .to_string()
+    };
+    norm(a) == norm(b)
+}
+
+pub(crate) fn stale(key: &str, etag: &str) -> ReadError {
+    ReadError::Stale {
+        key: key.to_string(),
+        etag: etag.to_string(),
+    }
+}
+
+/// One ETag-pinned ranged GET, checked for length and version.
+pub(crate) async fn fetch_range(
+    store: &dyn ObjectStore,
+    key: &str,
+    etag: &str,
+    size: u64,
+    range: Range<u64>,
+) -> Result<Bytes, ReadError> {
+    let want = range.end - range.start;
+    let out = match store.get_range(key, range.clone(), Some(etag)).await {
+        Ok(out) => out,
+        Err(e) if e.is_precondition_failed() => return Err(stale(key, etag)),
+        Err(e) => return Err(e.into()),
+    };
+    if !etag_eq(&out.etag, etag) || out.object_size != size {
+        return Err(stale(key, etag));
+    }
+    if out.data.len() as u64 != want {
+        return Err(StoreError::InvalidResponse {
+            operation: "GetObject".into(),
+            message: format!(
+                "range {}-{} of {key}: got {} bytes, expected {want}",
+                range.start,
+                range.end - 1,
+                out.data.len()
+            ),
+        }
+        .into());
+    }
+    Ok(out.data)
+}
+
+/// What a queue needs to fetch: the object identity and where to get/put the bytes.
+#[derive(Clone)]
+pub struct Source {
+    pub store: Arc<dyn ObjectStore>,
+    pub cache: Arc<BlockCache>,
+    pub key: Arc<str>,
+    pub etag: Arc<str>,
+    pub size: u64,
+}
+
+impl Source {
+    pub fn block_id(&self, index: u64) -> BlockId {
+        BlockId {
+            key: self.key.clone(),
+            etag: self.etag.clone(),
+            index,
+        }
+    }
+
+    /// Spawns the GET of `range` (block-aligned), registered so other readers can follow
+    /// it; the task caches what it fetched.
+    fn spawn(&self, range: Range<u64>) -> FetchTask {
+        let src = self.clone();
+        let registration = self.cache.inflight().register(
+            &self.key,
+            &self.etag,
+            range.clone(),
+            self.cache.block_size(),
+        );
+        FetchTask(tokio::spawn(async move {
+            let _guard = InFlightGuard::new();
+            let result = match src
+                .cache
+                .get_range_from_disk(&src.key, &src.etag, range.clone())
+                .await
+            {
+                Some(data) => Ok(data),
+                None => {
+                    let fetched =
+                        fetch_range(&*src.store, &src.key, &src.etag, src.size, range.clone())
+                            .await;
+                    if let Ok(data) = &fetched {
+                        src.cache
+                            .insert_range(&src.key, &src.etag, range.start, data);
+                    }
+                    fetched
+                }
+            };
+            registration.publish(match &result {
+                Ok(data) => FetchOutcome::Done(data.clone()),
+                Err(_) => FetchOutcome::Failed,
+            });
+            result
+        }))
+    }
+}
+
+/// The read-ahead queue of one handle (see the module docs).
+pub struct Queue {
+    chunks: VecDeque<Chunk>,
+    /// End of the queued range; where the next request starts.
+    next_fetch: u64,
+}
+
+impl Queue {
+    pub fn new() -> Self {
+        Queue {
+            chunks: VecDeque::new(),
+            next_fetch: 0,
+        }
+    }
+
+    /// Start of the queued range (== `end()` when empty).
+    pub fn start(&self) -> u64 {
+        self.chunks
+            .front()
+            .map_or(self.next_fetch, |c| c.range.start)
+    }
+
+    pub fn end(&self) -> u64 {
+        self.next_fetch
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    /// Requests still running.
+    pub fn in_flight(&self) -> usize {
+        self.chunks
+            .iter()
+            .filter(|c| matches!(&c.state, ChunkState::InFlight(t) if !t.0.is_finished()))
+            .count()
+    }
+
+    /// Drops (and cancels) everything; the next request will start at the block of `pos`.
+    pub fn reset_to(&mut self, pos: u64, block: u64) {
+        self.chunks.clear();
+        self.next_fetch = block_floor(pos, block);
+    }
+
+    /// Drops chunks that end at or before `pos`.
+    pub fn trim_before(&mut self, pos: u64) {
+        while self.chunks.front().is_some_and(|c| c.range.end <= pos) {
+            self.chunks.pop_front();
+        }
+    }
+
+    /// Appends a request for `[end(), end() + len)`.
+    pub fn push_fetch(&mut self, src: &Source, len: u64, permit: BudgetPermit) {
+        let range = self.next_fetch..self.next_fetch + len;
+        self.next_fetch = range.end;
+        let task = src.spawn(range.clone());
+        self.chunks.push_back(Chunk {
+            range,
+            state: ChunkState::InFlight(task),
+            _permit: Some(permit),
+        });
+    }
+
+    /// Appends a chunk served by another reader's GET, from `end()` to the end of that
+    /// GET but not beyond `limit`.
+    pub fn push_follow(&mut self, leader: Inflight, limit: u64) {
+        let range = self.next_fetch..leader.range.end.min(limit).max(self.next_fetch);
+        self.next_fetch = range.end;
+        self.chunks.push_back(Chunk {
+            range,
+            state: ChunkState::Follow {
+                rx: leader.rx,
+                leader_start: leader.range.start,
+            },
+            _permit: None,
+        });
+    }
+
+    /// Appends data already at hand (a cached block) at `end()`.
+    pub fn push_ready(&mut self, data: Bytes) {
+        let range = self.next_fetch..self.next_fetch + data.len() as u64;
+        self.next_fetch = range.end;
+        self.chunks.push_back(Chunk {
+            range,
+            state: ChunkState::Ready(data),
+            _permit: None,
+        });
+    }
+
+    /// The data of the chunk containing `pos` and that chunk's start, waiting for its
+    /// request if needed. `None` if `pos` is not queued. A failed request clears the
+    /// queue and returns its error.
+    pub async fn data_at(
+        &mut self,
+        pos: u64,
+        src: &Source,
+    ) -> Option<Result<(u64, Bytes), ReadError>> {
+        let i = self
+            .chunks
+            .iter()
+            .position(|c| c.range.start <= pos && pos < c.range.end)?;
+        let range = self.chunks[i].range.clone();
+        if let ChunkState::Follow { rx, leader_start } = &self.chunks[i].state {
+            let leader_start = *leader_start;
+            let followed = follow(rx.clone()).await.and_then(|data| {
+                let from = (range.start - leader_start) as usize;
+                let to = (range.end - leader_start) as usize;
+                (to <= data.len()).then(|| data.slice(from..to))
+            });
+            self.chunks[i].state = match followed {
+                Some(data) => ChunkState::Ready(data),
+                // The other reader's GET failed or was cancelled: fetch it ourselves.
+                None => ChunkState::InFlight(src.spawn(range.clone())),
+            };
+        }
+        if let ChunkState::InFlight(task) = &mut self.chunks[i].state {
+            let res = match (&mut task.0).await {
+                Ok(r) => r,
+                Err(join) => Err(ReadError::Store(StoreError::Io(std::io::Error::other(
+                    format!("prefetch task failed: {join}"),
+                )))),
+            };
+            match res {
+                Ok(b) => self.chunks[i].state = ChunkState::Ready(b),
+                Err(e) => {
+                    self.chunks.clear();
+                    return Some(Err(e));
+                }
+            }
+        }
+        match &self.chunks[i].state {
+            ChunkState::Ready(b) => Some(Ok((range.start, b.clone()))),
+            _ => None,
+        }
+    }
+}
+
+impl Default for Queue {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags_compare_without_quotes() {
+        assert!(etag_eq("\"ABC\"", "ABC"));
+        assert!(etag_eq("W/\"ABC\"", "\"ABC\""));
+        assert!(!etag_eq("\"ABC\"", "\"ABD\""));
+    }
+
+    #[test]
+    fn queue_tracks_its_range() {
+        let mut q = Queue::new();
+        q.reset_to(5000, 4096);
+        assert_eq!((q.start(), q.end()), (4096, 4096));
+        q.push_ready(Bytes::from(vec![1; 4096]));
+        q.push_ready(Bytes::from(vec![2; 100]));
+        assert_eq!((q.start(), q.end()), (4096, 8292));
+        q.trim_before(8192);
+        assert_eq!((q.start(), q.end()), (8192, 8292));
+        assert_eq!(q.in_flight(), 0);
+    }
+}
