@@ -1,0 +1,390 @@
+//! Model test: the mount behaves like a local directory.
+//!
+//! A seeded random sequence of file operations (create, write at offsets, read, truncate,
+//! rename, unlink, mkdir, rmdir, chmod, readdir, plus objects written or deleted behind
+//! the mount's back through the OSS API) runs against the real `ossmount` binary and
+//! against a local temp directory (the model). After every step both must agree: same
+//! success or same errno, same bytes read, same directory listing; and the whole trees
+//! (names, kinds, sizes, contents, file permission bits) must be equal.
+//!
+//! Only operations the fs module documents as supported are used. Behind-the-back
+//! changes only touch files in directories that exist as directories in the model (an
+//! implicit directory would vanish with its last key, which a local directory does not),
+//! and the mount runs with `--metadata-ttl 0` so they are visible at once.
+//!
+//! CI runs a short sequence; `scripts/reliability-model.sh` runs long ones over many
+//! seeds (RELIABILITY_MODEL_SEED, RELIABILITY_MODEL_STEPS).
+
+mod reliability_support;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use reliability_support::{BinMount, Emu, close_checked, pattern};
+
+const DIRS: &[&str] = &["d1", "d2", "d1/d3", "d2/d4"];
+const FILE_NAMES: &[&str] = &["f1", "f2", "f3"];
+
+#[derive(Debug, Clone)]
+enum Op {
+    Create {
+        path: String,
+        len: usize,
+        seed: u64,
+    },
+    WriteAt {
+        path: String,
+        off: u64,
+        len: usize,
+        seed: u64,
+    },
+    Read {
+        path: String,
+    },
+    Truncate {
+        path: String,
+        len: u64,
+    },
+    Rename {
+        from: String,
+        to: String,
+    },
+    Unlink {
+        path: String,
+    },
+    Mkdir {
+        path: String,
+    },
+    Rmdir {
+        path: String,
+    },
+    Chmod {
+        path: String,
+        mode: u32,
+    },
+    Readdir {
+        path: String,
+    },
+    BehindPut {
+        path: String,
+        len: usize,
+        seed: u64,
+    },
+    BehindDelete {
+        path: String,
+    },
+}
+
+fn any_file(rng: &mut StdRng) -> String {
+    let dir = rng.random_range(0..=DIRS.len());
+    let name = FILE_NAMES[rng.random_range(0..FILE_NAMES.len())];
+    if dir == DIRS.len() {
+        name.to_string()
+    } else {
+        format!("{}/{name}", DIRS[dir])
+    }
+}
+
+fn any_dir(rng: &mut StdRng) -> String {
+    DIRS[rng.random_range(0..DIRS.len())].to_string()
+}
+
+fn any_path(rng: &mut StdRng) -> String {
+    if rng.random_bool(0.7) {
+        any_file(rng)
+    } else {
+        any_dir(rng)
+    }
+}
+
+fn random_op(rng: &mut StdRng) -> Op {
+    let seed = rng.random();
+    match rng.random_range(0..100) {
+        0..=14 => Op::Create {
+            path: any_file(rng),
+            len: small_len(rng),
+            seed,
+        },
+        15..=29 => Op::WriteAt {
+            path: any_file(rng),
+            off: rng.random_range(0..200_000),
+            len: rng.random_range(1..70_000),
+            seed,
+        },
+        30..=39 => Op::Read {
+            path: any_file(rng),
+        },
+        40..=46 => Op::Truncate {
+            path: any_file(rng),
+            len: rng.random_range(0..150_000),
+        },
+        47..=54 => Op::Rename {
+            from: any_path(rng),
+            to: any_path(rng),
+        },
+        55..=61 => Op::Unlink {
+            path: any_file(rng),
+        },
+        62..=71 => Op::Mkdir { path: any_dir(rng) },
+        72..=76 => Op::Rmdir { path: any_dir(rng) },
+        77..=82 => Op::Chmod {
+            path: any_file(rng),
+            mode: [0o600, 0o644, 0o640, 0o755, 0o400][rng.random_range(0..5)],
+        },
+        83..=89 => Op::Readdir {
+            path: if rng.random_bool(0.3) {
+                String::new()
+            } else {
+                any_dir(rng)
+            },
+        },
+        90..=95 => Op::BehindPut {
+            path: any_file(rng),
+            len: small_len(rng),
+            seed,
+        },
+        _ => Op::BehindDelete {
+            path: any_file(rng),
+        },
+    }
+}
+
+fn small_len(rng: &mut StdRng) -> usize {
+    match rng.random_range(0..4) {
+        0 => 0,
+        1 => rng.random_range(1..100),
+        2 => rng.random_range(100..20_000),
+        _ => rng.random_range(20_000..300_000),
+    }
+}
+
+/// What an operation observably did.
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    Done,
+    Bytes(Vec<u8>),
+    Names(Vec<String>),
+    Errno(i32),
+}
+
+fn errno(e: std::io::Error) -> Outcome {
+    Outcome::Errno(e.raw_os_error().unwrap_or(-1))
+}
+
+/// Applies `op` under `root` through ordinary file APIs.
+fn apply(root: &Path, op: &Op) -> Outcome {
+    let p = |rel: &str| root.join(rel);
+    let res: std::io::Result<Outcome> = (|| match op {
+        Op::Create { path, len, seed } => {
+            let mut f = std::fs::File::create(p(path))?;
+            f.write_all(&pattern(*seed, *len))?;
+            close_checked(f)?;
+            Ok(Outcome::Done)
+        }
+        Op::WriteAt {
+            path,
+            off,
+            len,
+            seed,
+        } => {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(p(path))?;
+            f.seek(SeekFrom::Start(*off))?;
+            f.write_all(&pattern(*seed, *len))?;
+            close_checked(f)?;
+            Ok(Outcome::Done)
+        }
+        Op::Read { path } => {
+            let mut f = std::fs::File::open(p(path))?;
+            let mut buf = Vec::new();
+            f.read_to_end(&mut buf)?;
+            Ok(Outcome::Bytes(buf))
+        }
+        Op::Truncate { path, len } => {
+            let f = std::fs::OpenOptions::new().write(true).open(p(path))?;
+            f.set_len(*len)?;
+            close_checked(f)?;
+            Ok(Outcome::Done)
+        }
+        Op::Rename { from, to } => std::fs::rename(p(from), p(to)).map(|_| Outcome::Done),
+        Op::Unlink { path } => std::fs::remove_file(p(path)).map(|_| Outcome::Done),
+        Op::Mkdir { path } => std::fs::create_dir(p(path)).map(|_| Outcome::Done),
+        Op::Rmdir { path } => std::fs::remove_dir(p(path)).map(|_| Outcome::Done),
+        Op::Chmod { path, mode } => {
+            std::fs::set_permissions(p(path), std::fs::Permissions::from_mode(*mode))
+                .map(|_| Outcome::Done)
+        }
+        Op::Readdir { path } => {
+            let mut names: Vec<String> = std::fs::read_dir(p(path))?
+                .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+                .collect::<Result<_, _>>()?;
+            names.sort();
+            Ok(Outcome::Names(names))
+        }
+        Op::BehindPut { .. } | Op::BehindDelete { .. } => Ok(Outcome::Done),
+    })();
+    res.unwrap_or_else(errno)
+}
+
+/// Whether a behind-the-back change applies: its parent is a real directory in the
+/// model and the path itself is not a directory.
+fn behind_applicable(model: &Path, path: &str) -> bool {
+    let full = model.join(path);
+    let parent_ok = full.parent().is_some_and(|d| d.is_dir());
+    parent_ok && !full.is_dir()
+}
+
+#[derive(Debug, PartialEq)]
+enum Node {
+    Dir,
+    File { size: u64, hash: String, perm: u32 },
+}
+
+fn snapshot(root: &Path) -> Result<BTreeMap<String, Node>, String> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Node>) -> Result<(), String> {
+        let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| format!("{}: {e}", dir.display()))?;
+            let path: PathBuf = entry.path();
+            let rel = path
+                .strip_prefix(root)
+                .map_err(|e| e.to_string())?
+                .to_string_lossy()
+                .into_owned();
+            let meta = std::fs::symlink_metadata(&path).map_err(|e| format!("{rel}: stat: {e}"))?;
+            if meta.is_dir() {
+                out.insert(rel, Node::Dir);
+                walk(root, &path, out)?;
+            } else {
+                let data = std::fs::read(&path).map_err(|e| format!("{rel}: read: {e}"))?;
+                out.insert(
+                    rel,
+                    Node::File {
+                        size: meta.len(),
+                        hash: reliability_support::sha256(&data),
+                        perm: meta.permissions().mode() & 0o777,
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out)?;
+    Ok(out)
+}
+
+fn run_model(seed: u64, steps: usize) -> usize {
+    let emu = Emu::start("model-bucket", |c| c);
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    std::fs::create_dir(&model).unwrap();
+    let mnt = BinMount::start(
+        &emu,
+        &dir.path().join("mnt"),
+        &["--metadata-ttl", "0", "--part-size", "100KiB"],
+    )
+    .expect("mount");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut history: Vec<String> = Vec::new();
+    let mut applied = 0;
+    for step in 0..steps {
+        let op = random_op(&mut rng);
+        let (want, got) = match &op {
+            Op::BehindPut { path, len, seed } => {
+                if !behind_applicable(&model, path) {
+                    continue;
+                }
+                let data = pattern(*seed, *len);
+                std::fs::write(model.join(path), &data).unwrap();
+                // A new local file gets 0644 under the usual umask; match the mount's
+                // default for objects without metadata.
+                std::fs::set_permissions(model.join(path), std::fs::Permissions::from_mode(0o644))
+                    .unwrap();
+                emu.put(path, data);
+                (Outcome::Done, Outcome::Done)
+            }
+            Op::BehindDelete { path } => {
+                if !behind_applicable(&model, path) || !model.join(path).exists() {
+                    continue;
+                }
+                std::fs::remove_file(model.join(path)).unwrap();
+                emu.block_on(ossmount::store::ObjectStore::delete_object(
+                    emu.client.as_ref(),
+                    path,
+                ))
+                .expect("delete behind the back");
+                (Outcome::Done, Outcome::Done)
+            }
+            _ => (apply(&model, &op), apply(&mnt.mnt, &op)),
+        };
+        applied += 1;
+        history.push(format!("{step}: {op:?} -> {want:?}", want = short(&want)));
+        assert!(
+            want == got,
+            "seed {seed} step {step}: {op:?}\n model: {}\n mount: {}\nhistory:\n{}\nlog:\n{}",
+            short(&want),
+            short(&got),
+            history.join("\n"),
+            tail(&mnt.log_text())
+        );
+        let a = snapshot(&model).expect("model tree");
+        let b = snapshot(&mnt.mnt).unwrap_or_else(|e| {
+            panic!(
+                "seed {seed} step {step}: walking the mount failed: {e}\nhistory:\n{}",
+                history.join("\n")
+            )
+        });
+        if a != b {
+            panic!(
+                "seed {seed} step {step}: trees differ after {op:?}\n model: {a:?}\n mount: {b:?}\nhistory:\n{}",
+                history.join("\n")
+            );
+        }
+    }
+    drop(mnt);
+    applied
+}
+
+fn short(o: &Outcome) -> String {
+    match o {
+        Outcome::Bytes(b) => format!(
+            "Bytes(len {}, sha {})",
+            b.len(),
+            &reliability_support::sha256(b)[..12]
+        ),
+        other => format!("{other:?}"),
+    }
+}
+
+fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+#[test]
+fn random_file_operations_match_a_local_directory() {
+    let steps = std::env::var("RELIABILITY_MODEL_STEPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(150);
+    let seeds: Vec<u64> = match std::env::var("RELIABILITY_MODEL_SEED") {
+        Ok(v) => v.split(',').filter_map(|s| s.trim().parse().ok()).collect(),
+        Err(_) => vec![1, 2],
+    };
+    let mut total = 0;
+    for &seed in &seeds {
+        total += run_model(seed, steps);
+    }
+    eprintln!(
+        "model: {} seeds x {steps} steps, {total} operations applied to mount and model, trees equal after every step",
+        seeds.len()
+    );
+}
