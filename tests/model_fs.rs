@@ -69,6 +69,15 @@ enum Op {
     Readdir {
         path: String,
     },
+    Append {
+        path: String,
+        len: usize,
+        seed: u64,
+    },
+    Symlink {
+        target: String,
+        path: String,
+    },
     BehindPut {
         path: String,
         len: usize,
@@ -79,76 +88,108 @@ enum Op {
     },
 }
 
-fn any_file(rng: &mut StdRng) -> String {
-    let dir = rng.random_range(0..=DIRS.len());
-    let name = FILE_NAMES[rng.random_range(0..FILE_NAMES.len())];
-    if dir == DIRS.len() {
-        name.to_string()
-    } else {
-        format!("{}/{name}", DIRS[dir])
+/// Picks names mostly where something exists in the model, so most operations do
+/// something rather than fail with ENOENT (failures are still compared).
+struct Picker<'a> {
+    rng: &'a mut StdRng,
+    model: &'a Path,
+}
+
+impl Picker<'_> {
+    fn any_file(&mut self) -> String {
+        let existing: Vec<&str> = DIRS
+            .iter()
+            .copied()
+            .filter(|d| self.model.join(d).is_dir())
+            .collect();
+        let name = FILE_NAMES[self.rng.random_range(0..FILE_NAMES.len())];
+        let dir = if self.rng.random_bool(0.85) {
+            // Root or an existing directory.
+            let i = self.rng.random_range(0..=existing.len());
+            existing.get(i).copied()
+        } else {
+            let i = self.rng.random_range(0..=DIRS.len());
+            DIRS.get(i).copied()
+        };
+        match dir {
+            Some(d) => format!("{d}/{name}"),
+            None => name.to_string(),
+        }
+    }
+
+    fn any_dir(&mut self) -> String {
+        DIRS[self.rng.random_range(0..DIRS.len())].to_string()
+    }
+
+    fn any_path(&mut self) -> String {
+        if self.rng.random_bool(0.7) {
+            self.any_file()
+        } else {
+            self.any_dir()
+        }
     }
 }
 
-fn any_dir(rng: &mut StdRng) -> String {
-    DIRS[rng.random_range(0..DIRS.len())].to_string()
-}
-
-fn any_path(rng: &mut StdRng) -> String {
-    if rng.random_bool(0.7) {
-        any_file(rng)
-    } else {
-        any_dir(rng)
-    }
-}
-
-fn random_op(rng: &mut StdRng) -> Op {
+fn random_op(rng: &mut StdRng, model: &Path) -> Op {
     let seed = rng.random();
-    match rng.random_range(0..100) {
+    let choice = rng.random_range(0..100);
+    let len = small_len(rng);
+    let mut pk = Picker { rng, model };
+    match choice {
         0..=14 => Op::Create {
-            path: any_file(rng),
-            len: small_len(rng),
+            path: pk.any_file(),
+            len,
             seed,
         },
         15..=29 => Op::WriteAt {
-            path: any_file(rng),
-            off: rng.random_range(0..200_000),
-            len: rng.random_range(1..70_000),
+            path: pk.any_file(),
+            off: pk.rng.random_range(0..200_000),
+            len: pk.rng.random_range(1..70_000),
             seed,
         },
         30..=39 => Op::Read {
-            path: any_file(rng),
+            path: pk.any_file(),
         },
         40..=46 => Op::Truncate {
-            path: any_file(rng),
-            len: rng.random_range(0..150_000),
+            path: pk.any_file(),
+            len: pk.rng.random_range(0..150_000),
         },
         47..=54 => Op::Rename {
-            from: any_path(rng),
-            to: any_path(rng),
+            from: pk.any_path(),
+            to: pk.any_path(),
         },
         55..=61 => Op::Unlink {
-            path: any_file(rng),
+            path: pk.any_file(),
         },
-        62..=71 => Op::Mkdir { path: any_dir(rng) },
-        72..=76 => Op::Rmdir { path: any_dir(rng) },
+        62..=71 => Op::Mkdir { path: pk.any_dir() },
+        72..=76 => Op::Rmdir { path: pk.any_dir() },
         77..=82 => Op::Chmod {
-            path: any_file(rng),
-            mode: [0o600, 0o644, 0o640, 0o755, 0o400][rng.random_range(0..5)],
+            path: pk.any_file(),
+            mode: [0o600, 0o644, 0o640, 0o755, 0o400][pk.rng.random_range(0..5)],
         },
-        83..=89 => Op::Readdir {
-            path: if rng.random_bool(0.3) {
+        83..=85 => Op::Append {
+            path: pk.any_file(),
+            len: pk.rng.random_range(0..50_000),
+            seed,
+        },
+        86..=87 => Op::Symlink {
+            target: pk.any_path(),
+            path: pk.any_file(),
+        },
+        88..=89 => Op::Readdir {
+            path: if pk.rng.random_bool(0.3) {
                 String::new()
             } else {
-                any_dir(rng)
+                pk.any_dir()
             },
         },
         90..=95 => Op::BehindPut {
-            path: any_file(rng),
-            len: small_len(rng),
+            path: pk.any_file(),
+            len,
             seed,
         },
         _ => Op::BehindDelete {
-            path: any_file(rng),
+            path: pk.any_file(),
         },
     }
 }
@@ -228,6 +269,15 @@ fn apply(root: &Path, op: &Op) -> Outcome {
             names.sort();
             Ok(Outcome::Names(names))
         }
+        Op::Append { path, len, seed } => {
+            let mut f = std::fs::OpenOptions::new().append(true).open(p(path))?;
+            f.write_all(&pattern(*seed, *len))?;
+            close_checked(f)?;
+            Ok(Outcome::Done)
+        }
+        Op::Symlink { target, path } => {
+            std::os::unix::fs::symlink(target, p(path)).map(|_| Outcome::Done)
+        }
         Op::BehindPut { .. } | Op::BehindDelete { .. } => Ok(Outcome::Done),
     })();
     res.unwrap_or_else(errno)
@@ -238,12 +288,13 @@ fn apply(root: &Path, op: &Op) -> Outcome {
 fn behind_applicable(model: &Path, path: &str) -> bool {
     let full = model.join(path);
     let parent_ok = full.parent().is_some_and(|d| d.is_dir());
-    parent_ok && !full.is_dir()
+    parent_ok && !std::fs::symlink_metadata(&full).is_ok_and(|m| m.is_dir())
 }
 
 #[derive(Debug, PartialEq)]
 enum Node {
     Dir,
+    Link(PathBuf),
     File { size: u64, hash: String, perm: u32 },
 }
 
@@ -259,7 +310,11 @@ fn snapshot(root: &Path) -> Result<BTreeMap<String, Node>, String> {
                 .to_string_lossy()
                 .into_owned();
             let meta = std::fs::symlink_metadata(&path).map_err(|e| format!("{rel}: stat: {e}"))?;
-            if meta.is_dir() {
+            if meta.file_type().is_symlink() {
+                let target =
+                    std::fs::read_link(&path).map_err(|e| format!("{rel}: readlink: {e}"))?;
+                out.insert(rel, Node::Link(target));
+            } else if meta.is_dir() {
                 out.insert(rel, Node::Dir);
                 walk(root, &path, out)?;
             } else {
@@ -295,14 +350,17 @@ fn run_model(seed: u64, steps: usize) -> usize {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut history: Vec<String> = Vec::new();
     let mut applied = 0;
+    let mut stats: BTreeMap<String, (u32, u32)> = BTreeMap::new();
     for step in 0..steps {
-        let op = random_op(&mut rng);
+        let op = random_op(&mut rng, &model);
         let (want, got) = match &op {
             Op::BehindPut { path, len, seed } => {
                 if !behind_applicable(&model, path) {
                     continue;
                 }
                 let data = pattern(*seed, *len);
+                // The new object replaces whatever the key was (a symlink too).
+                let _ = std::fs::remove_file(model.join(path));
                 std::fs::write(model.join(path), &data).unwrap();
                 // A new local file gets 0644 under the usual umask; match the mount's
                 // default for objects without metadata.
@@ -312,7 +370,9 @@ fn run_model(seed: u64, steps: usize) -> usize {
                 (Outcome::Done, Outcome::Done)
             }
             Op::BehindDelete { path } => {
-                if !behind_applicable(&model, path) || !model.join(path).exists() {
+                if !behind_applicable(&model, path)
+                    || std::fs::symlink_metadata(model.join(path)).is_err()
+                {
                     continue;
                 }
                 std::fs::remove_file(model.join(path)).unwrap();
@@ -326,6 +386,14 @@ fn run_model(seed: u64, steps: usize) -> usize {
             _ => (apply(&model, &op), apply(&mnt.mnt, &op)),
         };
         applied += 1;
+        let kind = format!("{op:?}");
+        let kind = kind.split([' ', '{']).next().unwrap_or("?").to_string();
+        let e = stats.entry(kind).or_default();
+        if matches!(want, Outcome::Errno(_)) {
+            e.1 += 1;
+        } else {
+            e.0 += 1;
+        }
         history.push(format!("{step}: {op:?} -> {want:?}", want = short(&want)));
         assert!(
             want == got,
@@ -350,6 +418,7 @@ fn run_model(seed: u64, steps: usize) -> usize {
         }
     }
     drop(mnt);
+    eprintln!("model seed {seed}: (ok, errno) per operation: {stats:?}");
     applied
 }
 

@@ -66,7 +66,8 @@ fn reads_under_faults_return_exact_bytes() {
 
     // Sequential: the whole object through the page cache-sized reads of `read(2)`.
     let path = mnt.path("big.bin");
-    let (got_hash, got_len) = with_timeout("sequential read", Duration::from_secs(120), {
+    let limit = Duration::from_secs(120 + (size as u64 >> 20));
+    let (got_hash, got_len) = with_timeout("sequential read", limit, {
         let path = path.clone();
         move || {
             let mut f = std::fs::File::open(&path).expect("open big.bin");
@@ -161,7 +162,7 @@ fn writes_under_faults_are_all_or_nothing() {
             let key = format!("w{round}-{i}.bin");
             let data = pattern(100 + i as u64 + round * 1000, size);
             let path = mnt.path(&key);
-            let outcome = with_timeout("write", Duration::from_secs(60), move || {
+            let outcome = with_timeout("write", Duration::from_secs(120), move || {
                 let mut f = std::fs::File::create(&path)?;
                 // Odd-sized writes, as applications do.
                 for chunk in data.chunks(300_001) {
