@@ -214,3 +214,34 @@ fn odd_keys_and_long_names_through_the_mount() {
         visible.len()
     );
 }
+
+#[test]
+fn self_referencing_and_chained_symlinks_are_links_not_eio() {
+    let emu = Emu::start("odd-links", |c| c);
+    let dir = tempfile::tempdir().unwrap();
+    // No metadata caching: every lstat asks the server (HEAD follows the link there).
+    let mnt =
+        BinMount::start(&emu, &dir.path().join("mnt"), &["--metadata-ttl", "0"]).expect("mount");
+    // `loop` names itself (as a key, too); `a` -> `b` -> `missing`.
+    std::os::unix::fs::symlink("loop", mnt.path("loop")).expect("ln -s loop loop");
+    std::os::unix::fs::symlink("b", mnt.path("a")).expect("ln -s b a");
+    std::os::unix::fs::symlink("missing", mnt.path("b")).expect("ln -s missing b");
+    for (name, target) in [("loop", "loop"), ("a", "b"), ("b", "missing")] {
+        let meta = std::fs::symlink_metadata(mnt.path(name))
+            .unwrap_or_else(|e| panic!("lstat {name}: {e}\n{}", mnt.log_text()));
+        assert!(meta.file_type().is_symlink(), "{name}");
+        assert_eq!(
+            std::fs::read_link(mnt.path(name)).expect("readlink"),
+            std::path::PathBuf::from(target)
+        );
+    }
+    let err = std::fs::read(mnt.path("loop")).expect_err("loop");
+    assert_eq!(err.raw_os_error(), Some(libc::ELOOP), "{err}");
+    let err = std::fs::read(mnt.path("a")).expect_err("dangling chain");
+    assert_eq!(err.raw_os_error(), Some(libc::ENOENT), "{err}");
+    let names: Vec<_> = std::fs::read_dir(&mnt.mnt)
+        .expect("readdir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+}
