@@ -14,7 +14,7 @@
 //! | inode numbers | Stable while mounted (never reused, not persistent across mounts). |
 //! | read | Through [`crate::read::ObjectReader`], pinned to the ETag seen at open: if the object changes, reads fail with `ESTALE` instead of mixing versions. |
 //! | write (new file, sequential) | Streamed: parts upload while the application writes; small files are one PutObject at close. Nothing is visible before close/fsync succeeds. |
-//! | write (existing file, random, truncate, `O_APPEND`) | Staged in a local file under `cache_dir` (existing content downloaded on the first write), uploaded at flush/close. Appends to Appendable objects use AppendObject. |
+//! | write (existing file, random, truncate, `O_APPEND`) | Staged in a local file under `cache_dir` (existing content downloaded on the first write), uploaded at flush/close. Appends to Appendable objects use AppendObject; appends to other objects of 1 MiB or more upload only the new bytes and copy the old ones server-side (UploadPartCopy). |
 //! | close/fsync | Return upload errors (`EIO`, `EACCES`…) to the application. |
 //! | concurrent writers | Last close wins; readers see the old object until then (close-to-open). |
 //! | mkdir / rmdir | PUT / DELETE of the `dir/` marker; rmdir of a non-empty directory → `ENOTEMPTY`. |
@@ -30,7 +30,7 @@
 //!   earlier offset (those bytes are already uploading): `ENOTSUP`, logged. Earlier seeks
 //!   back fall back to a staging file transparently.
 //! - Overwriting part of an existing file downloads it whole into the staging directory
-//!   on the first write (not lazily by range).
+//!   on the first write (not lazily by range); only pure appends avoid the download.
 //! - A file renamed or deleted by another client while open for reading fails further
 //!   uncached reads (`ENOENT`/`ESTALE`); the mount's own renames keep open writers right.
 //! - Keys that are hidden (see above) still make their directory non-empty for rmdir.
@@ -43,9 +43,10 @@
 //! [`error`] (FsError → errno), [`names`] (which keys are names), [`attr`] (stat ↔ user
 //! metadata), [`inode`] (the inode table), `lookup` (lookup/getattr), `dir` (readdir,
 //! mkdir, rmdir), `namespace` (unlink, rename, symlinks), `setattr`, `copy` (large
-//! copies), `handle` (open files: read and write state machines), `staging` (local
+//! copies), `append` (server-side appends), `handle` (open files: read and write state machines), `staging` (local
 //! staging files).
 
+mod append;
 pub mod attr;
 mod copy;
 mod dir;
