@@ -264,7 +264,12 @@ impl InodeTable {
                     return (ino, node.clone());
                 }
                 if node.attr.kind == obs.kind && obs.kind == FileKind::Dir {
-                    // Directories have no object to compare: keep what we know.
+                    // A listing knows nothing about a directory's attributes: keep what we
+                    // know unless this observation read the marker's metadata.
+                    if obs.attr_template.from_meta {
+                        node.attr = obs.attr_template;
+                        node.attr.ino = ino;
+                    }
                     node.valid_until = exp;
                     return (ino, node.clone());
                 }
