@@ -83,6 +83,10 @@ pub struct Cli {
 
     #[command(flatten)]
     pub mount: MountArgs,
+
+    /// List regions and their endpoints, like `ossmount regions`.
+    #[arg(long)]
+    pub list_regions: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,11 +109,14 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct MountArgs {
     /// Bucket to mount, optionally with a prefix: my-bucket or my-bucket:path/to/dir/
-    #[arg(value_name = "BUCKET[:PREFIX/]", required = true)]
+    #[arg(
+        value_name = "BUCKET[:PREFIX/]",
+        required_unless_present = "list_regions"
+    )]
     pub bucket: Option<String>,
 
     /// Directory to mount on (must exist and be empty unless -o nonempty).
-    #[arg(value_name = "MOUNTPOINT", required = true)]
+    #[arg(value_name = "MOUNTPOINT", required_unless_present = "list_regions")]
     pub mountpoint: Option<PathBuf>,
 
     #[command(flatten)]
