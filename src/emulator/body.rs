@@ -192,7 +192,7 @@ pub async fn stage_body(
                     "Your proposed upload exceeds the maximum allowed object size.",
                 ));
             }
-            stager.write(&data).await?;
+            stager.write(data).await?;
         }
     }
     Ok(stager.finish().await?)
