@@ -171,3 +171,21 @@ async fn large_object_streams_intact() {
     assert!(g.body[..] == data[start..=end]);
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_requests_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = start(dir.path()).await;
+    let c = Client::new(&emu);
+    c.put("slow", "still here").await;
+    emu.set_faults(FaultUpdate {
+        latency_ms: Some(300),
+        ..Default::default()
+    });
+    let in_flight = tokio::spawn(async move { c.get("slow").await });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    emu.shutdown().await;
+    let r = in_flight.await.unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(&r.body[..], b"still here");
+}

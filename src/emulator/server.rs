@@ -426,8 +426,11 @@ pub async fn accept_loop<F, Fut>(
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<Response<RespBody>, Infallible>> + Send + 'static,
 {
+    // Connection tasks are kept so shutdown can wait for in-flight requests.
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         let (stream, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
@@ -441,7 +444,7 @@ pub async fn accept_loop<F, Fut>(
         let _ = stream.set_nodelay(true);
         let serve = serve.clone();
         let mut shutdown = shutdown.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
                 .serve_connection(TokioIo::new(stream), service_fn(serve));
@@ -459,6 +462,13 @@ pub async fn accept_loop<F, Fut>(
             }
         });
     }
+    drop(listener);
+    // Each connection finishes its current request (at most 5 s); stragglers are
+    // aborted when the set is dropped.
+    let _ = tokio::time::timeout(Duration::from_secs(6), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
 }
 
 #[cfg(test)]
