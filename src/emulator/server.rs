@@ -27,7 +27,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::auth::Authenticator;
-use super::body::{RespBody, empty, full, read_small_body};
+use super::body::{ConnSocket, RespBody, empty, full, read_small_body};
 use super::error::OssError;
 use super::faults::{FaultDecision, FaultUpdate, Faults};
 use super::ops::{self, Op};
@@ -127,6 +127,8 @@ pub struct Ctx {
     pub request_id: String,
     /// Whether the bucket came from the Host header.
     pub virtual_hosted: bool,
+    /// The connection's socket (for injected resets).
+    pub socket: Option<ConnSocket>,
 }
 
 impl Ctx {
@@ -320,7 +322,9 @@ async fn serve(
     }
     let query = Query::parse(req.uri().query()).map_err(|e| (e, bucket.clone()))?;
     let (parts, body) = req.into_parts();
+    let socket = parts.extensions.get::<ConnSocket>().copied();
     let ctx = Ctx {
+        socket,
         method: parts.method,
         headers: parts.headers,
         bucket,
@@ -443,6 +447,11 @@ pub async fn accept_loop<F, Fut>(
         };
         let _ = stream.set_nodelay(true);
         let serve = serve.clone();
+        let socket = ConnSocket(std::os::fd::AsRawFd::as_raw_fd(&stream));
+        let serve = move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(socket);
+            serve(req)
+        };
         let mut shutdown = shutdown.clone();
         connections.spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()

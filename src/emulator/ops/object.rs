@@ -239,7 +239,14 @@ pub async fn get(
             _ => "truncate",
         });
     }
-    let body = file_body(Arc::new(file), start, len, state.stats.clone(), fault);
+    let body = file_body(
+        Arc::new(file),
+        start,
+        len,
+        state.stats.clone(),
+        fault,
+        ctx.socket,
+    );
     let mut resp = rb
         .header("content-length", len)
         .body(body)
