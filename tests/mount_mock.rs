@@ -241,7 +241,8 @@ fn tar_extract_and_reread() {
 
 #[test]
 fn ls_l_costs_lists_not_heads() {
-    let m = Mounted::new();
+    // A long TTL: on a loaded machine 1 s can pass between `stat` and `ls`.
+    let m = Mounted::with(|c| c.metadata_ttl = Duration::from_secs(60));
     for i in 0..300 {
         m.store.put(&format!("many/f{i:04}"), vec![1u8; i]);
     }
@@ -276,4 +277,75 @@ fn unmount_on_drop() {
     assert!(is_mounted(&p));
     drop(m);
     assert!(!is_mounted(&p));
+}
+
+#[test]
+fn a_slow_read_does_not_stall_the_mount() {
+    let m = Mounted::new();
+    m.store.put("slow.bin", vec![3u8; 100_000]);
+    m.store.put("other.txt", "quick");
+    // Warm the metadata so only the data request is slow.
+    m.sh("stat slow.bin other.txt > /dev/null");
+    m.store
+        .set_op_latency("GetObject", Duration::from_millis(1500));
+    let slow_path = m.path("slow.bin");
+    let reader = std::thread::spawn(move || std::fs::read(slow_path).map(|d| d.len()));
+    std::thread::sleep(Duration::from_millis(200));
+    let start = std::time::Instant::now();
+    let names: Vec<_> = std::fs::read_dir(m.dir.path())
+        .expect("readdir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    std::fs::metadata(m.path("other.txt")).expect("stat");
+    std::fs::write(m.path("new.txt"), b"n").expect("write");
+    let elapsed = start.elapsed();
+    assert_eq!(names.len(), 2);
+    assert!(
+        elapsed < Duration::from_millis(1000),
+        "other requests waited for the slow read: {elapsed:?}"
+    );
+    assert_eq!(
+        reader.join().expect("reader thread").expect("read"),
+        100_000
+    );
+}
+
+#[test]
+fn run_foreground_returns_after_umount() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let store = Arc::new(MockStore::new("fg"));
+    store.put("x", "1");
+    let dir = tempfile::tempdir().expect("mountpoint");
+    let fs = Arc::new(Filesystem::new(
+        store,
+        FsConfig::default(),
+        rt.handle().clone(),
+    ));
+    let mnt = dir.path().to_path_buf();
+    let server = std::thread::spawn(move || {
+        ossmount::fuse::run_foreground(fs, &mnt, &MountOptions::for_bucket("fg"))
+    });
+    // Wait for the mount to appear (bounded), then use and unmount it.
+    let mut mounted = false;
+    for _ in 0..100 {
+        if is_mounted(dir.path()) {
+            mounted = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let read = std::fs::read_to_string(dir.path().join("x"));
+    let st = Command::new("umount").arg(dir.path()).status();
+    if !matches!(st, Ok(s) if s.success()) {
+        let _ = Command::new("umount").arg("-l").arg(dir.path()).status();
+    }
+    assert!(mounted, "mount did not appear");
+    assert_eq!(read.expect("read through foreground mount"), "1");
+    let result = server.join().expect("server thread");
+    assert!(result.is_ok(), "{result:?}");
+    assert!(!is_mounted(dir.path()));
 }

@@ -73,6 +73,7 @@ Exit status: 0 when mounted (or the subcommand succeeded), 1 on any error, 2 on 
     about = ABOUT,
     long_about = LONG_ABOUT,
     after_long_help = EXAMPLES,
+    override_usage = "ossmount [OPTIONS] BUCKET[:PREFIX/] MOUNTPOINT\n       ossmount --list-regions\n       ossmount <COMMAND>",
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
     max_term_width = 100
@@ -83,6 +84,10 @@ pub struct Cli {
 
     #[command(flatten)]
     pub mount: MountArgs,
+
+    /// List regions and their endpoints, like `ossmount regions`.
+    #[arg(long)]
+    pub list_regions: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,11 +110,14 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct MountArgs {
     /// Bucket to mount, optionally with a prefix: my-bucket or my-bucket:path/to/dir/
-    #[arg(value_name = "BUCKET[:PREFIX/]", required = true)]
+    #[arg(
+        value_name = "BUCKET[:PREFIX/]",
+        required_unless_present = "list_regions"
+    )]
     pub bucket: Option<String>,
 
     /// Directory to mount on (must exist and be empty unless -o nonempty).
-    #[arg(value_name = "MOUNTPOINT", required = true)]
+    #[arg(value_name = "MOUNTPOINT", required_unless_present = "list_regions")]
     pub mountpoint: Option<PathBuf>,
 
     #[command(flatten)]

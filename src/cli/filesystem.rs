@@ -2,13 +2,22 @@
 //! FUSE filesystem ([`crate::fs`], [`crate::fuse`]). Kept in one file so that wiring
 //! them is a local change.
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
 
 use crate::client::{ClientConfig, OssClient, RegionSource, UrlStyle};
 use crate::config::{Config, EndpointConfig, KeyOrigin, SignatureVersion, resolve_connection};
 use crate::credentials::CredentialsProvider;
 use crate::endpoint::{AddressingStyle, EndpointChoice, RegionRow, region_listing};
+use crate::fs::{Filesystem, FsConfig};
+use crate::fuse::{self, MountHandle, MountOptions};
+use crate::mount_check::{MountpointError, find_mount, lazy_unmount};
+use crate::read::ReadConfig;
 use crate::store::ObjectStore;
+use crate::write::UploadConfig;
 
 use super::args::ConnectionArgs;
 use super::error::CliError;
@@ -55,12 +64,147 @@ fn client_config(
 
 /// Mounts the filesystem at `config.mountpoint`, serving `store`.
 pub async fn mount(
-    _config: &Config,
-    _store: Arc<dyn ObjectStore>,
+    config: &Config,
+    store: Arc<dyn ObjectStore>,
 ) -> Result<Box<dyn MountedFilesystem>, CliError> {
-    Err(CliError::Mount(
-        "this build has no FUSE filesystem yet (crate::fs is not merged)".into(),
-    ))
+    let fs_config = fs_config(config)?;
+    let fs = Arc::new(Filesystem::new(
+        store,
+        fs_config,
+        tokio::runtime::Handle::current(),
+    ));
+    // The mount table shows the canonical path; compare against that later.
+    let mountpoint = std::fs::canonicalize(&config.mountpoint).map_err(|source| {
+        CliError::Mountpoint(MountpointError::Io {
+            path: config.mountpoint.clone(),
+            source,
+        })
+    })?;
+    let opts = MountOptions {
+        fsname: config.fs_name(),
+        read_only: config.mount.read_only,
+        allow_other: config.mount.allow_other,
+        allow_root: config.mount.allow_root,
+        ..MountOptions::for_bucket(&config.bucket)
+    };
+    let fsname = opts.fsname.clone();
+    let (fs_for_mount, mp) = (fs.clone(), mountpoint.clone());
+    let handle = tokio::task::spawn_blocking(move || fuse::mount(fs_for_mount, &mp, &opts))
+        .await
+        .map_err(|e| CliError::Mount(format!("mount task failed: {e}")))?
+        .map_err(|e| CliError::Mount(e.to_string()))?;
+    Ok(Box::new(FuseMount {
+        handle: Some(handle),
+        fs,
+        mountpoint,
+        fsname,
+        unmounted_externally: false,
+    }))
+}
+
+/// The filesystem settings for `config`.
+pub fn fs_config(config: &Config) -> Result<FsConfig, CliError> {
+    let defaults = FsConfig::default();
+    let t = &config.tuning;
+    let cache_dir = t.cache_dir.clone().unwrap_or(defaults.cache_dir);
+    std::fs::create_dir_all(&cache_dir).map_err(|source| {
+        CliError::Mount(format!(
+            "cannot create cache directory {}: {source}",
+            cache_dir.display()
+        ))
+    })?;
+    let to_mode = |m: u32| u16::try_from(m & 0o7777).unwrap_or(0o644);
+    Ok(FsConfig {
+        prefix: config.prefix.clone(),
+        uid: config.mount.uid.unwrap_or(defaults.uid),
+        gid: config.mount.gid.unwrap_or(defaults.gid),
+        file_mode: to_mode(config.mount.file_mode),
+        dir_mode: to_mode(config.mount.dir_mode),
+        read_only: config.mount.read_only,
+        metadata_ttl: t.metadata_ttl,
+        read: ReadConfig {
+            cache_size: t.cache_size,
+            disk_cache_dir: (t.disk_cache_size > 0).then(|| cache_dir.join("read-cache")),
+            disk_cache_size: t.disk_cache_size,
+            ..ReadConfig::default()
+        },
+        upload: UploadConfig {
+            part_size: t.part_size,
+            max_concurrency: t.max_concurrency,
+            ..UploadConfig::default()
+        },
+        cache_dir,
+        allow_other: config.mount.allow_other,
+    })
+}
+
+/// A live FUSE mount ([`fuse::MountHandle`]) plus what the shutdown loop needs.
+struct FuseMount {
+    handle: Option<MountHandle>,
+    fs: Arc<Filesystem>,
+    mountpoint: PathBuf,
+    fsname: String,
+    /// Set once the mount table no longer shows our mount (`umount` from outside).
+    unmounted_externally: bool,
+}
+
+/// How often the mount table is checked for an external `umount`.
+const UNMOUNT_POLL: Duration = Duration::from_millis(500);
+
+impl MountedFilesystem for FuseMount {
+    fn unmounted(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            loop {
+                tokio::time::sleep(UNMOUNT_POLL).await;
+                let ours = find_mount(&self.mountpoint)
+                    .map(|entry| entry.is_some_and(|e| e.source == self.fsname))
+                    // Cannot read the table: keep serving rather than guess.
+                    .unwrap_or(true);
+                if !ours {
+                    self.unmounted_externally = true;
+                    return;
+                }
+            }
+        })
+    }
+
+    fn flush(&mut self, timeout: Duration) -> BoxFuture<'_, usize> {
+        Box::pin(async move {
+            let deadline = tokio::time::Instant::now() + timeout;
+            let mut logged = false;
+            loop {
+                let open = self.fs.open_handles();
+                if open == 0 || tokio::time::Instant::now() >= deadline {
+                    return open;
+                }
+                if !logged {
+                    tracing::info!(open, "waiting for open files to be closed and uploaded");
+                    logged = true;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    }
+
+    fn unmount(mut self: Box<Self>) -> Result<(), String> {
+        let Some(handle) = self.handle.take() else {
+            return Ok(());
+        };
+        match handle.unmount() {
+            Ok(()) => Ok(()),
+            // The kernel already ended the session; a second umount can only fail.
+            Err(e) if self.unmounted_externally => {
+                tracing::debug!(error = %e, "session already unmounted");
+                Ok(())
+            }
+            Err(e) => {
+                // Busy (a process still has files open): detach lazily so the mountpoint
+                // is free; the remaining users get errors once we exit.
+                tracing::warn!(error = %e, "unmount failed; detaching lazily");
+                lazy_unmount(&self.mountpoint)
+            }
+        }
+    }
 }
 
 /// Live DescribeRegions, or the built-in table with the reason it was used.

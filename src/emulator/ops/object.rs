@@ -46,6 +46,14 @@ fn open_resolved(
     let rec = bucket.get(key).ok_or_else(|| OssError::no_such_key(key))?;
     if rec.kind == ObjectKind::Symlink {
         let target = rec.symlink_target.clone().unwrap_or_default();
+        // OSS does not follow chains: a link to a link (itself included) has no target.
+        // Checked first because opening a symlink record's (absent) content is an error.
+        if bucket
+            .get(&target)
+            .is_some_and(|t| t.kind == ObjectKind::Symlink)
+        {
+            return Err(symlink_target_missing());
+        }
         return match bucket.open_object(&target)? {
             Some((t, _)) if t.kind == ObjectKind::Symlink => Err(symlink_target_missing()),
             Some((t, f)) => Ok((rec, t, f)),

@@ -1,0 +1,675 @@
+//! End-to-end benchmark: ossmount (FUSE) against direct HTTP, on a loopback emulator.
+//!
+//! Starts `ossmount-emulator` on 127.0.0.1, prepares data with the OSS client, mounts
+//! the bucket with `ossmount … -f`, runs the workloads and prints one table:
+//! 1. sequential read (mount vs ranged GETs of the same size and parallelism),
+//! 2. four files read concurrently, 3. sequential write (mount vs direct multipart),
+//! 4. `ls -l` of many objects (wall time + request counts from `GET /-/stats`),
+//! 5. many 64 KiB files written then read, 6. random 4 KiB reads cold/warm,
+//! 7. peak RSS of the mount process, 8. its CPU seconds per GiB.
+//!
+//! Run it through `scripts/bench.sh` (builds the release binaries). The mount is always
+//! unmounted and the child processes killed, also when a step fails (drop guards; the
+//! script adds a trap for signals).
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use clap::Parser;
+use futures::{StreamExt, TryStreamExt};
+use ossmount::client::{ClientConfig, OssClient};
+use ossmount::credentials::{Credentials, StaticProvider};
+use ossmount::emulator::StatsSnapshot;
+use ossmount::store::{ObjectStore, PartInfo, PutBody, PutOptions};
+
+const MIB: u64 = 1024 * 1024;
+const BUCKET: &str = "bench";
+const AK: &str = "bench-ak";
+const SK: &str = "bench-secret";
+const REGION: &str = "cn-hangzhou";
+
+#[derive(Parser, Debug)]
+#[command(about = "ossmount end-to-end benchmark (see scripts/bench.sh)")]
+struct Args {
+    /// Size of the sequential read/write files, MiB.
+    #[arg(long, default_value_t = 1024)]
+    size_mib: u64,
+    /// Objects listed by `ls -l`.
+    #[arg(long, default_value_t = 10_000)]
+    list_objects: usize,
+    /// Small files written and read through the mount.
+    #[arg(long, default_value_t = 1000)]
+    small_files: usize,
+    /// Random 4 KiB reads per pass.
+    #[arg(long, default_value_t = 2000)]
+    random_reads: usize,
+    /// GET size and parallelism of the direct-HTTP read baseline (the mount's defaults).
+    #[arg(long, default_value_t = 8)]
+    request_mib: u64,
+    #[arg(long, default_value_t = 4)]
+    read_parallelism: usize,
+    /// Part size and parallelism of the direct multipart baseline (the mount's defaults).
+    #[arg(long, default_value_t = 8)]
+    part_mib: u64,
+    #[arg(long, default_value_t = 8)]
+    write_parallelism: usize,
+    #[arg(long, default_value = "target/release/ossmount-emulator")]
+    emulator: PathBuf,
+    #[arg(long, default_value = "target/release/ossmount")]
+    ossmount: PathBuf,
+    /// Scratch directory (emulator data + mountpoint); a temp dir when absent.
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Extra arguments for ossmount (repeatable), e.g. `--mount-arg=--cache-size=1G`.
+    #[arg(long = "mount-arg", allow_hyphen_values = true)]
+    mount_args: Vec<String>,
+}
+
+/// A child process killed (and waited for) on drop.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The mounted filesystem: unmounted, then its process stopped, on drop.
+struct Mount {
+    dir: PathBuf,
+    child: ChildGuard,
+}
+
+impl Mount {
+    fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let ok = Command::new("umount")
+            .arg(&self.dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+        }
+        // Give the daemon a moment to exit by itself after the unmount.
+        for _ in 0..50 {
+            if let Ok(Some(_)) = self.child.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn is_mounted(dir: &Path) -> bool {
+    let Ok(canon) = dir.canonicalize() else {
+        return false;
+    };
+    let target = canon.to_string_lossy().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.split(' ').nth(4) == Some(target.as_str()))
+        })
+        .unwrap_or(false)
+}
+
+fn start_emulator(bin: &Path, data_dir: &Path) -> Result<(ChildGuard, String)> {
+    let mut child = Command::new(bin)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--bucket",
+            BUCKET,
+            "--region",
+            REGION,
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("OSS_EMULATOR_ACCESS_KEY_ID", AK)
+        .env("OSS_EMULATOR_ACCESS_KEY_SECRET", SK)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let stdout = child.stdout.take().context("emulator stdout")?;
+    let guard = ChildGuard(child);
+    let mut lines = BufReader::new(stdout).lines();
+    while let Some(line) = lines.next().transpose()? {
+        if let Some(addr) = line.strip_prefix("ready ") {
+            return Ok((guard, addr.trim().to_string()));
+        }
+    }
+    bail!("emulator exited before printing `ready <addr>`")
+}
+
+fn mount(args: &Args, endpoint: &str, dir: &Path) -> Result<Mount> {
+    std::fs::create_dir_all(dir)?;
+    let child = Command::new(&args.ossmount)
+        .arg(BUCKET)
+        .arg(dir)
+        .args([
+            "--endpoint",
+            endpoint,
+            "--path-style",
+            "--region",
+            REGION,
+            "-f",
+        ])
+        .args(&args.mount_args)
+        .env("OSS_ACCESS_KEY_ID", AK)
+        .env("OSS_ACCESS_KEY_SECRET", SK)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", args.ossmount.display()))?;
+    let mut m = Mount {
+        dir: dir.to_path_buf(),
+        child: ChildGuard(child),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !is_mounted(dir) {
+        if let Some(status) = m.child.0.try_wait()? {
+            let mut err = String::new();
+            if let Some(mut e) = m.child.0.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            bail!("ossmount exited with {status} before mounting:\n{err}");
+        }
+        if Instant::now() > deadline {
+            bail!("mount did not appear within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Drain stderr so a chatty daemon never blocks on a full pipe.
+    if let Some(mut e) = m.child.0.stderr.take() {
+        std::thread::spawn(move || std::io::copy(&mut e, &mut std::io::sink()));
+    }
+    Ok(m)
+}
+
+/// utime + stime of a process, seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return f64::NAN;
+    };
+    // Fields after the `(comm)`, which may contain spaces.
+    let Some(rest) = stat.rsplit_once(") ").map(|(_, r)| r) else {
+        return f64::NAN;
+    };
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the full line (11 and 12 here).
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) / hz
+}
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+async fn stats(http: &reqwest::Client, endpoint: &str) -> Result<StatsSnapshot> {
+    let body = http
+        .get(format!("{endpoint}/-/stats"))
+        .send()
+        .await?
+        .error_for_status()?
+        .bytes()
+        .await?;
+    Ok(serde_json::from_slice(&body)?)
+}
+
+fn delta(before: &StatsSnapshot, after: &StatsSnapshot) -> Vec<(String, u64)> {
+    after
+        .requests
+        .iter()
+        .map(|(op, n)| (op.clone(), n - before.requests_for(op)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+fn fmt_counts(c: &[(String, u64)], per: f64) -> String {
+    let total: u64 = c.iter().map(|x| x.1).sum();
+    let parts: Vec<String> = c
+        .iter()
+        .map(|(op, n)| format!("{op} {:.3}", *n as f64 / per))
+        .collect();
+    format!("{:.3} req ({})", total as f64 / per, parts.join(", "))
+}
+
+fn mbps(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / MIB as f64 / d.as_secs_f64()
+}
+
+fn pattern(len: usize, seed: u8) -> Bytes {
+    Bytes::from(
+        (0..len)
+            .map(|i| ((i as u64).wrapping_mul(2654435761) >> 13) as u8 ^ seed)
+            .collect::<Vec<u8>>(),
+    )
+}
+
+/// Multipart upload of `size` bytes (one part buffer reused), `parallel` parts in flight.
+async fn direct_upload(
+    client: &Arc<OssClient>,
+    key: &str,
+    size: u64,
+    part: &Bytes,
+    parallel: usize,
+) -> Result<Duration> {
+    let t = Instant::now();
+    let id = client
+        .initiate_multipart_upload(key, &PutOptions::default())
+        .await?;
+    let part_len = part.len() as u64;
+    let n = size.div_ceil(part_len) as u32;
+    let mut parts: Vec<PartInfo> = futures::stream::iter(1..=n)
+        .map(|i| {
+            let len = part_len.min(size - u64::from(i - 1) * part_len) as usize;
+            let body = PutBody::Bytes(part.slice(..len));
+            let (client, id) = (client.clone(), id.clone());
+            async move { client.upload_part(key, &id, i, body).await }
+        })
+        .buffer_unordered(parallel)
+        .try_collect()
+        .await?;
+    parts.sort_by_key(|p| p.part_number);
+    client.complete_multipart_upload(key, &id, &parts).await?;
+    Ok(t.elapsed())
+}
+
+/// Ranged GETs of `request` bytes over the whole object, `parallel` in flight, in order.
+async fn direct_read(
+    client: &Arc<OssClient>,
+    key: &str,
+    size: u64,
+    request: u64,
+    parallel: usize,
+) -> Result<Duration> {
+    let t = Instant::now();
+    let ranges: Vec<_> = (0..size.div_ceil(request))
+        .map(|i| i * request..((i + 1) * request).min(size))
+        .collect();
+    let total: u64 = futures::stream::iter(ranges)
+        .map(|r| {
+            let client = client.clone();
+            async move {
+                client
+                    .get_range(key, r, None)
+                    .await
+                    .map(|o| o.data.len() as u64)
+            }
+        })
+        .buffered(parallel)
+        .try_fold(0u64, |acc, n| async move { Ok(acc + n) })
+        .await?;
+    if total != size {
+        bail!("direct read returned {total} of {size} bytes");
+    }
+    Ok(t.elapsed())
+}
+
+fn mount_read(path: &Path) -> Result<u64> {
+    let mut f = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
+    let mut buf = vec![0u8; MIB as usize];
+    let mut total = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(total);
+        }
+        total += n as u64;
+    }
+}
+
+fn mount_write(path: &Path, size: u64, chunk: &[u8]) -> Result<()> {
+    let mut f =
+        std::fs::File::create(path).with_context(|| format!("create {}", path.display()))?;
+    let mut left = size;
+    while left > 0 {
+        let n = (chunk.len() as u64).min(left) as usize;
+        f.write_all(&chunk[..n])?;
+        left -= n as u64;
+    }
+    f.sync_all().context("fsync (upload) of the written file")?;
+    Ok(())
+}
+
+struct Table(String);
+
+impl Table {
+    fn row(&mut self, name: &str, mount: String, direct: String, note: String) {
+        let _ = writeln!(self.0, "| {name} | {mount} | {direct} | {note} |");
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let tmp = tempfile::tempdir()?;
+    let work = args
+        .work_dir
+        .clone()
+        .unwrap_or_else(|| tmp.path().to_path_buf());
+    let size = args.size_mib * MIB;
+
+    let (_emu, addr) = start_emulator(&args.emulator, &work.join("emulator-data"))?;
+    let endpoint = format!("http://{addr}");
+    let mut cfg = ClientConfig::new(
+        endpoint.clone(),
+        BUCKET,
+        REGION,
+        Arc::new(StaticProvider {
+            creds: Credentials::new(AK, SK),
+            source: "bench".into(),
+        }),
+    );
+    cfg.read_timeout = Duration::from_secs(60);
+    let client = Arc::new(OssClient::new(cfg)?);
+    let http = reqwest::Client::new();
+    let part = pattern((args.part_mib * MIB) as usize, 7);
+
+    eprintln!("preparing data on {endpoint} …");
+    let direct_write =
+        direct_upload(&client, "seq/file", size, &part, args.write_parallelism).await?;
+    direct_upload(&client, "rand/file", size, &part, args.write_parallelism).await?;
+    for i in 0..4 {
+        direct_upload(
+            &client,
+            &format!("four/{i}"),
+            size / 4,
+            &part,
+            args.write_parallelism,
+        )
+        .await?;
+    }
+    futures::stream::iter(0..args.list_objects)
+        .map(|i| {
+            let client = client.clone();
+            async move {
+                client
+                    .put_object(
+                        &format!("many/obj-{i:06}"),
+                        PutBody::Bytes(Bytes::from_static(b"x")),
+                        &PutOptions::default(),
+                    )
+                    .await
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<_>>()
+        .await?;
+
+    let mnt = work.join("mnt");
+    let m = mount(&args, &endpoint, &mnt)?;
+    let mut table = Table(String::new());
+    let _ = writeln!(table.0, "| workload | mount | direct HTTP | notes |");
+    let _ = writeln!(table.0, "|---|---|---|---|");
+    let env = Env {
+        args: &args,
+        client: &client,
+        http: &http,
+        endpoint: &endpoint,
+        mnt: &mnt,
+        pid: m.pid(),
+        part: &part,
+        size,
+        direct_write,
+    };
+    let result = run_rows(&env, &mut table).await;
+    drop(m);
+    // Print what was measured even when a later row failed.
+    println!("{}", table.0);
+    result
+}
+
+struct Env<'a> {
+    args: &'a Args,
+    client: &'a Arc<OssClient>,
+    http: &'a reqwest::Client,
+    endpoint: &'a str,
+    mnt: &'a Path,
+    pid: u32,
+    part: &'a Bytes,
+    size: u64,
+    direct_write: Duration,
+}
+
+async fn run_rows(env: &Env<'_>, table: &mut Table) -> Result<()> {
+    let Env {
+        args,
+        client,
+        http,
+        endpoint,
+        mnt,
+        pid,
+        part,
+        size,
+        direct_write,
+    } = *env;
+    // 1. Sequential read.
+    let cpu0 = cpu_seconds(pid);
+    let t = Instant::now();
+    let n = tokio::task::block_in_place(|| mount_read(&mnt.join("seq/file")))?;
+    let mount_d = t.elapsed();
+    let read_cpu = (cpu_seconds(pid) - cpu0) / (size as f64 / (1024.0 * MIB as f64));
+    if n != size {
+        bail!("mount read returned {n} of {size} bytes");
+    }
+    let direct_d = direct_read(
+        client,
+        "seq/file",
+        size,
+        args.request_mib * MIB,
+        args.read_parallelism,
+    )
+    .await?;
+    table.row(
+        &format!("1. seq read {} MiB", args.size_mib),
+        format!("{:.0} MB/s", mbps(size, mount_d)),
+        format!("{:.0} MB/s", mbps(size, direct_d)),
+        format!(
+            "ratio {:.2} ({} MiB GETs × {})",
+            mbps(size, mount_d) / mbps(size, direct_d),
+            args.request_mib,
+            args.read_parallelism
+        ),
+    );
+
+    // 2. Four files concurrently.
+    let t = Instant::now();
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let p = mnt.join(format!("four/{i}"));
+            std::thread::spawn(move || mount_read(&p))
+        })
+        .collect();
+    let mut total = 0;
+    for h in handles {
+        total += h
+            .join()
+            .map_err(|_| anyhow::anyhow!("reader thread panicked"))??;
+    }
+    let mount_d = t.elapsed();
+    let t = Instant::now();
+    futures::future::try_join_all((0..4).map(|i| {
+        let client = client.clone();
+        let key = format!("four/{i}");
+        let (req, par) = (args.request_mib * MIB, args.read_parallelism);
+        async move { direct_read(&client, &key, size / 4, req, par).await }
+    }))
+    .await?;
+    let direct_d = t.elapsed();
+    table.row(
+        "2. 4 files concurrently",
+        format!("{:.0} MB/s", mbps(total, mount_d)),
+        format!("{:.0} MB/s", mbps(total, direct_d)),
+        format!("ratio {:.2}", mbps(total, mount_d) / mbps(total, direct_d)),
+    );
+
+    // 3. Sequential write (includes close/fsync, i.e. the upload is complete).
+    let cpu0 = cpu_seconds(pid);
+    let t = Instant::now();
+    let chunk = part.slice(..MIB as usize);
+    std::fs::create_dir_all(mnt.join("written"))?;
+    tokio::task::block_in_place(|| mount_write(&mnt.join("written/file"), size, &chunk))?;
+    let mount_d = t.elapsed();
+    let write_cpu = (cpu_seconds(pid) - cpu0) / (size as f64 / (1024.0 * MIB as f64));
+    let head = client.head_object("written/file").await?;
+    if head.size != size {
+        bail!("written object has {} bytes, expected {size}", head.size);
+    }
+    table.row(
+        &format!("3. seq write {} MiB", args.size_mib),
+        format!("{:.0} MB/s", mbps(size, mount_d)),
+        format!("{:.0} MB/s", mbps(size, direct_write)),
+        format!(
+            "ratio {:.2} ({} MiB parts × {})",
+            mbps(size, mount_d) / mbps(size, direct_write),
+            args.part_mib,
+            args.write_parallelism
+        ),
+    );
+
+    // 4. ls -l of many objects.
+    let before = stats(http, endpoint).await?;
+    let t = Instant::now();
+    let out = Command::new("ls")
+        .arg("-l")
+        .arg(mnt.join("many"))
+        .stdout(Stdio::piped())
+        .output()?;
+    let ls_d = t.elapsed();
+    let listed = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .count()
+        .saturating_sub(1);
+    let after = stats(http, endpoint).await?;
+    table.row(
+        &format!("4. ls -l {} objects", args.list_objects),
+        format!("{:.2} s", ls_d.as_secs_f64()),
+        "-".into(),
+        format!(
+            "{listed} entries; {}",
+            fmt_counts(&delta(&before, &after), 1.0)
+        ),
+    );
+
+    // 5. Many small files: write all, then read all.
+    let small = pattern(64 * 1024, 3);
+    let dir = mnt.join("small");
+    std::fs::create_dir_all(&dir)?;
+    let before = stats(http, endpoint).await?;
+    let t = Instant::now();
+    for i in 0..args.small_files {
+        std::fs::write(dir.join(format!("f{i:05}")), &small)?;
+    }
+    let write_d = t.elapsed();
+    let mid = stats(http, endpoint).await?;
+    let t = Instant::now();
+    for i in 0..args.small_files {
+        let got = std::fs::read(dir.join(format!("f{i:05}")))?;
+        if got != small {
+            bail!("small file {i} read back wrong");
+        }
+    }
+    let read_d = t.elapsed();
+    let after = stats(http, endpoint).await?;
+    let nf = args.small_files as f64;
+    table.row(
+        &format!("5. {}×64 KiB files", args.small_files),
+        format!(
+            "write {:.0} files/s, read {:.0} files/s",
+            nf / write_d.as_secs_f64(),
+            nf / read_d.as_secs_f64()
+        ),
+        "-".into(),
+        format!(
+            "per file: write {}; read {}",
+            fmt_counts(&delta(&before, &mid), nf),
+            fmt_counts(&delta(&mid, &after), nf)
+        ),
+    );
+
+    // 6. Random 4 KiB reads, cold then warm (same offsets).
+    let f = std::fs::File::open(mnt.join("rand/file"))?;
+    let mut seed = 0x9E3779B97F4A7C15u64;
+    let offsets: Vec<u64> = (0..args.random_reads)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % (size - 4096)) & !4095
+        })
+        .collect();
+    let mut buf = vec![0u8; 4096];
+    let mut pass = || -> Result<Duration> {
+        let t = Instant::now();
+        for &off in &offsets {
+            f.read_exact_at(&mut buf, off)?;
+        }
+        Ok(t.elapsed())
+    };
+    let before = stats(http, endpoint).await?;
+    let cold = pass()?;
+    let mid = stats(http, endpoint).await?;
+    let warm = pass()?;
+    let after = stats(http, endpoint).await?;
+    let nr = args.random_reads as f64;
+    table.row(
+        &format!("6. random 4 KiB reads ×{}", args.random_reads),
+        format!(
+            "cold {:.0} IOPS ({:.2} ms), warm {:.0} IOPS ({:.3} ms)",
+            nr / cold.as_secs_f64(),
+            cold.as_secs_f64() * 1000.0 / nr,
+            nr / warm.as_secs_f64(),
+            warm.as_secs_f64() * 1000.0 / nr
+        ),
+        "-".into(),
+        format!(
+            "per read: cold {}; warm {}",
+            fmt_counts(&delta(&before, &mid), nr),
+            fmt_counts(&delta(&mid, &after), nr)
+        ),
+    );
+
+    // 7, 8.
+    table.row(
+        "7. peak RSS of mount",
+        format!("{:.0} MiB", peak_rss_mib(pid)),
+        "-".into(),
+        "VmHWM".into(),
+    );
+    table.row(
+        "8. CPU per GiB (mount process)",
+        format!("read {read_cpu:.2} s, write {write_cpu:.2} s"),
+        "-".into(),
+        "utime+stime during rows 1 and 3".into(),
+    );
+    Ok(())
+}
