@@ -324,6 +324,15 @@ async fn copy_object_and_directives() {
         )
         .await;
     assert_eq!(r.status, 200);
+    // A failed copy-source-if-none-match is a 412 too (no 304 for copies).
+    let r = c
+        .send(
+            Req::new("PUT", "dst5")
+                .h("x-oss-copy-source", &source)
+                .h("x-oss-copy-source-if-none-match", &src_etag),
+        )
+        .await;
+    assert_eq!((r.status, r.code().as_str()), (412, "PreconditionFailed"));
     let r = c
         .send(Req::new("PUT", "dst4").h("x-oss-copy-source", &format!("/{BUCKET}/missing")))
         .await;

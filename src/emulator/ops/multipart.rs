@@ -128,6 +128,11 @@ pub async fn upload_part_copy(
     let n = part_number(ctx)?;
     let upload = upload_of(ctx, bucket)?;
     let (src_bucket, src, file) = open_copy_source(state, ctx)?;
+    if src.kind == ObjectKind::Appendable {
+        return Err(OssError::invalid_argument(
+            "Objects uploaded by AppendObject cannot be copied with UploadPartCopy.",
+        ));
+    }
     let file =
         file.ok_or_else(|| OssError::invalid_argument("cannot copy a part from a symlink"))?;
     let (offset, len) = copy_range(ctx.header("x-oss-copy-source-range"), src.size)?;
