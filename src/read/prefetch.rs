@@ -283,9 +283,9 @@ impl Queue {
         if let ChunkState::Follow { rx, leader_start } = &self.chunks[i].state {
             let leader_start = *leader_start;
             let followed = follow(rx.clone()).await.and_then(|data| {
-                let from = (range.start - leader_start) as usize;
-                let to = (range.end - leader_start) as usize;
-                (to <= data.len()).then(|| data.slice(from..to))
+                let from = range.start.checked_sub(leader_start)? as usize;
+                let to = range.end.checked_sub(leader_start)? as usize;
+                (from <= to && to <= data.len()).then(|| data.slice(from..to))
             });
             self.chunks[i].state = match followed {
                 Some(data) => ChunkState::Ready(data),
