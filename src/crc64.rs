@@ -216,6 +216,20 @@ mod tests {
         assert_eq!(h.finish(), crc64(CHECK));
     }
 
+    /// On x86-64 with carry-less multiply the SIMD kernel must be selected (the software
+    /// table fallback would cost ~10x on every transferred byte).
+    #[test]
+    fn simd_kernel_selected_when_available() {
+        let kernel = implementation();
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("pclmulqdq")
+            && std::arch::is_x86_feature_detected!("sse4.1")
+        {
+            assert!(kernel.contains("pclmulqdq"), "kernel {kernel}");
+        }
+        assert!(!kernel.is_empty());
+    }
+
     #[test]
     fn header_parse() {
         assert_eq!(

@@ -104,7 +104,7 @@ async fn multipart_upload_rules() {
     let r = c.send(Req::new("GET", "").q("uploads", None)).await;
     assert_eq!(
         all_between(&r.text(), "<UploadId>", "</UploadId>"),
-        [id.clone()]
+        std::slice::from_ref(&id)
     );
 
     // Errors: order, bad ETag, too-small middle part.

@@ -83,6 +83,10 @@ pub struct Cli {
 
     #[command(flatten)]
     pub mount: MountArgs,
+
+    /// List regions and their endpoints, like `ossmount regions`.
+    #[arg(long)]
+    pub list_regions: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,11 +109,14 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct MountArgs {
     /// Bucket to mount, optionally with a prefix: my-bucket or my-bucket:path/to/dir/
-    #[arg(value_name = "BUCKET[:PREFIX/]", required = true)]
+    #[arg(
+        value_name = "BUCKET[:PREFIX/]",
+        required_unless_present = "list_regions"
+    )]
     pub bucket: Option<String>,
 
     /// Directory to mount on (must exist and be empty unless -o nonempty).
-    #[arg(value_name = "MOUNTPOINT", required = true)]
+    #[arg(value_name = "MOUNTPOINT", required_unless_present = "list_regions")]
     pub mountpoint: Option<PathBuf>,
 
     #[command(flatten)]
@@ -282,7 +289,7 @@ pub struct MountOptionArgs {
 /// Caches, part sizes and concurrency.
 #[derive(Debug, Clone, Default, Args)]
 pub struct TuningArgs {
-    /// Memory for the read block cache, e.g. 512MiB or 1G (default 512MiB).
+    /// Memory for the read block cache, e.g. 512MiB or 1G (default 256MiB).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = "Tuning")]
     pub cache_size: Option<u64>,
 

@@ -20,12 +20,21 @@ use std::path::Path;
 /// Program names that switch to helper mode.
 pub const HELPER_NAMES: &[&str] = &["mount.fuse.ossmount", "mount.ossmount"];
 
-/// True when `argv0` names the mount helper.
+/// True when `argv0` names the mount helper: one of [`HELPER_NAMES`], or one of them
+/// followed by `-SUFFIX` (a private fstab type such as `fuse.ossmount-staging`, which lets
+/// tests install a helper without replacing the system one).
 pub fn is_helper_invocation(argv0: &OsStr) -> bool {
     Path::new(argv0)
         .file_name()
         .and_then(OsStr::to_str)
-        .is_some_and(|name| HELPER_NAMES.contains(&name))
+        .is_some_and(|name| {
+            HELPER_NAMES.iter().any(|h| {
+                name == *h
+                    || name
+                        .strip_prefix(h)
+                        .is_some_and(|rest| rest.starts_with('-'))
+            })
+        })
 }
 
 /// Rewrites mount(8)'s helper arguments (without argv[0]) into ossmount arguments
@@ -90,6 +99,12 @@ mod tests {
             "/sbin/mount.fuse.ossmount"
         )));
         assert!(is_helper_invocation(OsStr::new("mount.ossmount")));
+        assert!(is_helper_invocation(OsStr::new(
+            "/sbin/mount.fuse.ossmount-test-42"
+        )));
+        assert!(!is_helper_invocation(OsStr::new(
+            "/sbin/mount.fuse.ossmountx"
+        )));
         assert!(!is_helper_invocation(OsStr::new("/usr/local/bin/ossmount")));
     }
 

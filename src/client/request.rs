@@ -6,8 +6,8 @@
 //!   treats `%2E`/`%2e` like a literal dot, so `a/%2E%2E/b` still becomes `b` (checked
 //!   with reqwest 0.12). We therefore never let a dot-only segment (`.`, `..`) stand alone
 //!   in the URL: the `/` on either side of it is written `%2F`, which OSS decodes like
-//!   `/` (`a/../b` → `a%2F..%2Fb`). A key that is *only* dots has no neighbour to lean on
-//!   and is refused with a clear error.
+//!   `/` (`a/../b` → `a%2F..%2Fb`); [`crate::sign::encode_url_path`] does this. The keys
+//!   `.` and `..` have no neighbour to lean on and are refused with a clear error.
 //! - **Query encoding.** Names and values are encoded with [`crate::sign::uri_encode`]
 //!   (`%20`, `%2B`), never form encoding, and the signer sees the same decoded pairs.
 //! - **Signing** uses the raw key and the bucket, whatever the URL style, and is redone
@@ -153,31 +153,18 @@ pub(crate) fn validate_key(key: &str) -> Result<(), StoreError> {
             key.len()
         )));
     }
-    if key.bytes().all(|b| b == b'.' || b == b'/') && key.split('/').any(is_dot_segment) {
+    if key == "." || key == ".." {
         return Err(StoreError::InvalidArgument(format!(
-            "object key {key:?} consists only of dot segments, which cannot be sent in an \
-             HTTP URL path"
+            "object key {key:?} cannot be sent in an HTTP URL path (URL parsers remove \
+             dot segments)"
         )));
     }
     Ok(())
 }
 
-fn is_dot_segment(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b == b'.')
-}
-
 /// URL path (no leading `/`) for a key; see the module docs for dot segments.
 pub(crate) fn key_url_path(key: &str) -> String {
-    let segments: Vec<&str> = key.split('/').collect();
-    let mut out = String::with_capacity(key.len() + 8);
-    for (i, seg) in segments.iter().enumerate() {
-        if i > 0 {
-            let glue = is_dot_segment(segments[i - 1]) || is_dot_segment(seg);
-            out.push_str(if glue { "%2F" } else { "/" });
-        }
-        out.push_str(&sign::uri_encode(seg, false));
-    }
-    out
+    sign::encode_url_path(key)
 }
 
 /// Builds request URLs for one endpoint, bucket and URL style.
@@ -339,7 +326,8 @@ mod tests {
     fn key_validation() {
         assert!(validate_key("").is_err());
         assert!(validate_key("..").is_err());
-        assert!(validate_key("./..").is_err());
+        assert!(validate_key(".").is_err());
+        assert!(validate_key("./..").is_ok());
         assert!(validate_key("a/..").is_ok());
         assert!(validate_key(&"k".repeat(1023)).is_ok());
         let err = validate_key(&"k".repeat(1024)).unwrap_err().to_string();

@@ -1,9 +1,10 @@
 //! Request and response bodies.
 //!
 //! Request bodies are streamed into a temp file (never held in memory), hashing as they
-//! go. Response bodies of objects are streamed from the data file in 1 MiB `pread`
-//! chunks on the blocking pool, two chunks in flight, so one connection keeps the disk
-//! (page cache) and the socket busy at the same time. Injected body faults wrap that
+//! go. Response bodies of objects are streamed from the data file in 2 MiB chunks, each
+//! a memory map made on the blocking pool ([`super::mmap`]; `pread` if mapping fails),
+//! two chunks in flight, so one connection keeps the page cache and the socket busy at
+//! the same time and each byte is copied once (into the socket). Injected body faults wrap that
 //! stream: `reset` yields an error part-way (hyper then drops the connection), `truncate`
 //! ends it early (hyper sees the body end before `Content-Length` and closes).
 
@@ -22,13 +23,14 @@ use hyper::body::{Frame, Incoming};
 
 use super::error::OssError;
 use super::faults::FaultDecision;
+use super::mmap::MappedRange;
 use super::stats::Stats;
 use super::storage::{Bucket, StagedFile};
 
 /// The body type of every emulator response.
 pub type RespBody = UnsyncBoxBody<Bytes, io::Error>;
 
-const CHUNK: u64 = 1 << 20;
+const CHUNK: u64 = 2 << 20;
 
 pub fn full(data: impl Into<Bytes>) -> RespBody {
     Full::new(data.into())
@@ -59,9 +61,15 @@ pub fn file_body(
             let file = file.clone();
             async move {
                 tokio::task::spawn_blocking(move || -> io::Result<Bytes> {
-                    let mut buf = vec![0u8; n];
-                    file.read_exact_at(&mut buf, off)?;
-                    Ok(Bytes::from(buf))
+                    match MappedRange::new(&file, off, n) {
+                        Ok(map) => Ok(Bytes::from_owner(map)),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "mmap failed, reading instead");
+                            let mut buf = vec![0u8; n];
+                            file.read_exact_at(&mut buf, off)?;
+                            Ok(Bytes::from(buf))
+                        }
+                    }
                 })
                 .await
                 .map_err(io::Error::other)?
@@ -76,8 +84,10 @@ pub fn file_body(
     };
     let stream = CutStream {
         inner: reads,
-        allowed: len.saturating_mul(permille as u64) / 1000,
+        // At least one byte, so hyper flushes the headers before the cut.
+        allowed: (len.saturating_mul(permille as u64) / 1000).max(1),
         mode,
+        yield_once: false,
         error_next: false,
         done: false,
         stats,
@@ -98,6 +108,9 @@ struct CutStream {
     /// Bytes still allowed before the cut (ignored when mode is None).
     allowed: u64,
     mode: CutMode,
+    /// Return Pending once before cutting, so hyper flushes what it has buffered (it
+    /// drops unflushed bytes, headers included, when a body ends early).
+    yield_once: bool,
     error_next: bool,
     done: bool,
     stats: Arc<Stats>,
@@ -108,6 +121,11 @@ impl Stream for CutStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
+        if this.yield_once {
+            this.yield_once = false;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
         if this.error_next {
             this.error_next = false;
             this.done = true;
@@ -123,6 +141,7 @@ impl Stream for CutStream {
             Poll::Ready(Some(Ok(mut chunk))) => {
                 if this.mode != CutMode::None && chunk.len() as u64 >= this.allowed {
                     chunk.truncate(this.allowed as usize);
+                    this.yield_once = true;
                     this.error_next = this.mode == CutMode::Reset;
                     this.done = this.mode == CutMode::Truncate;
                     if chunk.is_empty() {

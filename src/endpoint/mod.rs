@@ -16,9 +16,12 @@
 //! (see [`crate::sign`]).
 //!
 //! Pitfall: the key goes into the path through [`crate::sign::encode_url_path`], which
-//! protects `.`/`..` segments from URL normalisation, and the query through
-//! [`crate::sign::encode_query_string`] (`%20`, `%2B`), never form encoding. Do not
-//! re-parse the result with a URL library that normalises paths before sending.
+//! keeps `.`/`..` segments away from URL normalisation (by writing the adjacent `/` as
+//! `%2F`; percent-encoding the dots is not enough for WHATWG parsers such as reqwest's),
+//! and the query through
+//! [`crate::sign::encode_query_string`] (`%20`, `%2B`), never form encoding. Keys that
+//! are exactly `.` or `..` cannot survive a WHATWG parser at all
+//! ([`crate::sign::url_path_survives_normalisation`]).
 
 pub mod names;
 pub mod regions;
@@ -314,7 +317,7 @@ mod tests {
         );
         assert_eq!(
             v.object_url("bkt", Some("a/../b"), &[]),
-            "https://bkt.oss-cn-hangzhou.aliyuncs.com/a/%2E%2E/b"
+            "https://bkt.oss-cn-hangzhou.aliyuncs.com/a%2F..%2Fb"
         );
         assert_eq!(
             v.service_url(&[("regions".into(), None)]),

@@ -31,7 +31,22 @@ impl Filesystem {
         size: u64,
         replace_meta: Option<&PutOptions>,
     ) -> FsResult<PutResult> {
-        if size <= COPY_OBJECT_MAX {
+        self.copy_with_limits(src, dst, size, replace_meta, COPY_OBJECT_MAX, MIN_COPY_PART)
+            .await
+    }
+
+    /// [`Self::copy_any`] with explicit limits (small ones let tests take the multipart
+    /// path without gigabytes of data).
+    pub(crate) async fn copy_with_limits(
+        &self,
+        src: &str,
+        dst: &str,
+        size: u64,
+        replace_meta: Option<&PutOptions>,
+        single_copy_max: u64,
+        min_part: u64,
+    ) -> FsResult<PutResult> {
+        if size <= single_copy_max {
             return self
                 .store
                 .copy_object(src, dst, replace_meta)
@@ -53,7 +68,7 @@ impl Filesystem {
                 }
             }
         };
-        let part_size = MIN_COPY_PART.max(size.div_ceil(MAX_PARTS));
+        let part_size = min_part.max(size.div_ceil(MAX_PARTS));
         let upload_id = self
             .store
             .initiate_multipart_upload(dst, &opts)
@@ -93,5 +108,54 @@ impl Filesystem {
             }
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::fs::FsConfig;
+    use crate::store::mock::MockStore;
+
+    #[tokio::test]
+    async fn large_copies_use_upload_part_copy_and_keep_metadata() {
+        let store = Arc::new(MockStore::new("b"));
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+        let mut meta = std::collections::BTreeMap::new();
+        meta.insert("mode".to_string(), "33188".to_string());
+        store.put_with_meta("src", data.clone(), meta);
+        let fs = Filesystem::new(
+            store.clone(),
+            FsConfig::default(),
+            tokio::runtime::Handle::current(),
+        );
+        fs.copy_with_limits("src", "dst", 300_000, None, 100_000, 128 * 1024)
+            .await
+            .expect("copy");
+        let out = store.object("dst").expect("copied");
+        assert!(out.data[..] == data[..]);
+        assert_eq!(out.user_meta["mode"], "33188");
+        assert_eq!(store.count("UploadPartCopy"), 3);
+        assert_eq!(store.count("CopyObject"), 0);
+        assert_eq!(store.pending_uploads(), 0);
+
+        // A failing part aborts the upload and leaves no destination.
+        store.fail_next(
+            "UploadPartCopy",
+            vec![crate::store::StoreError::from_service(
+                500,
+                "InternalError",
+                "",
+            )],
+        );
+        let err = fs
+            .copy_with_limits("src", "dst2", 300_000, None, 100_000, 128 * 1024)
+            .await
+            .expect_err("fails");
+        assert_eq!(err.errno(), libc::EIO);
+        assert!(!store.contains("dst2"));
+        assert_eq!(store.pending_uploads(), 0);
     }
 }

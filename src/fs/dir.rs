@@ -34,6 +34,9 @@ use super::{Attr, Ctx, DirEntry, Filesystem, FsResult, lock, names};
 
 /// Keys per ListObjectsV2 page.
 const PAGE: u32 = 1000;
+/// Most entries returned by one readdir call (the kernel's buffer holds fewer anyway;
+/// returning the whole page each time would copy it over and over).
+const BATCH: usize = 512;
 
 /// State of one open directory.
 #[derive(Debug)]
@@ -138,7 +141,7 @@ impl Filesystem {
             let base = h.base;
             h.index.retain(|_, p| *p >= base);
         }
-        Ok(h.entries.clone())
+        Ok(h.entries.iter().take(BATCH).cloned().collect())
     }
 
     async fn fetch_page(&self, h: &mut DirHandle) -> FsResult<()> {

@@ -9,7 +9,10 @@
 //!     │  write on existing content                                            ▲
 //!     ├──────────────────────────────────────────────────────────────────────┘
 //!     │  O_APPEND write on an Appendable object
-//!     └──────────────────────────────► Appending (AppendObject per write)
+//!     ├──────────────────────────────► Appending (AppendObject per write)
+//!     │  write at the end of an object ≥ 1 MiB
+//!     └──────────────────────────────► ServerAppend (see `append`; → Staged on any
+//!                                       earlier write, truncate or read)
 //! ```
 //! "New content" = created by this mount and not uploaded yet, or opened with `O_TRUNC`
 //! (or truncated to 0): the old bytes are not needed, so the data streams to OSS while
@@ -21,6 +24,11 @@
 //! streaming upload failed the handle is `Failed`: later flushes report the error again
 //! and nothing (in particular no empty object) is uploaded. A failed staged upload keeps
 //! the staging file dirty, so the next flush/release retries it.
+//!
+//! A new file nobody wrote to is uploaded (empty) at its first flush, so `touch` gets any
+//! error. Shells flush a redirected descriptor once before writing through its duplicate,
+//! so `echo x > new` costs an empty PUT and then the real one (deferring the empty PUT to
+//! release would hide its failure from the application: release errors are not seen).
 //!
 //! Pitfalls:
 //! - A streaming upload cannot seek back: the first `mirror_limit` bytes (one part) are
@@ -40,6 +48,7 @@ use crate::read::{ObjectReader, ReadError};
 use crate::store::{ObjectType, PutOptions, PutResult};
 use crate::write::{StreamingUpload, WriteError, upload_file};
 
+use super::append::{PendingAppend, SERVER_APPEND_MIN};
 use super::attr::{FileKind, Ino, to_user_meta};
 use super::error::FsError;
 use super::staging::StagingFile;
@@ -65,7 +74,17 @@ enum WriteState {
         position: u64,
         crc: Option<u64>,
     },
+    /// New bytes after the end of an existing object, joined server-side at commit.
+    ServerAppend(PendingAppend),
     Failed(String),
+}
+
+/// An entry of the open-file table: what can be known without waiting for the handle.
+#[derive(Debug)]
+pub(crate) struct OpenFile {
+    ino: Ino,
+    writable: bool,
+    handle: tokio::sync::Mutex<FileHandle>,
 }
 
 /// One open file.
@@ -107,11 +126,16 @@ fn write_error(key: &str, e: WriteError) -> FsError {
 impl Filesystem {
     fn register_handle(&self, h: FileHandle) -> u64 {
         let fh = self.alloc_fh();
-        lock(&self.files).insert(fh, Arc::new(tokio::sync::Mutex::new(h)));
+        let entry = OpenFile {
+            ino: h.ino,
+            writable: h.writable,
+            handle: tokio::sync::Mutex::new(h),
+        };
+        lock(&self.files).insert(fh, Arc::new(entry));
         fh
     }
 
-    fn handle(&self, fh: u64) -> FsResult<Arc<tokio::sync::Mutex<FileHandle>>> {
+    fn handle(&self, fh: u64) -> FsResult<Arc<OpenFile>> {
         lock(&self.files)
             .get(&fh)
             .cloned()
@@ -233,11 +257,14 @@ impl Filesystem {
     /// FUSE read.
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Bytes> {
         let h = self.handle(fh)?;
-        let mut h = h.lock().await;
+        let mut h = h.handle.lock().await;
         if !h.readable {
             return Err(FsError::BadHandle);
         }
         let ino = h.ino;
+        if matches!(h.state, WriteState::ServerAppend(_)) {
+            self.materialize(&mut h).await?;
+        }
         match &h.state {
             WriteState::Staged { file, .. } => {
                 return Ok(Bytes::from(file.read_at(offset, size).await?));
@@ -255,7 +282,7 @@ impl Filesystem {
                 ));
             }
             WriteState::Failed(msg) => return Err(FsError::DataPath(msg.clone())),
-            WriteState::Clean | WriteState::Appending { .. } => {}
+            WriteState::Clean | WriteState::Appending { .. } | WriteState::ServerAppend(_) => {}
         }
         let node = self.inodes.get(ino).ok_or(FsError::NotFound)?;
         if h.new_content || node.local {
@@ -289,7 +316,7 @@ impl Filesystem {
     /// FUSE write: returns the number of bytes accepted (always all of them).
     pub async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
         let h = self.handle(fh)?;
-        let mut h = h.lock().await;
+        let mut h = h.handle.lock().await;
         if !h.writable {
             return Err(FsError::BadHandle);
         }
@@ -333,6 +360,16 @@ impl Filesystem {
                     position: node.attr.size,
                     crc: node.crc64,
                 }
+            } else if offset == node.attr.size
+                && node.attr.size >= SERVER_APPEND_MIN
+                && node.object_type != ObjectType::Appendable
+                && !node.etag.is_empty()
+            {
+                WriteState::ServerAppend(PendingAppend {
+                    base_size: node.attr.size,
+                    base_etag: node.etag.clone(),
+                    tail: StagingFile::create(&self.cfg.cache_dir).await?,
+                })
             } else {
                 WriteState::Staged {
                     file: self.download(&key, &node.etag, node.attr.size).await?,
@@ -414,9 +451,35 @@ impl Filesystem {
                 h.state = WriteState::Staged { file, dirty: true };
                 Ok(())
             }
+            WriteState::ServerAppend(p) if offset == p.end() => {
+                let at = offset - p.base_size;
+                p.tail.write_at(at, data.to_vec()).await
+            }
+            WriteState::ServerAppend(_) => {
+                // A write before the end: continue as an ordinary local file.
+                self.materialize(h).await?;
+                match &mut h.state {
+                    WriteState::Staged { file, dirty } => {
+                        file.write_at(offset, data.to_vec()).await?;
+                        *dirty = true;
+                        Ok(())
+                    }
+                    _ => Err(FsError::BadHandle),
+                }
+            }
             WriteState::Failed(msg) => Err(FsError::DataPath(msg.clone())),
             WriteState::Clean => Err(FsError::BadHandle),
         }
+    }
+
+    /// Turns a pending server-side append into a full local staging file.
+    async fn materialize(&self, h: &mut FileHandle) -> FsResult<()> {
+        if let WriteState::ServerAppend(p) = std::mem::replace(&mut h.state, WriteState::Clean) {
+            let key = self.inodes.key_of(h.ino).ok_or(FsError::NotFound)?;
+            let file = self.materialize_append(&key, p).await?;
+            h.state = WriteState::Staged { file, dirty: true };
+        }
+        Ok(())
     }
 
     async fn download(&self, key: &str, etag: &str, size: u64) -> FsResult<StagingFile> {
@@ -426,7 +489,7 @@ impl Filesystem {
     /// FUSE flush (each close of a descriptor): commits pending data.
     pub async fn flush(&self, fh: u64) -> FsResult<()> {
         let h = self.handle(fh)?;
-        let mut h = h.lock().await;
+        let mut h = h.handle.lock().await;
         self.commit(&mut h).await
     }
 
@@ -438,7 +501,7 @@ impl Filesystem {
     /// FUSE release: commits what is still pending and forgets the handle.
     pub async fn release(&self, fh: u64) -> FsResult<()> {
         let h = lock(&self.files).remove(&fh).ok_or(FsError::BadHandle)?;
-        let mut h = h.lock().await;
+        let mut h = h.handle.lock().await;
         let result = if h.writable {
             self.commit(&mut h).await
         } else {
@@ -498,6 +561,21 @@ impl Filesystem {
             WriteState::Failed(msg) => {
                 h.state = WriteState::Failed(msg.clone());
                 return Err(FsError::DataPath(msg));
+            }
+            WriteState::ServerAppend(p) if p.tail.size() == 0 => {
+                h.state = WriteState::ServerAppend(p);
+                return Ok(());
+            }
+            WriteState::ServerAppend(p) => {
+                size = p.end();
+                match self.commit_append(&key, &p, &self.upload_opts(ino)).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        // Keep the new bytes: the next flush/release retries.
+                        h.state = WriteState::ServerAppend(p);
+                        return Err(e);
+                    }
+                }
             }
             WriteState::Staged { file, dirty: false } => {
                 h.state = WriteState::Staged { file, dirty: false };
@@ -578,7 +656,7 @@ impl Filesystem {
             None => self.writable_handle_of(ino),
         };
         if let Some(h) = handle {
-            let mut h = h.lock().await;
+            let mut h = h.handle.lock().await;
             if h.writable {
                 self.truncate_handle(&mut h, size).await?;
                 self.inodes.update(ino, |n| {
@@ -628,13 +706,36 @@ impl Filesystem {
         Ok(())
     }
 
-    fn writable_handle_of(&self, ino: Ino) -> Option<Arc<tokio::sync::Mutex<FileHandle>>> {
-        let files: Vec<_> = lock(&self.files).values().cloned().collect();
-        files.into_iter().find(|h| {
-            h.try_lock()
-                .map(|h| h.ino == ino && h.writable)
-                .unwrap_or(false)
-        })
+    fn writable_handle_of(&self, ino: Ino) -> Option<Arc<OpenFile>> {
+        lock(&self.files)
+            .values()
+            .find(|f| f.ino == ino && f.writable)
+            .cloned()
+    }
+
+    /// Whether an open handle of `ino` holds data that its next flush will upload (that
+    /// upload then carries the current metadata too).
+    pub(crate) async fn has_pending_data(&self, ino: Ino) -> bool {
+        let files: Vec<Arc<OpenFile>> = lock(&self.files)
+            .values()
+            .filter(|f| f.ino == ino && f.writable)
+            .cloned()
+            .collect();
+        for f in files {
+            let h = f.handle.lock().await;
+            let pending = match &h.state {
+                WriteState::Clean => h.new_content,
+                WriteState::Staged { dirty, .. } => *dirty,
+                WriteState::Streaming { .. }
+                | WriteState::Appending { .. }
+                | WriteState::ServerAppend(_) => true,
+                WriteState::Failed(_) => false,
+            };
+            if pending {
+                return true;
+            }
+        }
+        false
     }
 
     async fn truncate_handle(&self, h: &mut FileHandle, size: u64) -> FsResult<()> {
@@ -697,6 +798,12 @@ impl Filesystem {
             }
             WriteState::Appending { .. } => {
                 let mut file = self.download(&key, "", node.attr.size).await?;
+                file.set_len(size).await?;
+                h.state = WriteState::Staged { file, dirty: true };
+                Ok(())
+            }
+            WriteState::ServerAppend(p) => {
+                let mut file = self.materialize_append(&key, p).await?;
                 file.set_len(size).await?;
                 h.state = WriteState::Staged { file, dirty: true };
                 Ok(())

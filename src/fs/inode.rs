@@ -273,7 +273,10 @@ impl InodeTable {
                         attr = node.attr.clone();
                         attr.merge_listing(size, Some(mtime));
                     }
-                    if obs.symlink_target.is_some() || node.etag != obs.etag {
+                    // HEAD of a link reports the *target's* ETag and a listing the
+                    // link's own, so ETags cannot tell whether a link was re-pointed. A
+                    // known target is kept until a HEAD-based lookup brings a new one.
+                    if obs.symlink_target.is_some() || obs.kind != FileKind::Symlink {
                         node.symlink_target = obs.symlink_target;
                     }
                     if let Some(t) = &node.symlink_target {

@@ -7,8 +7,10 @@
 //! - directories: PUT of the `dir/` marker with the metadata (creating the marker of an
 //!   implicit directory); the mount root keeps its attributes in memory only.
 //!
-//! While a file has open writers its metadata is only updated in memory and goes out with
-//! the upload at close, so `touch`/`chmod` during a copy cost no extra request.
+//! While an open handle holds data not yet uploaded, the metadata is only updated in
+//! memory and goes out with that upload at close, so `touch`/`chmod` during a copy cost no
+//! extra request. Otherwise (including the window between `close` and the kernel's
+//! asynchronous `release`) it is persisted at once.
 //! atime is not stored (OSS has no access time); an atime-only change succeeds as a no-op.
 
 use std::time::SystemTime;
@@ -61,7 +63,11 @@ impl Filesystem {
         }
         attr.from_meta = true;
         let node = self.inodes.get(ino).ok_or(FsError::NotFound)?;
-        if node.writers > 0 || node.local || node.unlinked || ino == ROOT_INO {
+        let deferred = node.local
+            || node.unlinked
+            || ino == ROOT_INO
+            || (node.writers > 0 && self.has_pending_data(ino).await);
+        if deferred {
             self.inodes.update(ino, |n| n.attr = attr.clone());
             return Ok(attr);
         }

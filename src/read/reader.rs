@@ -123,6 +123,10 @@ pub struct ObjectReader {
     /// End of the previous read; `None` after open, a reset or an error.
     last_end: Option<u64>,
     crc: CrcTracker,
+    /// Set once the object's CRC64 did not match: every later read of this handle fails
+    /// too. The kernel retries a failed readahead page by page, and those re-reads must
+    /// not hand out the bytes that were just proven wrong.
+    corrupt: Option<(u64, u64)>,
 }
 
 impl std::fmt::Debug for ObjectReader {
@@ -171,6 +175,7 @@ impl ObjectReader {
             target_end: 0,
             last_end: None,
             crc: CrcTracker::new(crc64),
+            corrupt: None,
         }
     }
 
@@ -199,6 +204,13 @@ impl ObjectReader {
 
     /// Returns `len` bytes at `offset`, fewer only at the end of the object.
     pub async fn read(&mut self, offset: u64, len: u32) -> Result<Bytes, ReadError> {
+        if let Some((computed, expected)) = self.corrupt {
+            return Err(ReadError::CrcMismatch {
+                key: self.src.key.to_string(),
+                computed,
+                expected,
+            });
+        }
         let size = self.src.size;
         if offset >= size || len == 0 {
             return Ok(Bytes::new());
@@ -385,6 +397,7 @@ impl ObjectReader {
         if let Some((computed, expected)) = self.crc.observe(offset, data, self.src.size) {
             tracing::error!(key = %self.src.key, computed, expected, "CRC64 mismatch on read");
             self.src.cache.invalidate_key(&self.src.key);
+            self.corrupt = Some((computed, expected));
             return Err(ReadError::CrcMismatch {
                 key: self.src.key.to_string(),
                 computed,

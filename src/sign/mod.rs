@@ -11,9 +11,10 @@
 //!   host, path style, CNAME), and is always built from the raw key, never from a URL.
 //!
 //! Pitfalls (see docs/PROTOCOL.md §1 and §7):
-//! - URL libraries normalise `.`/`..` path segments and form-encode queries (`+` for
-//!   space). Use [`encode_url_path`] for the URL path and [`uri_encode`] (space → `%20`,
-//!   `+` → `%2B`) for query names and values, so the URL matches what was signed.
+//! - URL libraries normalise `.`/`..` path segments (WHATWG ones even `%2E%2E`) and
+//!   form-encode queries (`+` for space). Use [`encode_url_path`] for the URL path and
+//!   [`encode_query_string`] / [`uri_encode`] (space → `%20`, `+` → `%2B`) for the
+//!   query, so the URL the server sees matches what was signed.
 //! - Header values are trimmed when canonicalised (Go does, Python does not): never
 //!   send values with surrounding whitespace.
 //! - Secrets never reach logs, errors or `Debug`: only [`crate::credentials::Secret::expose`]
@@ -221,26 +222,46 @@ pub fn uri_encode(s: &str, keep_slash: bool) -> String {
     out
 }
 
-/// Encodes an object key for a URL path: like the canonical URI (slashes kept), but
-/// segments made only of dots (`.`, `..`) have their dots written as `%2E`, so that URL
-/// normalisation (RFC 3986 dot-segment removal, done by `url`, reqwest and proxies)
-/// cannot rewrite `a/../b` into `b`. The server decodes `%2E`; the signature still uses
-/// the raw key. The result has no leading `/`.
+/// Encodes an object key for a URL path (no leading `/`): like the canonical URI
+/// (slashes kept), except around `.` and `..` segments.
+///
+/// URL libraries remove dot segments (RFC 3986 §5.2.4), and WHATWG parsers (the `url`
+/// crate, hence reqwest) also treat `%2E`, `.%2E`, `%2E%2E` as dots, so percent-encoding
+/// the dots is not enough: `a/%2E%2E/b` still becomes `b`. Instead, a `/` next to a
+/// `.` or `..` segment is written as `%2F`, which joins the dots to a neighbouring
+/// segment (`a/../b` → `a%2F..%2Fb`), and no segment of the URL is dot-only any more.
+/// OSS percent-decodes the whole path, `%2F` included, so it sees the raw key; the
+/// signature uses the raw key anyway.
+///
+/// Keys that are exactly `.` or `..` have no neighbour to join: they come out as
+/// `%2E`/`%2E%2E`, which survives `http::Uri` (hyper) but not a WHATWG parser; see
+/// [`url_path_survives_normalisation`].
 pub fn encode_url_path(key: &str) -> String {
+    let segments: Vec<&str> = key.split('/').collect();
+    let is_dots = |s: &str| s == "." || s == "..";
     let mut out = String::with_capacity(key.len() + 8);
-    for (i, segment) in key.split('/').enumerate() {
+    for (i, segment) in segments.iter().enumerate() {
         if i > 0 {
-            out.push('/');
-        }
-        if !segment.is_empty() && segment.bytes().all(|b| b == b'.') {
-            for _ in 0..segment.len() {
-                out.push_str("%2E");
+            if is_dots(segments[i - 1]) || is_dots(segment) {
+                out.push_str("%2F");
+            } else {
+                out.push('/');
             }
+        }
+        if segments.len() == 1 && is_dots(segment) {
+            out.push_str(if *segment == "." { "%2E" } else { "%2E%2E" });
         } else {
             out.push_str(&uri_encode(segment, false));
         }
     }
     out
+}
+
+/// Whether [`encode_url_path`]`(key)` keeps its meaning through any URL parser,
+/// including WHATWG ones that drop `.`/`..` segments. False only for the keys `.` and
+/// `..`, which need a client that sends the path verbatim.
+pub fn url_path_survives_normalisation(key: &str) -> bool {
+    key != "." && key != ".."
 }
 
 /// Decodes `%XX` escapes (as sent in a URL path or query) into raw bytes, then UTF-8.
@@ -350,12 +371,56 @@ mod tests {
 
     #[test]
     fn url_path_protects_dot_segments() {
-        assert_eq!(encode_url_path("a/../b"), "a/%2E%2E/b");
-        assert_eq!(encode_url_path("./x"), "%2E/x");
-        assert_eq!(encode_url_path("a/.../b"), "a/%2E%2E%2E/b");
+        assert_eq!(encode_url_path("a/../b"), "a%2F..%2Fb");
+        assert_eq!(encode_url_path("./x"), ".%2Fx");
+        assert_eq!(encode_url_path("x/."), "x%2F.");
+        assert_eq!(encode_url_path("a/./../b/c"), "a%2F.%2F..%2Fb/c");
+        assert_eq!(encode_url_path("a/.../b"), "a/.../b");
         assert_eq!(encode_url_path("a/.b/c."), "a/.b/c.");
         assert_eq!(encode_url_path("a//b/"), "a//b/");
         assert_eq!(encode_url_path("sp ace+plus"), "sp%20ace%2Bplus");
+        assert_eq!(encode_url_path(".."), "%2E%2E");
+        assert_eq!(encode_url_path("."), "%2E");
+    }
+
+    /// The encoded path goes through reqwest's (WHATWG) URL parser unchanged and decodes
+    /// back to the key, for every key but `.` and `..`.
+    #[test]
+    fn url_path_survives_whatwg_parsing() {
+        let keys = [
+            "a/../b",
+            "./x",
+            "x/.",
+            "../up",
+            "a/./../b/c",
+            "..",
+            ".",
+            "a/%2E%2E/b",
+            "dir\\..\\x",
+            "a//../b",
+            "/abs/../x",
+            "中/../😀",
+            "q?x#y",
+            "a/.../b",
+        ];
+        for key in keys {
+            let encoded = encode_url_path(key);
+            let url = format!("http://bucket.example.com/{encoded}");
+            let parsed = match reqwest::Url::parse(&url) {
+                Ok(u) => u,
+                Err(e) => panic!("{key}: {e}"),
+            };
+            let path = parsed.path().strip_prefix('/').unwrap_or_default();
+            let survives = path == encoded;
+            assert_eq!(
+                survives,
+                url_path_survives_normalisation(key),
+                "{key}: {path}"
+            );
+            if survives {
+                assert_eq!(uri_decode(path).as_deref(), Some(key));
+            }
+        }
     }
 
     #[test]

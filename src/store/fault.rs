@@ -370,6 +370,119 @@ impl<S: ObjectStore> ObjectStore for FaultStore<S> {
     }
 }
 
+/// A shared store is a store: lets a test wrap an `Arc<MockStore>` it keeps inspecting,
+/// or wrap an `Arc<dyn ObjectStore>`.
+#[async_trait]
+impl<T: ObjectStore + ?Sized> ObjectStore for std::sync::Arc<T> {
+    fn bucket(&self) -> &str {
+        (**self).bucket()
+    }
+    async fn head_object(&self, key: &str) -> StoreResult<ObjectMeta> {
+        (**self).head_object(key).await
+    }
+    async fn get_range(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        if_match: Option<&str>,
+    ) -> StoreResult<GetRangeOutput> {
+        (**self).get_range(key, range, if_match).await
+    }
+    async fn get_object(
+        &self,
+        key: &str,
+        range: Option<Range<u64>>,
+        if_match: Option<&str>,
+    ) -> StoreResult<GetObjectOutput> {
+        (**self).get_object(key, range, if_match).await
+    }
+    async fn put_object(
+        &self,
+        key: &str,
+        body: PutBody,
+        opts: &PutOptions,
+    ) -> StoreResult<PutResult> {
+        (**self).put_object(key, body, opts).await
+    }
+    async fn initiate_multipart_upload(&self, key: &str, opts: &PutOptions) -> StoreResult<String> {
+        (**self).initiate_multipart_upload(key, opts).await
+    }
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        body: PutBody,
+    ) -> StoreResult<PartInfo> {
+        (**self)
+            .upload_part(key, upload_id, part_number, body)
+            .await
+    }
+    async fn complete_multipart_upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[PartInfo],
+    ) -> StoreResult<PutResult> {
+        (**self)
+            .complete_multipart_upload(key, upload_id, parts)
+            .await
+    }
+    async fn abort_multipart_upload(&self, key: &str, upload_id: &str) -> StoreResult<()> {
+        (**self).abort_multipart_upload(key, upload_id).await
+    }
+    async fn list_multipart_uploads(&self, prefix: &str) -> StoreResult<Vec<MultipartUploadInfo>> {
+        (**self).list_multipart_uploads(prefix).await
+    }
+    async fn list_objects(&self, req: &ListRequest) -> StoreResult<ListPage> {
+        (**self).list_objects(req).await
+    }
+    async fn delete_object(&self, key: &str) -> StoreResult<()> {
+        (**self).delete_object(key).await
+    }
+    async fn delete_objects(&self, keys: &[String]) -> StoreResult<()> {
+        (**self).delete_objects(keys).await
+    }
+    async fn copy_object(
+        &self,
+        src_key: &str,
+        dst_key: &str,
+        replace_meta: Option<&PutOptions>,
+    ) -> StoreResult<PutResult> {
+        (**self).copy_object(src_key, dst_key, replace_meta).await
+    }
+    async fn upload_part_copy(
+        &self,
+        src_key: &str,
+        dst_key: &str,
+        upload_id: &str,
+        part_number: u32,
+        range: Range<u64>,
+    ) -> StoreResult<PartInfo> {
+        (**self)
+            .upload_part_copy(src_key, dst_key, upload_id, part_number, range)
+            .await
+    }
+    async fn append_object(
+        &self,
+        key: &str,
+        position: u64,
+        body: Bytes,
+        init_crc: Option<u64>,
+        opts: &PutOptions,
+    ) -> StoreResult<AppendResult> {
+        (**self)
+            .append_object(key, position, body, init_crc, opts)
+            .await
+    }
+    async fn put_symlink(&self, key: &str, target: &str, opts: &PutOptions) -> StoreResult<()> {
+        (**self).put_symlink(key, target, opts).await
+    }
+    async fn get_symlink(&self, key: &str) -> StoreResult<String> {
+        (**self).get_symlink(key).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

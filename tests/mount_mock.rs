@@ -1,0 +1,351 @@
+//! Real mounts through the kernel against MockStore: std::fs and shell tools.
+//!
+//! Every test mounts on its own temporary directory; `Mounted` unmounts on drop (also
+//! when the test panics), falling back to `umount -l` so no stale mount survives.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ossmount::fs::{Filesystem, FsConfig};
+use ossmount::fuse::{MountHandle, MountOptions, mount};
+use ossmount::store::mock::MockStore;
+use ossmount::write::UploadConfig;
+
+struct Mounted {
+    handle: Option<MountHandle>,
+    dir: tempfile::TempDir,
+    store: Arc<MockStore>,
+    rt: Option<tokio::runtime::Runtime>,
+    _staging: tempfile::TempDir,
+}
+
+impl Mounted {
+    fn new() -> Mounted {
+        Self::with(|_| {})
+    }
+
+    fn with(f: impl FnOnce(&mut FsConfig)) -> Mounted {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let store = Arc::new(MockStore::new("mnt-bucket"));
+        let staging = tempfile::tempdir().expect("staging dir");
+        let dir = tempfile::tempdir().expect("mountpoint");
+        let mut cfg = FsConfig {
+            uid: 0,
+            gid: 0,
+            metadata_ttl: Duration::from_secs(1),
+            cache_dir: staging.path().to_path_buf(),
+            upload: UploadConfig {
+                part_size: 1 << 20,
+                max_concurrency: 4,
+                single_put_threshold: 1 << 20,
+            },
+            ..FsConfig::default()
+        };
+        f(&mut cfg);
+        let mut opts = MountOptions::for_bucket("mnt-bucket");
+        opts.read_only = cfg.read_only;
+        let fs = Arc::new(Filesystem::new(store.clone(), cfg, rt.handle().clone()));
+        let handle = mount(fs, dir.path(), &opts).expect("mount");
+        Mounted {
+            handle: Some(handle),
+            dir,
+            store,
+            rt: Some(rt),
+            _staging: staging,
+        }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn sh(&self, script: &str) -> String {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(self.dir.path())
+            .output()
+            .expect("run sh");
+        assert!(
+            out.status.success(),
+            "`{script}` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            if h.unmount().is_err() {
+                let _ = Command::new("umount")
+                    .arg("-l")
+                    .arg(self.dir.path())
+                    .status();
+            }
+        }
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_timeout(Duration::from_secs(5));
+        }
+    }
+}
+
+fn is_mounted(p: &Path) -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|s| s.contains(&p.display().to_string()))
+        .unwrap_or(false)
+}
+
+#[test]
+fn std_fs_operations() {
+    let m = Mounted::new();
+    m.store.put("existing/a.txt", "alpha");
+    assert_eq!(
+        std::fs::read_to_string(m.path("existing/a.txt")).expect("read"),
+        "alpha"
+    );
+    std::fs::write(m.path("hello.txt"), b"hello world").expect("write");
+    assert_eq!(
+        m.store.get("hello.txt").as_deref(),
+        Some(&b"hello world"[..])
+    );
+    let md = std::fs::metadata(m.path("hello.txt")).expect("stat");
+    assert_eq!(md.len(), 11);
+    assert!(md.is_file());
+
+    std::fs::create_dir(m.path("d")).expect("mkdir");
+    assert!(m.store.contains("d/"));
+    std::fs::write(m.path("d/x"), b"x").expect("write");
+    assert_eq!(
+        std::fs::remove_dir(m.path("d"))
+            .expect_err("not empty")
+            .raw_os_error(),
+        Some(libc::ENOTEMPTY)
+    );
+    std::fs::rename(m.path("d/x"), m.path("d/y")).expect("rename");
+    assert!(m.store.contains("d/y") && !m.store.contains("d/x"));
+    std::fs::remove_file(m.path("d/y")).expect("unlink");
+    std::fs::remove_dir(m.path("d")).expect("rmdir");
+    assert!(!m.store.contains("d/"));
+
+    let mut names: Vec<String> = std::fs::read_dir(m.dir.path())
+        .expect("readdir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["existing", "hello.txt"]);
+
+    std::fs::set_permissions(m.path("hello.txt"), std::fs::Permissions::from_mode(0o600))
+        .expect("chmod");
+    assert_eq!(
+        m.store.object("hello.txt").expect("obj").user_meta["mode"],
+        (libc::S_IFREG | 0o600).to_string()
+    );
+    assert_eq!(
+        std::fs::metadata(m.path("hello.txt")).expect("stat").mode() & 0o7777,
+        0o600
+    );
+    let err = std::fs::hard_link(m.path("hello.txt"), m.path("hard")).expect_err("link");
+    assert_eq!(err.raw_os_error(), Some(libc::EPERM));
+    assert_eq!(
+        std::fs::metadata(m.path("nope"))
+            .expect_err("enoent")
+            .raw_os_error(),
+        Some(libc::ENOENT)
+    );
+}
+
+#[test]
+fn shell_tools() {
+    let m = Mounted::new();
+    m.sh("mkdir -p src/sub && printf 'one\\n' > src/one.txt && printf 'two' > src/sub/two.txt");
+    m.sh("cp -r src copy && mv copy moved && cat moved/one.txt moved/sub/two.txt > cat.out");
+    assert_eq!(m.store.get("cat.out").as_deref(), Some(&b"one\ntwo"[..]));
+    assert!(m.store.contains("moved/sub/two.txt"));
+    assert!(!m.store.contains("copy/one.txt"));
+
+    m.sh("dd if=/dev/zero of=zeros bs=64k count=40 status=none");
+    assert_eq!(m.store.get("zeros").map(|b| b.len()), Some(40 * 65536));
+    m.sh(
+        "truncate -s 100 zeros && echo appended >> src/one.txt && touch -d @1500000000 src/one.txt",
+    );
+    assert_eq!(m.store.get("zeros").map(|b| b.len()), Some(100));
+    assert_eq!(
+        m.store.get("src/one.txt").as_deref(),
+        Some(&b"one\nappended\n"[..])
+    );
+    assert_eq!(
+        m.store.object("src/one.txt").expect("obj").user_meta["mtime"],
+        "1500000000"
+    );
+    m.sh(
+        "ln -s src/one.txt link && test \"$(readlink link)\" = src/one.txt && cat link > via_link",
+    );
+    assert_eq!(
+        m.store.get("via_link").as_deref(),
+        Some(&b"one\nappended\n"[..])
+    );
+
+    let ls = m.sh("ls -l src");
+    assert!(ls.contains("one.txt") && ls.contains("sub"), "{ls}");
+    m.sh("rm -r moved && rm zeros");
+    assert!(!m.store.keys().iter().any(|k| k.starts_with("moved")));
+}
+
+#[test]
+fn tar_extract_and_reread() {
+    let m = Mounted::new();
+    let work = tempfile::tempdir().expect("tmp");
+    let src = work.path().join("tree");
+    std::fs::create_dir_all(src.join("a/b")).expect("mkdir");
+    for i in 0..20 {
+        std::fs::write(
+            src.join(format!("a/f{i}")),
+            vec![b'a' + (i % 26) as u8; 1000 * i],
+        )
+        .expect("w");
+    }
+    std::fs::write(src.join("a/b/big"), vec![7u8; 2_500_000]).expect("w");
+    let tarball = work.path().join("t.tar");
+    let st = Command::new("tar")
+        .arg("-cf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(work.path())
+        .arg("tree")
+        .status()
+        .expect("tar c");
+    assert!(st.success());
+    m.sh(&format!("tar -xf {}", tarball.display()));
+    assert_eq!(
+        m.store.get("tree/a/b/big").map(|b| b.len()),
+        Some(2_500_000)
+    );
+    // Re-read through the mount and compare with the original tree.
+    let st = Command::new("diff")
+        .arg("-r")
+        .arg(&src)
+        .arg(m.path("tree"))
+        .status()
+        .expect("diff");
+    assert!(st.success(), "tree differs after extract");
+}
+
+#[test]
+fn ls_l_costs_lists_not_heads() {
+    // A long TTL: on a loaded machine 1 s can pass between `stat` and `ls`.
+    let m = Mounted::with(|c| c.metadata_ttl = Duration::from_secs(60));
+    for i in 0..300 {
+        m.store.put(&format!("many/f{i:04}"), vec![1u8; i]);
+    }
+    m.sh("stat many > /dev/null");
+    m.store.reset_counts();
+    let out = m.sh("ls -l many | wc -l");
+    assert_eq!(out.trim(), "301"); // "total" line + 300 entries
+    assert_eq!(m.store.count("HeadObject"), 0, "{:?}", m.store.counts());
+    assert!(
+        m.store.count("ListObjectsV2") <= 3,
+        "{:?}",
+        m.store.counts()
+    );
+}
+
+#[test]
+fn read_only_mount() {
+    let m = Mounted::with(|c| c.read_only = true);
+    m.store.put("r.txt", "ro");
+    assert_eq!(
+        std::fs::read_to_string(m.path("r.txt")).expect("read"),
+        "ro"
+    );
+    let err = std::fs::write(m.path("w.txt"), b"x").expect_err("rofs");
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+}
+
+#[test]
+fn unmount_on_drop() {
+    let m = Mounted::new();
+    let p = m.dir.path().to_path_buf();
+    assert!(is_mounted(&p));
+    drop(m);
+    assert!(!is_mounted(&p));
+}
+
+#[test]
+fn a_slow_read_does_not_stall_the_mount() {
+    let m = Mounted::new();
+    m.store.put("slow.bin", vec![3u8; 100_000]);
+    m.store.put("other.txt", "quick");
+    // Warm the metadata so only the data request is slow.
+    m.sh("stat slow.bin other.txt > /dev/null");
+    m.store
+        .set_op_latency("GetObject", Duration::from_millis(1500));
+    let slow_path = m.path("slow.bin");
+    let reader = std::thread::spawn(move || std::fs::read(slow_path).map(|d| d.len()));
+    std::thread::sleep(Duration::from_millis(200));
+    let start = std::time::Instant::now();
+    let names: Vec<_> = std::fs::read_dir(m.dir.path())
+        .expect("readdir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    std::fs::metadata(m.path("other.txt")).expect("stat");
+    std::fs::write(m.path("new.txt"), b"n").expect("write");
+    let elapsed = start.elapsed();
+    assert_eq!(names.len(), 2);
+    assert!(
+        elapsed < Duration::from_millis(1000),
+        "other requests waited for the slow read: {elapsed:?}"
+    );
+    assert_eq!(
+        reader.join().expect("reader thread").expect("read"),
+        100_000
+    );
+}
+
+#[test]
+fn run_foreground_returns_after_umount() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let store = Arc::new(MockStore::new("fg"));
+    store.put("x", "1");
+    let dir = tempfile::tempdir().expect("mountpoint");
+    let fs = Arc::new(Filesystem::new(
+        store,
+        FsConfig::default(),
+        rt.handle().clone(),
+    ));
+    let mnt = dir.path().to_path_buf();
+    let server = std::thread::spawn(move || {
+        ossmount::fuse::run_foreground(fs, &mnt, &MountOptions::for_bucket("fg"))
+    });
+    // Wait for the mount to appear (bounded), then use and unmount it.
+    let mut mounted = false;
+    for _ in 0..100 {
+        if is_mounted(dir.path()) {
+            mounted = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let read = std::fs::read_to_string(dir.path().join("x"));
+    let st = Command::new("umount").arg(dir.path()).status();
+    if !matches!(st, Ok(s) if s.success()) {
+        let _ = Command::new("umount").arg("-l").arg(dir.path()).status();
+    }
+    assert!(mounted, "mount did not appear");
+    assert_eq!(read.expect("read through foreground mount"), "1");
+    let result = server.join().expect("server thread");
+    assert!(result.is_ok(), "{result:?}");
+    assert!(!is_mounted(dir.path()));
+}
