@@ -473,10 +473,13 @@ async fn run_rows(env: &Env<'_>, table: &mut Table) -> Result<()> {
         direct_write,
     } = *env;
     // 1. Sequential read.
+    let before = stats(http, endpoint).await?;
     let cpu0 = cpu_seconds(pid);
     let t = Instant::now();
     let n = tokio::task::block_in_place(|| mount_read(&mnt.join("seq/file")))?;
     let mount_d = t.elapsed();
+    let after = stats(http, endpoint).await?;
+    let fetched = after.bytes_out - before.bytes_out;
     let read_cpu = (cpu_seconds(pid) - cpu0) / (size as f64 / (1024.0 * MIB as f64));
     if n != size {
         bail!("mount read returned {n} of {size} bytes");
@@ -494,10 +497,12 @@ async fn run_rows(env: &Env<'_>, table: &mut Table) -> Result<()> {
         format!("{:.0} MB/s", mbps(size, mount_d)),
         format!("{:.0} MB/s", mbps(size, direct_d)),
         format!(
-            "ratio {:.2} ({} MiB GETs × {})",
+            "ratio {:.2} ({} MiB GETs × {}); mount fetched {:.2}× the file in {}",
             mbps(size, mount_d) / mbps(size, direct_d),
             args.request_mib,
-            args.read_parallelism
+            args.read_parallelism,
+            fetched as f64 / size as f64,
+            fmt_counts(&delta(&before, &after), 1.0)
         ),
     );
 

@@ -465,3 +465,18 @@ async fn simultaneous_readers_share_requests_in_flight() {
     );
     assert!(fx.cache.inflight().is_empty());
 }
+
+#[tokio::test]
+async fn broken_get_streams_are_completed_with_ranged_gets() {
+    let fx = Fixture::new(64 * BLOCK);
+    *fx.store.break_streams_after.lock().unwrap() = Some(100_000);
+    let (data, mut r) = fx.object("broken", 30 * BLOCK as usize + 5);
+    assert_eq!(read_all(&mut r, 40_000).await, data);
+    let gets = fx.store.gets();
+    // Every multi-piece request was resumed where its stream broke.
+    let resumed = gets.iter().filter(|g| g.start % BLOCK != 0).count();
+    assert!(resumed > 0, "{gets:?}");
+    for g in gets.iter().filter(|g| g.start % BLOCK != 0) {
+        assert_eq!(g.start % BLOCK, 100_000 % BLOCK, "{gets:?}");
+    }
+}

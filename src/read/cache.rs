@@ -6,9 +6,10 @@
 //! used blocks ([`BlockCache::reserve`]). Insertion never waits: if the budget is held by
 //! prefetch buffers, the block is simply not cached.
 //!
-//! Blocks are stored as their own allocations (copied out of the larger GET body): a slice
-//! of a shared 8 MiB buffer would keep the whole buffer alive after its neighbours were
-//! evicted, and the budget would under-count real memory.
+//! Every block is its own allocation ([`BlockData`]: the fetcher streams a GET body
+//! straight into per-block buffers; `insert_range` copies): a slice of a shared 8 MiB
+//! buffer would keep the whole buffer alive after its neighbours were evicted, and the
+//! budget would under-count real memory.
 //!
 //! The ETag is part of the key, so an overwritten object never hits stale blocks; its old
 //! blocks age out, or are dropped at once by [`BlockCache::invalidate_key`].
@@ -32,6 +33,40 @@ pub struct BlockId {
     pub key: Arc<str>,
     pub etag: Arc<str>,
     pub index: u64,
+}
+
+/// Fetched data of a block-aligned range, one buffer (and allocation) per block, so blocks
+/// can be cached without copying and without keeping a larger buffer alive.
+#[derive(Debug, Clone)]
+pub struct BlockData {
+    /// Object offset of the first block (block-aligned).
+    pub start: u64,
+    pub block_size: u64,
+    pub blocks: Arc<[Bytes]>,
+}
+
+impl BlockData {
+    pub fn single(start: u64, block_size: u64, block: Bytes) -> Self {
+        BlockData {
+            start,
+            block_size,
+            blocks: Arc::from(vec![block]),
+        }
+    }
+
+    /// Offset just past the last byte.
+    pub fn end(&self) -> u64 {
+        let full = self.blocks.len().saturating_sub(1) as u64 * self.block_size;
+        self.start + full + self.blocks.last().map_or(0, |b| b.len() as u64)
+    }
+
+    /// The block containing `pos`, with its object offset.
+    pub fn block_at(&self, pos: u64) -> Option<(u64, Bytes)> {
+        let i = pos.checked_sub(self.start)? / self.block_size;
+        let block = self.blocks.get(usize::try_from(i).ok()?)?;
+        let start = self.start + i * self.block_size;
+        (pos < start + block.len() as u64).then(|| (start, block.clone()))
+    }
 }
 
 struct CachedBlock {
@@ -145,18 +180,18 @@ impl BlockCache {
         Some(data)
     }
 
-    /// `range` (block-aligned) assembled from the disk tier, only if every block is
-    /// there; blocks found are promoted to memory.
+    /// `range` (block-aligned) from the disk tier, only if every block is there; blocks
+    /// found are promoted to memory.
     pub async fn get_range_from_disk(
         &self,
         key: &Arc<str>,
         etag: &Arc<str>,
         range: std::ops::Range<u64>,
-    ) -> Option<Bytes> {
+    ) -> Option<BlockData> {
         let disk = self.disk.as_ref()?;
         let first = range.start / self.block_size;
         let last = range.end.checked_sub(1)? / self.block_size;
-        let mut out = bytes::BytesMut::with_capacity((range.end - range.start) as usize);
+        let mut blocks = Vec::new();
         for index in first..=last {
             let id = BlockId {
                 key: key.clone(),
@@ -164,10 +199,15 @@ impl BlockCache {
                 index,
             };
             let data = disk.get(&id).await?;
-            out.extend_from_slice(&data);
-            self.insert(id, data);
+            self.insert(id, data.clone());
+            blocks.push(data);
         }
-        (out.len() as u64 == range.end - range.start).then(|| out.freeze())
+        let out = BlockData {
+            start: range.start,
+            block_size: self.block_size,
+            blocks: blocks.into(),
+        };
+        (out.end() == range.end).then_some(out)
     }
 
     /// Whether the memory tier holds the block (no LRU promotion, no metrics).
@@ -279,6 +319,18 @@ impl BlockCache {
                 index: offset / self.block_size + i as u64,
             };
             self.insert(id, Bytes::copy_from_slice(chunk));
+        }
+    }
+
+    /// Caches fetched blocks (no copy: each block is its own allocation).
+    pub fn insert_blocks(&self, key: &Arc<str>, etag: &Arc<str>, data: &BlockData) {
+        for (i, block) in data.blocks.iter().enumerate() {
+            let id = BlockId {
+                key: key.clone(),
+                etag: etag.clone(),
+                index: data.start / self.block_size + i as u64,
+            };
+            self.insert(id, block.clone());
         }
     }
 

@@ -14,6 +14,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -33,7 +34,14 @@ struct Shared {
     dir: PathBuf,
     limit: u64,
     index: Mutex<Index>,
+    /// Bytes handed to background writes and not yet written.
+    pending: AtomicU64,
 }
+
+/// Most evicted bytes waiting to be written. Evicted blocks are no longer counted by the
+/// memory budget, so a disk slower than the network must not let them pile up: beyond
+/// this, blocks are dropped instead of written.
+const MAX_PENDING: u64 = 64 * 1024 * 1024;
 
 /// The disk tier (see the module docs).
 pub struct DiskCache {
@@ -165,6 +173,7 @@ impl DiskCache {
                     lru: LruCache::unbounded(),
                     bytes: 0,
                 }),
+                pending: AtomicU64::new(0),
             }),
         })
     }
@@ -173,10 +182,20 @@ impl DiskCache {
         self.shared.lock().bytes
     }
 
-    /// Stores a block in the background.
+    /// Stores a block in the background (dropped if too many writes are pending).
     pub fn put(&self, id: BlockId, data: Bytes) {
+        let len = data.len() as u64;
+        let pending = self.shared.pending.fetch_add(len, Ordering::AcqRel) + len;
+        if pending > MAX_PENDING {
+            self.shared.pending.fetch_sub(len, Ordering::AcqRel);
+            tracing::trace!("disk cache busy; evicted block not kept");
+            return;
+        }
         let shared = self.shared.clone();
-        run_blocking(move || shared.write_block(id, &data));
+        run_blocking(move || {
+            shared.write_block(id, &data);
+            shared.pending.fetch_sub(len, Ordering::AcqRel);
+        });
     }
 
     /// Reads and verifies a block; counts a disk hit or miss.
@@ -257,6 +276,22 @@ mod tests {
         assert!(disk.get(&id(0)).await.is_none());
         assert!(!path.exists());
         assert_eq!(disk.used_bytes(), 0);
+    }
+
+    #[test]
+    fn pending_writes_are_bounded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let disk = DiskCache::open(tmp.path(), 1 << 30).unwrap();
+        // Simulate a stalled disk: pending bytes at the limit.
+        disk.shared.pending.store(MAX_PENDING, Ordering::SeqCst);
+        disk.put(id(0), Bytes::from_static(b"dropped"));
+        assert_eq!(disk.used_bytes(), 0);
+        assert_eq!(disk.shared.pending.load(Ordering::SeqCst), MAX_PENDING);
+        disk.shared.pending.store(0, Ordering::SeqCst);
+        // Without a runtime the write happens inline.
+        disk.put(id(0), Bytes::from_static(b"kept"));
+        assert_eq!(disk.used_bytes(), 4);
+        assert_eq!(disk.shared.pending.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test]

@@ -16,16 +16,15 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::Bytes;
 use tokio::sync::watch;
 
-use super::cache::BlockId;
+use super::cache::{BlockData, BlockId};
 
 /// State of a shared fetch as seen by followers.
 #[derive(Debug, Clone)]
 pub enum FetchOutcome {
     Pending,
-    Done(Bytes),
+    Done(BlockData),
     Failed,
 }
 
@@ -131,7 +130,7 @@ impl Drop for Registration {
 
 /// Waits for a followed fetch; `Some(data of the whole fetched range)` on success, `None`
 /// if it failed or was cancelled (the caller then fetches on its own).
-pub async fn follow(mut rx: watch::Receiver<FetchOutcome>) -> Option<Bytes> {
+pub async fn follow(mut rx: watch::Receiver<FetchOutcome>) -> Option<BlockData> {
     loop {
         match &*rx.borrow_and_update() {
             FetchOutcome::Done(b) => return Some(b.clone()),
@@ -168,9 +167,14 @@ mod tests {
         let entry = reg.lookup(&id(2)).unwrap();
         assert_eq!(entry.range, 100..350);
         let waiter = tokio::spawn(follow(entry.rx));
-        r.publish(FetchOutcome::Done(Bytes::from_static(b"data")));
+        r.publish(FetchOutcome::Done(BlockData::single(
+            100,
+            100,
+            bytes::Bytes::from_static(b"data"),
+        )));
         drop(r);
-        assert_eq!(waiter.await.unwrap().unwrap(), &b"data"[..]);
+        let got = waiter.await.unwrap().unwrap();
+        assert_eq!(got.block_at(101).unwrap().1, &b"data"[..]);
         assert!(reg.is_empty());
     }
 

@@ -6,6 +6,11 @@
 //! while the application processes earlier data; a finished task also inserts its blocks
 //! into the shared cache. Each chunk owns a [`BudgetPermit`] for its bytes.
 //!
+//! A request is one streaming GET whose body is copied once, straight into per-block
+//! buffers ([`fetch_blocks`]); the blocks are shared with the cache without another copy.
+//! If the body breaks part-way, the remainder comes from `get_range` (which retries), so
+//! a request yields exactly its range or an error.
+//!
 //! Cancellation: a `JoinHandle` does not stop its task when dropped, so [`FetchTask`]
 //! aborts on drop. Clearing the queue (random seek, error, handle closed) therefore
 //! cancels every request that would now be wasted.
@@ -19,19 +24,20 @@ use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::ReadError;
 use super::budget::BudgetPermit;
-use super::cache::{BlockCache, BlockId};
+use super::cache::{BlockCache, BlockData, BlockId};
 use super::inflight::{FetchOutcome, Inflight, follow};
 use super::window::block_floor;
 use crate::store::{ObjectStore, StoreError};
 
 /// A spawned fetch that is aborted when dropped.
-pub struct FetchTask(JoinHandle<Result<Bytes, ReadError>>);
+pub struct FetchTask(JoinHandle<Result<BlockData, ReadError>>);
 
 impl Drop for FetchTask {
     fn drop(&mut self) {
@@ -41,12 +47,9 @@ impl Drop for FetchTask {
 
 enum ChunkState {
     InFlight(FetchTask),
-    /// Another reader's GET (starting at `leader_start`) covers this chunk.
-    Follow {
-        rx: watch::Receiver<FetchOutcome>,
-        leader_start: u64,
-    },
-    Ready(Bytes),
+    /// Another reader's GET covers this chunk.
+    Follow(watch::Receiver<FetchOutcome>),
+    Ready(BlockData),
 }
 
 struct Chunk {
@@ -121,6 +124,82 @@ pub(crate) async fn fetch_range(
     Ok(out.data)
 }
 
+/// Appends `data` (object bytes at `*pos`) to per-block buffers.
+fn append_blocks(
+    blocks: &mut Vec<Bytes>,
+    current: &mut BytesMut,
+    pos: &mut u64,
+    range: &Range<u64>,
+    block: u64,
+    mut data: &[u8],
+) {
+    while !data.is_empty() {
+        let block_end = (block_floor(*pos, block) + block).min(range.end);
+        if current.is_empty() && current.capacity() == 0 {
+            current.reserve((block_end - *pos) as usize);
+        }
+        let take = ((block_end - *pos) as usize).min(data.len());
+        current.extend_from_slice(&data[..take]);
+        data = &data[take..];
+        *pos += take as u64;
+        if *pos == block_end {
+            blocks.push(std::mem::take(current).freeze());
+        }
+    }
+}
+
+/// One ETag-pinned GET of `range` (block-aligned), streamed straight into per-block
+/// buffers (one copy, no reassembly). If the stream breaks, the rest comes from
+/// `get_range`, which retries; the result is the exact range or an error.
+pub(crate) async fn fetch_blocks(
+    store: &dyn ObjectStore,
+    key: &str,
+    etag: &str,
+    size: u64,
+    range: Range<u64>,
+    block: u64,
+) -> Result<BlockData, ReadError> {
+    let mut out = match store.get_object(key, Some(range.clone()), Some(etag)).await {
+        Ok(out) => out,
+        Err(e) if e.is_precondition_failed() => return Err(stale(key, etag)),
+        Err(e) => return Err(e.into()),
+    };
+    if !etag_eq(&out.meta.etag, etag) || out.meta.size != size {
+        return Err(stale(key, etag));
+    }
+    let mut blocks = Vec::with_capacity((range.end - range.start).div_ceil(block) as usize);
+    let mut current = BytesMut::new();
+    let mut pos = range.start;
+    while let Some(item) = out.body.next().await {
+        match item {
+            Ok(data) => {
+                if data.len() as u64 > range.end - pos {
+                    return Err(StoreError::InvalidResponse {
+                        operation: "GetObject".into(),
+                        message: format!("more data than the requested range of {key}"),
+                    }
+                    .into());
+                }
+                append_blocks(&mut blocks, &mut current, &mut pos, &range, block, &data);
+            }
+            Err(e) if e.is_precondition_failed() => return Err(stale(key, etag)),
+            Err(e) => {
+                tracing::debug!(key, pos, error = %e, "GET body broke; fetching the rest");
+                break;
+            }
+        }
+    }
+    if pos < range.end {
+        let rest = fetch_range(store, key, etag, size, pos..range.end).await?;
+        append_blocks(&mut blocks, &mut current, &mut pos, &range, block, &rest);
+    }
+    Ok(BlockData {
+        start: range.start,
+        block_size: block,
+        blocks: blocks.into(),
+    })
+}
+
 /// What a queue needs to fetch: the object identity and where to get/put the bytes.
 #[derive(Clone)]
 pub struct Source {
@@ -159,12 +238,17 @@ impl Source {
             {
                 Some(data) => Ok(data),
                 None => {
-                    let fetched =
-                        fetch_range(&*src.store, &src.key, &src.etag, src.size, range.clone())
-                            .await;
+                    let fetched = fetch_blocks(
+                        &*src.store,
+                        &src.key,
+                        &src.etag,
+                        src.size,
+                        range.clone(),
+                        src.cache.block_size(),
+                    )
+                    .await;
                     if let Ok(data) = &fetched {
-                        src.cache
-                            .insert_range(&src.key, &src.etag, range.start, data);
+                        src.cache.insert_blocks(&src.key, &src.etag, data);
                     }
                     fetched
                 }
@@ -180,14 +264,16 @@ impl Source {
 
 /// The read-ahead queue of one handle (see the module docs).
 pub struct Queue {
+    block_size: u64,
     chunks: VecDeque<Chunk>,
     /// End of the queued range; where the next request starts.
     next_fetch: u64,
 }
 
 impl Queue {
-    pub fn new() -> Self {
+    pub fn new(block_size: u64) -> Self {
         Queue {
+            block_size,
             chunks: VecDeque::new(),
             next_fetch: 0,
         }
@@ -248,21 +334,18 @@ impl Queue {
         self.next_fetch = range.end;
         self.chunks.push_back(Chunk {
             range,
-            state: ChunkState::Follow {
-                rx: leader.rx,
-                leader_start: leader.range.start,
-            },
+            state: ChunkState::Follow(leader.rx),
             _permit: None,
         });
     }
 
-    /// Appends data already at hand (a cached block) at `end()`.
-    pub fn push_ready(&mut self, data: Bytes) {
-        let range = self.next_fetch..self.next_fetch + data.len() as u64;
+    /// Appends a cached block at `end()` (which must be that block's start).
+    pub fn push_ready(&mut self, block: Bytes) {
+        let range = self.next_fetch..self.next_fetch + block.len() as u64;
         self.next_fetch = range.end;
         self.chunks.push_back(Chunk {
+            state: ChunkState::Ready(BlockData::single(range.start, self.block_size, block)),
             range,
-            state: ChunkState::Ready(data),
             _permit: None,
         });
     }
@@ -280,14 +363,8 @@ impl Queue {
             .iter()
             .position(|c| c.range.start <= pos && pos < c.range.end)?;
         let range = self.chunks[i].range.clone();
-        if let ChunkState::Follow { rx, leader_start } = &self.chunks[i].state {
-            let leader_start = *leader_start;
-            let followed = follow(rx.clone()).await.and_then(|data| {
-                let from = (range.start - leader_start) as usize;
-                let to = (range.end - leader_start) as usize;
-                (to <= data.len()).then(|| data.slice(from..to))
-            });
-            self.chunks[i].state = match followed {
+        if let ChunkState::Follow(rx) = &self.chunks[i].state {
+            self.chunks[i].state = match follow(rx.clone()).await {
                 Some(data) => ChunkState::Ready(data),
                 // The other reader's GET failed or was cancelled: fetch it ourselves.
                 None => ChunkState::InFlight(src.spawn(range.clone())),
@@ -309,15 +386,9 @@ impl Queue {
             }
         }
         match &self.chunks[i].state {
-            ChunkState::Ready(b) => Some(Ok((range.start, b.clone()))),
+            ChunkState::Ready(data) => data.block_at(pos).map(Ok),
             _ => None,
         }
-    }
-}
-
-impl Default for Queue {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -334,7 +405,7 @@ mod tests {
 
     #[test]
     fn queue_tracks_its_range() {
-        let mut q = Queue::new();
+        let mut q = Queue::new(4096);
         q.reset_to(5000, 4096);
         assert_eq!((q.start(), q.end()), (4096, 4096));
         q.push_ready(Bytes::from(vec![1; 4096]));

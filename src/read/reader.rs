@@ -170,7 +170,7 @@ impl ObjectReader {
             max_request: cfg.max_request_size,
             max_window: cfg.max_window,
             max_parallel: cfg.max_parallel_requests,
-            queue: Queue::new(),
+            queue: Queue::new(cfg.block_size),
             window: cfg.first_request_size,
             target_end: 0,
             last_end: None,

@@ -7,10 +7,8 @@
 //!   resets the window, cancelling the read-ahead that would now be wasted.
 //! - The window starts at `first_request_size` and doubles each time a sequential reader
 //!   has consumed half of what was queued ahead of it, up to `max_window`.
-//! - The bytes to fetch are split into block-aligned requests of at most
-//!   `max_request_size`, so each can be cached block by block and several run in parallel.
-
-use std::ops::Range;
+//! - Requests start and end on block boundaries ([`block_floor`], [`block_ceil`]), so each
+//!   can be cached block by block (their sizing lives in the reader).
 
 /// How a read relates to the previous one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,27 +62,6 @@ pub fn block_ceil(offset: u64, block: u64, size: u64) -> u64 {
     offset.div_ceil(block).saturating_mul(block).min(size)
 }
 
-/// Splits `[from, to)` (with `from` block-aligned) into block-aligned requests of at most
-/// `max_request` bytes; the end is rounded up to a block (but never past `size`).
-pub fn plan_requests(
-    from: u64,
-    to: u64,
-    max_request: u64,
-    block: u64,
-    size: u64,
-) -> Vec<Range<u64>> {
-    debug_assert_eq!(from % block, 0);
-    let to = block_ceil(to, block, size);
-    let mut out = Vec::new();
-    let mut start = from;
-    while start < to {
-        let end = (start + max_request).min(to);
-        out.push(start..end);
-        start = end;
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,19 +105,6 @@ mod tests {
         assert!(!should_grow(MIB / 2, MIB, MIB));
         assert!(should_grow(MIB / 2 + 1, MIB, MIB));
         assert!(should_grow(2 * MIB, MIB, MIB)); // reader ahead of the queue
-    }
-
-    #[test]
-    fn requests_are_aligned_and_bounded() {
-        let plan = plan_requests(0, 20 * MIB + 5, 8 * MIB, MIB, 100 * MIB);
-        assert_eq!(
-            plan,
-            vec![0..8 * MIB, 8 * MIB..16 * MIB, 16 * MIB..21 * MIB]
-        );
-        // Capped at the object size.
-        let plan = plan_requests(2 * MIB, 10 * MIB, 8 * MIB, MIB, 3 * MIB + 7);
-        assert_eq!(plan, vec![2 * MIB..3 * MIB + 7]);
-        assert!(plan_requests(MIB, MIB, 8 * MIB, MIB, 4 * MIB).is_empty());
     }
 
     #[test]

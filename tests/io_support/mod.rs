@@ -49,6 +49,8 @@ pub struct MockStore {
     pub fail_parts: Mutex<Vec<u32>>,
     /// Ignore If-Match (to test the reader's own ETag check).
     pub ignore_if_match: std::sync::atomic::AtomicBool,
+    /// Streaming GET bodies fail after this many bytes (tests the reader's fallback).
+    pub break_streams_after: Mutex<Option<usize>>,
     in_flight: AtomicUsize,
     pub max_in_flight: AtomicUsize,
 }
@@ -180,11 +182,39 @@ impl ObjectStore for MockStore {
 
     async fn get_object(
         &self,
-        _key: &str,
-        _range: Option<Range<u64>>,
-        _if_match: Option<&str>,
+        key: &str,
+        range: Option<Range<u64>>,
+        if_match: Option<&str>,
     ) -> StoreResult<GetObjectOutput> {
-        Err(unsupported("get_object"))
+        let size = self.object(key).map_or(0, |d| d.len() as u64);
+        let range = range.unwrap_or(0..size);
+        let out = self.get_range(key, range, if_match).await?;
+        // Deliver the body in pieces, like a network stream.
+        let limit = *self.break_streams_after.lock().unwrap();
+        let body = match limit {
+            Some(n) if n < out.data.len() => out.data.slice(..n),
+            _ => out.data.clone(),
+        };
+        let mut pieces: Vec<StoreResult<Bytes>> = body
+            .chunks(64 * 1024)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        if body.len() < out.data.len() {
+            pieces.push(Err(StoreError::Network {
+                endpoint: "mock".into(),
+                message: "connection reset".into(),
+            }));
+        }
+        Ok(GetObjectOutput {
+            meta: ObjectMeta {
+                key: key.to_string(),
+                size: out.object_size,
+                etag: out.etag,
+                crc64: out.object_crc64,
+                ..Default::default()
+            },
+            body: Box::pin(futures::stream::iter(pieces)),
+        })
     }
 
     async fn put_object(
