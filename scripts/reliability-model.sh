@@ -7,5 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export RELIABILITY_MODEL_SEED="${RELIABILITY_MODEL_SEED:-$(seq -s, 1 20)}"
 export RELIABILITY_MODEL_STEPS="${RELIABILITY_MODEL_STEPS:-1000}"
+# Server faults hidden by retries (0 to turn off).
+export RELIABILITY_MODEL_FAIL_RATE="${RELIABILITY_MODEL_FAIL_RATE:-0.05}"
 cargo build --bins
 timeout 7200 cargo test --test model_fs -- --nocapture

@@ -171,13 +171,17 @@ fn writes_under_faults_are_all_or_nothing() {
             let key = format!("w-{i}.bin");
             let data = pattern(100 + i as u64 + round * 1000, size);
             let path = mnt.path(&key);
+            let fsync = i % 2 == 1;
             let outcome = with_timeout("write", Duration::from_secs(120), move || {
                 let mut f = std::fs::File::create(&path)?;
                 // Odd-sized writes, as applications do.
                 for chunk in data.chunks(300_001) {
                     f.write_all(chunk)?;
                 }
-                close_checked(f)
+                // Half of the files also fsync: its error counts like close's.
+                let synced = if fsync { f.sync_all() } else { Ok(()) };
+                let closed = close_checked(f);
+                synced.and(closed)
             });
             faults_off(&emu);
             let server = emu.get(&key);
@@ -217,7 +221,7 @@ fn writes_under_faults_are_all_or_nothing() {
         open = emu.uploads();
     }
     eprintln!(
-        "writes under faults: {ok} files closed ok ({bytes_verified} bytes verified), {failed} failed with EIO and left nothing; faults injected {:?}",
+        "writes under faults: {ok} files closed ok ({bytes_verified} bytes verified), {failed} failed with EIO at fsync/close and left the previous content intact; faults injected {:?}",
         stats.faults_injected
     );
     assert!(open.is_empty(), "multipart uploads left open: {open:?}");
