@@ -162,6 +162,23 @@ fn stale_error(path: &Path, entry: Option<&MountEntry>, offer_recovery: bool) ->
     }
 }
 
+/// Non-root users may only use `allow_other`/`allow_root` when `/etc/fuse.conf` has
+/// `user_allow_other`; the kernel-side failure is cryptic, so check first.
+pub fn check_allow_other_permitted(fuse_conf: &str, euid: u32) -> Result<(), String> {
+    if euid == 0 {
+        return Ok(());
+    }
+    let permitted = fuse_conf
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .any(|l| l == "user_allow_other");
+    if permitted {
+        Ok(())
+    } else {
+        Err("--allow-other/--allow-root need `user_allow_other` in /etc/fuse.conf when not mounting as root".into())
+    }
+}
+
 /// The mount whose mount point is exactly `path` (the last one when stacked).
 pub fn find_mount(path: &Path) -> io::Result<Option<MountEntry>> {
     let text = std::fs::read_to_string("/proc/self/mountinfo")?;
@@ -255,6 +272,13 @@ garbage line
         assert_eq!(entries[1].fstype, "fuse.ossmount");
         assert!(entries[1].is_ossmount());
         assert!(!entries[0].is_ossmount());
+    }
+
+    #[test]
+    fn allow_other_needs_fuse_conf_for_users() {
+        assert!(check_allow_other_permitted("", 0).is_ok());
+        assert!(check_allow_other_permitted("# user_allow_other\n", 1000).is_err());
+        assert!(check_allow_other_permitted("mount_max = 1000\nuser_allow_other\n", 1000).is_ok());
     }
 
     #[test]

@@ -300,3 +300,42 @@ fn list_regions_flag_needs_no_positionals() {
         "{stdout}"
     );
 }
+
+#[test]
+fn usage_errors_never_echo_a_misplaced_secret() {
+    let home = tempfile::tempdir().unwrap();
+    // A secret typed where a positional goes, and one given to a misspelled flag.
+    let stderr = expect_failure(
+        ossmount(home.path()).args(["--access-key-secret", SECRET, "bkt", "/mnt", SECRET]),
+        2,
+        "<redacted>",
+    );
+    assert!(!stderr.contains(SECRET), "{stderr}");
+    assert!(stderr.contains("<redacted>"), "{stderr}");
+    let stderr = expect_failure(
+        ossmount(home.path())
+            .env("OSS_ACCESS_KEY_SECRET", SECRET)
+            .args(["bkt", "/mnt", SECRET]),
+        2,
+        "<redacted>",
+    );
+    assert!(!stderr.contains(SECRET), "{stderr}");
+}
+
+#[test]
+fn bad_log_filter_is_reported_in_both_modes() {
+    let home = tempfile::tempdir().unwrap();
+    let mp = home.path().join("mnt");
+    std::fs::create_dir(&mp).unwrap();
+    for extra in [&["-f"][..], &[][..]] {
+        expect_failure(
+            ossmount(home.path())
+                .env("OSSMOUNT_LOG", "ossmount=loud")
+                .args(extra)
+                .args(["--region", "cn-hangzhou", "bkt"])
+                .arg(&mp),
+            1,
+            "invalid OSSMOUNT_LOG filter 'ossmount=loud'",
+        );
+    }
+}

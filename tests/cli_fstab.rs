@@ -101,7 +101,7 @@ fn fstab_line_mounts_through_the_helper() {
     assert!(out.status.success(), "mount failed: {stderr}");
     let entry = ossmount::mount_check::find_mount(&mountpoint).unwrap();
     assert!(
-        entry.is_some_and(|e| e.source == format!("ossmount:{BUCKET}")),
+        entry.is_some_and(|e| e.source == format!("ossmount:{BUCKET}:docs/")),
         "not mounted"
     );
 

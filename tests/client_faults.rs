@@ -147,3 +147,30 @@ async fn added_latency_within_timeout_is_fine_but_beyond_it_times_out() {
     assert!(matches!(err, StoreError::Timeout { .. }), "{err}");
     assert!(started.elapsed() < std::time::Duration::from_secs(3));
 }
+
+#[tokio::test]
+async fn streaming_get_resumes_after_breaks_and_delivers_intact_data() {
+    let env = start_emulator(|cfg| cfg.seed = 11).await;
+    let c = env.client_with(|cfg| cfg.max_attempts = 10);
+    let data = Bytes::from(pattern(3 << 20, 4));
+    c.put_object("big", data.clone().into(), &PutOptions::default())
+        .await
+        .unwrap();
+    env.emu.set_faults(FaultUpdate {
+        truncate_rate: Some(0.15),
+        reset_rate: Some(0.15),
+        ..Default::default()
+    });
+    for _ in 0..6 {
+        // The first reply may itself fail before its status line; execute() retries that.
+        let out = c.get_object("big", None, None).await.unwrap();
+        let mut got = Vec::with_capacity(data.len());
+        let mut body = out.body;
+        while let Some(chunk) = body.next().await {
+            got.extend_from_slice(&chunk.unwrap());
+        }
+        assert!(got == data[..], "corrupt stream");
+    }
+    let f = env.emu.stats().faults_injected;
+    assert!(f.values().sum::<u64>() >= 2, "faults: {f:?}");
+}

@@ -21,6 +21,7 @@ async fn put_get_head_with_metadata_and_checksums() {
             Req::new("PUT", "docs/hello.txt")
                 .h("Content-Type", "text/plain")
                 .h("x-oss-meta-Color", "blue")
+                .h("x-oss-meta-owner", "Zoë")
                 .h("Content-MD5", &md5_b64(&data))
                 .body(data.clone()),
         )
@@ -38,6 +39,10 @@ async fn put_get_head_with_metadata_and_checksums() {
     assert_eq!(&g.body[..], &data[..]);
     assert_eq!(g.header("content-type"), Some("text/plain"));
     assert_eq!(g.header("x-oss-meta-color"), Some("blue"));
+    assert_eq!(
+        g.headers.get("x-oss-meta-owner").map(|v| v.as_bytes()),
+        Some("Zoë".as_bytes())
+    );
     assert_eq!(g.header("x-oss-object-type"), Some("Normal"));
     assert_eq!(g.header("etag"), Some(etag.as_str()));
     assert!(g.header("last-modified").unwrap().ends_with("GMT"));

@@ -681,3 +681,58 @@ async fn listing_mtime_yields_to_head_metadata() {
     assert_eq!(e.fs.getattr(a.ino).await.expect("getattr").mtime, want);
     assert!(SystemTime::now() > want);
 }
+
+#[tokio::test]
+async fn append_to_large_object_copies_server_side() {
+    let e = env();
+    let base: Vec<u8> = (0..(2u32 << 20)).map(|i| (i % 241) as u8).collect();
+    let mut meta = BTreeMap::new();
+    meta.insert("foreign".to_string(), "kept".to_string());
+    e.store.put_with_meta("big.log", base.clone(), meta);
+    let a = e.fs.lookup(ROOT_INO, n("big.log")).await.expect("lookup");
+    e.store.reset_counts();
+    let fh =
+        e.fs.open(a.ino, libc::O_WRONLY | libc::O_APPEND)
+            .await
+            .expect("open");
+    let size = base.len() as u64;
+    e.fs.write(fh, size, b"line one\n").await.expect("append");
+    e.fs.write(fh, size + 9, b"line two\n")
+        .await
+        .expect("append");
+    assert_eq!(e.fs.getattr(a.ino).await.expect("getattr").size, size + 18);
+    e.fs.flush(fh).await.expect("flush");
+    e.fs.release(fh).await.expect("release");
+    let obj = e.store.object("big.log").expect("object");
+    let mut want = base.clone();
+    want.extend_from_slice(b"line one\nline two\n");
+    assert!(obj.data[..] == want[..], "content after server-side append");
+    assert_eq!(obj.user_meta["foreign"], "kept");
+    assert_eq!(e.store.count("GetObject"), 0, "{:?}", e.store.counts());
+    assert_eq!(e.store.count("UploadPartCopy"), 1);
+    assert_eq!(e.store.pending_uploads(), 0);
+
+    // A write before the end falls back to a full local copy and stays correct.
+    let fh = e.fs.open(a.ino, libc::O_RDWR).await.expect("open");
+    let end = want.len() as u64;
+    e.fs.write(fh, end, b"tail").await.expect("append");
+    e.fs.write(fh, 0, b"HEAD").await.expect("overwrite start");
+    e.fs.release(fh).await.expect("release");
+    want.extend_from_slice(b"tail");
+    want[..4].copy_from_slice(b"HEAD");
+    assert!(e.store.get("big.log").as_deref() == Some(&want[..]));
+
+    // The object changed behind our back: the append is refused, nothing is mixed.
+    let fh =
+        e.fs.open(a.ino, libc::O_WRONLY | libc::O_APPEND)
+            .await
+            .expect("open");
+    e.fs.write(fh, want.len() as u64, b"late")
+        .await
+        .expect("append");
+    e.store.mutate("big.log", vec![9u8; 2 << 20]);
+    let err = e.fs.flush(fh).await.expect_err("stale");
+    assert_eq!(err.errno(), libc::ESTALE);
+    let _ = e.fs.release(fh).await;
+    assert!(e.store.get("big.log").as_deref() == Some(&vec![9u8; 2 << 20][..]));
+}

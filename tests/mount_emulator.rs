@@ -46,6 +46,8 @@ impl Env {
         let cfg = FsConfig {
             uid: 0,
             gid: 0,
+            // Long enough that a loaded machine cannot expire entries mid-test.
+            metadata_ttl: Duration::from_secs(60),
             cache_dir: data.path().join("staging"),
             upload: UploadConfig {
                 part_size: 1 << 20,
@@ -190,4 +192,24 @@ fn ls_l_and_reread_request_costs() {
         0,
         "cached re-read: {stats:?}"
     );
+}
+
+#[test]
+fn shell_append_to_a_large_object_uploads_only_the_new_bytes() {
+    let env = Env::new();
+    let base: Vec<u8> = (0..(3u32 << 20)).map(|i| (i % 199) as u8).collect();
+    env.block_on(
+        env.client
+            .put_object("log.bin", base.clone().into(), &PutOptions::default()),
+    )
+    .expect("put");
+    env.sh("stat log.bin > /dev/null");
+    env.emu().reset_stats();
+    env.sh("echo appended >> log.bin");
+    let stats = env.emu().stats();
+    assert_eq!(stats.requests_for("GetObject"), 0, "{stats:?}");
+    assert!(stats.requests_for("UploadPartCopy") >= 1, "{stats:?}");
+    let mut want = base;
+    want.extend_from_slice(b"appended\n");
+    assert!(env.get("log.bin").as_deref() == Some(&want[..]));
 }

@@ -14,7 +14,8 @@ use clap::Parser;
 use ossmount::credentials::Secret;
 use ossmount::emulator::{EmulatorConfig, EmulatorError, FaultSettings};
 
-#[derive(Parser, Debug)]
+// No Debug derive: the struct holds the access key secret.
+#[derive(Parser)]
 #[command(
     name = "ossmount-emulator",
     version,

@@ -289,7 +289,7 @@ pub struct MountOptionArgs {
 /// Caches, part sizes and concurrency.
 #[derive(Debug, Clone, Default, Args)]
 pub struct TuningArgs {
-    /// Memory for the read block cache, e.g. 512MiB or 1G (default 512MiB).
+    /// Memory for the read block cache, e.g. 512MiB or 1G (default 256MiB).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = "Tuning")]
     pub cache_size: Option<u64>,
 

@@ -81,6 +81,7 @@ pub async fn mount(
         })
     })?;
     let opts = MountOptions {
+        fsname: config.fs_name(),
         read_only: config.mount.read_only,
         allow_other: config.mount.allow_other,
         allow_root: config.mount.allow_root,

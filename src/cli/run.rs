@@ -25,13 +25,14 @@ use crate::config::{Config, KeyOrigin, parse_bucket_spec, resolve_connection};
 use crate::daemon::{ReadyNotifier, daemonize};
 use crate::endpoint::{format_region_table, region_listing};
 use crate::logging::{self, LogTarget};
-use crate::mount_check::{MountpointStatus, check_mountpoint};
+use crate::mount_check::{MountpointStatus, check_allow_other_permitted, check_mountpoint};
 
 use super::args::{self, CleanupArgs, Cli, Command, RegionsArgs};
 use super::bucket_check::{abort_uploads, format_age, probe_bucket, stale_uploads};
 use super::connect;
 use super::error::CliError;
 use super::helper::{is_helper_invocation, translate_helper_args};
+use super::serve::Signals;
 
 /// Uploads older than this are reported at mount time as probably abandoned.
 pub const STALE_UPLOAD_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -45,11 +46,16 @@ pub fn main_with_args(argv: Vec<OsString>) -> ExitCode {
         },
         _ => argv,
     };
-    let matches = match args::command().try_get_matches_from(argv) {
+    let secrets = secret_values(&argv);
+    let matches = match args::command().try_get_matches_from(&argv) {
         Ok(m) => m,
         Err(e) => {
             // --help/--version print and exit 0; usage errors exit 2.
-            let _ = e.print();
+            if e.use_stderr() {
+                eprint!("{}", redact(&e.render().to_string(), &secrets));
+            } else {
+                let _ = e.print();
+            }
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
@@ -76,19 +82,56 @@ pub fn main_with_args(argv: Vec<OsString>) -> ExitCode {
             connection: cli.mount.connection.clone(),
             offline: false,
         }),
-        Some(Command::Cleanup(c)) => run_cleanup(&c),
-        None => {
-            let origin = match matches.value_source("access_key_id") {
-                Some(ValueSource::EnvVariable) => KeyOrigin::Environment,
-                _ => KeyOrigin::CommandLine,
-            };
-            run_mount(&cli.mount, origin)
+        Some(Command::Cleanup(c)) => {
+            let sub = matches.subcommand_matches("cleanup").unwrap_or(&matches);
+            run_cleanup(&c, key_origin(sub))
         }
+        None => run_mount(&cli.mount, key_origin(&matches)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }
+}
+
+/// Whether clap took the AccessKey from the command line or from `OSS_ACCESS_KEY_ID`.
+fn key_origin(matches: &clap::ArgMatches) -> KeyOrigin {
+    match matches.value_source("access_key_id") {
+        Some(ValueSource::EnvVariable) => KeyOrigin::Environment,
+        _ => KeyOrigin::CommandLine,
+    }
+}
+
+/// Values that must never be echoed: the secret/token flags' values and their
+/// environment variables. clap repeats stray arguments in usage errors, and a misplaced
+/// secret is exactly such an argument.
+fn secret_values(argv: &[OsString]) -> Vec<String> {
+    const FLAGS: [&str; 2] = ["--access-key-secret", "--security-token"];
+    let mut found: Vec<String> = ["OSS_ACCESS_KEY_SECRET", "OSS_SESSION_TOKEN"]
+        .iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .collect();
+    let args: Vec<String> = argv
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    for (i, arg) in args.iter().enumerate() {
+        for flag in FLAGS {
+            if arg == flag {
+                found.extend(args.get(i + 1).cloned());
+            } else if let Some(v) = arg.strip_prefix(flag).and_then(|r| r.strip_prefix('=')) {
+                found.push(v.to_string());
+            }
+        }
+    }
+    found.retain(|s| s.len() >= 4);
+    found
+}
+
+fn redact(text: &str, secrets: &[String]) -> String {
+    secrets
+        .iter()
+        .fold(text.to_string(), |t, s| t.replace(s.as_str(), "<redacted>"))
 }
 
 fn fail(e: &CliError) -> ExitCode {
@@ -116,6 +159,12 @@ fn run_mount(args: &args::MountArgs, origin: KeyOrigin) -> Result<(), CliError> 
     let config = Config::resolve(args, origin)?;
     let recover = config.mount.recover_stale_mount && !config.dry_run;
     let status = check_mountpoint(&config.mountpoint, config.mount.nonempty, recover)?;
+    if config.mount.allow_other || config.mount.allow_root {
+        let fuse_conf = std::fs::read_to_string("/etc/fuse.conf").unwrap_or_default();
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let euid = unsafe { libc::geteuid() };
+        check_allow_other_permitted(&fuse_conf, euid).map_err(CliError::Mount)?;
+    }
 
     let foreground = config.mount.foreground || config.dry_run;
     let mut notifier = if foreground {
@@ -161,6 +210,8 @@ async fn mount_async(config: &Config, notifier: &mut ReadyNotifier) -> Result<()
         return print_dry_run(config, &conn).await;
     }
     report_stale_uploads(config, &conn).await;
+    let signals = Signals::register()
+        .map_err(|e| CliError::Mount(format!("cannot install signal handlers: {e}")))?;
     let fs = super::filesystem::mount(config, conn.store.clone()).await?;
     tracing::info!(
         bucket = %config.bucket,
@@ -170,7 +221,7 @@ async fn mount_async(config: &Config, notifier: &mut ReadyNotifier) -> Result<()
         "mounted"
     );
     notifier.ready();
-    let reason = super::serve::serve_until_stopped(fs, Some(metrics))
+    let reason = super::serve::serve_until_stopped(fs, signals, Some(metrics))
         .await
         .map_err(|e| CliError::Mount(format!("unmount failed: {e}")))?;
     tracing::info!(?reason, "ossmount exiting");
@@ -276,12 +327,12 @@ fn run_regions(args: &RegionsArgs) -> Result<(), CliError> {
         .map_err(CliError::Output)
 }
 
-fn run_cleanup(args: &CleanupArgs) -> Result<(), CliError> {
+fn run_cleanup(args: &CleanupArgs, origin: KeyOrigin) -> Result<(), CliError> {
     let (bucket, prefix) = parse_bucket_spec(&args.bucket)?;
     let target = LogTarget::Stderr;
     logging::init(&target, args.debug, true)?;
     runtime()?.block_on(async {
-        let (endpoint, credentials) = resolve_connection(&args.connection, KeyOrigin::CommandLine)?;
+        let (endpoint, credentials) = resolve_connection(&args.connection, origin)?;
         let conn = connect::connect(&endpoint, &credentials, &bucket).await?;
         let now = SystemTime::now();
         let uploads = stale_uploads(conn.store.as_ref(), &prefix, args.older_than, now)

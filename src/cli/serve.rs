@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// How long a signal-triggered shutdown waits for in-flight uploads.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -40,25 +40,57 @@ pub enum StopReason {
     Unmounted,
 }
 
-/// Serves until a signal or an external unmount, then flushes and unmounts. Returns the
-/// reason, or an error when the unmount itself failed.
+/// The signals that stop or inspect a mount. Register them *before* mounting: from the
+/// moment the mount exists, a SIGTERM must unmount it rather than kill the process and
+/// leave a stale mount behind.
+pub struct Signals {
+    term: Signal,
+    int: Signal,
+    usr1: Signal,
+}
+
+impl Signals {
+    pub fn register() -> std::io::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            usr1: signal(SignalKind::user_defined1())?,
+        })
+    }
+
+    /// The next stop signal's name.
+    async fn stop(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
+
+/// Serves until a signal or an external unmount, then flushes and unmounts. A second
+/// stop signal during the flush stops waiting. Returns the reason, or an error when the
+/// unmount itself failed.
 pub async fn serve_until_stopped(
     mut fs: Box<dyn MountedFilesystem>,
+    mut signals: Signals,
     metrics: Option<PrometheusHandle>,
 ) -> Result<StopReason, String> {
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-    let mut sigusr1 = signal(SignalKind::user_defined1()).map_err(|e| e.to_string())?;
     let reason = loop {
         tokio::select! {
-            _ = sigterm.recv() => break StopReason::Signal("SIGTERM"),
-            _ = sigint.recv() => break StopReason::Signal("SIGINT"),
-            _ = sigusr1.recv() => dump_metrics(metrics.as_ref()),
+            _ = signals.term.recv() => break StopReason::Signal("SIGTERM"),
+            _ = signals.int.recv() => break StopReason::Signal("SIGINT"),
+            _ = signals.usr1.recv() => dump_metrics(metrics.as_ref()),
             _ = fs.unmounted() => break StopReason::Unmounted,
         }
     };
     tracing::info!(?reason, "stopping: finishing in-flight uploads");
-    let unfinished = fs.flush(FLUSH_TIMEOUT).await;
+    let unfinished = tokio::select! {
+        n = fs.flush(FLUSH_TIMEOUT) => n,
+        name = signals.stop() => {
+            tracing::warn!(signal = name, "second stop signal: not waiting for uploads any longer");
+            1
+        }
+    };
     if unfinished > 0 {
         tracing::error!(
             unfinished,
@@ -115,7 +147,10 @@ mod tests {
             flushed: flushed.clone(),
             unmounted: unmounted.clone(),
         };
-        let reason = serve_until_stopped(Box::new(fs), None).await.unwrap();
+        let signals = Signals::register().unwrap();
+        let reason = serve_until_stopped(Box::new(fs), signals, None)
+            .await
+            .unwrap();
         assert_eq!(reason, StopReason::Unmounted);
         assert_eq!(flushed.load(Ordering::SeqCst), 1);
         assert_eq!(unmounted.load(Ordering::SeqCst), 1);

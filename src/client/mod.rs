@@ -7,7 +7,8 @@
 //!   and signing; `transport`: one attempt / retries / clock skew / metrics / logs;
 //!   `retry`: classification and full-jitter backoff; `error`: error replies →
 //!   [`StoreError`]; `xml`: reply parsing and request bodies.
-//! - Operations: `object` (head, get, put, delete, copy, append, symlink), `multipart`,
+//! - Operations: `object` (head, get, put, delete, copy, append, symlink) with `download`
+//!   (streaming bodies that verify and resume), `multipart`,
 //!   `list` (ListObjectsV2, DeleteMultipleObjects), [`bucket`] (GetBucketInfo,
 //!   DescribeRegions).
 //!
@@ -25,6 +26,7 @@
 
 pub mod bucket;
 pub mod config;
+mod download;
 mod error;
 mod list;
 mod multipart;

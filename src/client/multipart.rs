@@ -6,8 +6,8 @@
 //! Complete folds the part CRCs with [`crate::crc64::combine`] and compares the result with
 //! the completed object's header (skipped when a part's CRC is unknown).
 //!
-//! Complete is not idempotent: if its reply is lost, the retry gets `NoSuchUpload`. When we
-//! know the combined CRC we then HEAD the key and report success if the object has exactly
+//! Complete is not idempotent: if its reply is lost, the retry gets `NoSuchUpload`. When
+//! that happens after a retry and we know the combined CRC, we HEAD the key and report success if the object has exactly
 //! the expected size and CRC. Abort treats `NoSuchUpload` as done.
 
 use std::ops::Range;
@@ -138,10 +138,10 @@ impl OssClient {
                 xml::complete_multipart_body(&body).into(),
             ));
         req.response_timeout = Some(self.inner.cfg.read_timeout * SLOW_OP_TIMEOUT_FACTOR);
-        match self
-            .execute_xml::<CompleteMultipartUploadResult>(&req)
-            .await
-        {
+        let (result, attempts) = self
+            .execute_xml_counted::<CompleteMultipartUploadResult>(&req)
+            .await;
+        match result {
             Ok((h, r)) => {
                 let server = crc_of(&h);
                 check_crc(key, expected_crc, server)?;
@@ -150,7 +150,9 @@ impl OssClient {
                     crc64: server.or(expected_crc),
                 })
             }
-            Err(e) if e.code() == Some("NoSuchUpload") && expected_crc.is_some() => {
+            Err(e)
+                if attempts > 1 && e.code() == Some("NoSuchUpload") && expected_crc.is_some() =>
+            {
                 let meta = self
                     .head_object_impl(key)
                     .await

@@ -5,13 +5,14 @@
 //! EOF is clamped; a start at or past EOF is 416 InvalidRange) and optionally `If-Match`.
 //! `get_range` reads exactly the promised length: shorter is retried (`ShortBody`), longer
 //! is an invalid response. When the range covers the whole object the CRC-64 header is
-//! checked (mismatch retried). Streaming GETs verify length and CRC at the end of the
-//! stream and yield an error *instead of* the last chunk when they do not match, so a
-//! consumer never sees a clean end of a corrupt body.
+//! checked (mismatch retried). Streaming GETs check length and CRC at the end and resume
+//! after connection breaks: see `download`.
 //!
-//! Non-idempotent retries: AppendObject may have succeeded on the server when its reply
-//! was lost; the retry then fails with `PositionNotEqualToLength`. We check with a HEAD
-//! whether the object has exactly the expected length and CRC and then report success.
+//! Non-idempotent retries: AppendObject (or PutObject with `forbid_overwrite`) may have
+//! succeeded on the server when its reply was lost; the retry then fails with
+//! `PositionNotEqualToLength` (`FileAlreadyExists`). Only in that case — an error after a
+//! retry — we check with a HEAD whether the object has exactly the expected length and
+//! CRC and then report success.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -22,6 +23,7 @@ use reqwest::Method;
 use reqwest::header::HeaderMap;
 
 use super::OssClient;
+use super::download::{BodyStream, Resume};
 use super::error::header_str;
 use super::request::{OssRequest, RequestBody, validate_key};
 use super::retry::{Failure, RetryReason};
@@ -45,7 +47,7 @@ pub(crate) fn crc_of(h: &HeaderMap) -> Option<u64> {
 }
 
 /// `bytes a-b/total` → (a, b, total).
-fn parse_content_range(v: &str) -> Option<(u64, u64, u64)> {
+pub(crate) fn parse_content_range(v: &str) -> Option<(u64, u64, u64)> {
     let rest = v.trim().strip_prefix("bytes ")?;
     let (span, total) = rest.split_once('/')?;
     let (a, b) = span.split_once('-')?;
@@ -61,7 +63,7 @@ pub(crate) fn meta_from_headers(key: &str, h: &HeaderMap, size: u64) -> ObjectMe
     let mut user_meta = BTreeMap::new();
     for (name, value) in h {
         if let Some(m) = name.as_str().strip_prefix("x-oss-meta-")
-            && let Ok(v) = value.to_str()
+            && let Ok(v) = std::str::from_utf8(value.as_bytes())
         {
             user_meta.insert(m.to_ascii_lowercase(), v.to_string());
         }
@@ -128,7 +130,7 @@ impl OssClient {
         Ok(meta_from_headers(key, h, size))
     }
 
-    fn ranged_get(
+    pub(crate) fn ranged_get(
         &self,
         key: &str,
         range: Option<&Range<u64>>,
@@ -389,6 +391,14 @@ impl OssClient {
         } else {
             None
         };
+        // Resuming needs the ETag to pin the object version.
+        let resume = (!meta.etag.is_empty()).then(|| Resume {
+            client: self.clone(),
+            etag: meta.etag.clone(),
+            start,
+            attempts_left: self.inner.cfg.max_attempts.saturating_sub(1),
+            retry: 0,
+        });
         let body = BodyStream {
             inner: sent.resp.bytes_stream().boxed(),
             pending: None,
@@ -400,6 +410,7 @@ impl OssClient {
             key: key.to_string(),
             endpoint: self.endpoint(),
             done: false,
+            resume,
         }
         .into_stream();
         Ok(GetObjectOutput { meta, body })
@@ -416,7 +427,29 @@ impl OssClient {
             OssRequest::object("PutObject", Method::PUT, key).body(RequestBody::from(body)),
             opts,
         );
-        let sent = self.execute(&req).await?;
+        let (result, attempts) = self.execute_counted(&req).await;
+        let sent = match result {
+            Ok(s) => s,
+            Err(e)
+                if opts.forbid_overwrite
+                    && attempts > 1
+                    && e.code() == Some("FileAlreadyExists") =>
+            {
+                // Did our own earlier attempt create it? Then the object is exactly our
+                // body. The CRC is known up front only for in-memory bodies.
+                if let RequestBody::Bytes { data, crc } = &req.body {
+                    let meta = self.head_object_impl(key).await?;
+                    if meta.size == data.len() as u64 && meta.crc64 == Some(*crc) {
+                        return Ok(PutResult {
+                            etag: meta.etag,
+                            crc64: meta.crc64,
+                        });
+                    }
+                }
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         let h = sent.resp.headers();
         let server = crc_of(h);
         check_crc(key, sent.body_crc, server)?;
@@ -488,9 +521,14 @@ impl OssClient {
         if position == 0 {
             req = apply_put_options(req, opts);
         }
-        let sent = match self.execute(&req).await {
+        let (result, attempts) = self.execute_counted(&req).await;
+        let sent = match result {
             Ok(s) => s,
-            Err(e) if e.code() == Some("PositionNotEqualToLength") && expected_crc.is_some() => {
+            Err(e)
+                if attempts > 1
+                    && e.code() == Some("PositionNotEqualToLength")
+                    && expected_crc.is_some() =>
+            {
                 // Did an earlier attempt of ours land? Then the object is exactly it.
                 let meta = self.head_object_impl(key).await?;
                 if meta.size == position + len && meta.crc64.is_some() && meta.crc64 == expected_crc
@@ -548,109 +586,6 @@ impl OssClient {
     }
 }
 
-/// A streaming GET body that checks length and CRC at the end (see the module docs).
-struct BodyStream {
-    inner: futures::stream::BoxStream<'static, reqwest::Result<Bytes>>,
-    /// Held back so the last chunk can be replaced by an error.
-    pending: Option<Bytes>,
-    hasher: Option<Crc64Hasher>,
-    expected_crc: Option<u64>,
-    received: u64,
-    expected_len: u64,
-    timeout: std::time::Duration,
-    key: String,
-    endpoint: String,
-    done: bool,
-}
-
-impl BodyStream {
-    fn into_stream(self) -> futures::stream::BoxStream<'static, StoreResult<Bytes>> {
-        futures::stream::unfold(self, |mut st| async move {
-            if st.done {
-                return None;
-            }
-            loop {
-                let next = tokio::time::timeout(st.timeout, st.inner.next()).await;
-                match next {
-                    Err(_) => {
-                        st.done = true;
-                        let e = StoreError::Timeout {
-                            what: format!("reading {} from {}", st.key, st.endpoint),
-                            secs: st.timeout.as_secs().max(1),
-                        };
-                        return Some((Err(e), st));
-                    }
-                    Ok(Some(Err(e))) => {
-                        st.done = true;
-                        let e = StoreError::Network {
-                            endpoint: st.endpoint.clone(),
-                            message: format!(
-                                "reading {} after {} of {} bytes: {}",
-                                st.key,
-                                st.received,
-                                st.expected_len,
-                                crate::credentials::ecs_ram_role::error_chain(&e)
-                            ),
-                        };
-                        return Some((Err(e), st));
-                    }
-                    Ok(Some(Ok(chunk))) => {
-                        if chunk.is_empty() {
-                            continue;
-                        }
-                        ::metrics::counter!(crate::metrics::OSS_BYTES_READ)
-                            .increment(chunk.len() as u64);
-                        st.received += chunk.len() as u64;
-                        if st.received > st.expected_len {
-                            st.done = true;
-                            let e = StoreError::InvalidResponse {
-                                operation: "GetObject".into(),
-                                message: format!(
-                                    "body longer than the {} bytes promised",
-                                    st.expected_len
-                                ),
-                            };
-                            return Some((Err(e), st));
-                        }
-                        if let Some(h) = st.hasher.as_mut() {
-                            h.update(&chunk);
-                        }
-                        if let Some(prev) = st.pending.replace(chunk) {
-                            return Some((Ok(prev), st));
-                        }
-                    }
-                    Ok(None) => {
-                        st.done = true;
-                        if st.received < st.expected_len {
-                            let e = StoreError::Network {
-                                endpoint: st.endpoint.clone(),
-                                message: format!(
-                                    "short body for {}: received {} of {} bytes",
-                                    st.key, st.received, st.expected_len
-                                ),
-                            };
-                            return Some((Err(e), st));
-                        }
-                        if let (Some(h), Some(server)) = (&st.hasher, st.expected_crc) {
-                            let client = h.finish();
-                            if client != server {
-                                let e = StoreError::CrcMismatch {
-                                    key: st.key.clone(),
-                                    client,
-                                    server,
-                                };
-                                return Some((Err(e), st));
-                            }
-                        }
-                        return st.pending.take().map(|p| (Ok(p), st));
-                    }
-                }
-            }
-        })
-        .boxed()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -666,64 +601,5 @@ mod tests {
     #[test]
     fn copy_source_keeps_slashes_and_encodes_the_rest() {
         assert_eq!(copy_source("b", "a b/c+d/中"), "/b/a%20b/c%2Bd/%E4%B8%AD");
-    }
-
-    #[tokio::test]
-    async fn body_stream_replaces_last_chunk_on_crc_mismatch() {
-        let chunks: Vec<reqwest::Result<Bytes>> = vec![
-            Ok(Bytes::from_static(b"hello ")),
-            Ok(Bytes::from_static(b"world")),
-        ];
-        let make = |crc: u64| BodyStream {
-            inner: futures::stream::iter(chunks.clone_ok()).boxed(),
-            pending: None,
-            hasher: Some(Crc64Hasher::new()),
-            expected_crc: Some(crc),
-            received: 0,
-            expected_len: 11,
-            timeout: std::time::Duration::from_secs(5),
-            key: "k".into(),
-            endpoint: "e".into(),
-            done: false,
-        };
-        let good: Vec<_> = make(crc64(b"hello world")).into_stream().collect().await;
-        assert_eq!(good.len(), 2);
-        assert!(good.iter().all(|r| r.is_ok()));
-        let bad: Vec<_> = make(1).into_stream().collect().await;
-        assert_eq!(bad.len(), 2);
-        assert_eq!(bad[0].as_ref().unwrap(), &Bytes::from_static(b"hello "));
-        assert!(matches!(bad[1], Err(StoreError::CrcMismatch { .. })));
-    }
-
-    #[tokio::test]
-    async fn body_stream_reports_short_body() {
-        let st = BodyStream {
-            inner: futures::stream::iter(vec![Ok(Bytes::from_static(b"abc"))]).boxed(),
-            pending: None,
-            hasher: None,
-            expected_crc: None,
-            received: 0,
-            expected_len: 10,
-            timeout: std::time::Duration::from_secs(5),
-            key: "k".into(),
-            endpoint: "e".into(),
-            done: false,
-        };
-        let items: Vec<_> = st.into_stream().collect().await;
-        assert_eq!(items.len(), 1);
-        let msg = items[0].as_ref().unwrap_err().to_string();
-        assert!(msg.contains("received 3 of 10"), "{msg}");
-    }
-
-    trait CloneOk {
-        fn clone_ok(&self) -> Vec<reqwest::Result<Bytes>>;
-    }
-    impl CloneOk for Vec<reqwest::Result<Bytes>> {
-        fn clone_ok(&self) -> Vec<reqwest::Result<Bytes>> {
-            self.iter()
-                .filter_map(|r| r.as_ref().ok().cloned())
-                .map(Ok)
-                .collect()
-        }
     }
 }

@@ -208,9 +208,11 @@ impl OssClient {
         }
         let mut builder = inner.http.request(req.method.clone(), url.as_str());
         for (name, value) in &headers {
-            let v = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
+            // from_bytes (not from_str) so UTF-8 metadata values go out as raw bytes, as
+            // the official SDKs send them; control characters are still refused.
+            let v = reqwest::header::HeaderValue::from_bytes(value.as_bytes()).map_err(|_| {
                 Failure::fatal(StoreError::InvalidArgument(format!(
-                    "header {name} has a value that cannot be sent in HTTP (control or non-ASCII characters)"
+                    "header {name} has a value that cannot be sent in HTTP (control characters)"
                 )))
             })?;
             builder = builder.header(name.as_str(), v);
@@ -345,7 +347,22 @@ impl OssClient {
     }
 
     /// Repeats `attempt` under the retry policy. `req` names the operation in logs.
-    pub(crate) async fn run<T, F, Fut>(&self, req: &OssRequest, mut attempt: F) -> StoreResult<T>
+    pub(crate) async fn run<T, F, Fut>(&self, req: &OssRequest, attempt: F) -> StoreResult<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        self.run_counted(req, attempt).await.0
+    }
+
+    /// [`Self::run`], also returning how many attempts were made. Non-idempotent
+    /// operations use the count: an error such as `FileAlreadyExists` after a retry may
+    /// mean our own earlier attempt succeeded and only its reply was lost.
+    pub(crate) async fn run_counted<T, F, Fut>(
+        &self,
+        req: &OssRequest,
+        mut attempt: F,
+    ) -> (StoreResult<T>, u32)
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, Failure>>,
@@ -355,7 +372,7 @@ impl OssClient {
         loop {
             n += 1;
             let failure = match attempt().await {
-                Ok(v) => return Ok(v),
+                Ok(v) => return (Ok(v), n),
                 Err(f) => f,
             };
             if let Some(off) = failure.clock_offset_ms {
@@ -388,7 +405,7 @@ impl OssClient {
                 }
                 _ => {
                     self.log_failure(req, &failure.error, n);
-                    return Err(failure.error);
+                    return (Err(failure.error), n);
                 }
             }
         }
@@ -425,9 +442,17 @@ impl OssClient {
         self.run(req, || self.send_once(req)).await
     }
 
+    /// [`Self::execute`] plus the number of attempts made.
+    pub(crate) async fn execute_counted(&self, req: &OssRequest) -> (StoreResult<Sent>, u32) {
+        self.run_counted(req, || self.send_once(req)).await
+    }
+
     /// Sends with retries and reads the whole (bounded) reply body.
-    pub(crate) async fn execute_read(&self, req: &OssRequest) -> StoreResult<(HeaderMap, Bytes)> {
-        self.run(req, || async {
+    async fn execute_read_counted(
+        &self,
+        req: &OssRequest,
+    ) -> (StoreResult<(HeaderMap, Bytes)>, u32) {
+        self.run_counted(req, || async {
             let sent = self.send_once(req).await?;
             let headers = sent.resp.headers().clone();
             let (body, truncated) = self.read_capped(sent.resp, MAX_XML_BODY, req).await?;
@@ -447,12 +472,23 @@ impl OssClient {
         &self,
         req: &OssRequest,
     ) -> StoreResult<(HeaderMap, T)> {
-        let (headers, body) = self.execute_read(req).await?;
-        let parsed = xml::parse::<T>(&body).map_err(|message| StoreError::InvalidResponse {
-            operation: req.op.to_string(),
-            message,
-        })?;
-        Ok((headers, parsed))
+        self.execute_xml_counted(req).await.0
+    }
+
+    /// [`Self::execute_xml`] plus the number of attempts made.
+    pub(crate) async fn execute_xml_counted<T: serde::de::DeserializeOwned>(
+        &self,
+        req: &OssRequest,
+    ) -> (StoreResult<(HeaderMap, T)>, u32) {
+        let (result, attempts) = self.execute_read_counted(req).await;
+        let parsed = result.and_then(|(headers, body)| {
+            let parsed = xml::parse::<T>(&body).map_err(|message| StoreError::InvalidResponse {
+                operation: req.op.to_string(),
+                message,
+            })?;
+            Ok((headers, parsed))
+        });
+        (parsed, attempts)
     }
 }
 

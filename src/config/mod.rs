@@ -16,6 +16,7 @@
 //! `<redacted>`; `-o` refuses them (mount options end up in /proc/mounts and `ps`), and
 //! no error message in this module contains a secret value.
 
+mod layer;
 pub mod mount_options;
 pub mod units;
 
@@ -23,20 +24,18 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::args::{
-    ConnectionArgs, LoggingArgs, MountArgs, MountOptionArgs, SignatureVersionArg, TuningArgs,
-    parse_mode,
-};
+use crate::cli::args::{ConnectionArgs, MountArgs, SignatureVersionArg};
 use crate::credentials::Secret;
 use crate::endpoint::{
     EndpointConfig as EndpointConfigParse, EndpointError, normalize_region, region_from_host,
     validate_bucket_name,
 };
-use mount_options::{MountOption, is_ignored_generic, parse_option_lists};
-use units::{format_duration, format_size, parse_duration, parse_size};
+use layer::{OptionLayer, merge_connection, merge_logging, merge_mount, merge_tuning};
+use mount_options::parse_option_lists;
+use units::{format_duration, format_size};
 
 /// Default memory block cache.
-pub const DEFAULT_CACHE_SIZE: u64 = 512 << 20;
+pub const DEFAULT_CACHE_SIZE: u64 = 256 << 20;
 /// Default multipart part size.
 pub const DEFAULT_PART_SIZE: u64 = 8 << 20;
 /// OSS limits on part sizes (every part but the last).
@@ -266,13 +265,25 @@ impl Config {
     }
 
     /// The name shown as the mount source in /proc/mounts (`ossmount:bucket[:prefix]`);
-    /// stale-mount detection and the test suite look for the `ossmount` in it.
+    /// stale-mount detection and the test suite look for the `ossmount` in it. It travels
+    /// inside the comma-separated mount option string, so commas, whitespace and control
+    /// characters of the prefix become `_`.
     pub fn fs_name(&self) -> String {
         if self.prefix.is_empty() {
-            format!("ossmount:{}", self.bucket)
-        } else {
-            format!("ossmount:{}:{}", self.bucket, self.prefix)
+            return format!("ossmount:{}", self.bucket);
         }
+        let prefix: String = self
+            .prefix
+            .chars()
+            .map(|c| {
+                if c == ',' || c.is_whitespace() || c.is_control() {
+                    '_'
+                } else {
+                    c
+                }
+            })
+            .collect();
+        format!("ossmount:{}:{prefix}", self.bucket)
     }
 
     /// Human-readable lines describing the options (for `--dry-run`); no secrets.
@@ -542,273 +553,6 @@ fn absolute(path: &Path) -> Result<PathBuf, ConfigError> {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })
-}
-
-/// Values collected from `-o`, in the shape of the command-line structs.
-#[derive(Debug, Default)]
-struct OptionLayer {
-    connection: ConnectionArgs,
-    mount: MountOptionArgs,
-    tuning: TuningArgs,
-    logging: LoggingArgs,
-    nonempty: bool,
-    ignored: Vec<String>,
-}
-
-/// Every name `-o` understands (besides the ignored generic ones), for suggestions.
-const KNOWN_OPTIONS: &[&str] = &[
-    "region",
-    "endpoint",
-    "url",
-    "internal",
-    "accelerate",
-    "disable_ssl",
-    "path_style",
-    "use_path_request_style",
-    "cname",
-    "signature_version",
-    "sigv1",
-    "sigv4",
-    "ram_role",
-    "anonymous",
-    "public_bucket",
-    "credentials_file",
-    "passwd_file",
-    "access_key_id",
-    "connect_timeout",
-    "readwrite_timeout",
-    "retries",
-    "ro",
-    "read_only",
-    "allow_other",
-    "allow_root",
-    "uid",
-    "gid",
-    "file_mode",
-    "dir_mode",
-    "nonempty",
-    "recover_stale_mount",
-    "cache_size",
-    "cache_dir",
-    "disk_cache_size",
-    "metadata_ttl",
-    "part_size",
-    "max_concurrency",
-    "log_file",
-    "metrics_addr",
-    "debug",
-    "fsname",
-    "subtype",
-];
-
-impl OptionLayer {
-    fn apply(&mut self, opt: &MountOption) -> Result<(), ConfigError> {
-        let name = opt.name.as_str();
-        let c = &mut self.connection;
-        let m = &mut self.mount;
-        let t = &mut self.tuning;
-        let l = &mut self.logging;
-        match name {
-            "access_key_secret" | "access_key" | "secret" | "security_token" | "sts_token" => {
-                return Err(ConfigError::SecretInOptions { name: name.into() });
-            }
-            "region" => c.region = Some(value(opt)?),
-            "endpoint" | "url" => c.endpoint = Some(value(opt)?),
-            "internal" => c.internal = flag(opt)?,
-            "accelerate" => c.accelerate = flag(opt)?,
-            "disable_ssl" => c.disable_ssl = flag(opt)?,
-            "path_style" | "use_path_request_style" => c.path_style = flag(opt)?,
-            "cname" => c.cname = flag(opt)?,
-            "signature_version" => {
-                c.signature_version = Some(match value(opt)?.trim_start_matches(['v', 'V']) {
-                    "1" => SignatureVersionArg::V1,
-                    "4" => SignatureVersionArg::V4,
-                    other => return Err(invalid(opt, format!("'{other}' is not 1 or 4"))),
-                })
-            }
-            "sigv1" => c.signature_version = Some(SignatureVersionArg::V1),
-            "sigv4" => c.signature_version = Some(SignatureVersionArg::V4),
-            "ram_role" => c.ram_role = Some(value(opt)?),
-            "anonymous" | "public_bucket" => c.anonymous = flag(opt)?,
-            "credentials_file" | "passwd_file" => c.credentials_file = Some(value(opt)?.into()),
-            "access_key_id" => c.access_key_id = Some(value(opt)?),
-            "connect_timeout" => c.connect_timeout = Some(parsed(opt, parse_duration)?),
-            "readwrite_timeout" => c.readwrite_timeout = Some(parsed(opt, parse_duration)?),
-            "retries" => {
-                c.retries = Some(parsed(opt, |s| {
-                    s.parse::<u32>().map_err(|e| e.to_string())
-                })?)
-            }
-            "ro" | "read_only" => m.read_only = flag(opt)?,
-            "allow_other" => m.allow_other = flag(opt)?,
-            "allow_root" => m.allow_root = flag(opt)?,
-            "uid" => {
-                m.uid = Some(parsed(opt, |s| {
-                    s.parse::<u32>().map_err(|e| e.to_string())
-                })?)
-            }
-            "gid" => {
-                m.gid = Some(parsed(opt, |s| {
-                    s.parse::<u32>().map_err(|e| e.to_string())
-                })?)
-            }
-            "file_mode" => m.file_mode = Some(parsed(opt, parse_mode)?),
-            "dir_mode" => m.dir_mode = Some(parsed(opt, parse_mode)?),
-            "recover_stale_mount" => m.recover_stale_mount = flag(opt)?,
-            "nonempty" => self.nonempty = flag(opt)?,
-            "cache_size" => t.cache_size = Some(parsed(opt, parse_size)?),
-            "cache_dir" => t.cache_dir = Some(value(opt)?.into()),
-            "disk_cache_size" => t.disk_cache_size = Some(parsed(opt, parse_size)?),
-            "metadata_ttl" => t.metadata_ttl = Some(parsed(opt, parse_duration)?),
-            "part_size" => t.part_size = Some(parsed(opt, parse_size)?),
-            "max_concurrency" => {
-                t.max_concurrency = Some(parsed(opt, |s| {
-                    s.parse::<usize>().map_err(|e| e.to_string())
-                })?)
-            }
-            "log_file" => l.log_file = Some(value(opt)?.into()),
-            "metrics_addr" => {
-                l.metrics_addr = Some(parsed(opt, |s| {
-                    s.parse::<SocketAddr>()
-                        .map_err(|_| "expected IP:PORT, e.g. 127.0.0.1:9100".to_string())
-                })?)
-            }
-            "debug" => l.debug = flag(opt)?,
-            // mount.fuse(8) may pass these through; the filesystem sets its own.
-            "fsname" | "subtype" => self.ignored.push(opt.display()),
-            _ if is_ignored_generic(name) => self.ignored.push(opt.display()),
-            _ => {
-                return Err(ConfigError::UnknownOption {
-                    name: name.to_string(),
-                    hint: suggestion(name)
-                        .map(|s| format!(" (did you mean '{s}'?)"))
-                        .unwrap_or_else(|| {
-                            " (see `ossmount --help` for the options -o accepts)".into()
-                        }),
-                });
-            }
-        }
-        Ok(())
-    }
-}
-
-fn invalid(opt: &MountOption, reason: String) -> ConfigError {
-    ConfigError::InvalidValue {
-        option: format!("-o {}", opt.name),
-        reason,
-    }
-}
-
-fn value(opt: &MountOption) -> Result<String, ConfigError> {
-    match &opt.value {
-        Some(v) if !v.is_empty() => Ok(v.clone()),
-        _ => Err(invalid(opt, format!("expected {}=VALUE", opt.name))),
-    }
-}
-
-fn parsed<T>(
-    opt: &MountOption,
-    parse: impl Fn(&str) -> Result<T, String>,
-) -> Result<T, ConfigError> {
-    parse(&value(opt)?).map_err(|reason| invalid(opt, reason))
-}
-
-/// A flag option: bare (`ro`) or with a boolean value (`ro=1`, `internal=false`).
-fn flag(opt: &MountOption) -> Result<bool, ConfigError> {
-    match opt.value.as_deref().map(str::to_ascii_lowercase).as_deref() {
-        None | Some("1" | "true" | "yes" | "on") => Ok(true),
-        Some("0" | "false" | "no" | "off") => Ok(false),
-        Some(other) => Err(invalid(
-            opt,
-            format!("'{other}' is not a boolean (use 1/0, true/false)"),
-        )),
-    }
-}
-
-/// The closest known option name, when it is close enough to be a typo.
-fn suggestion(name: &str) -> Option<&'static str> {
-    KNOWN_OPTIONS
-        .iter()
-        .map(|k| (edit_distance(name, k), *k))
-        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
-fn merge_connection(cli: &ConnectionArgs, o: &ConnectionArgs) -> ConnectionArgs {
-    ConnectionArgs {
-        region: cli.region.clone().or_else(|| o.region.clone()),
-        endpoint: cli.endpoint.clone().or_else(|| o.endpoint.clone()),
-        internal: cli.internal || o.internal,
-        accelerate: cli.accelerate || o.accelerate,
-        disable_ssl: cli.disable_ssl || o.disable_ssl,
-        path_style: cli.path_style || o.path_style,
-        cname: cli.cname || o.cname,
-        signature_version: cli.signature_version.or(o.signature_version),
-        ram_role: cli.ram_role.clone().or_else(|| o.ram_role.clone()),
-        anonymous: cli.anonymous || o.anonymous,
-        access_key_id: cli
-            .access_key_id
-            .clone()
-            .or_else(|| o.access_key_id.clone()),
-        access_key_secret: cli.access_key_secret.clone(),
-        security_token: cli.security_token.clone(),
-        credentials_file: cli
-            .credentials_file
-            .clone()
-            .or_else(|| o.credentials_file.clone()),
-        connect_timeout: cli.connect_timeout.or(o.connect_timeout),
-        readwrite_timeout: cli.readwrite_timeout.or(o.readwrite_timeout),
-        retries: cli.retries.or(o.retries),
-    }
-}
-
-fn merge_mount(cli: &MountOptionArgs, o: &MountOptionArgs) -> MountOptionArgs {
-    MountOptionArgs {
-        read_only: cli.read_only || o.read_only,
-        allow_other: cli.allow_other || o.allow_other,
-        allow_root: cli.allow_root || o.allow_root,
-        uid: cli.uid.or(o.uid),
-        gid: cli.gid.or(o.gid),
-        file_mode: cli.file_mode.or(o.file_mode),
-        dir_mode: cli.dir_mode.or(o.dir_mode),
-        foreground: cli.foreground,
-        recover_stale_mount: cli.recover_stale_mount || o.recover_stale_mount,
-        options: Vec::new(),
-    }
-}
-
-fn merge_tuning(cli: &TuningArgs, o: &TuningArgs) -> TuningArgs {
-    TuningArgs {
-        cache_size: cli.cache_size.or(o.cache_size),
-        cache_dir: cli.cache_dir.clone().or_else(|| o.cache_dir.clone()),
-        disk_cache_size: cli.disk_cache_size.or(o.disk_cache_size),
-        metadata_ttl: cli.metadata_ttl.or(o.metadata_ttl),
-        part_size: cli.part_size.or(o.part_size),
-        max_concurrency: cli.max_concurrency.or(o.max_concurrency),
-    }
-}
-
-fn merge_logging(cli: &LoggingArgs, o: &LoggingArgs) -> LoggingArgs {
-    LoggingArgs {
-        log_file: cli.log_file.clone().or_else(|| o.log_file.clone()),
-        metrics_addr: cli.metrics_addr.or(o.metrics_addr),
-        debug: cli.debug || o.debug,
-    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,8 @@ fn defaults_and_prefix() {
     assert_eq!(c.tuning.part_size, DEFAULT_PART_SIZE);
     assert_eq!(c.mount.file_mode, 0o644);
     assert_eq!(c.fs_name(), "ossmount:bkt:logs/");
+    let c = resolve(&["--region", "cn-hangzhou", "bkt:a,b c", "/mnt/x"]).unwrap();
+    assert_eq!(c.fs_name(), "ossmount:bkt:a_b_c/");
 }
 
 #[test]

@@ -68,6 +68,10 @@ impl Reply {
         r.raw = Some(bytes.to_vec());
         r
     }
+    pub fn with_body(mut self, body: &[u8]) -> Reply {
+        self.body = body.to_vec();
+        self
+    }
     pub fn delayed(mut self, d: Duration) -> Reply {
         self.delay = d;
         self

@@ -113,7 +113,7 @@ impl Authenticator {
                     "You have no right to access this object because of bucket acl.",
                 ));
             }
-            Err(e) => return Err(map_error(e, None)),
+            Err(e) => return Err(map_error(e, None, None)),
         };
         let now = SystemTime::now();
         let secret: Secret = if auth.access_key_id == self.access_key_id {
@@ -164,7 +164,7 @@ impl Authenticator {
             max_skew: MAX_CLOCK_SKEW,
         };
         verify(&req, &auth, secret.expose(), &opts)
-            .map_err(|e| map_error(e, Some(&auth.access_key_id)))
+            .map_err(|e| map_error(e, Some(&auth.access_key_id), auth.security_token.as_deref()))
     }
 }
 
@@ -172,9 +172,15 @@ fn invalid_token(message: &str) -> OssError {
     OssError::new(403, "InvalidSecurityToken", message)
 }
 
-fn map_error(e: VerifyError, access_key_id: Option<&str>) -> OssError {
+/// Maps a verification failure to the OSS error. A V1 string to sign contains the STS
+/// token (it is an `x-oss-` header / sub-resource); it is redacted before echoing.
+fn map_error(e: VerifyError, access_key_id: Option<&str>, token: Option<&str>) -> OssError {
     match e {
         VerifyError::SignatureDoesNotMatch { string_to_sign } => {
+            let string_to_sign = match token {
+                Some(t) if !t.is_empty() => string_to_sign.replace(t, "<redacted>"),
+                _ => string_to_sign,
+            };
             let bytes = string_to_sign
                 .as_bytes()
                 .iter()

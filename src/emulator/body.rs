@@ -1,9 +1,10 @@
 //! Request and response bodies.
 //!
 //! Request bodies are streamed into a temp file (never held in memory), hashing as they
-//! go. Response bodies of objects are streamed from the data file in 1 MiB `pread`
-//! chunks on the blocking pool, two chunks in flight, so one connection keeps the disk
-//! (page cache) and the socket busy at the same time. Injected body faults wrap that
+//! go. Response bodies of objects are streamed from the data file in 2 MiB chunks, each
+//! a memory map made on the blocking pool ([`super::mmap`]; `pread` if mapping fails),
+//! two chunks in flight, so one connection keeps the page cache and the socket busy at
+//! the same time and each byte is copied once (into the socket). Injected body faults wrap that
 //! stream: `reset` yields an error part-way (hyper then drops the connection), `truncate`
 //! ends it early (hyper sees the body end before `Content-Length` and closes).
 
@@ -22,13 +23,14 @@ use hyper::body::{Frame, Incoming};
 
 use super::error::OssError;
 use super::faults::FaultDecision;
+use super::mmap::MappedRange;
 use super::stats::Stats;
 use super::storage::{Bucket, StagedFile};
 
 /// The body type of every emulator response.
 pub type RespBody = UnsyncBoxBody<Bytes, io::Error>;
 
-const CHUNK: u64 = 1 << 20;
+const CHUNK: u64 = 2 << 20;
 
 pub fn full(data: impl Into<Bytes>) -> RespBody {
     Full::new(data.into())
@@ -59,9 +61,15 @@ pub fn file_body(
             let file = file.clone();
             async move {
                 tokio::task::spawn_blocking(move || -> io::Result<Bytes> {
-                    let mut buf = vec![0u8; n];
-                    file.read_exact_at(&mut buf, off)?;
-                    Ok(Bytes::from(buf))
+                    match MappedRange::new(&file, off, n) {
+                        Ok(map) => Ok(Bytes::from_owner(map)),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "mmap failed, reading instead");
+                            let mut buf = vec![0u8; n];
+                            file.read_exact_at(&mut buf, off)?;
+                            Ok(Bytes::from(buf))
+                        }
+                    }
                 })
                 .await
                 .map_err(io::Error::other)?

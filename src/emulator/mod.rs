@@ -14,6 +14,7 @@
 //! - [`ops`]: the OSS operations (object, multipart, list, service/bucket).
 //! - [`body`]: streaming request bodies to disk and object bodies from disk.
 //! - [`metadata`]: ECS metadata + STS (RRSA) on a second listener.
+//! - [`mmap`]: read-only maps of object data for single-copy GET bodies.
 //! - [`faults`], [`stats`], [`xml`], [`error`].
 //!
 //! Library use (integration tests):
@@ -32,6 +33,7 @@ pub mod body;
 pub mod error;
 pub mod faults;
 pub mod metadata;
+pub mod mmap;
 pub mod ops;
 pub mod server;
 pub mod stats;

@@ -117,8 +117,7 @@ impl Query {
     }
 }
 
-/// One parsed request, minus its body.
-#[derive(Debug)]
+/// One parsed request, minus its body. No Debug: the headers hold the security token.
 pub struct Ctx {
     pub method: Method,
     pub headers: HeaderMap,

@@ -9,7 +9,10 @@
 //!     │  write on existing content                                            ▲
 //!     ├──────────────────────────────────────────────────────────────────────┘
 //!     │  O_APPEND write on an Appendable object
-//!     └──────────────────────────────► Appending (AppendObject per write)
+//!     ├──────────────────────────────► Appending (AppendObject per write)
+//!     │  write at the end of an object ≥ 1 MiB
+//!     └──────────────────────────────► ServerAppend (see `append`; → Staged on any
+//!                                       earlier write, truncate or read)
 //! ```
 //! "New content" = created by this mount and not uploaded yet, or opened with `O_TRUNC`
 //! (or truncated to 0): the old bytes are not needed, so the data streams to OSS while
@@ -21,6 +24,11 @@
 //! streaming upload failed the handle is `Failed`: later flushes report the error again
 //! and nothing (in particular no empty object) is uploaded. A failed staged upload keeps
 //! the staging file dirty, so the next flush/release retries it.
+//!
+//! A new file nobody wrote to is uploaded (empty) at its first flush, so `touch` gets any
+//! error. Shells flush a redirected descriptor once before writing through its duplicate,
+//! so `echo x > new` costs an empty PUT and then the real one (deferring the empty PUT to
+//! release would hide its failure from the application: release errors are not seen).
 //!
 //! Pitfalls:
 //! - A streaming upload cannot seek back: the first `mirror_limit` bytes (one part) are
@@ -40,6 +48,7 @@ use crate::read::{ObjectReader, ReadError};
 use crate::store::{ObjectType, PutOptions, PutResult};
 use crate::write::{StreamingUpload, WriteError, upload_file};
 
+use super::append::{PendingAppend, SERVER_APPEND_MIN};
 use super::attr::{FileKind, Ino, to_user_meta};
 use super::error::FsError;
 use super::staging::StagingFile;
@@ -65,6 +74,8 @@ enum WriteState {
         position: u64,
         crc: Option<u64>,
     },
+    /// New bytes after the end of an existing object, joined server-side at commit.
+    ServerAppend(PendingAppend),
     Failed(String),
 }
 
@@ -251,6 +262,9 @@ impl Filesystem {
             return Err(FsError::BadHandle);
         }
         let ino = h.ino;
+        if matches!(h.state, WriteState::ServerAppend(_)) {
+            self.materialize(&mut h).await?;
+        }
         match &h.state {
             WriteState::Staged { file, .. } => {
                 return Ok(Bytes::from(file.read_at(offset, size).await?));
@@ -268,7 +282,7 @@ impl Filesystem {
                 ));
             }
             WriteState::Failed(msg) => return Err(FsError::DataPath(msg.clone())),
-            WriteState::Clean | WriteState::Appending { .. } => {}
+            WriteState::Clean | WriteState::Appending { .. } | WriteState::ServerAppend(_) => {}
         }
         let node = self.inodes.get(ino).ok_or(FsError::NotFound)?;
         if h.new_content || node.local {
@@ -346,6 +360,16 @@ impl Filesystem {
                     position: node.attr.size,
                     crc: node.crc64,
                 }
+            } else if offset == node.attr.size
+                && node.attr.size >= SERVER_APPEND_MIN
+                && node.object_type != ObjectType::Appendable
+                && !node.etag.is_empty()
+            {
+                WriteState::ServerAppend(PendingAppend {
+                    base_size: node.attr.size,
+                    base_etag: node.etag.clone(),
+                    tail: StagingFile::create(&self.cfg.cache_dir).await?,
+                })
             } else {
                 WriteState::Staged {
                     file: self.download(&key, &node.etag, node.attr.size).await?,
@@ -427,9 +451,35 @@ impl Filesystem {
                 h.state = WriteState::Staged { file, dirty: true };
                 Ok(())
             }
+            WriteState::ServerAppend(p) if offset == p.end() => {
+                let at = offset - p.base_size;
+                p.tail.write_at(at, data.to_vec()).await
+            }
+            WriteState::ServerAppend(_) => {
+                // A write before the end: continue as an ordinary local file.
+                self.materialize(h).await?;
+                match &mut h.state {
+                    WriteState::Staged { file, dirty } => {
+                        file.write_at(offset, data.to_vec()).await?;
+                        *dirty = true;
+                        Ok(())
+                    }
+                    _ => Err(FsError::BadHandle),
+                }
+            }
             WriteState::Failed(msg) => Err(FsError::DataPath(msg.clone())),
             WriteState::Clean => Err(FsError::BadHandle),
         }
+    }
+
+    /// Turns a pending server-side append into a full local staging file.
+    async fn materialize(&self, h: &mut FileHandle) -> FsResult<()> {
+        if let WriteState::ServerAppend(p) = std::mem::replace(&mut h.state, WriteState::Clean) {
+            let key = self.inodes.key_of(h.ino).ok_or(FsError::NotFound)?;
+            let file = self.materialize_append(&key, p).await?;
+            h.state = WriteState::Staged { file, dirty: true };
+        }
+        Ok(())
     }
 
     async fn download(&self, key: &str, etag: &str, size: u64) -> FsResult<StagingFile> {
@@ -511,6 +561,21 @@ impl Filesystem {
             WriteState::Failed(msg) => {
                 h.state = WriteState::Failed(msg.clone());
                 return Err(FsError::DataPath(msg));
+            }
+            WriteState::ServerAppend(p) if p.tail.size() == 0 => {
+                h.state = WriteState::ServerAppend(p);
+                return Ok(());
+            }
+            WriteState::ServerAppend(p) => {
+                size = p.end();
+                match self.commit_append(&key, &p, &self.upload_opts(ino)).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        // Keep the new bytes: the next flush/release retries.
+                        h.state = WriteState::ServerAppend(p);
+                        return Err(e);
+                    }
+                }
             }
             WriteState::Staged { file, dirty: false } => {
                 h.state = WriteState::Staged { file, dirty: false };
@@ -661,7 +726,9 @@ impl Filesystem {
             let pending = match &h.state {
                 WriteState::Clean => h.new_content,
                 WriteState::Staged { dirty, .. } => *dirty,
-                WriteState::Streaming { .. } | WriteState::Appending { .. } => true,
+                WriteState::Streaming { .. }
+                | WriteState::Appending { .. }
+                | WriteState::ServerAppend(_) => true,
                 WriteState::Failed(_) => false,
             };
             if pending {
@@ -731,6 +798,12 @@ impl Filesystem {
             }
             WriteState::Appending { .. } => {
                 let mut file = self.download(&key, "", node.attr.size).await?;
+                file.set_len(size).await?;
+                h.state = WriteState::Staged { file, dirty: true };
+                Ok(())
+            }
+            WriteState::ServerAppend(p) => {
+                let mut file = self.materialize_append(&key, p).await?;
                 file.set_len(size).await?;
                 h.state = WriteState::Staged { file, dirty: true };
                 Ok(())

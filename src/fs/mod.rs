@@ -14,7 +14,7 @@
 //! | inode numbers | Stable while mounted (never reused, not persistent across mounts). |
 //! | read | Through [`crate::read::ObjectReader`], pinned to the ETag seen at open: if the object changes, reads fail with `ESTALE` instead of mixing versions. |
 //! | write (new file, sequential) | Streamed: parts upload while the application writes; small files are one PutObject at close. Nothing is visible before close/fsync succeeds. |
-//! | write (existing file, random, truncate, `O_APPEND`) | Staged in a local file under `cache_dir` (existing content downloaded on the first write), uploaded at flush/close. Appends to Appendable objects use AppendObject. |
+//! | write (existing file, random, truncate, `O_APPEND`) | Staged in a local file under `cache_dir` (existing content downloaded on the first write), uploaded at flush/close. Appends to Appendable objects use AppendObject; appends to other objects of 1 MiB or more upload only the new bytes and copy the old ones server-side (UploadPartCopy). |
 //! | close/fsync | Return upload errors (`EIO`, `EACCES`…) to the application. |
 //! | concurrent writers | Last close wins; readers see the old object until then (close-to-open). |
 //! | mkdir / rmdir | PUT / DELETE of the `dir/` marker; rmdir of a non-empty directory → `ENOTEMPTY`. |
@@ -25,13 +25,28 @@
 //! | `--read-only` | Every change → `EROFS`. |
 //! | statfs | Effectively unlimited (2^50 free blocks). |
 //!
+//! # Known limits
+//! - A new file written sequentially past its first 8 MiB cannot then be written at an
+//!   earlier offset (those bytes are already uploading): `ENOTSUP`, logged. Earlier seeks
+//!   back fall back to a staging file transparently.
+//! - Overwriting part of an existing file downloads it whole into the staging directory
+//!   on the first write (not lazily by range); only pure appends avoid the download.
+//! - A file renamed or deleted by another client while open for reading fails further
+//!   uncached reads (`ENOENT`/`ESTALE`); the mount's own renames keep open writers right.
+//! - Keys that are hidden (see above) still make their directory non-empty for rmdir.
+//! - A file and a directory of the same name split across listing pages may show the
+//!   file in one readdir; lookup says directory.
+//! - Directory mode/mtime come from the `dir/` marker's metadata only when this mount
+//!   wrote it; other directories show the mount's `dir_mode` and mount time.
+//!
 //! # Module map
 //! [`error`] (FsError → errno), [`names`] (which keys are names), [`attr`] (stat ↔ user
 //! metadata), [`inode`] (the inode table), `lookup` (lookup/getattr), `dir` (readdir,
 //! mkdir, rmdir), `namespace` (unlink, rename, symlinks), `setattr`, `copy` (large
-//! copies), `handle` (open files: read and write state machines), `staging` (local
+//! copies), `append` (server-side appends), `handle` (open files: read and write state machines), `staging` (local
 //! staging files).
 
+mod append;
 pub mod attr;
 mod copy;
 mod dir;

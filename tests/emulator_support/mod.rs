@@ -255,7 +255,10 @@ impl Client {
         let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let mut rb = self.http.request(m, url);
         for (n, v) in headers {
-            rb = rb.header(n.as_str(), v.as_str());
+            // Raw bytes: UTF-8 metadata values are sent as-is, like the SDKs do.
+            let value =
+                reqwest::header::HeaderValue::from_bytes(v.as_bytes()).expect("header value");
+            rb = rb.header(n.as_str(), value);
         }
         let resp = rb.body(body).send().await.expect("request sent");
         let status = resp.status().as_u16();

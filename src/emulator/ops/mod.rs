@@ -89,6 +89,13 @@ impl Op {
     /// Picks the operation from method, addressing and sub-resources.
     pub fn detect(ctx: &Ctx) -> Result<Op, OssError> {
         let q = &ctx.query;
+        // Sub-resources of operations the emulator does not serve: refuse them rather
+        // than answering, say, GetObjectAcl with the object's content.
+        if let Some((name, _)) = q.0.iter().find(|(n, _)| UNSUPPORTED.contains(&n.as_str())) {
+            return Err(OssError::not_implemented(&format!(
+                "the `{name}` sub-resource"
+            )));
+        }
         let m = &ctx.method;
         let op = match (&ctx.bucket, &ctx.key) {
             (None, _) => match *m {
@@ -129,6 +136,29 @@ impl Op {
         Ok(op)
     }
 }
+
+const UNSUPPORTED: &[&str] = &[
+    "acl",
+    "tagging",
+    "restore",
+    "versions",
+    "versioning",
+    "versionId",
+    "lifecycle",
+    "cors",
+    "website",
+    "referer",
+    "logging",
+    "policy",
+    "encryption",
+    "worm",
+    "stat",
+    "x-oss-process",
+    "cname",
+    "inventory",
+    "qos",
+    "replication",
+];
 
 /// Runs an authenticated request.
 pub async fn run(
@@ -192,9 +222,9 @@ pub fn user_meta(ctx: &Ctx) -> Result<BTreeMap<String, String>, OssError> {
     let mut total = 0;
     for (name, value) in &ctx.headers {
         if let Some(n) = name.as_str().strip_prefix("x-oss-meta-") {
-            let v = value
-                .to_str()
-                .map_err(|_| OssError::invalid_argument("user metadata must be ASCII"))?;
+            // The SDKs send (and sign) UTF-8 values as raw bytes; keep them as sent.
+            let v = std::str::from_utf8(value.as_bytes())
+                .map_err(|_| OssError::invalid_argument("user metadata must be UTF-8"))?;
             total += n.len() + v.len();
             meta.insert(n.to_string(), v.to_string());
         }
@@ -242,8 +272,18 @@ pub fn object_headers(
     if let Some(md5) = &rec.content_md5 {
         b = b.header("content-md5", md5.as_str());
     }
-    for (k, v) in &rec.user_meta {
-        b = b.header(format!("x-oss-meta-{k}"), v.as_str());
+    meta_headers(b, &rec.user_meta)
+}
+
+/// `x-oss-meta-*` reply headers; values go out as raw UTF-8 bytes, like OSS.
+pub fn meta_headers(
+    mut b: http::response::Builder,
+    meta: &BTreeMap<String, String>,
+) -> http::response::Builder {
+    for (k, v) in meta {
+        if let Ok(value) = http::HeaderValue::from_bytes(v.as_bytes()) {
+            b = b.header(format!("x-oss-meta-{k}"), value);
+        }
     }
     b
 }

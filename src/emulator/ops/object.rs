@@ -588,9 +588,7 @@ pub fn get_symlink(ctx: &Ctx, bucket: &Arc<Bucket>) -> Result<Response<RespBody>
             crate::emulator::xml::http_date(from_millis(rec.last_modified_ms)),
         )
         .header("content-length", 0);
-    for (k, v) in &rec.user_meta {
-        rb = rb.header(format!("x-oss-meta-{k}"), v.as_str());
-    }
+    rb = super::meta_headers(rb, &rec.user_meta);
     rb.body(empty())
         .map_err(|e| OssError::internal(e.to_string()))
 }

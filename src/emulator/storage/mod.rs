@@ -26,21 +26,24 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom};
 use std::ops::Bound;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use md5::{Digest as _, Md5};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
-use tokio::io::AsyncWriteExt;
+use sha2::{Digest as _, Sha256};
 
 use super::error::OssError;
 use super::xml::now_millis;
 use crate::crc64::Crc64Hasher;
+
+mod staging;
+mod uploads;
+
+pub use staging::{StagedFile, Stager};
+pub use uploads::{PartRecord, UploadMeta};
 
 /// Every part but the last must be at least this large (OSS: 100 KiB).
 pub const MIN_PART_SIZE: u64 = 100 * 1024;
@@ -103,28 +106,6 @@ pub struct NewObject {
     pub content_md5: Option<String>,
 }
 
-/// A multipart upload in progress.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct UploadMeta {
-    pub upload_id: String,
-    pub key: String,
-    pub initiated_ms: u64,
-    pub content_type: String,
-    #[serde(default)]
-    pub user_meta: BTreeMap<String, String>,
-}
-
-/// One uploaded part.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct PartRecord {
-    pub part_number: u32,
-    pub data_file: String,
-    pub size: u64,
-    pub etag: String,
-    pub crc64: u64,
-    pub last_modified_ms: u64,
-}
-
 /// CRC-64/XZ as OSS uses it (`x-oss-hash-crc64ecma`).
 pub fn crc64_digest() -> Crc64Hasher {
     Crc64Hasher::new()
@@ -167,80 +148,6 @@ fn write_json_atomic<T: Serialize>(tmp_dir: &Path, path: &Path, value: &T) -> io
     fs::rename(&tmp, path).inspect_err(|_| {
         let _ = fs::remove_file(&tmp);
     })
-}
-
-/// A received body in `tmp/`, with its size and digests. Deleted on drop unless committed.
-#[derive(Debug)]
-pub struct StagedFile {
-    path: PathBuf,
-    pub size: u64,
-    pub md5: [u8; 16],
-    pub crc64: u64,
-    armed: bool,
-}
-
-impl StagedFile {
-    fn disarm(&mut self) -> PathBuf {
-        self.armed = false;
-        self.path.clone()
-    }
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for StagedFile {
-    fn drop(&mut self) {
-        if self.armed {
-            let _ = fs::remove_file(&self.path);
-        }
-    }
-}
-
-/// Streams a body into a temp file while computing MD5 and CRC-64.
-pub struct Stager {
-    file: Option<tokio::io::BufWriter<tokio::fs::File>>,
-    path: PathBuf,
-    md5: Md5,
-    crc: Crc64Hasher,
-    size: u64,
-}
-
-impl Stager {
-    pub async fn write(&mut self, data: &[u8]) -> io::Result<()> {
-        self.md5.update(data);
-        self.crc.update(data);
-        self.size += data.len() as u64;
-        match self.file.as_mut() {
-            Some(f) => f.write_all(data).await,
-            None => Err(io::Error::other("stager already finished")),
-        }
-    }
-
-    pub fn size(&self) -> u64 {
-        self.size
-    }
-
-    pub async fn finish(mut self) -> io::Result<StagedFile> {
-        if let Some(mut f) = self.file.take() {
-            f.flush().await?;
-        }
-        Ok(StagedFile {
-            path: std::mem::take(&mut self.path),
-            size: self.size,
-            md5: self.md5.clone().finalize().into(),
-            crc64: self.crc.finish(),
-            armed: true,
-        })
-    }
-}
-
-impl Drop for Stager {
-    fn drop(&mut self) {
-        if !self.path.as_os_str().is_empty() {
-            let _ = fs::remove_file(&self.path);
-        }
-    }
 }
 
 /// Parameters of one LIST page.
@@ -380,82 +287,6 @@ impl Bucket {
             }
         }
         Err(io::Error::other("object kept changing while being opened"))
-    }
-
-    /// A new temp file to stream a request body into.
-    pub async fn stager(&self) -> io::Result<Stager> {
-        let path = self.tmp_dir.join(format!("body-{}", unique_suffix()));
-        let file = tokio::fs::File::create(&path).await?;
-        Ok(Stager {
-            file: Some(tokio::io::BufWriter::with_capacity(1 << 20, file)),
-            path,
-            md5: Md5::new(),
-            crc: crc64_digest(),
-            size: 0,
-        })
-    }
-
-    /// Copies `len` bytes at `offset` of `src` into a staged file. Blocking.
-    pub fn stage_copy(&self, src: &fs::File, offset: u64, len: u64) -> io::Result<StagedFile> {
-        let path = self.tmp_dir.join(format!("copy-{}", unique_suffix()));
-        let mut staged = StagedFile {
-            path,
-            size: 0,
-            md5: [0; 16],
-            crc64: 0,
-            armed: true,
-        };
-        let mut out = io::BufWriter::with_capacity(1 << 20, fs::File::create(&staged.path)?);
-        let mut md5 = Md5::new();
-        let mut crc = crc64_digest();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut done = 0u64;
-        while done < len {
-            let want = (len - done).min(buf.len() as u64) as usize;
-            let n = src.read_at(&mut buf[..want], offset + done)?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "source shorter than its record",
-                ));
-            }
-            md5.update(&buf[..n]);
-            crc.update(&buf[..n]);
-            out.write_all(&buf[..n])?;
-            done += n as u64;
-        }
-        out.flush()?;
-        staged.size = done;
-        staged.md5 = md5.finalize().into();
-        staged.crc64 = crc.finish();
-        Ok(staged)
-    }
-
-    /// Concatenates part files into one staged file (CompleteMultipartUpload). The digests
-    /// of the result are not computed (the caller combines the parts' CRCs). Blocking.
-    pub fn stage_concat(&self, upload_id: &str, parts: &[PartRecord]) -> io::Result<StagedFile> {
-        let path = self.tmp_dir.join(format!("concat-{}", unique_suffix()));
-        let mut staged = StagedFile {
-            path,
-            size: 0,
-            md5: [0; 16],
-            crc64: 0,
-            armed: true,
-        };
-        let mut out = fs::File::create(&staged.path)?;
-        let dir = self.uploads_dir.join(upload_id);
-        for part in parts {
-            let mut src = fs::File::open(dir.join(&part.data_file))?.take(part.size);
-            let n = io::copy(&mut src, &mut out)?;
-            if n != part.size {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "part file shorter than its record",
-                ));
-            }
-            staged.size += n;
-        }
-        Ok(staged)
     }
 
     /// Replaces (or creates) `key`. `check` sees the current record under the commit lock
@@ -664,120 +495,6 @@ impl Bucket {
         out
     }
 
-    // ---- multipart ----
-
-    /// Starts a multipart upload. Blocking.
-    pub fn create_upload(
-        &self,
-        key: &str,
-        content_type: String,
-        user_meta: BTreeMap<String, String>,
-    ) -> io::Result<Arc<UploadMeta>> {
-        let upload_id = {
-            let mut bytes = [0u8; 16];
-            rand::fill(&mut bytes);
-            hex::encode_upper(bytes)
-        };
-        let meta = Arc::new(UploadMeta {
-            upload_id: upload_id.clone(),
-            key: key.to_string(),
-            initiated_ms: now_millis(),
-            content_type,
-            user_meta,
-        });
-        let dir = self.uploads_dir.join(&upload_id);
-        fs::create_dir_all(&dir)?;
-        write_json_atomic(&self.tmp_dir, &dir.join("upload.json"), &*meta)?;
-        lock(&self.uploads).insert(upload_id, meta.clone());
-        Ok(meta)
-    }
-
-    pub fn upload(&self, upload_id: &str) -> Option<Arc<UploadMeta>> {
-        lock(&self.uploads).get(upload_id).cloned()
-    }
-
-    /// All uploads, ordered by key then initiation time.
-    pub fn uploads(&self) -> Vec<Arc<UploadMeta>> {
-        let mut v: Vec<_> = lock(&self.uploads).values().cloned().collect();
-        v.sort_by(|a, b| {
-            (a.key.as_str(), a.initiated_ms, a.upload_id.as_str()).cmp(&(
-                b.key.as_str(),
-                b.initiated_ms,
-                b.upload_id.as_str(),
-            ))
-        });
-        v
-    }
-
-    /// Stores (or replaces) part `n` of an upload. Blocking.
-    pub fn put_part(
-        &self,
-        upload_id: &str,
-        part_number: u32,
-        mut staged: StagedFile,
-    ) -> Result<PartRecord, OssError> {
-        let dir = self.uploads_dir.join(upload_id);
-        if self.upload(upload_id).is_none() {
-            return Err(OssError::no_such_upload(upload_id));
-        }
-        let data_file = format!("part-{part_number:05}-{}.data", unique_suffix());
-        let from = staged.disarm();
-        fs::rename(&from, dir.join(&data_file)).inspect_err(|_| {
-            let _ = fs::remove_file(&from);
-        })?;
-        let rec = PartRecord {
-            part_number,
-            data_file,
-            size: staged.size,
-            etag: quoted_md5_etag(&staged.md5),
-            crc64: staged.crc64,
-            last_modified_ms: now_millis(),
-        };
-        let json = dir.join(format!("part-{part_number:05}.json"));
-        let old = fs::read(&json)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<PartRecord>(&b).ok());
-        write_json_atomic(&self.tmp_dir, &json, &rec)?;
-        if let Some(old) = old {
-            let _ = fs::remove_file(dir.join(old.data_file));
-        }
-        Ok(rec)
-    }
-
-    /// The uploaded parts, by part number. Blocking.
-    pub fn parts(&self, upload_id: &str) -> io::Result<Vec<PartRecord>> {
-        let dir = self.uploads_dir.join(upload_id);
-        let mut parts = Vec::new();
-        for entry in fs::read_dir(&dir)? {
-            let path = entry?.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if name.starts_with("part-")
-                && name.ends_with(".json")
-                && let Some(p) = fs::read(&path)
-                    .ok()
-                    .and_then(|b| serde_json::from_slice::<PartRecord>(&b).ok())
-            {
-                parts.push(p);
-            }
-        }
-        parts.sort_by_key(|p| p.part_number);
-        Ok(parts)
-    }
-
-    /// Forgets an upload and deletes its parts. Returns whether it existed. Blocking.
-    pub fn remove_upload(&self, upload_id: &str) -> io::Result<bool> {
-        let existed = lock(&self.uploads).remove(upload_id).is_some();
-        if existed {
-            let dir = self.uploads_dir.join(upload_id);
-            match fs::remove_dir_all(&dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(existed)
-    }
-
     /// Imports every regular file under `dir` (key = relative path with `/`), skipping keys
     /// that already exist with the same size. Blocking.
     pub fn import_dir(&self, dir: &Path) -> io::Result<usize> {
@@ -892,6 +609,7 @@ impl Storage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::FileExt;
 
     fn staged_from(bucket: &Bucket, data: &[u8]) -> StagedFile {
         let path = bucket.tmp_dir.join(format!("t-{}", unique_suffix()));

@@ -47,9 +47,9 @@ use futures::StreamExt;
 use md5::{Digest, Md5};
 
 use super::{
-    AppendResult, GetObjectOutput, GetRangeOutput, ListEntry, ListPage, ListRequest,
-    MultipartUploadInfo, ObjectMeta, ObjectStore, ObjectType, PartInfo, PutBody, PutOptions,
-    PutResult, StoreError, StoreResult,
+    AppendResult, GetObjectOutput, GetRangeOutput, ListPage, ListRequest, MultipartUploadInfo,
+    ObjectMeta, ObjectStore, ObjectType, PartInfo, PutBody, PutOptions, PutResult, StoreError,
+    StoreResult,
 };
 
 /// Smallest allowed size of a non-last multipart part (OSS: 100 KB).
@@ -493,20 +493,7 @@ impl ObjectStore for MockStore {
     }
 
     async fn initiate_multipart_upload(&self, key: &str, opts: &PutOptions) -> StoreResult<String> {
-        self.begin("InitiateMultipartUpload").await?;
-        check_key(key)?;
-        let mut st = lock(&self.state);
-        let id = format!("upload-{:016X}", st.next_id());
-        st.uploads.insert(
-            id.clone(),
-            Upload {
-                key: key.to_string(),
-                opts: opts.clone(),
-                initiated: SystemTime::now(),
-                parts: BTreeMap::new(),
-            },
-        );
-        Ok(id)
+        self.mpu_initiate(key, opts).await
     }
 
     async fn upload_part(
@@ -516,30 +503,8 @@ impl ObjectStore for MockStore {
         part_number: u32,
         body: PutBody,
     ) -> StoreResult<PartInfo> {
-        self.begin("UploadPart").await?;
-        if !(1..=10_000).contains(&part_number) {
-            return Err(StoreError::from_service(
-                400,
-                "InvalidArgument",
-                "Part number must be 1..10000",
-            ));
-        }
-        let data = body.to_bytes().await?;
-        let etag = md5_etag(&data);
-        let mut st = lock(&self.state);
-        let up = st
-            .uploads
-            .get_mut(upload_id)
-            .filter(|u| u.key == key)
-            .ok_or_else(Self::no_such_upload)?;
-        let info = PartInfo {
-            part_number,
-            etag: etag.clone(),
-            size: data.len() as u64,
-            crc64: Some(crc64_of(&data)),
-        };
-        up.parts.insert(part_number, (data, etag));
-        Ok(info)
+        self.mpu_upload_part(key, upload_id, part_number, body)
+            .await
     }
 
     async fn complete_multipart_upload(
@@ -548,161 +513,20 @@ impl ObjectStore for MockStore {
         upload_id: &str,
         parts: &[PartInfo],
     ) -> StoreResult<PutResult> {
-        self.begin("CompleteMultipartUpload").await?;
-        let mut st = lock(&self.state);
-        let up = st
-            .uploads
-            .get(upload_id)
-            .filter(|u| u.key == key)
-            .ok_or_else(Self::no_such_upload)?;
-        if parts.is_empty() {
-            return Err(StoreError::from_service(400, "MalformedXML", "no parts"));
-        }
-        let mut data = BytesMut::new();
-        let mut last = 0u32;
-        for (i, p) in parts.iter().enumerate() {
-            if p.part_number <= last {
-                return Err(StoreError::from_service(
-                    400,
-                    "InvalidPartOrder",
-                    "The list of parts was not in ascending order",
-                ));
-            }
-            last = p.part_number;
-            let Some((bytes, etag)) = up.parts.get(&p.part_number) else {
-                return Err(StoreError::from_service(
-                    400,
-                    "InvalidPart",
-                    "part not uploaded",
-                ));
-            };
-            if *etag != p.etag {
-                return Err(StoreError::from_service(
-                    400,
-                    "InvalidPart",
-                    "part ETag mismatch",
-                ));
-            }
-            if i + 1 < parts.len() && (bytes.len() as u64) < MIN_PART_SIZE {
-                return Err(StoreError::from_service(
-                    400,
-                    "EntityTooSmall",
-                    "Your proposed upload is smaller than the minimum allowed size",
-                ));
-            }
-            data.extend_from_slice(bytes);
-        }
-        let data = data.freeze();
-        let etag = format!("\"{}-{}\"", md5_etag(&data).trim_matches('"'), parts.len());
-        let opts = up.opts.clone();
-        let res = Self::store_object(&mut st, key, data, etag, ObjectType::Multipart, &opts)?;
-        st.uploads.remove(upload_id);
-        Ok(res)
+        self.mpu_complete(key, upload_id, parts).await
     }
 
     async fn abort_multipart_upload(&self, key: &str, upload_id: &str) -> StoreResult<()> {
-        self.begin("AbortMultipartUpload").await?;
-        let mut st = lock(&self.state);
-        match st.uploads.get(upload_id) {
-            Some(u) if u.key == key => {
-                st.uploads.remove(upload_id);
-                Ok(())
-            }
-            _ => Err(Self::no_such_upload()),
-        }
+        self.mpu_abort(key, upload_id).await
     }
 
     async fn list_multipart_uploads(&self, prefix: &str) -> StoreResult<Vec<MultipartUploadInfo>> {
-        self.begin("ListMultipartUploads").await?;
-        let st = lock(&self.state);
-        let mut out: Vec<MultipartUploadInfo> = st
-            .uploads
-            .iter()
-            .filter(|(_, u)| u.key.starts_with(prefix))
-            .map(|(id, u)| MultipartUploadInfo {
-                key: u.key.clone(),
-                upload_id: id.clone(),
-                initiated: Some(u.initiated),
-            })
-            .collect();
-        out.sort_by(|a, b| (&a.key, &a.upload_id).cmp(&(&b.key, &b.upload_id)));
-        Ok(out)
+        self.mpu_list(prefix).await
     }
 
     async fn list_objects(&self, req: &ListRequest) -> StoreResult<ListPage> {
         self.begin("ListObjectsV2").await?;
-        let max_keys = match req.max_keys {
-            0 => 100,
-            n if n > 1000 => {
-                return Err(StoreError::from_service(
-                    400,
-                    "InvalidArgument",
-                    "max-keys > 1000",
-                ));
-            }
-            n => n as usize,
-        };
-        // The continuation token is `K<last key>` or `P<last common prefix>` (opaque to
-        // callers); after a prefix every key under it is skipped.
-        let (after, skip_prefix) = match req.continuation_token.as_deref() {
-            Some(t) if t.starts_with('P') => (t[1..].to_string(), Some(t[1..].to_string())),
-            Some(t) if t.starts_with('K') => (t[1..].to_string(), None),
-            Some(_) => {
-                return Err(StoreError::from_service(
-                    400,
-                    "InvalidArgument",
-                    "bad continuation token",
-                ));
-            }
-            None => (req.start_after.clone().unwrap_or_default(), None),
-        };
-        let st = lock(&self.state);
-        let mut page = ListPage::default();
-        let mut count = 0usize;
-        let mut last_returned: Option<String> = None;
-        let delim = req.delimiter.as_deref().filter(|d| !d.is_empty());
-        let range = st.objects.range::<str, _>((
-            std::ops::Bound::Excluded(after.as_str()),
-            std::ops::Bound::Unbounded,
-        ));
-        let mut iter = range
-            .filter(|(k, _)| k.starts_with(req.prefix.as_str()))
-            .filter(|(k, _)| skip_prefix.as_deref().is_none_or(|p| !k.starts_with(p)))
-            .peekable();
-        while let Some((key, obj)) = iter.next() {
-            if let Some(d) = delim {
-                let rest = &key[req.prefix.len()..];
-                if let Some(pos) = rest.find(d) {
-                    let cp = format!("{}{}", req.prefix, &rest[..pos + d.len()]);
-                    if count == max_keys {
-                        page.next_continuation_token = last_returned.clone();
-                        return Ok(page);
-                    }
-                    // Skip every key under this common prefix.
-                    while iter.peek().is_some_and(|(k, _)| k.starts_with(cp.as_str())) {
-                        iter.next();
-                    }
-                    last_returned = Some(format!("P{cp}"));
-                    page.common_prefixes.push(cp);
-                    count += 1;
-                    continue;
-                }
-            }
-            if count == max_keys {
-                page.next_continuation_token = last_returned.clone();
-                return Ok(page);
-            }
-            page.objects.push(ListEntry {
-                key: key.clone(),
-                size: obj.data.len() as u64,
-                etag: obj.etag.clone(),
-                last_modified: Some(obj.last_modified),
-                object_type: obj.object_type,
-            });
-            last_returned = Some(format!("K{key}"));
-            count += 1;
-        }
-        Ok(page)
+        list::list_page(&lock(&self.state).objects, req)
     }
 
     async fn delete_object(&self, key: &str) -> StoreResult<()> {
@@ -783,25 +607,8 @@ impl ObjectStore for MockStore {
         part_number: u32,
         range: Range<u64>,
     ) -> StoreResult<PartInfo> {
-        self.begin("UploadPartCopy").await?;
-        let mut st = lock(&self.state);
-        let (src, _) = Self::resolve(&st, src_key)?;
-        let r = Self::clamp_range(src.data.len() as u64, range)?;
-        let data = src.data.slice(r.start as usize..r.end as usize);
-        let etag = md5_etag(&data);
-        let up = st
-            .uploads
-            .get_mut(upload_id)
-            .filter(|u| u.key == dst_key)
-            .ok_or_else(Self::no_such_upload)?;
-        let info = PartInfo {
-            part_number,
-            etag: etag.clone(),
-            size: data.len() as u64,
-            crc64: Some(crc64_of(&data)),
-        };
-        up.parts.insert(part_number, (data, etag));
-        Ok(info)
+        self.mpu_upload_part_copy(src_key, dst_key, upload_id, part_number, range)
+            .await
     }
 
     async fn append_object(
@@ -926,194 +733,7 @@ impl ObjectStore for MockStore {
     }
 }
 
+mod list;
+mod multipart;
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rt() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-    }
-
-    #[test]
-    fn list_with_delimiter_pages_and_counts() {
-        rt().block_on(async {
-            let s = MockStore::default();
-            for i in 0..5 {
-                s.put(&format!("d/f{i}"), vec![i as u8; i]);
-            }
-            s.put("d/sub/a", "x");
-            s.put("d/sub/b", "y");
-            s.put("e", "z");
-            let mut req = ListRequest {
-                prefix: "d/".into(),
-                delimiter: Some("/".into()),
-                max_keys: 4,
-                ..Default::default()
-            };
-            let p1 = s.list_objects(&req).await.expect("list");
-            assert_eq!(p1.objects.len(), 4);
-            assert!(p1.common_prefixes.is_empty());
-            req.continuation_token = p1.next_continuation_token.clone();
-            assert!(req.continuation_token.is_some());
-            let p2 = s.list_objects(&req).await.expect("list");
-            assert_eq!(p2.objects.len(), 1);
-            assert_eq!(p2.objects[0].key, "d/f4");
-            assert_eq!(p2.common_prefixes, vec!["d/sub/".to_string()]);
-            assert_eq!(p2.next_continuation_token, None);
-            assert_eq!(s.count("ListObjectsV2"), 2);
-            s.reset_counts();
-            assert_eq!(s.total_requests(), 0);
-        });
-    }
-
-    #[test]
-    fn ranges_etags_and_preconditions() {
-        rt().block_on(async {
-            let s = MockStore::default();
-            s.put("k", "hello world");
-            let h = s.head_object("k").await.expect("head");
-            assert_eq!(h.size, 11);
-            assert_eq!(h.crc64, Some(crc64_of(b"hello world")));
-            let r = s
-                .get_range("k", 6..100, Some(&h.etag))
-                .await
-                .expect("range");
-            assert_eq!(&r.data[..], b"world");
-            let e = s.get_range("k", 11..12, None).await.expect_err("416");
-            assert_eq!(e.status(), Some(416));
-            s.mutate("k", "changed");
-            let e = s
-                .get_range("k", 0..1, Some(&h.etag))
-                .await
-                .expect_err("412");
-            assert!(e.is_precondition_failed());
-            s.put("empty", "");
-            let r = s.get_range("empty", 0..10, None).await.expect("empty");
-            assert!(r.data.is_empty());
-        });
-    }
-
-    #[test]
-    fn multipart_visible_only_on_complete() {
-        rt().block_on(async {
-            let s = MockStore::default();
-            let id = s
-                .initiate_multipart_upload("big", &PutOptions::default())
-                .await
-                .expect("init");
-            let a = vec![1u8; MIN_PART_SIZE as usize];
-            let p1 = s
-                .upload_part("big", &id, 1, a.clone().into())
-                .await
-                .expect("p1");
-            let p2 = s
-                .upload_part("big", &id, 2, vec![2u8; 10].into())
-                .await
-                .expect("p2");
-            assert!(!s.contains("big"));
-            let res = s
-                .complete_multipart_upload("big", &id, &[p1, p2])
-                .await
-                .expect("complete");
-            let data = s.get("big").expect("stored");
-            assert_eq!(data.len(), a.len() + 10);
-            assert_eq!(res.crc64, Some(crc64_of(&data)));
-            assert!(res.etag.ends_with("-2\""));
-            assert_eq!(s.pending_uploads(), 0);
-        });
-    }
-
-    #[test]
-    fn small_non_last_part_is_rejected() {
-        rt().block_on(async {
-            let s = MockStore::default();
-            let id = s
-                .initiate_multipart_upload("k", &PutOptions::default())
-                .await
-                .expect("init");
-            let p1 = s
-                .upload_part("k", &id, 1, vec![1u8; 10].into())
-                .await
-                .expect("p1");
-            let p2 = s
-                .upload_part("k", &id, 2, vec![2u8; 10].into())
-                .await
-                .expect("p2");
-            let e = s
-                .complete_multipart_upload("k", &id, &[p1, p2])
-                .await
-                .expect_err("small");
-            assert_eq!(e.code(), Some("EntityTooSmall"));
-        });
-    }
-
-    #[test]
-    fn append_and_symlink_semantics() {
-        rt().block_on(async {
-            let s = MockStore::default();
-            let o = PutOptions::default();
-            let r = s
-                .append_object("log", 0, Bytes::from_static(b"ab"), None, &o)
-                .await
-                .expect("a1");
-            assert_eq!(r.next_position, 2);
-            let e = s
-                .append_object("log", 1, Bytes::from_static(b"c"), None, &o)
-                .await
-                .expect_err("pos");
-            assert_eq!(e.code(), Some("PositionNotEqualToLength"));
-            let r = s
-                .append_object("log", 2, Bytes::from_static(b"cd"), r.crc64, &o)
-                .await
-                .expect("a2");
-            assert_eq!(r.crc64, Some(crc64_of(b"abcd")));
-            s.put("plain", "x");
-            let e = s
-                .append_object("plain", 1, Bytes::from_static(b"c"), None, &o)
-                .await
-                .expect_err("na");
-            assert_eq!(e.code(), Some("ObjectNotAppendable"));
-
-            s.put_symlink("link", "log", &o).await.expect("symlink");
-            assert_eq!(s.get_symlink("link").await.expect("get"), "log");
-            let h = s.head_object("link").await.expect("head");
-            assert_eq!(h.object_type, ObjectType::Symlink);
-            assert_eq!(h.size, 4);
-            s.put_symlink("dangling", "nope", &o)
-                .await
-                .expect("symlink");
-            let e = s.head_object("dangling").await.expect_err("dangling");
-            assert_eq!(e.code(), Some("SymlinkTargetNotExist"));
-        });
-    }
-
-    #[test]
-    fn fail_next_and_forbid_overwrite() {
-        rt().block_on(async {
-            let s = MockStore::default();
-            s.fail_next(
-                "HeadObject",
-                vec![StoreError::from_service(503, "ServiceUnavailable", "")],
-            );
-            s.put("k", "v");
-            assert_eq!(
-                s.head_object("k").await.expect_err("fail").status(),
-                Some(503)
-            );
-            assert!(s.head_object("k").await.is_ok());
-            let opts = PutOptions {
-                forbid_overwrite: true,
-                ..Default::default()
-            };
-            let e = s
-                .put_object("k", Bytes::from_static(b"x").into(), &opts)
-                .await
-                .expect_err("409");
-            assert_eq!(e.code(), Some("FileAlreadyExists"));
-            assert_eq!(s.count("HeadObject"), 2);
-        });
-    }
-}
+mod tests;

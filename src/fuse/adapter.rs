@@ -1,207 +1,24 @@
-//! The FUSE adapter: kernel requests → [`crate::fs::Filesystem`] → replies.
-//!
-//! Thin on purpose: every handler converts its arguments, spawns the core operation on
-//! the tokio runtime and replies from that task. The fuser worker thread returns at once,
-//! so one slow OSS request never stalls other requests on the mount; fuser runs several
-//! worker threads (`n_threads`) each with its own cloned `/dev/fuse` fd (`clone_fd`).
-//!
-//! Each request gets a `tracing` span (`op`, `ino`) and records
-//! [`crate::metrics::FUSE_OPS`] (labels `op`, `result` = `ok` or the errno name) and
-//! [`crate::metrics::FUSE_OP_SECONDS`]. Expected failures (ENOENT, EEXIST…) are logged at
-//! debug, others at warn with the full error chain (which carries the OSS request id).
-//!
-//! Kernel settings negotiated at init: max_write 1 MiB, readahead 1 MiB, async reads,
-//! readdirplus, atomic `O_TRUNC` (so `open(O_TRUNC)` needs no extra empty PUT), parallel
-//! directory operations. Mount options: `fsname=ossmount:<bucket>`, `subtype=ossmount`,
-//! `max_read=1MiB`, `nodev,nosuid,noatime`,
-//! `ro` for read-only mounts, `allow_other`/`allow_root` (with `default_permissions`, so
-//! the kernel enforces the mode bits we report when other users can reach the mount).
-//!
-//! Pitfalls: a reply must be sent exactly once, including when the task fails — every
-//! path below ends in exactly one `reply.*` call. A `MountHandle` unmounts when dropped,
-//! so a panicking test cannot leave a stale mount behind (the session thread is joined).
+//! The fuser `Filesystem` implementation: one handler per FUSE operation, each converting
+//! its arguments, spawning the core operation on the runtime and replying from the task.
 
 use std::ffi::{OsStr, OsString};
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use fuser::{
-    Config, Errno, FileAttr, FileType, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
-    MountOption, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
-    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, SessionACL, TimeOrNow,
+    Errno, FileAttr, FileType, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
+    ReplyStatfs, ReplyWrite, Request, TimeOrNow,
 };
 use tracing::Instrument;
 
+use super::{MAX_IO, MountOptions};
 use crate::fs::{Attr, Ctx, FileKind, Filesystem, FsError, FsResult, SetAttr, TimeSet};
 
-/// Largest write (and read) request the kernel sends.
-const MAX_IO: u32 = 1 << 20;
-
-/// How to mount.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountOptions {
-    /// Shown in `mount`/`df` (`ossmount:<bucket>`).
-    pub fsname: String,
-    pub read_only: bool,
-    pub allow_other: bool,
-    pub allow_root: bool,
-    /// Unmount when the process dies (needs allow_other or allow_root, and the
-    /// `fusermount3` helper: fuser delegates auto_unmount to it).
-    pub auto_unmount: bool,
-    /// fuser worker threads.
-    pub threads: usize,
-    /// Kernel readahead in bytes.
-    pub max_readahead: u32,
-}
-
-impl MountOptions {
-    pub fn for_bucket(bucket: &str) -> Self {
-        MountOptions {
-            fsname: format!("ossmount:{bucket}"),
-            read_only: false,
-            allow_other: false,
-            allow_root: false,
-            auto_unmount: false,
-            threads: 4,
-            max_readahead: 1 << 20,
-        }
-    }
-
-    fn to_config(&self) -> Config {
-        let mut opts = vec![
-            MountOption::FSName(self.fsname.clone()),
-            MountOption::Subtype("ossmount".into()),
-            MountOption::NoDev,
-            MountOption::NoSuid,
-            MountOption::NoAtime,
-            MountOption::CUSTOM(format!("max_read={MAX_IO}")),
-        ];
-        if self.read_only {
-            opts.push(MountOption::RO);
-        }
-        if self.allow_other || self.allow_root {
-            opts.push(MountOption::DefaultPermissions);
-        }
-        if self.auto_unmount {
-            opts.push(MountOption::AutoUnmount);
-        }
-        let mut cfg = Config::default();
-        cfg.mount_options = opts;
-        cfg.acl = if self.allow_other {
-            SessionACL::All
-        } else if self.allow_root {
-            SessionACL::RootAndOwner
-        } else {
-            SessionACL::Owner
-        };
-        cfg.n_threads = Some(self.threads.max(1));
-        cfg.clone_fd = true;
-        cfg
-    }
-}
-
-/// Errors of mounting.
-#[derive(Debug, thiserror::Error)]
-pub enum MountError {
-    #[error("cannot mount on {path}: {source}")]
-    Mount {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("unmounting {path} failed: {source}")]
-    Unmount {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("FUSE session on {path} ended with an error: {source}")]
-    Session {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// A background mount; unmounts on [`MountHandle::unmount`] or drop.
-#[derive(Debug)]
-pub struct MountHandle {
-    session: Option<fuser::BackgroundSession>,
-    mountpoint: PathBuf,
-}
-
-impl MountHandle {
-    pub fn mountpoint(&self) -> &Path {
-        &self.mountpoint
-    }
-
-    /// Unmounts and waits for the session thread.
-    pub fn unmount(mut self) -> Result<(), MountError> {
-        match self.session.take() {
-            Some(s) => s.umount_and_join().map_err(|source| MountError::Unmount {
-                path: self.mountpoint.clone(),
-                source,
-            }),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for MountHandle {
-    fn drop(&mut self) {
-        if let Some(s) = self.session.take() {
-            if let Err(e) = s.umount_and_join() {
-                tracing::warn!(mountpoint = %self.mountpoint.display(), error = %e, "unmount on drop failed");
-            }
-        }
-    }
-}
-
-/// Mounts `fs` on `mountpoint` and serves it from background threads.
-pub fn mount(
-    fs: Arc<Filesystem>,
-    mountpoint: &Path,
-    opts: &MountOptions,
-) -> Result<MountHandle, MountError> {
-    let adapter = FuseAdapter::new(fs, opts);
-    let session = fuser::spawn_mount(adapter, mountpoint, &opts.to_config()).map_err(|source| {
-        MountError::Mount {
-            path: mountpoint.to_path_buf(),
-            source,
-        }
-    })?;
-    tracing::info!(mountpoint = %mountpoint.display(), fsname = %opts.fsname, "mounted");
-    Ok(MountHandle {
-        session: Some(session),
-        mountpoint: mountpoint.to_path_buf(),
-    })
-}
-
-/// Mounts and serves until the filesystem is unmounted (e.g. by `umount`).
-pub fn run_foreground(
-    fs: Arc<Filesystem>,
-    mountpoint: &Path,
-    opts: &MountOptions,
-) -> Result<(), MountError> {
-    let adapter = FuseAdapter::new(fs, opts);
-    let session =
-        fuser::Session::new(adapter, mountpoint, &opts.to_config()).map_err(|source| {
-            MountError::Mount {
-                path: mountpoint.to_path_buf(),
-                source,
-            }
-        })?;
-    tracing::info!(mountpoint = %mountpoint.display(), fsname = %opts.fsname, "mounted (foreground)");
-    session.run().map_err(|source| MountError::Session {
-        path: mountpoint.to_path_buf(),
-        source,
-    })
-}
-
 /// The fuser `Filesystem` implementation.
-struct FuseAdapter {
+pub(super) struct FuseAdapter {
     fs: Arc<Filesystem>,
     max_readahead: u32,
 }
@@ -271,7 +88,7 @@ fn time_set(t: TimeOrNow) -> TimeSet {
 }
 
 impl FuseAdapter {
-    fn new(fs: Arc<Filesystem>, opts: &MountOptions) -> Self {
+    pub(super) fn new(fs: Arc<Filesystem>, opts: &MountOptions) -> Self {
         FuseAdapter {
             fs,
             max_readahead: opts.max_readahead.max(4096),

@@ -1,0 +1,167 @@
+//! Receiving bodies into `tmp/` ([`Stager`], hashing MD5 and CRC-64 on the way) and
+//! building staged files by copying (CopyObject, UploadPartCopy, import) or by
+//! concatenating parts (CompleteMultipartUpload). A [`StagedFile`] deletes itself on drop
+//! unless a commit renamed it into place.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use md5::{Digest as _, Md5};
+use tokio::io::AsyncWriteExt;
+
+use super::{Bucket, PartRecord, crc64_digest, unique_suffix};
+use crate::crc64::Crc64Hasher;
+
+/// A received body in `tmp/`, with its size and digests. Deleted on drop unless committed.
+#[derive(Debug)]
+pub struct StagedFile {
+    path: PathBuf,
+    pub size: u64,
+    pub md5: [u8; 16],
+    pub crc64: u64,
+    armed: bool,
+}
+
+impl StagedFile {
+    pub(super) fn disarm(&mut self) -> PathBuf {
+        self.armed = false;
+        self.path.clone()
+    }
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for StagedFile {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Streams a body into a temp file while computing MD5 and CRC-64.
+pub struct Stager {
+    file: Option<tokio::io::BufWriter<tokio::fs::File>>,
+    path: PathBuf,
+    md5: Md5,
+    crc: Crc64Hasher,
+    size: u64,
+}
+
+impl Stager {
+    pub async fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        self.md5.update(data);
+        self.crc.update(data);
+        self.size += data.len() as u64;
+        match self.file.as_mut() {
+            Some(f) => f.write_all(data).await,
+            None => Err(io::Error::other("stager already finished")),
+        }
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub async fn finish(mut self) -> io::Result<StagedFile> {
+        if let Some(mut f) = self.file.take() {
+            f.flush().await?;
+        }
+        Ok(StagedFile {
+            path: std::mem::take(&mut self.path),
+            size: self.size,
+            md5: self.md5.clone().finalize().into(),
+            crc64: self.crc.finish(),
+            armed: true,
+        })
+    }
+}
+
+impl Drop for Stager {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl Bucket {
+    /// A new temp file to stream a request body into.
+    pub async fn stager(&self) -> io::Result<Stager> {
+        let path = self.tmp_dir.join(format!("body-{}", unique_suffix()));
+        let file = tokio::fs::File::create(&path).await?;
+        Ok(Stager {
+            file: Some(tokio::io::BufWriter::with_capacity(1 << 20, file)),
+            path,
+            md5: Md5::new(),
+            crc: crc64_digest(),
+            size: 0,
+        })
+    }
+
+    /// Copies `len` bytes at `offset` of `src` into a staged file. Blocking.
+    pub fn stage_copy(&self, src: &fs::File, offset: u64, len: u64) -> io::Result<StagedFile> {
+        let path = self.tmp_dir.join(format!("copy-{}", unique_suffix()));
+        let mut staged = StagedFile {
+            path,
+            size: 0,
+            md5: [0; 16],
+            crc64: 0,
+            armed: true,
+        };
+        let mut out = io::BufWriter::with_capacity(1 << 20, fs::File::create(&staged.path)?);
+        let mut md5 = Md5::new();
+        let mut crc = crc64_digest();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut done = 0u64;
+        while done < len {
+            let want = (len - done).min(buf.len() as u64) as usize;
+            let n = src.read_at(&mut buf[..want], offset + done)?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "source shorter than its record",
+                ));
+            }
+            md5.update(&buf[..n]);
+            crc.update(&buf[..n]);
+            out.write_all(&buf[..n])?;
+            done += n as u64;
+        }
+        out.flush()?;
+        staged.size = done;
+        staged.md5 = md5.finalize().into();
+        staged.crc64 = crc.finish();
+        Ok(staged)
+    }
+
+    /// Concatenates part files into one staged file (CompleteMultipartUpload). The digests
+    /// of the result are not computed (the caller combines the parts' CRCs). Blocking.
+    pub fn stage_concat(&self, upload_id: &str, parts: &[PartRecord]) -> io::Result<StagedFile> {
+        let path = self.tmp_dir.join(format!("concat-{}", unique_suffix()));
+        let mut staged = StagedFile {
+            path,
+            size: 0,
+            md5: [0; 16],
+            crc64: 0,
+            armed: true,
+        };
+        let mut out = fs::File::create(&staged.path)?;
+        let dir = self.uploads_dir.join(upload_id);
+        for part in parts {
+            let mut src = fs::File::open(dir.join(&part.data_file))?.take(part.size);
+            let n = io::copy(&mut src, &mut out)?;
+            if n != part.size {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "part file shorter than its record",
+                ));
+            }
+            staged.size += n;
+        }
+        Ok(staged)
+    }
+}
