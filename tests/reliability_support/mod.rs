@@ -156,6 +156,8 @@ pub struct BinMount {
     child: Option<Child>,
     pub mnt: PathBuf,
     pub log: PathBuf,
+    /// The `--cache-dir` given to the process (staging files, disk read cache).
+    pub cache: PathBuf,
 }
 
 impl BinMount {
@@ -205,6 +207,7 @@ impl BinMount {
             child: Some(child),
             mnt,
             log,
+            cache,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
