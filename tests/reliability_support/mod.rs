@@ -61,6 +61,21 @@ impl Emu {
         }
     }
 
+    /// Stops the emulator (connections refused from now on) until [`Emu::restart`].
+    pub fn stop(&mut self) {
+        if let Some(e) = self.emu.take() {
+            self.block_on(e.shutdown());
+        }
+    }
+
+    /// Starts the emulator again on the same address and data directory.
+    pub fn restart(&mut self, addr: std::net::SocketAddr) {
+        let mut cfg = EmulatorConfig::new(self.dir.path().join("emu"), &self.bucket);
+        cfg.listen = addr;
+        let emu = self.block_on(start(cfg)).expect("restart emulator");
+        self.emu = Some(emu);
+    }
+
     pub fn emu(&self) -> &RunningEmulator {
         self.emu.as_ref().expect("emulator running")
     }
