@@ -168,6 +168,9 @@ fn odd_keys_and_long_names_through_the_mount() {
         emu.put(k, k.as_bytes().to_vec());
     }
     emu.put(&longest_key, b"deep".to_vec());
+    // A file and a directory of the same name: the directory wins (documented).
+    emu.put("clash", b"file".to_vec());
+    emu.put("clash/inner", b"inner".to_vec());
 
     let dir = tempfile::tempdir().unwrap();
     let mnt = BinMount::start(&emu, &dir.path().join("mnt"), &[]).expect("mount");
@@ -193,6 +196,12 @@ fn odd_keys_and_long_names_through_the_mount() {
     assert_eq!(
         std::fs::read(mnt.path(&longest_key)).expect("1023-byte key"),
         b"deep"
+    );
+
+    assert!(mnt.path("clash").is_dir(), "directory should win over file");
+    assert_eq!(
+        std::fs::read(mnt.path("clash/inner")).expect("clash/inner"),
+        b"inner"
     );
 
     // Creating names over 255 bytes: ENAMETOOLONG from the kernel or from us.
