@@ -7,8 +7,8 @@
 # warm-up pass. Prints MB/s for each server and the ratio emulator/nginx.
 # The emulator runs --anonymous (the client sends no signatures, like for nginx).
 #
-# Env: SIZE_MIB, RANGE_MIB, CONCURRENCY, PASSES, WORK (scratch dir, default a mktemp
-# dir), EMULATOR (binary; default: cargo build --release and use target/release).
+# Env: SIZE_MIB, RANGE_MIB, CONCURRENCY, PASSES, WORK (scratch dir, kept; default a
+# temporary dir removed at exit), EMULATOR (binary; default: cargo build --release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,7 +16,20 @@ SIZE_MIB=${SIZE_MIB:-1024}
 RANGE_MIB=${RANGE_MIB:-8}
 CONCURRENCY=${CONCURRENCY:-4}
 PASSES=${PASSES:-3}
-WORK=${WORK:-$(mktemp -d /tmp/bench-emu-nginx.XXXXXX)}
+# A scratch dir made here is removed at exit (it holds 2+ GiB); a given WORK is kept.
+if [ -z "${WORK:-}" ]; then
+  WORK=$(mktemp -d /tmp/bench-emu-nginx.XXXXXX)
+  REMOVE_WORK=1
+fi
+
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  if [ "${REMOVE_WORK:-0}" = 1 ]; then rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
 
 if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
   echo "== installing nginx"
@@ -38,13 +51,6 @@ if [ ! -f "$file" ] || [ "$(stat -c %s "$file")" -ne $((SIZE_MIB << 20)) ]; then
   head -c $((SIZE_MIB << 20)) /dev/urandom > "$file"
 fi
 ln -f "$file" "$WORK/import/big.bin" 2>/dev/null || cp "$file" "$WORK/import/big.bin"
-
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-}
-trap cleanup EXIT
 
 # nginx: 2 workers (the machine size), sendfile on, keep-alive without a request cap.
 port_nginx=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

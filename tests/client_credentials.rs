@@ -72,7 +72,7 @@ async fn short_lived_ecs_credentials_refresh_under_continuous_load() {
 async fn metadata_outage_serves_current_credentials_until_expiry() {
     let env = start_emulator(|cfg| {
         *cfg = cfg.clone().with_metadata();
-        cfg.sts_lifetime = Duration::from_secs(6);
+        cfg.sts_lifetime = Duration::from_secs(8);
     })
     .await;
     let provider = ecs_provider(&env).await;
@@ -85,15 +85,16 @@ async fn metadata_outage_serves_current_credentials_until_expiry() {
         .unwrap();
     let first = provider.credentials().await.unwrap();
     env.emu.set_metadata_down(true);
-    // Past the refresh point (2/3 of the life) the refresh fails, the old set still works.
-    tokio::time::sleep(Duration::from_millis(4500)).await;
+    // Past the refresh point (2/3 of 8 s) the refresh fails; the old set, usable until
+    // 7.2 s, still works.
+    tokio::time::sleep(Duration::from_millis(6000)).await;
     c.head_object("k").await.unwrap();
     assert_eq!(
         provider.credentials().await.unwrap().access_key_id,
         first.access_key_id
     );
     // After expiry, requests fail with a credentials error (not a signature error).
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let err = c.head_object("k").await.unwrap_err();
     assert!(matches!(err, StoreError::Credentials(_)), "{err}");
     // The service comes back: the next request fetches synchronously and succeeds.

@@ -128,6 +128,8 @@ async fn added_latency_within_timeout_is_fine_but_beyond_it_times_out() {
     let env = start_emulator(|_| {}).await;
     let c = env.client_with(|cfg| {
         cfg.read_timeout = std::time::Duration::from_millis(300);
+        // The wait for a reply is connect + read timeout at worst (like the Go SDK).
+        cfg.connect_timeout = std::time::Duration::from_millis(200);
         cfg.max_attempts = 2;
     });
     c.put_object("l", Bytes::from_static(b"x").into(), &PutOptions::default())

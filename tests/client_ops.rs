@@ -39,6 +39,7 @@ async fn put_head_get_delete_roundtrip_with_metadata() {
     let data = Bytes::from(pattern(300_000, 1));
     let mut meta = BTreeMap::new();
     meta.insert("owner".to_string(), "alice".to_string());
+    meta.insert("title".to_string(), "résumé 中文 a+b".to_string());
     let opts = PutOptions {
         content_type: Some("text/plain".into()),
         user_meta: meta.clone(),

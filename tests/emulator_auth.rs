@@ -341,3 +341,43 @@ async fn rrsa_assume_role_with_oidc() {
     assert_eq!(v["Code"], "MissingOIDCToken");
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn sts_credentials_work_in_every_signing_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = start(dir.path()).await;
+    Client::new(&emu).put("sts/k", "sts body").await;
+    let sts = emu.issue_sts(Duration::from_secs(600));
+    assert!(sts.security_token.is_some());
+    let v4 = Client::new(&emu).with_creds(Some(sts.clone()));
+    assert_eq!(v4.get("sts/k").await.status, 200);
+    let v1 = Client::new(&emu)
+        .with_creds(Some(sts.clone()))
+        .with_auth(Auth::V1);
+    let r = v1.get("sts/k").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let anon = Client::new(&emu).with_auth(Auth::None);
+    let url = v4.presign_v4(&Req::new("GET", "sts/k"), Duration::from_secs(60));
+    assert!(url.contains("x-oss-security-token="));
+    assert_eq!(anon.raw("GET", &url, &[], vec![]).await.status, 200);
+    let now = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let url = v4.presign_v1(&Req::new("GET", "sts/k"), now + 60);
+    assert!(url.contains("security-token="));
+    assert_eq!(anon.raw("GET", &url, &[], vec![]).await.status, 200);
+    // A wrong secret with a V1 STS request: the echoed string to sign hides the token.
+    let mut bad = sts.clone();
+    bad.access_key_secret = ossmount::credentials::Secret::new("wrong");
+    let r = Client::new(&emu)
+        .with_creds(Some(bad))
+        .with_auth(Auth::V1)
+        .get("sts/k")
+        .await;
+    assert_eq!(r.code(), "SignatureDoesNotMatch");
+    let token = sts.security_token.as_ref().unwrap().expose();
+    assert!(!r.text().contains(token), "token echoed in error");
+    assert!(r.text().contains("&lt;redacted&gt;"), "{}", r.text());
+    emu.shutdown().await;
+}

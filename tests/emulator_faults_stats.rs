@@ -80,7 +80,18 @@ async fn run_gets(c: &Client, expected: &[u8]) -> Vec<String> {
                 let code = between(&String::from_utf8_lossy(&b), "<Code>", "</Code>").unwrap();
                 out.push(format!("{status} {code}"));
             }
-            Err(_) => out.push("body-error".into()),
+            Err(e) => {
+                // An injected reset is a real TCP RST; a truncation is an early EOF.
+                let mut source: Option<&dyn std::error::Error> = Some(&e);
+                let mut reset = false;
+                while let Some(err) = source {
+                    if let Some(io) = err.downcast_ref::<std::io::Error>() {
+                        reset |= io.kind() == std::io::ErrorKind::ConnectionReset;
+                    }
+                    source = err.source();
+                }
+                out.push(if reset { "reset" } else { "truncated" }.into());
+            }
         }
     }
     out
@@ -107,13 +118,16 @@ async fn seeded_faults_are_reproducible_and_counted() {
         let s = emu.stats();
         let f = &s.faults_injected;
         let errors = outcomes.iter().filter(|o| o.starts_with("50")).count() as u64;
-        let body_errors = outcomes.iter().filter(|o| *o == "body-error").count() as u64;
+        let resets = outcomes.iter().filter(|o| *o == "reset").count() as u64;
+        let truncated = outcomes.iter().filter(|o| *o == "truncated").count() as u64;
         assert_eq!(f["error"], errors, "{outcomes:?}");
-        assert_eq!(f["reset"] + f["truncate"], body_errors, "{outcomes:?}");
+        assert_eq!(f["reset"], resets, "{outcomes:?}");
+        assert_eq!(f["truncate"], truncated, "{outcomes:?}");
         assert!(errors > 0 && f["reset"] > 0 && f["truncate"] > 0, "{f:?}");
         assert!(outcomes.iter().any(|o| o == "ok"));
         assert!(outcomes.iter().all(|o| o == "ok"
-            || o == "body-error"
+            || o == "reset"
+            || o == "truncated"
             || o == "500 InternalError"
             || o == "503 ServiceUnavailable"));
         // The control endpoint turns faults off again.
@@ -170,4 +184,22 @@ async fn large_object_streams_intact() {
     assert_eq!(g.status, 206);
     assert!(g.body[..] == data[start..=end]);
     emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_requests_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = start(dir.path()).await;
+    let c = Client::new(&emu);
+    c.put("slow", "still here").await;
+    emu.set_faults(FaultUpdate {
+        latency_ms: Some(300),
+        ..Default::default()
+    });
+    let in_flight = tokio::spawn(async move { c.get("slow").await });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    emu.shutdown().await;
+    let r = in_flight.await.unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(&r.body[..], b"still here");
 }

@@ -107,6 +107,47 @@ async fn multipart_upload_rules() {
         std::slice::from_ref(&id)
     );
 
+    // Delimiter groups other uploads into common prefixes; max-uploads paginates.
+    let other = initiate(&c, "mp/sub/a").await;
+    initiate(&c, "mp/sub/b").await;
+    let r = c
+        .send(
+            Req::new("GET", "")
+                .q("uploads", None)
+                .q("prefix", Some("mp/"))
+                .q("delimiter", Some("/")),
+        )
+        .await;
+    assert_eq!(all_between(&r.text(), "<Key>", "</Key>"), [key]);
+    assert!(
+        r.text()
+            .contains("<CommonPrefixes><Prefix>mp/sub/</Prefix></CommonPrefixes>")
+    );
+    let r = c
+        .send(
+            Req::new("GET", "")
+                .q("uploads", None)
+                .q("max-uploads", Some("1")),
+        )
+        .await;
+    assert!(r.text().contains("<IsTruncated>true</IsTruncated>"));
+    assert_eq!(
+        between(&r.text(), "<NextKeyMarker>", "</NextKeyMarker>").as_deref(),
+        Some(key)
+    );
+    let r = c
+        .send(
+            Req::new("GET", "")
+                .q("uploads", None)
+                .q("key-marker", Some(key)),
+        )
+        .await;
+    assert_eq!(
+        all_between(&r.text(), "<Key>", "</Key>"),
+        ["mp/sub/a", "mp/sub/b"]
+    );
+    assert!(r.text().contains(&other));
+
     // Errors: order, bad ETag, too-small middle part.
     let r = complete(&c, key, &id, &[(2, &e2), (1, &e1)]).await;
     assert_eq!((r.status, r.code().as_str()), (400, "InvalidPartOrder"));

@@ -324,6 +324,15 @@ async fn copy_object_and_directives() {
         )
         .await;
     assert_eq!(r.status, 200);
+    // A failed copy-source-if-none-match is a 412 too (no 304 for copies).
+    let r = c
+        .send(
+            Req::new("PUT", "dst5")
+                .h("x-oss-copy-source", &source)
+                .h("x-oss-copy-source-if-none-match", &src_etag),
+        )
+        .await;
+    assert_eq!((r.status, r.code().as_str()), (412, "PreconditionFailed"));
     let r = c
         .send(Req::new("PUT", "dst4").h("x-oss-copy-source", &format!("/{BUCKET}/missing")))
         .await;
@@ -439,5 +448,45 @@ async fn service_and_bucket_info() {
     assert_eq!(s.requests_for("DescribeRegions"), 2);
     assert_eq!(s.requests_for("GetBucketInfo"), 1);
     assert_eq!(s.requests_for("GetBucketLocation"), 1);
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn concurrent_overwrites_never_expose_mixed_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = start(dir.path()).await;
+    let c = std::sync::Arc::new(Client::new(&emu));
+    let size = 3 << 20;
+    c.put("hot", vec![0u8; size]).await;
+    let mut tasks = Vec::new();
+    for w in 1..=3u8 {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            for round in 0..4u8 {
+                c.put("hot", vec![w * 16 + round; size]).await;
+            }
+        }));
+    }
+    let mut readers = Vec::new();
+    for _ in 0..3 {
+        let c = c.clone();
+        readers.push(tokio::spawn(async move {
+            for _ in 0..8 {
+                let r = c.get("hot").await;
+                assert_eq!(r.status, 200);
+                assert_eq!(r.body.len(), size);
+                let first = r.body[0];
+                assert!(r.body.iter().all(|b| *b == first), "mixed versions");
+                assert_eq!(
+                    r.header("x-oss-hash-crc64ecma"),
+                    Some(crc(&r.body).as_str()),
+                    "headers and body from different versions"
+                );
+            }
+        }));
+    }
+    for t in tasks.into_iter().chain(readers) {
+        t.await.unwrap();
+    }
     emu.shutdown().await;
 }

@@ -736,3 +736,28 @@ async fn append_to_large_object_copies_server_side() {
     let _ = e.fs.release(fh).await;
     assert!(e.store.get("big.log").as_deref() == Some(&vec![9u8; 2 << 20][..]));
 }
+
+#[tokio::test]
+async fn directory_marker_metadata_is_honoured() {
+    let e = env();
+    let mut meta = BTreeMap::new();
+    meta.insert("mode".to_string(), (libc::S_IFDIR | 0o700).to_string());
+    meta.insert("uid".to_string(), "4242".to_string());
+    e.store.put_with_meta("private/", "", meta);
+    e.store.put("private/secret", "s");
+    e.store.put("implicit/x", "x");
+    let d = e.fs.lookup(ROOT_INO, n("private")).await.expect("lookup");
+    assert_eq!((d.kind, d.perm, d.uid), (FileKind::Dir, 0o700, 4242));
+    // A listing of the parent does not reset what the marker said.
+    names(&e, ROOT_INO).await;
+    assert_eq!(e.fs.getattr(d.ino).await.expect("getattr").perm, 0o700);
+    let i = e.fs.lookup(ROOT_INO, n("implicit")).await.expect("lookup");
+    assert_eq!(i.perm, 0o755);
+    // Without a marker: the mount defaults, and no extra HEAD.
+    e.store.put("fresh/x", "x");
+    e.store.reset_counts();
+    let f = e.fs.lookup(ROOT_INO, n("fresh")).await.expect("lookup");
+    assert_eq!((f.kind, f.perm), (FileKind::Dir, 0o755));
+    assert_eq!(e.store.count("HeadObject"), 1);
+    assert_eq!(e.store.count("ListObjectsV2"), 1);
+}

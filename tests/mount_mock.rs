@@ -349,3 +349,35 @@ fn run_foreground_returns_after_umount() {
     assert!(result.is_ok(), "{result:?}");
     assert!(!is_mounted(dir.path()));
 }
+
+#[test]
+fn parallel_writers_and_readers() {
+    let m = Mounted::new();
+    std::fs::create_dir(m.path("par")).expect("mkdir");
+    let root = m.path("par");
+    let workers: Vec<_> = (0..8u8)
+        .map(|t| {
+            let root = root.clone();
+            std::thread::spawn(move || {
+                for i in 0..5u8 {
+                    let p = root.join(format!("t{t}-{i}"));
+                    let data = vec![t.wrapping_mul(31).wrapping_add(i); 300_000 + usize::from(i)];
+                    std::fs::write(&p, &data).expect("write");
+                    assert!(std::fs::read(&p).expect("read back") == data);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("worker");
+    }
+    assert_eq!(std::fs::read_dir(&root).expect("readdir").count(), 40);
+    assert_eq!(
+        m.store
+            .keys()
+            .iter()
+            .filter(|k| k.starts_with("par/t"))
+            .count(),
+        40
+    );
+}

@@ -73,6 +73,7 @@ Exit status: 0 when mounted (or the subcommand succeeded), 1 on any error, 2 on 
     about = ABOUT,
     long_about = LONG_ABOUT,
     after_long_help = EXAMPLES,
+    override_usage = "ossmount [OPTIONS] BUCKET[:PREFIX/] MOUNTPOINT\n       ossmount --list-regions\n       ossmount <COMMAND>",
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
     max_term_width = 100

@@ -40,7 +40,10 @@ pub struct ClientConfig {
     pub credentials: Arc<dyn CredentialsProvider>,
     pub connect_timeout: Duration,
     /// Longest silence while reading a response (headers or a body chunk) or while the
-    /// server is not taking our upload body.
+    /// server is not taking our upload body. Before the first byte of a request body has
+    /// moved (or for requests without a body) the connect timeout is added, since the
+    /// connection may still be being set up: like the Go SDK, a reply may take up to
+    /// connect + read timeout.
     pub read_timeout: Duration,
     /// Attempts in total, including the first (≥ 1).
     pub max_attempts: u32,

@@ -224,7 +224,7 @@ impl OssClient {
             let (a, b, total) = header_str(&h, "content-range")
                 .and_then(parse_content_range)
                 .ok_or_else(|| invalid("206 reply without a valid Content-Range".into()))?;
-            if a != range.start || b < a {
+            if a != range.start || b < a || b >= range.end {
                 return Err(invalid(format!(
                     "asked for bytes {}-{}, got Content-Range {a}-{b}",
                     range.start,

@@ -56,26 +56,31 @@ pub(crate) struct Sent {
     pub body_crc: Option<u64>,
 }
 
-/// Last moment (ms after `start`) the request body made progress.
+/// Last moment the request body made progress, as ms after `start` plus one (0 = the
+/// body has not moved yet, i.e. the connection may still be being set up).
 #[derive(Clone)]
 struct Progress {
     start: Instant,
-    last_ms: Arc<AtomicU64>,
+    last_ms_plus_one: Arc<AtomicU64>,
 }
 
 impl Progress {
     fn new() -> Progress {
         Progress {
             start: Instant::now(),
-            last_ms: Arc::new(AtomicU64::new(0)),
+            last_ms_plus_one: Arc::new(AtomicU64::new(0)),
         }
     }
     fn touch(&self) {
         let ms = self.start.elapsed().as_millis() as u64;
-        self.last_ms.store(ms, Ordering::Relaxed);
+        self.last_ms_plus_one.store(ms + 1, Ordering::Relaxed);
     }
-    fn last(&self) -> Duration {
-        Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    /// `None` until the body first moves.
+    fn last(&self) -> Option<Duration> {
+        match self.last_ms_plus_one.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(Duration::from_millis(n - 1)),
+        }
     }
 }
 
@@ -229,11 +234,19 @@ impl OssClient {
         tokio::pin!(send);
         let result = loop {
             let last = progress.last();
-            let deadline = progress.start + last + timeout;
+            // Until the first body chunk moves, the connection may still be being set up:
+            // that has its own (connect) timeout inside reqwest, so allow for it.
+            let deadline = match last {
+                Some(at) => progress.start + at + timeout,
+                None => progress.start + inner.cfg.connect_timeout + timeout,
+            };
+            // Wake at the deadline, or earlier to re-evaluate it once the body has moved
+            // (the first body chunk ends the connection-setup allowance).
+            let wake = deadline.min(Instant::now() + timeout);
             tokio::select! {
                 r = &mut send => break r,
-                _ = tokio::time::sleep_until(deadline.into()) => {
-                    if progress.last() == last {
+                _ = tokio::time::sleep_until(wake.into()) => {
+                    if progress.last() == last && Instant::now() >= deadline {
                         self.record_attempt(req, "timeout", started);
                         return Err(self.timeout_failure(req, timeout));
                     }

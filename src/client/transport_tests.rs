@@ -190,73 +190,6 @@ async fn requests_carry_signature_range_behaviour_and_user_agent() {
     assert!(r.header("x-oss-date").is_some());
 }
 
-/// Collects formatted log output.
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-#[tokio::test]
-async fn logs_have_failure_details_but_no_secrets() {
-    let logs = LogBuffer::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
-    let server = MiniServer::start(|req| {
-        if req.method == "PUT" {
-            Reply::with(403, &error_xml("AccessDenied")).header("x-oss-request-id", "RID")
-        } else {
-            Reply::with(500, &error_xml("InternalError"))
-        }
-    })
-    .await;
-    let c = client_for(&server, 2);
-    let err = c
-        .put_object(
-            "secret-free key",
-            Bytes::from_static(b"v").into(),
-            &PutOptions::default(),
-        )
-        .await
-        .unwrap_err();
-    assert!(!format!("{err} {err:?}").contains(SECRET));
-    let _ = c.get_range("k", 0..1, None).await;
-    let _ = format!("{c:?}");
-
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    assert!(
-        text.contains("WARN") && text.contains("OSS request failed"),
-        "{text}"
-    );
-    assert!(
-        text.contains("AccessDenied") && text.contains("RID") && text.contains("0000-1"),
-        "{text}"
-    );
-    // The per-attempt "retrying OSS request" line is debug level; tracing caches callsite
-    // interest process-wide, so with other tests installing their own subscribers it is not
-    // reliably captured here. The WARN line above (attempts=2) proves the retry happened.
-    assert!(text.contains("attempts=2"), "{text}");
-    for forbidden in [SECRET, TOKEN, "Signature=", "OSS4-HMAC-SHA256"] {
-        assert!(
-            !text.contains(forbidden),
-            "{forbidden} leaked into logs:\n{text}"
-        );
-    }
-}
-
 #[tokio::test]
 async fn file_body_shorter_than_promised_is_a_local_error() {
     let server = MiniServer::start(|_| Reply::ok("")).await;
@@ -282,12 +215,15 @@ async fn file_body_shorter_than_promised_is_a_local_error() {
 /// A server that reads the request body at `rate` bytes/s (0 = never), then answers 200.
 async fn slow_reader(rate: usize) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // A small receive buffer so that little of the body can hide in socket buffers.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(64 * 1024).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(16).unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
         while let Ok((mut sock, _)) = listener.accept().await {
             tokio::spawn(async move {
-                // Small receive window so the client really waits for us.
                 let mut head = Vec::new();
                 let mut byte = [0u8; 1];
                 while !head.ends_with(b"\r\n\r\n") {
@@ -306,13 +242,20 @@ async fn slow_reader(rate: usize) -> (std::net::SocketAddr, tokio::task::JoinHan
                     tokio::time::sleep(Duration::from_secs(60)).await;
                     return;
                 }
+                // Each 100 ms tick, take up to rate/10 bytes (several reads), then pause.
                 let mut got = 0;
-                let mut buf = vec![0u8; rate / 10];
+                let mut buf = vec![0u8; 64 * 1024];
                 while got < len {
-                    let want = buf.len().min(len - got);
-                    match sock.read(&mut buf[..want]).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got += n,
+                    let mut this_tick = 0;
+                    while this_tick < rate / 10 && got < len {
+                        let want = buf.len().min(len - got);
+                        match sock.read(&mut buf[..want]).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => {
+                                got += n;
+                                this_tick += n;
+                            }
+                        }
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
@@ -327,16 +270,16 @@ async fn slow_reader(rate: usize) -> (std::net::SocketAddr, tokio::task::JoinHan
 
 #[tokio::test]
 async fn slow_but_progressing_upload_outlives_the_read_timeout() {
-    // 24 MiB at ~8 MiB/s takes ~3 s, twice the 1.5 s timeout; it must succeed because
-    // the body keeps moving. (What sits in socket buffers after the last chunk was
-    // handed over drains within the timeout: a few MiB at 8 MiB/s.)
-    let (addr, task) = slow_reader(8 << 20).await;
+    // 48 MiB at ~16 MiB/s takes ~3 s, well over the 1.5 s timeout; it must succeed
+    // because the body keeps moving. (What sits in socket buffers after the last chunk
+    // was handed over drains well within the timeout.)
+    let (addr, task) = slow_reader(16 << 20).await;
     let mut cfg = ClientConfig::anonymous(format!("http://{addr}"), "bkt", "cn-hangzhou");
     cfg.read_timeout = Duration::from_millis(1500);
     cfg.max_attempts = 1;
     let c = OssClient::new(cfg).unwrap();
     let started = std::time::Instant::now();
-    let body = Bytes::from(vec![7u8; 24 << 20]);
+    let body = Bytes::from(vec![7u8; 48 << 20]);
     c.put_object("k", body.into(), &PutOptions::default())
         .await
         .unwrap();

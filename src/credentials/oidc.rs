@@ -50,7 +50,7 @@ pub struct OidcConfig {
 }
 
 impl OidcConfig {
-    /// `Ok(None)` unless all three RRSA variables are set.
+    /// `None` unless all three RRSA variables are set.
     pub fn from_env(env: &dyn EnvLookup) -> Option<OidcConfig> {
         let role_arn = env.var("ALIBABA_CLOUD_ROLE_ARN")?;
         let oidc_provider_arn = env.var("ALIBABA_CLOUD_OIDC_PROVIDER_ARN")?;

@@ -294,13 +294,13 @@ mod tests {
 
     #[tokio::test]
     async fn refreshes_in_background_before_expiry() {
-        let (f, calls, _) = fetcher(Duration::from_millis(900));
+        let (f, calls, _) = fetcher(Duration::from_millis(3000));
         let p = RefreshingProvider::new(Box::new(f), fast_policy())
             .await
             .unwrap();
         assert_eq!(p.credentials().await.unwrap().access_key_id, "AK0");
-        // Refresh is due at 2/3 of 900 ms = 600 ms, well before expiry.
-        tokio::time::sleep(Duration::from_millis(750)).await;
+        // Refresh is due at 2/3 of 3 s = 2 s, well before expiry.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
         assert!(calls.load(Ordering::SeqCst) >= 2);
         let c = p.credentials().await.unwrap();
         assert_ne!(c.access_key_id, "AK0");
@@ -309,16 +309,17 @@ mod tests {
 
     #[tokio::test]
     async fn serves_current_set_while_refresh_fails_then_errors_after_expiry() {
-        let (f, _calls, failing) = fetcher(Duration::from_millis(1200));
+        let (f, _calls, failing) = fetcher(Duration::from_millis(3000));
         let p = RefreshingProvider::new(Box::new(f), fast_policy())
             .await
             .unwrap();
         failing.store(true, Ordering::SeqCst);
-        // Past the refresh point (800 ms) but before expiry: the old set is served.
-        tokio::time::sleep(Duration::from_millis(950)).await;
+        // Past the refresh point (2 s) but before expiry (usable until 2.9 s): the old
+        // set is served.
+        tokio::time::sleep(Duration::from_millis(2300)).await;
         assert_eq!(p.credentials().await.unwrap().access_key_id, "AK0");
         // After expiry the caller blocks on a synchronous fetch, which fails.
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
         let err = p.credentials().await.unwrap_err().to_string();
         assert!(err.contains("expired"), "{err}");
         // Recovery: the next call fetches synchronously.

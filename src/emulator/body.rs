@@ -5,11 +5,13 @@
 //! a memory map made on the blocking pool ([`super::mmap`]; `pread` if mapping fails),
 //! two chunks in flight, so one connection keeps the page cache and the socket busy at
 //! the same time and each byte is copied once (into the socket). Injected body faults wrap that
-//! stream: `reset` yields an error part-way (hyper then drops the connection), `truncate`
-//! ends it early (hyper sees the body end before `Content-Length` and closes).
+//! stream: `reset` yields an error part-way and sets SO_LINGER 0, so hyper's close of the
+//! connection is a TCP RST; `truncate` ends it early (hyper sees the body end before
+//! `Content-Length` and closes normally).
 
 use std::fs;
 use std::io;
+use std::os::fd::RawFd;
 use std::os::unix::fs::FileExt;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -26,6 +28,32 @@ use super::faults::FaultDecision;
 use super::mmap::MappedRange;
 use super::stats::Stats;
 use super::storage::{Bucket, StagedFile};
+
+/// The raw socket of the connection a request arrived on, so an injected reset can make
+/// the close a real TCP RST (SO_LINGER 0) instead of a FIN.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnSocket(pub RawFd);
+
+impl ConnSocket {
+    /// Makes the coming close of this connection send RST.
+    pub fn reset_on_close(self) {
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: the fd belongs to the connection whose response body is being polled,
+        // so it is open; SO_LINGER only changes how the kernel closes it.
+        unsafe {
+            libc::setsockopt(
+                self.0,
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast::<libc::c_void>(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            );
+        }
+    }
+}
 
 /// The body type of every emulator response.
 pub type RespBody = UnsyncBoxBody<Bytes, io::Error>;
@@ -51,6 +79,7 @@ pub fn file_body(
     len: u64,
     stats: Arc<Stats>,
     fault: FaultDecision,
+    socket: Option<ConnSocket>,
 ) -> RespBody {
     let chunks = (0..len.div_ceil(CHUNK)).map(move |i| {
         let start = i * CHUNK;
@@ -91,6 +120,7 @@ pub fn file_body(
         error_next: false,
         done: false,
         stats,
+        socket,
     };
     StreamBody::new(stream.map_ok(Frame::data)).boxed_unsync()
 }
@@ -114,6 +144,7 @@ struct CutStream {
     error_next: bool,
     done: bool,
     stats: Arc<Stats>,
+    socket: Option<ConnSocket>,
 }
 
 impl Stream for CutStream {
@@ -129,6 +160,9 @@ impl Stream for CutStream {
         if this.error_next {
             this.error_next = false;
             this.done = true;
+            if let Some(socket) = this.socket {
+                socket.reset_on_close();
+            }
             return Poll::Ready(Some(Err(io::Error::new(
                 io::ErrorKind::ConnectionReset,
                 "injected connection reset",
@@ -192,7 +226,7 @@ pub async fn stage_body(
                     "Your proposed upload exceeds the maximum allowed object size.",
                 ));
             }
-            stager.write(&data).await?;
+            stager.write(data).await?;
         }
     }
     Ok(stager.finish().await?)

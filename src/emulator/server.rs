@@ -27,7 +27,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::auth::Authenticator;
-use super::body::{RespBody, empty, full, read_small_body};
+use super::body::{ConnSocket, RespBody, empty, full, read_small_body};
 use super::error::OssError;
 use super::faults::{FaultDecision, FaultUpdate, Faults};
 use super::ops::{self, Op};
@@ -127,6 +127,8 @@ pub struct Ctx {
     pub request_id: String,
     /// Whether the bucket came from the Host header.
     pub virtual_hosted: bool,
+    /// The connection's socket (for injected resets).
+    pub socket: Option<ConnSocket>,
 }
 
 impl Ctx {
@@ -320,7 +322,9 @@ async fn serve(
     }
     let query = Query::parse(req.uri().query()).map_err(|e| (e, bucket.clone()))?;
     let (parts, body) = req.into_parts();
+    let socket = parts.extensions.get::<ConnSocket>().copied();
     let ctx = Ctx {
+        socket,
         method: parts.method,
         headers: parts.headers,
         bucket,
@@ -426,8 +430,11 @@ pub async fn accept_loop<F, Fut>(
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<Response<RespBody>, Infallible>> + Send + 'static,
 {
+    // Connection tasks are kept so shutdown can wait for in-flight requests.
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         let (stream, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
@@ -440,8 +447,13 @@ pub async fn accept_loop<F, Fut>(
         };
         let _ = stream.set_nodelay(true);
         let serve = serve.clone();
+        let socket = ConnSocket(std::os::fd::AsRawFd::as_raw_fd(&stream));
+        let serve = move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(socket);
+            serve(req)
+        };
         let mut shutdown = shutdown.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
                 .serve_connection(TokioIo::new(stream), service_fn(serve));
@@ -459,6 +471,13 @@ pub async fn accept_loop<F, Fut>(
             }
         });
     }
+    drop(listener);
+    // Each connection finishes its current request (at most 5 s); stragglers are
+    // aborted when the set is dropped.
+    let _ = tokio::time::timeout(Duration::from_secs(6), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@
 //!
 //! All state is behind one `std::sync::Mutex`, held only for short, non-async sections.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -56,6 +56,9 @@ struct Inner {
     nodes: HashMap<Ino, Node>,
     children: HashMap<(Ino, String), Ino>,
     negative: HashMap<(Ino, String), Instant>,
+    /// Inodes that may still be `local` (a superset: entries are checked on use), so
+    /// listing them does not scan every inode.
+    local_set: HashSet<Ino>,
     next_ino: Ino,
 }
 
@@ -110,6 +113,7 @@ impl InodeTable {
                 nodes,
                 children: HashMap::new(),
                 negative: HashMap::new(),
+                local_set: HashSet::new(),
                 next_ino: ROOT_INO + 1,
             }),
             prefix,
@@ -260,7 +264,12 @@ impl InodeTable {
                     return (ino, node.clone());
                 }
                 if node.attr.kind == obs.kind && obs.kind == FileKind::Dir {
-                    // Directories have no object to compare: keep what we know.
+                    // A listing knows nothing about a directory's attributes: keep what we
+                    // know unless this observation read the marker's metadata.
+                    if obs.attr_template.from_meta {
+                        node.attr = obs.attr_template;
+                        node.attr.ino = ino;
+                    }
                     node.valid_until = exp;
                     return (ino, node.clone());
                 }
@@ -358,6 +367,9 @@ impl InodeTable {
         };
         inner.nodes.insert(ino, node.clone());
         inner.children.insert(k, ino);
+        if local {
+            inner.local_set.insert(ino);
+        }
         (ino, node)
     }
 
@@ -421,14 +433,19 @@ impl InodeTable {
 
     /// Children of `parent` that exist only locally (created, not yet uploaded).
     pub fn local_children(&self, parent: Ino) -> Vec<(String, Ino, Attr)> {
-        let inner = self.lock();
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let nodes = &inner.nodes;
+        // Drop entries that are no longer local while we are here.
+        inner
+            .local_set
+            .retain(|ino| nodes.get(ino).is_some_and(|n| n.local && !n.unlinked));
         let mut out: Vec<(String, Ino, Attr)> = inner
-            .children
+            .local_set
             .iter()
-            .filter(|((p, _), _)| *p == parent)
-            .filter_map(|((_, name), ino)| {
-                let n = inner.nodes.get(ino)?;
-                (n.local && !n.unlinked).then(|| (name.clone(), *ino, n.attr.clone()))
+            .filter_map(|ino| {
+                let n = nodes.get(ino)?;
+                (n.parent == parent).then(|| (n.name.clone(), *ino, n.attr.clone()))
             })
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));

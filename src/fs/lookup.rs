@@ -5,7 +5,9 @@
 //! LIST finds anything (a marker `d/n/` or any key below), `n` is a directory — even when
 //! an object `d/n` exists too ("directory wins", the only way both stay reachable).
 //! Otherwise the HEAD decides: a Symlink object (or an ossfs-style link whose mode has
-//! `S_IFLNK`) is a link, anything else a regular file.
+//! `S_IFLNK`) is a link, anything else a regular file. When the LIST shows the
+//! directory's own marker object, one more HEAD (of `d/n/`) reads its mode/owner/mtime,
+//! so directories made private by ossfs or by chmod here stay private.
 //!
 //! Pitfalls:
 //! - HEAD on an OSS symlink resolves to the target; a dangling link answers 404
@@ -64,13 +66,28 @@ impl Filesystem {
         );
         let list = list.map_err(|e| FsError::store("ListObjectsV2", &dir_prefix, e))?;
         if !list.objects.is_empty() || !list.common_prefixes.is_empty() {
-            let mtime = list
-                .objects
-                .first()
-                .filter(|o| o.key == dir_prefix)
+            let marker = list.objects.first().filter(|o| o.key == dir_prefix);
+            let mtime = marker
                 .and_then(|o| o.last_modified)
                 .unwrap_or(self.mounted_at);
-            return Ok(self.inodes.observe(parent, name, self.observed_dir(mtime)));
+            let mut obs = self.observed_dir(mtime);
+            if marker.is_some() {
+                // The marker may carry mode/owner (ossfs writes them): a directory meant
+                // to be private must not show the mount's default mode.
+                match self.store.head_object(&dir_prefix).await {
+                    Ok(meta) => {
+                        obs.attr_template =
+                            self.inodes
+                                .defaults()
+                                .from_object_meta(0, FileKind::Dir, &meta);
+                        obs.attr_template.size = 0;
+                    }
+                    Err(e) => {
+                        tracing::debug!(key = %dir_prefix, error = %e, "HEAD of directory marker failed; using defaults");
+                    }
+                }
+            }
+            return Ok(self.inodes.observe(parent, name, obs));
         }
         match head {
             Ok(meta) => {

@@ -36,8 +36,8 @@
 //! - Keys that are hidden (see above) still make their directory non-empty for rmdir.
 //! - A file and a directory of the same name split across listing pages may show the
 //!   file in one readdir; lookup says directory.
-//! - Directory mode/mtime come from the `dir/` marker's metadata only when this mount
-//!   wrote it; other directories show the mount's `dir_mode` and mount time.
+//! - Directory mode/owner/mtime come from the `dir/` marker's metadata (read by lookup);
+//!   directories without a marker show the mount's `dir_mode` and the mount time.
 //!
 //! # Module map
 //! [`error`] (FsError → errno), [`names`] (which keys are names), [`attr`] (stat ↔ user

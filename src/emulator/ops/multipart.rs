@@ -128,6 +128,11 @@ pub async fn upload_part_copy(
     let n = part_number(ctx)?;
     let upload = upload_of(ctx, bucket)?;
     let (src_bucket, src, file) = open_copy_source(state, ctx)?;
+    if src.kind == ObjectKind::Appendable {
+        return Err(OssError::invalid_argument(
+            "Objects uploaded by AppendObject cannot be copied with UploadPartCopy.",
+        ));
+    }
     let file =
         file.ok_or_else(|| OssError::invalid_argument("cannot copy a part from a symlink"))?;
     let (offset, len) = copy_range(ctx.header("x-oss-copy-source-range"), src.size)?;
@@ -349,34 +354,62 @@ pub fn list_uploads(ctx: &Ctx, bucket: &Arc<Bucket>) -> Result<Response<RespBody
                     && u.upload_id.as_str() > id_marker)
         })
         .collect();
-    let truncated = all.len() > max;
-    let page = &all[..all.len().min(max)];
+    // With a delimiter, keys sharing `prefix + … + delimiter` collapse into one common
+    // prefix (uploads are sorted by key, so members are contiguous).
+    let delimiter = q.get("delimiter").unwrap_or("");
+    enum Item {
+        Upload(Arc<UploadMeta>),
+        Prefix(String),
+    }
+    let mut items: Vec<Item> = Vec::new();
+    for u in all {
+        let cp = (!delimiter.is_empty())
+            .then(|| u.key[prefix.len()..].find(delimiter))
+            .flatten()
+            .map(|pos| u.key[..prefix.len() + pos + delimiter.len()].to_string());
+        match cp {
+            Some(cp) if cp == key_marker => {}
+            Some(cp) if matches!(items.last(), Some(Item::Prefix(last)) if *last == cp) => {}
+            Some(cp) => items.push(Item::Prefix(cp)),
+            None => items.push(Item::Upload(u)),
+        }
+    }
+    let truncated = items.len() > max;
+    let page = &items[..items.len().min(max)];
+    let (next_key, next_id) = match page.last() {
+        Some(Item::Upload(u)) => (u.key.as_str(), u.upload_id.as_str()),
+        Some(Item::Prefix(p)) => (p.as_str(), ""),
+        None => ("", ""),
+    };
     let mut w = XmlWriter::new("ListMultipartUploadsResult");
     w.elem("Bucket", &bucket.name)
         .elem("KeyMarker", enc(key_marker))
         .elem("UploadIdMarker", id_marker)
-        .elem(
-            "NextKeyMarker",
-            enc(page.last().map(|u| u.key.as_str()).unwrap_or("")),
-        )
-        .elem(
-            "NextUploadIdMarker",
-            page.last().map(|u| u.upload_id.as_str()).unwrap_or(""),
-        )
-        .elem("Delimiter", enc(q.get("delimiter").unwrap_or("")))
+        .elem("NextKeyMarker", enc(next_key))
+        .elem("NextUploadIdMarker", next_id)
+        .elem("Delimiter", enc(delimiter))
         .elem("Prefix", enc(prefix))
         .elem("MaxUploads", max.to_string())
         .elem("IsTruncated", if truncated { "true" } else { "false" });
     if url {
         w.elem("EncodingType", "url");
     }
-    for u in page {
-        w.open("Upload")
-            .elem("Key", enc(&u.key))
-            .elem("UploadId", &u.upload_id)
-            .elem("StorageClass", "Standard")
-            .elem("Initiated", iso8601_millis(u.initiated_ms))
-            .close("Upload");
+    for item in page {
+        if let Item::Upload(u) = item {
+            w.open("Upload")
+                .elem("Key", enc(&u.key))
+                .elem("UploadId", &u.upload_id)
+                .elem("StorageClass", "Standard")
+                .elem("Initiated", iso8601_millis(u.initiated_ms))
+                .close("Upload");
+        }
+    }
+    for item in page {
+        if let Item::Prefix(p) = item {
+            w.open("CommonPrefixes")
+                .elem("Prefix", enc(p))
+                .close("CommonPrefixes");
+        }
     }
     xml_response(200, w.finish("ListMultipartUploadsResult"))
 }

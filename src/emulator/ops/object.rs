@@ -247,7 +247,14 @@ pub async fn get(
             _ => "truncate",
         });
     }
-    let body = file_body(Arc::new(file), start, len, state.stats.clone(), fault);
+    let body = file_body(
+        Arc::new(file),
+        start,
+        len,
+        state.stats.clone(),
+        fault,
+        ctx.socket,
+    );
     let mut resp = rb
         .header("content-length", len)
         .body(body)
@@ -378,6 +385,7 @@ pub fn open_copy_source(state: &State, ctx: &Ctx) -> Result<CopySource, OssError
     let rec = src_bucket
         .get(&sk)
         .ok_or_else(|| OssError::no_such_key(&sk))?;
+    // Every failed copy-source condition is a 412 (no 304 for a copy).
     check_conditions(
         ctx,
         &rec,
@@ -387,7 +395,14 @@ pub fn open_copy_source(state: &State, ctx: &Ctx) -> Result<CopySource, OssError
             "x-oss-copy-source-if-unmodified-since",
             "x-oss-copy-source-if-modified-since",
         ],
-    )?;
+    )
+    .map_err(|e| {
+        if e.status == 304 {
+            OssError::precondition_failed()
+        } else {
+            e
+        }
+    })?;
     if rec.kind == ObjectKind::Symlink {
         return Ok((src_bucket, rec, None));
     }
@@ -396,6 +411,9 @@ pub fn open_copy_source(state: &State, ctx: &Ctx) -> Result<CopySource, OssError
         None => Err(OssError::no_such_key(&sk)),
     }
 }
+
+/// Largest source CopyObject accepts (OSS: 1 GB; larger copies use UploadPartCopy).
+pub const MAX_COPY_OBJECT_SIZE: u64 = 1 << 30;
 
 /// CopyObject.
 pub async fn copy(
@@ -422,6 +440,13 @@ pub async fn copy(
     };
     // Condition headers are read inside; Ctx is not Send-able into the pool, so check here.
     let (src_bucket, src, file) = open_copy_source(state, ctx)?;
+    if src.size > MAX_COPY_OBJECT_SIZE {
+        return Err(OssError::new(
+            400,
+            "EntityTooLarge",
+            "CopyObject copies objects up to 1 GB; use UploadPartCopy for larger ones.",
+        ));
+    }
     let b = bucket.clone();
     let rec = blocking(move || {
         let staged = match &file {

@@ -8,8 +8,8 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
 use md5::{Digest as _, Md5};
-use tokio::io::AsyncWriteExt;
 
 use super::{Bucket, PartRecord, crc64_digest, unique_suffix};
 use crate::crc64::Crc64Hasher;
@@ -42,22 +42,49 @@ impl Drop for StagedFile {
     }
 }
 
-/// Streams a body into a temp file while computing MD5 and CRC-64.
+/// Streams a body into a temp file. Hashing (MD5, CRC-64) and writing run on one
+/// blocking thread fed through a small channel, so receiving the next bytes overlaps with
+/// hashing and writing the previous ones, and no async worker spends CPU on digests.
 pub struct Stager {
-    file: Option<tokio::io::BufWriter<tokio::fs::File>>,
+    tx: Option<tokio::sync::mpsc::Sender<Bytes>>,
+    writer: Option<tokio::task::JoinHandle<io::Result<(Md5, Crc64Hasher)>>>,
     path: PathBuf,
-    md5: Md5,
-    crc: Crc64Hasher,
     size: u64,
 }
 
+/// The writer thread: hash and append every chunk until the channel closes.
+fn write_chunks(
+    mut file: io::BufWriter<fs::File>,
+    mut rx: tokio::sync::mpsc::Receiver<Bytes>,
+) -> io::Result<(Md5, Crc64Hasher)> {
+    let mut md5 = Md5::new();
+    let mut crc = crc64_digest();
+    while let Some(chunk) = rx.blocking_recv() {
+        md5.update(&chunk);
+        crc.update(&chunk);
+        file.write_all(&chunk)?;
+    }
+    file.flush()?;
+    Ok((md5, crc))
+}
+
 impl Stager {
-    pub async fn write(&mut self, data: &[u8]) -> io::Result<()> {
-        self.md5.update(data);
-        self.crc.update(data);
+    pub async fn write(&mut self, data: Bytes) -> io::Result<()> {
         self.size += data.len() as u64;
-        match self.file.as_mut() {
-            Some(f) => f.write_all(data).await,
+        let sent = match &self.tx {
+            Some(tx) => tx.send(data).await.is_ok(),
+            None => false,
+        };
+        if sent {
+            return Ok(());
+        }
+        // The writer stopped early: report its error.
+        self.tx = None;
+        match self.writer.take() {
+            Some(w) => match w.await.map_err(io::Error::other)? {
+                Err(e) => Err(e),
+                Ok(_) => Err(io::Error::other("body writer stopped")),
+            },
             None => Err(io::Error::other("stager already finished")),
         }
     }
@@ -67,14 +94,17 @@ impl Stager {
     }
 
     pub async fn finish(mut self) -> io::Result<StagedFile> {
-        if let Some(mut f) = self.file.take() {
-            f.flush().await?;
-        }
+        self.tx = None;
+        let writer = self
+            .writer
+            .take()
+            .ok_or_else(|| io::Error::other("stager already finished"))?;
+        let (md5, crc) = writer.await.map_err(io::Error::other)??;
         Ok(StagedFile {
             path: std::mem::take(&mut self.path),
             size: self.size,
-            md5: self.md5.clone().finalize().into(),
-            crc64: self.crc.finish(),
+            md5: md5.finalize().into(),
+            crc64: crc.finish(),
             armed: true,
         })
     }
@@ -92,12 +122,15 @@ impl Bucket {
     /// A new temp file to stream a request body into.
     pub async fn stager(&self) -> io::Result<Stager> {
         let path = self.tmp_dir.join(format!("body-{}", unique_suffix()));
-        let file = tokio::fs::File::create(&path).await?;
+        let file = tokio::fs::File::create(&path).await?.into_std().await;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+        let writer = tokio::task::spawn_blocking(move || {
+            write_chunks(io::BufWriter::with_capacity(1 << 20, file), rx)
+        });
         Ok(Stager {
-            file: Some(tokio::io::BufWriter::with_capacity(1 << 20, file)),
+            tx: Some(tx),
+            writer: Some(writer),
             path,
-            md5: Md5::new(),
-            crc: crc64_digest(),
             size: 0,
         })
     }
