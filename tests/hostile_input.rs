@@ -168,6 +168,9 @@ fn odd_keys_and_long_names_through_the_mount() {
         emu.put(k, k.as_bytes().to_vec());
     }
     emu.put(&longest_key, b"deep".to_vec());
+    // A file and a directory of the same name: the directory wins (documented).
+    emu.put("clash", b"file".to_vec());
+    emu.put("clash/inner", b"inner".to_vec());
 
     let dir = tempfile::tempdir().unwrap();
     let mnt = BinMount::start(&emu, &dir.path().join("mnt"), &[]).expect("mount");
@@ -193,6 +196,12 @@ fn odd_keys_and_long_names_through_the_mount() {
     assert_eq!(
         std::fs::read(mnt.path(&longest_key)).expect("1023-byte key"),
         b"deep"
+    );
+
+    assert!(mnt.path("clash").is_dir(), "directory should win over file");
+    assert_eq!(
+        std::fs::read(mnt.path("clash/inner")).expect("clash/inner"),
+        b"inner"
     );
 
     // Creating names over 255 bytes: ENAMETOOLONG from the kernel or from us.
@@ -244,4 +253,137 @@ fn self_referencing_and_chained_symlinks_are_links_not_eio() {
         .map(|e| e.expect("entry").file_name())
         .collect();
     assert_eq!(names.len(), 3, "{names:?}");
+}
+
+/// Odd option values: each must be refused with a message (exit 1 or 2) or accepted —
+/// never a panic or a hang. Accepted ones must then mount and serve a read and a write.
+#[test]
+fn odd_option_values_are_refused_or_work() {
+    let emu = Emu::start("odd-options", |c| c);
+    emu.put("probe.txt", b"probe".to_vec());
+    let cases: &[&[&str]] = &[
+        &["--part-size", "0"],
+        &["--part-size", "1"],
+        &["--part-size", "6GiB"],
+        &["--part-size", "99999999999999999999"],
+        &["--max-concurrency", "0"],
+        &["--max-concurrency", "100000"],
+        &["--retries", "0"],
+        &["--retries", "4294967295"],
+        &["--cache-size", "0"],
+        &["--cache-size", "-1"],
+        &["--cache-size", "1"],
+        &["--disk-cache-size", "1"],
+        &["--metadata-ttl", "-5"],
+        &["--metadata-ttl", "99999999999999s"],
+        &["--connect-timeout", "0"],
+        &["--readwrite-timeout", "0"],
+        &["--uid", "-1"],
+        &["--file-mode", "7777"],
+        &["--dir-mode", "0"],
+        &["-o", "uid=abc"],
+        &["-o", ",,,"],
+        &["-o", "part_size="],
+        &["-o", "cache_size=1Q"],
+        &["--endpoint", "ftp://127.0.0.1:21"],
+        &["--endpoint", "http://[::1"],
+        &["--endpoint", "http://127.0.0.1:99999"],
+        &["--endpoint", ""],
+        &["--region", ""],
+        &["--metrics-addr", "127.0.0.1:99999"],
+        &["--log-file", "/proc/nonexistent/x.log"],
+    ];
+    let mut refused = 0;
+    let mut accepted = 0;
+    for extra in cases {
+        let mut cmd = ossmount_cmd(emu.dir.path());
+        let mnt = emu.dir.path().join(format!("mnt-{}", refused + accepted));
+        std::fs::create_dir(&mnt).unwrap();
+        cmd.env("OSS_ACCESS_KEY_ID", "emulator-ak")
+            .env("OSS_ACCESS_KEY_SECRET", "emulator-secret")
+            .arg("--dry-run");
+        if !extra.contains(&"--region") {
+            cmd.args(["--region", "cn-hangzhou"]);
+        }
+        if !extra.contains(&"--endpoint") {
+            cmd.arg("--endpoint").arg(emu.endpoint());
+        }
+        cmd.args(*extra).arg(&emu.bucket).arg(&mnt);
+        let (out, text) = run(cmd);
+        match out.status.code() {
+            Some(0) => {
+                accepted += 1;
+                // Accepted: it must also mount and work.
+                // (The dry run does not open the log file; the mount may still refuse,
+                // but only with a clear message.)
+                let m = match BinMount::start(&emu, &mnt, extra) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        assert!(!e.contains("panicked"), "{extra:?}: {e}");
+                        assert!(e.contains("ossmount: "), "{extra:?}: unclear failure: {e}");
+                        eprintln!("{extra:?}: dry run ok, mount refused: {}", e.trim());
+                        accepted -= 1;
+                        refused += 1;
+                        continue;
+                    }
+                };
+                let probe = m.path("probe.txt");
+                let got = with_timeout("read probe", Duration::from_secs(30), move || {
+                    std::fs::read(probe)
+                });
+                assert_eq!(got.expect("read probe").as_slice(), b"probe", "{extra:?}");
+                let big = m.path("written.bin");
+                let data = reliability_support::pattern(5, 3 << 20);
+                let expected = data.clone();
+                with_timeout("write", Duration::from_secs(60), move || {
+                    std::fs::write(&big, &data)?;
+                    std::fs::read(&big)
+                })
+                .map(|back| assert!(back == expected, "{extra:?}: read back differs"))
+                .unwrap_or_else(|e| panic!("{extra:?}: write: {e}"));
+            }
+            Some(1) | Some(2) => {
+                assert!(
+                    text.contains("ossmount:") || text.contains("error:"),
+                    "{extra:?}: no error message: {text}"
+                );
+                refused += 1;
+            }
+            other => panic!("{extra:?}: exit {other:?}: {text}"),
+        }
+        eprintln!(
+            "{extra:?}: exit {:?}: {}",
+            out.status.code(),
+            text.lines()
+                .find(|l| l.starts_with("ossmount:") || l.starts_with("error:"))
+                .unwrap_or("ok")
+        );
+    }
+    eprintln!(
+        "odd option values: {} cases, {refused} refused, {accepted} accepted",
+        cases.len()
+    );
+}
+
+#[test]
+fn mounting_twice_on_the_same_directory_is_refused() {
+    let emu = Emu::start("twice", |c| c);
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = BinMount::start(&emu, &dir.path().join("mnt"), &[]).expect("mount");
+    let mut cmd = ossmount_cmd(emu.dir.path());
+    cmd.env("OSS_ACCESS_KEY_ID", "emulator-ak")
+        .env("OSS_ACCESS_KEY_SECRET", "emulator-secret")
+        .args(["-f", "--region", "cn-hangzhou", "--endpoint"])
+        .arg(emu.endpoint())
+        .arg(&emu.bucket)
+        .arg(&mnt.mnt);
+    let (out, text) = run(cmd);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("already mounted"), "{text}");
+    assert!(
+        text.contains("ossmount:twice"),
+        "should name the mount: {text}"
+    );
+    // The first mount is unaffected.
+    std::fs::write(mnt.path("still.txt"), b"fine").expect("first mount still works");
 }

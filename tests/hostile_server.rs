@@ -264,3 +264,72 @@ fn wait_with_deadline(
         stderr: t2.join().unwrap_or_default(),
     })
 }
+
+#[test]
+fn hostile_metadata_service_gives_clear_errors() {
+    let home = tempfile::tempdir().unwrap();
+    let mnt = home.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let mut tried = 0;
+    for reply in [
+        Reply::MalformedXml,
+        Reply::HugeXml,
+        Reply::HtmlErrorPage,
+        Reply::NotHttp,
+        Reply::Silent,
+        Reply::CloseImmediately,
+    ] {
+        let server = HostileServer::start(reply);
+        let started = Instant::now();
+        let mut child = ossmount_cmd(home.path())
+            .env(
+                "OSSMOUNT_ECS_METADATA_ENDPOINT",
+                format!("http://{}", server.addr),
+            )
+            .env("OSSMOUNT_LOG", "trace")
+            .args([
+                "--dry-run",
+                "--region",
+                "cn-hangzhou",
+                "--ram-role",
+                "SomeRole",
+                "--endpoint",
+                "http://127.0.0.1:1",
+                "bkt",
+            ])
+            .arg(&mnt)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ossmount");
+        let out = wait_with_deadline(&mut child, Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("{reply:?}: ossmount hung for 60 s"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr
+            .lines()
+            .filter(|l| l.starts_with("ossmount:"))
+            .collect::<Vec<_>>()
+            .join(" | ");
+        eprintln!(
+            "metadata {reply:?}: {:?} in {:?}: {last}",
+            out.status.code(),
+            started.elapsed()
+        );
+        assert!(!stderr.contains("panicked"), "{reply:?} panicked: {stderr}");
+        assert_eq!(out.status.code(), Some(1), "{reply:?}: {stderr}");
+        let lower = last.to_lowercase();
+        assert!(
+            lower.contains("metadata")
+                || lower.contains("ram role")
+                || lower.contains("credentials"),
+            "{reply:?}: the message does not say the credentials source failed: {last}"
+        );
+        assert!(
+            stderr.len() < 2 << 20,
+            "{reply:?}: {} bytes of stderr",
+            stderr.len()
+        );
+        tried += 1;
+    }
+    eprintln!("hostile metadata service: {tried} cases, all clear errors");
+}

@@ -121,6 +121,22 @@ impl Picker<'_> {
         DIRS[self.rng.random_range(0..DIRS.len())].to_string()
     }
 
+    /// An existing empty directory half of the time (so rmdir also succeeds), else any.
+    fn rmdir_candidate(&mut self) -> String {
+        let empty: Vec<&str> = DIRS
+            .iter()
+            .copied()
+            .filter(|d| {
+                std::fs::read_dir(self.model.join(d)).is_ok_and(|mut it| it.next().is_none())
+            })
+            .collect();
+        if !empty.is_empty() && self.rng.random_bool(0.5) {
+            empty[self.rng.random_range(0..empty.len())].to_string()
+        } else {
+            self.any_dir()
+        }
+    }
+
     fn any_path(&mut self) -> String {
         if self.rng.random_bool(0.7) {
             self.any_file()
@@ -162,7 +178,9 @@ fn random_op(rng: &mut StdRng, model: &Path) -> Op {
             path: pk.any_file(),
         },
         62..=71 => Op::Mkdir { path: pk.any_dir() },
-        72..=76 => Op::Rmdir { path: pk.any_dir() },
+        72..=76 => Op::Rmdir {
+            path: pk.rmdir_candidate(),
+        },
         77..=82 => Op::Chmod {
             path: pk.any_file(),
             mode: [0o600, 0o644, 0o640, 0o755, 0o400][pk.rng.random_range(0..5)],
@@ -337,16 +355,39 @@ fn snapshot(root: &Path) -> Result<BTreeMap<String, Node>, String> {
 }
 
 fn run_model(seed: u64, steps: usize) -> usize {
-    let emu = Emu::start("model-bucket", |c| c);
+    // Optional server faults (RELIABILITY_MODEL_FAIL_RATE, e.g. 0.05): retries must
+    // hide them completely, so the model still applies unchanged.
+    let fail_rate: f64 = std::env::var("RELIABILITY_MODEL_FAIL_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    let emu = Emu::start("model-bucket", |mut c| {
+        c.seed = seed;
+        c
+    });
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("model");
     std::fs::create_dir(&model).unwrap();
     let mnt = BinMount::start(
         &emu,
         &dir.path().join("mnt"),
-        &["--metadata-ttl", "0", "--part-size", "100KiB"],
+        &[
+            "--metadata-ttl",
+            "0",
+            "--part-size",
+            "100KiB",
+            "--retries",
+            "8",
+        ],
     )
     .expect("mount");
+    let faults = ossmount::emulator::FaultUpdate {
+        fail_rate: Some(fail_rate),
+        reset_rate: Some(fail_rate / 4.0),
+        truncate_rate: Some(fail_rate / 4.0),
+        latency_ms: None,
+    };
+    emu.emu().set_faults(faults);
     let mut rng = StdRng::seed_from_u64(seed);
     let mut history: Vec<String> = Vec::new();
     let mut applied = 0;
@@ -418,7 +459,10 @@ fn run_model(seed: u64, steps: usize) -> usize {
         }
     }
     drop(mnt);
-    eprintln!("model seed {seed}: (ok, errno) per operation: {stats:?}");
+    eprintln!(
+        "model seed {seed}: (ok, errno) per operation: {stats:?}; faults injected {:?}",
+        emu.emu().stats().faults_injected
+    );
     applied
 }
 

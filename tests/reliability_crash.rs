@@ -16,6 +16,9 @@ use reliability_support::{BinMount, Emu, close_checked, is_mounted, ossmount_cmd
 fn kill_9_during_large_write_leaves_nothing_and_recovers() {
     let emu = Emu::start("crash-bucket", |c| c);
     emu.put("before.txt", b"survives".to_vec());
+    // Overwritten (O_TRUNC) while the crash happens: the old content must survive.
+    let precious = pattern(8, 3 << 20);
+    emu.put("precious.bin", precious.clone());
     let dir = tempfile::tempdir().unwrap();
     let mnt_path = dir.path().join("mnt");
     let mnt = BinMount::start(&emu, &mnt_path, &["--part-size", "1MiB"]).expect("mount");
@@ -39,6 +42,20 @@ fn kill_9_during_large_write_leaves_nothing_and_recovers() {
         (written, close_checked(f).err())
     });
 
+    let overwrite_target = mnt.path("precious.bin");
+    let overwriter = std::thread::spawn(move || -> Option<std::io::Error> {
+        let mut f = match std::fs::File::create(&overwrite_target) {
+            Ok(f) => f,
+            Err(e) => return Some(e),
+        };
+        let chunk = pattern(10, 64 << 10);
+        loop {
+            if let Err(e) = f.write_all(&chunk) {
+                return Some(e);
+            }
+        }
+    });
+
     // Kill once parts are being uploaded (the upload is in flight, not finished).
     let deadline = Instant::now() + Duration::from_secs(60);
     while emu.emu().stats().requests_for("UploadPart") < 3 {
@@ -49,12 +66,25 @@ fn kill_9_during_large_write_leaves_nothing_and_recovers() {
     let (written, err) = writer.join().expect("writer thread");
     let err = err.expect("the write cannot succeed once the mount process is gone");
     eprintln!("crash: killed after {written} bytes written; writer saw: {err}");
+    let err2 = overwriter.join().expect("overwriter thread");
+    assert!(err2.is_some(), "the overwrite cannot succeed");
+    assert!(
+        emu.get("precious.bin").as_deref() == Some(&precious[..]),
+        "the overwritten object lost its old content in the crash"
+    );
 
     // Nothing visible, the upload is pending.
     assert!(emu.get("large.bin").is_none(), "partial object after crash");
     let pending = emu.uploads();
-    assert_eq!(pending.len(), 1, "{pending:?}");
-    assert_eq!(pending[0].key, "large.bin");
+    assert!(
+        pending.iter().any(|u| u.key == "large.bin"),
+        "the crashed upload should be pending: {pending:?}"
+    );
+    assert!(
+        pending
+            .iter()
+            .all(|u| u.key == "large.bin" || u.key == "precious.bin")
+    );
 
     // The stale mount is detected with a clear message.
     assert!(
@@ -105,9 +135,15 @@ fn kill_9_during_large_write_leaves_nothing_and_recovers() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(stdout.contains("large.bin"), "{stdout}");
-    assert!(stdout.contains("aborted 1 upload(s)"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("aborted {} upload(s)", pending.len())),
+        "{stdout}"
+    );
     assert!(emu.uploads().is_empty(), "uploads left after cleanup");
-    eprintln!("crash: stale mount detected, recovered, 1 abandoned upload aborted by cleanup");
+    eprintln!(
+        "crash: old content of an overwritten object intact, stale mount detected and recovered, {} abandoned upload(s) aborted by cleanup",
+        pending.len()
+    );
     drop(again);
     drop(stale);
 }

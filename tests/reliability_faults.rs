@@ -171,13 +171,17 @@ fn writes_under_faults_are_all_or_nothing() {
             let key = format!("w-{i}.bin");
             let data = pattern(100 + i as u64 + round * 1000, size);
             let path = mnt.path(&key);
+            let fsync = i % 2 == 1;
             let outcome = with_timeout("write", Duration::from_secs(120), move || {
                 let mut f = std::fs::File::create(&path)?;
                 // Odd-sized writes, as applications do.
                 for chunk in data.chunks(300_001) {
                     f.write_all(chunk)?;
                 }
-                close_checked(f)
+                // Half of the files also fsync: its error counts like close's.
+                let synced = if fsync { f.sync_all() } else { Ok(()) };
+                let closed = close_checked(f);
+                synced.and(closed)
             });
             faults_off(&emu);
             let server = emu.get(&key);
@@ -217,7 +221,7 @@ fn writes_under_faults_are_all_or_nothing() {
         open = emu.uploads();
     }
     eprintln!(
-        "writes under faults: {ok} files closed ok ({bytes_verified} bytes verified), {failed} failed with EIO and left nothing; faults injected {:?}",
+        "writes under faults: {ok} files closed ok ({bytes_verified} bytes verified), {failed} failed with EIO at fsync/close and left the previous content intact; faults injected {:?}",
         stats.faults_injected
     );
     assert!(open.is_empty(), "multipart uploads left open: {open:?}");
@@ -286,4 +290,78 @@ fn corrupted_object_reads_fail_with_eio_not_bad_data() {
         "no error log line about the CRC mismatch:\n{log}"
     );
     eprintln!("corrupted objects: 2 objects, 3 whole reads, all EIO with a CRC error logged");
+}
+
+#[test]
+fn corrupted_disk_cache_blocks_are_misses_not_bad_data() {
+    let emu = Emu::start("disk-cache", |c| c);
+    let size = 24 << 20;
+    let data = pattern(77, size);
+    emu.put("cached.bin", data.clone());
+    let dir = tempfile::tempdir().unwrap();
+    // A tiny memory tier, so blocks are evicted to the disk tier.
+    let mnt = BinMount::start(
+        &emu,
+        &dir.path().join("mnt"),
+        &["--cache-size", "4MiB", "--disk-cache-size", "256MiB"],
+    )
+    .expect("mount");
+    let path = mnt.path("cached.bin");
+    let read = |what: &str| {
+        let p = path.clone();
+        with_timeout(what, Duration::from_secs(120), move || std::fs::read(p))
+            .unwrap_or_else(|e| panic!("{what}: {e}"))
+    };
+    assert!(read("first read") == data);
+    // Wait for the write-behind of evicted blocks, then damage every block file: flip a
+    // byte in half of them, cut the other half short.
+    let blocks_dir = mnt.cache.join("read-cache");
+    let mut files = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while files.len() < 4 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        files = walk_files(&blocks_dir);
+    }
+    assert!(
+        !files.is_empty(),
+        "no block reached the disk cache under {}",
+        blocks_dir.display()
+    );
+    for (i, f) in files.iter().enumerate() {
+        let mut bytes = std::fs::read(f).unwrap();
+        if i % 2 == 0 {
+            let mid = bytes.len() / 3;
+            bytes[mid] ^= 0xff;
+        } else {
+            bytes.truncate(bytes.len() / 2);
+        }
+        std::fs::write(f, &bytes).unwrap();
+    }
+    emu.emu().reset_stats();
+    assert!(
+        read("re-read over damaged cache") == data,
+        "damaged cache served"
+    );
+    assert!(read("third read") == data);
+    eprintln!(
+        "disk cache: {} block files damaged, re-reads exact ({} GETs refetched)",
+        files.len(),
+        emu.emu().stats().requests_for("GetObject")
+    );
+}
+
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

@@ -61,6 +61,21 @@ impl Emu {
         }
     }
 
+    /// Stops the emulator (connections refused from now on) until [`Emu::restart`].
+    pub fn stop(&mut self) {
+        if let Some(e) = self.emu.take() {
+            self.block_on(e.shutdown());
+        }
+    }
+
+    /// Starts the emulator again on the same address and data directory.
+    pub fn restart(&mut self, addr: std::net::SocketAddr) {
+        let mut cfg = EmulatorConfig::new(self.dir.path().join("emu"), &self.bucket);
+        cfg.listen = addr;
+        let emu = self.block_on(start(cfg)).expect("restart emulator");
+        self.emu = Some(emu);
+    }
+
     pub fn emu(&self) -> &RunningEmulator {
         self.emu.as_ref().expect("emulator running")
     }
@@ -156,6 +171,8 @@ pub struct BinMount {
     child: Option<Child>,
     pub mnt: PathBuf,
     pub log: PathBuf,
+    /// The `--cache-dir` given to the process (staging files, disk read cache).
+    pub cache: PathBuf,
 }
 
 impl BinMount {
@@ -205,6 +222,7 @@ impl BinMount {
             child: Some(child),
             mnt,
             log,
+            cache,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
