@@ -24,8 +24,7 @@ use super::xml::{
     ListMultipartUploadsResult,
 };
 use crate::store::{
-    MultipartUploadInfo, ObjectStore, PartInfo, PutBody, PutOptions, PutResult, StoreError,
-    StoreResult,
+    MultipartUploadInfo, PartInfo, PutBody, PutOptions, PutResult, StoreError, StoreResult,
 };
 
 /// OSS limits on part numbers.
@@ -372,9 +371,7 @@ impl OssClient {
         .await;
         if let Err(e) = &result {
             tracing::warn!(src, dst, error = %e, "multipart copy failed; aborting the upload");
-            if let Err(abort_err) = self.abort_multipart_upload(dst, &upload_id).await {
-                tracing::warn!(dst, error = %abort_err, "aborting the multipart copy failed");
-            }
+            crate::store::abort_upload_persistently(self, dst, &upload_id).await;
         }
         result
     }

@@ -82,9 +82,7 @@ impl Filesystem {
             Err(e) => Err(e),
         };
         if result.is_err() {
-            if let Err(e) = self.store.abort_multipart_upload(key, &upload_id).await {
-                tracing::warn!(key, error = %e, "aborting a failed append upload failed");
-            }
+            crate::store::abort_upload_persistently(&*self.store, key, &upload_id).await;
         }
         result
     }

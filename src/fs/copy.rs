@@ -103,9 +103,7 @@ impl Filesystem {
             Err(e) => Err(e),
         };
         if result.is_err() {
-            if let Err(e) = self.store.abort_multipart_upload(dst, &upload_id).await {
-                tracing::warn!(key = dst, error = %e, "aborting a failed multipart copy failed");
-            }
+            crate::store::abort_upload_persistently(&*self.store, dst, &upload_id).await;
         }
         result
     }

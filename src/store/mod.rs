@@ -430,3 +430,35 @@ pub trait ObjectStore: Send + Sync + 'static {
 
     async fn get_symlink(&self, key: &str) -> StoreResult<String>;
 }
+
+/// Aborts a multipart upload, trying harder than one request's own retries do: an upload
+/// left open keeps its parts on the server, billed and invisible. NoSuchUpload counts as
+/// done. Gives up after six rounds (about 6 s of backoff) with a warning that names
+/// `ossmount cleanup`. Returns whether the upload is known to be gone.
+pub async fn abort_upload_persistently<S: ObjectStore + ?Sized>(
+    store: &S,
+    key: &str,
+    upload_id: &str,
+) -> bool {
+    let mut delay = std::time::Duration::from_millis(200);
+    for round in 1..=6 {
+        match store.abort_multipart_upload(key, upload_id).await {
+            Ok(()) => return true,
+            Err(e) if e.code() == Some("NoSuchUpload") => return true,
+            Err(e) if round == 6 => {
+                tracing::warn!(
+                    key,
+                    upload_id,
+                    error = %e,
+                    "could not abort a failed multipart upload; `ossmount cleanup BUCKET` removes it later"
+                );
+            }
+            Err(e) => {
+                tracing::debug!(key, upload_id, round, error = %e, "abort failed; trying again");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+        }
+    }
+    false
+}

@@ -59,9 +59,7 @@ pub async fn upload_file(
 }
 
 async fn abort(store: &dyn ObjectStore, key: &str, upload_id: &str) {
-    if let Err(e) = store.abort_multipart_upload(key, upload_id).await {
-        tracing::warn!(key, upload_id, error = %e, "abort of multipart upload failed");
-    }
+    crate::store::abort_upload_persistently(store, key, upload_id).await;
 }
 
 fn join_result(

@@ -253,10 +253,8 @@ impl StreamingUpload {
         self.done = true;
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
-        if let Some(id) = self.upload_id.take()
-            && let Err(e) = self.store.abort_multipart_upload(&self.key, &id).await
-        {
-            tracing::warn!(key = %self.key, upload_id = %id, error = %e, "abort of multipart upload failed");
+        if let Some(id) = self.upload_id.take() {
+            crate::store::abort_upload_persistently(&*self.store, &self.key, &id).await;
         }
     }
 }
@@ -272,9 +270,7 @@ impl Drop for StreamingUpload {
             let store = self.store.clone();
             let key = std::mem::take(&mut self.key);
             rt.spawn(async move {
-                if let Err(e) = store.abort_multipart_upload(&key, &id).await {
-                    tracing::warn!(key = %key, upload_id = %id, error = %e, "abort of dropped upload failed");
-                }
+                crate::store::abort_upload_persistently(&*store, &key, &id).await;
             });
         }
     }
