@@ -300,10 +300,7 @@ impl fuser::Filesystem for FuseAdapter {
             "unlink",
             parent.0,
             |fs| async move { fs.unlink(parent.0, &name).await },
-            move |r| match r {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(err(&e)),
-            },
+            reply_empty(reply),
         );
     }
 
@@ -313,10 +310,7 @@ impl fuser::Filesystem for FuseAdapter {
             "rmdir",
             parent.0,
             |fs| async move { fs.rmdir(parent.0, &name).await },
-            move |r| match r {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(err(&e)),
-            },
+            reply_empty(reply),
         );
     }
 
@@ -364,10 +358,7 @@ impl fuser::Filesystem for FuseAdapter {
                 fs.rename(parent.0, &name, newparent.0, &newname, flags)
                     .await
             },
-            move |r| match r {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(err(&e)),
-            },
+            reply_empty(reply),
         );
     }
 
@@ -464,10 +455,7 @@ impl fuser::Filesystem for FuseAdapter {
             "flush",
             ino.0,
             |fs| async move { fs.flush(fh.0).await },
-            move |r| match r {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(err(&e)),
-            },
+            reply_empty(reply),
         );
     }
 
@@ -485,10 +473,7 @@ impl fuser::Filesystem for FuseAdapter {
             "release",
             ino.0,
             |fs| async move { fs.release(fh.0).await },
-            move |r| match r {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(err(&e)),
-            },
+            reply_empty(reply),
         );
     }
 
@@ -504,10 +489,7 @@ impl fuser::Filesystem for FuseAdapter {
             "fsync",
             ino.0,
             |fs| async move { fs.fsync(fh.0).await },
-            move |r| match r {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(err(&e)),
-            },
+            reply_empty(reply),
         );
     }
 
@@ -600,10 +582,7 @@ impl fuser::Filesystem for FuseAdapter {
             "releasedir",
             ino.0,
             |fs| async move { fs.releasedir(fh.0).await },
-            move |r| match r {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(err(&e)),
-            },
+            reply_empty(reply),
         );
     }
 
@@ -659,5 +638,13 @@ impl fuser::Filesystem for FuseAdapter {
                 Err(e) => reply.error(err(&e)),
             },
         );
+    }
+}
+
+/// The reply of every operation whose success carries no data.
+fn reply_empty(reply: ReplyEmpty) -> impl FnOnce(FsResult<()>) + Send + 'static {
+    move |r| match r {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(err(&e)),
     }
 }

@@ -345,6 +345,28 @@ pub fn parse_http_date(s: &str) -> Option<SystemTime> {
 }
 
 /// Seconds since the Unix epoch.
+/// The headers a request is signed and sent with: `added` (plus `x-oss-security-token`
+/// for STS credentials, appended to `added`) replace any same-named request header.
+pub(crate) fn merge_signer_headers(
+    request_headers: &[(String, String)],
+    added: &mut Vec<(String, String)>,
+    creds: &crate::credentials::Credentials,
+) -> Vec<(String, String)> {
+    if let Some(token) = &creds.security_token {
+        added.push((
+            "x-oss-security-token".to_string(),
+            token.expose().to_string(),
+        ));
+    }
+    let mut headers: Vec<(String, String)> = request_headers
+        .iter()
+        .filter(|(n, _)| !added.iter().any(|(a, _)| n.eq_ignore_ascii_case(a)))
+        .cloned()
+        .collect();
+    headers.extend(added.iter().cloned());
+    headers
+}
+
 pub(crate) fn unix_seconds(t: SystemTime) -> Result<u64, SignError> {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -160,19 +160,8 @@ pub fn sign_v1_header(
     date: SystemTime,
 ) -> Vec<(String, String)> {
     let mut added = vec![("date".to_string(), format_http_date(date))];
-    if let Some(token) = &creds.security_token {
-        added.push((
-            "x-oss-security-token".to_string(),
-            token.expose().to_string(),
-        ));
-    }
-    let mut headers: Vec<(String, String)> = req
-        .headers
-        .iter()
-        .filter(|(n, _)| !added.iter().any(|(a, _)| n.eq_ignore_ascii_case(a)))
-        .cloned()
-        .collect();
-    headers.extend(added.iter().cloned());
+    // The request as it will be sent: its own headers, minus those we set, plus ours.
+    let headers = super::merge_signer_headers(req.headers, &mut added, creds);
     let signed = SignableRequest {
         headers: &headers,
         ..*req

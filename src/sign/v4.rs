@@ -213,21 +213,8 @@ pub fn sign_v4_header(
         ("x-oss-date".to_string(), x_oss_date.clone()),
         ("x-oss-content-sha256".to_string(), payload),
     ];
-    if let Some(token) = &creds.security_token {
-        added.push((
-            "x-oss-security-token".to_string(),
-            token.expose().to_string(),
-        ));
-    }
-
     // The request as it will be sent: its own headers, minus those we set, plus ours.
-    let mut headers: Vec<(String, String)> = req
-        .headers
-        .iter()
-        .filter(|(n, _)| !added.iter().any(|(a, _)| n.eq_ignore_ascii_case(a)))
-        .cloned()
-        .collect();
-    headers.extend(added.iter().cloned());
+    let headers = super::merge_signer_headers(req.headers, &mut added, creds);
     let signed = SignableRequest {
         headers: &headers,
         ..*req
