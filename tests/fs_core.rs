@@ -230,6 +230,44 @@ async fn large_sequential_file_streams_as_multipart() {
     assert_eq!(read_all(&e, ino).await, data);
 }
 
+/// `cmd > file`: the shell's dup2+close flushes the new file once (an empty PUT) before
+/// the first write. The writes must still stream, not fall back to a local staging copy.
+#[tokio::test]
+async fn shell_redirect_flush_before_first_write_still_streams() {
+    let e = env();
+    let (_, fh) =
+        e.fs.create(&CTX, ROOT_INO, n("redir"), 0o644, 0, libc::O_WRONLY)
+            .await
+            .expect("create");
+    e.fs.flush(fh)
+        .await
+        .expect("flush of the dup'ed descriptor");
+    assert_eq!(e.store.count("PutObject"), 1);
+    let data: Vec<u8> = (0..3_500_000u32).map(|i| (i % 253) as u8).collect();
+    let mut off = 0;
+    for chunk in data.chunks(128 * 1024) {
+        e.fs.write(fh, off, chunk).await.expect("write");
+        off += chunk.len() as u64;
+    }
+    // Streaming starts the multipart upload while the application writes; staging
+    // would start it only at flush.
+    assert_eq!(
+        e.store.count("InitiateMultipartUpload"),
+        1,
+        "{:?}",
+        e.store.counts()
+    );
+    e.fs.flush(fh).await.expect("flush");
+    e.fs.release(fh).await.expect("release");
+    assert_eq!(e.store.get("redir").as_deref(), Some(&data[..]));
+    assert_eq!(
+        e.store.count("GetObject"),
+        0,
+        "no download of the empty object"
+    );
+    assert_eq!(e.store.count("PutObject"), 1);
+}
+
 #[tokio::test]
 async fn seek_back_early_in_new_file_falls_back_to_staging() {
     let e = env();

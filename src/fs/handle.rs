@@ -335,7 +335,12 @@ impl Filesystem {
         let node = self.inodes.get(ino).ok_or(FsError::NotFound)?;
         let key = self.inodes.key_of(ino).ok_or(FsError::NotFound)?;
         if matches!(h.state, WriteState::Clean) {
-            let new_content = h.new_content || node.local;
+            // An empty object has no old bytes to keep either: this is the common
+            // `cmd > file` case, where the shell's dup+close flushed an empty PUT before
+            // the first write. Appendable objects keep their own path.
+            let new_content = h.new_content
+                || node.local
+                || (node.attr.size == 0 && node.object_type != ObjectType::Appendable);
             h.state = if new_content && offset == 0 {
                 WriteState::Streaming {
                     upload: Box::new(StreamingUpload::new(
