@@ -60,6 +60,10 @@ struct Args {
     part_mib: u64,
     #[arg(long, default_value_t = 8)]
     write_parallelism: usize,
+    /// Rounds of rows 1-3; mount and direct alternate in every round and the table shows
+    /// the median (the machine is shared and noisy, one sample each proves little).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     #[arg(long, default_value = "target/release/ossmount-emulator")]
     emulator: PathBuf,
     #[arg(long, default_value = "target/release/ossmount")]
@@ -262,6 +266,31 @@ fn fmt_counts(c: &[(String, u64)], per: f64) -> String {
     format!("{:.3} req ({})", total as f64 / per, parts.join(", "))
 }
 
+/// utime + stime of this process, seconds.
+fn self_cpu_seconds() -> f64 {
+    cpu_seconds(std::process::id())
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Per-round ratios, e.g. "0.91 0.88 0.95".
+fn ratios(mount: &[f64], direct: &[f64]) -> String {
+    mount
+        .iter()
+        .zip(direct)
+        .map(|(m, d)| format!("{:.2}", m / d))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn mbps(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / MIB as f64 / d.as_secs_f64()
 }
@@ -395,8 +424,7 @@ async fn main() -> Result<()> {
     let part = pattern((args.part_mib * MIB) as usize, 7);
 
     eprintln!("preparing data on {endpoint} …");
-    let direct_write =
-        direct_upload(&client, "seq/file", size, &part, args.write_parallelism).await?;
+    direct_upload(&client, "seq/file", size, &part, args.write_parallelism).await?;
     direct_upload(&client, "rand/file", size, &part, args.write_parallelism).await?;
     for i in 0..4 {
         direct_upload(
@@ -439,7 +467,6 @@ async fn main() -> Result<()> {
         pid: m.pid(),
         part: &part,
         size,
-        direct_write,
     };
     let result = run_rows(&env, &mut table).await;
     drop(m);
@@ -457,7 +484,6 @@ struct Env<'a> {
     pid: u32,
     part: &'a Bytes,
     size: u64,
-    direct_write: Duration,
 }
 
 async fn run_rows(env: &Env<'_>, table: &mut Table) -> Result<()> {
@@ -470,96 +496,163 @@ async fn run_rows(env: &Env<'_>, table: &mut Table) -> Result<()> {
         pid,
         part,
         size,
-        direct_write,
     } = *env;
-    // 1. Sequential read.
-    let before = stats(http, endpoint).await?;
-    let cpu0 = cpu_seconds(pid);
-    let t = Instant::now();
-    let n = tokio::task::block_in_place(|| mount_read(&mnt.join("seq/file")))?;
-    let mount_d = t.elapsed();
-    let after = stats(http, endpoint).await?;
-    let fetched = after.bytes_out - before.bytes_out;
-    let read_cpu = (cpu_seconds(pid) - cpu0) / (size as f64 / (1024.0 * MIB as f64));
-    if n != size {
-        bail!("mount read returned {n} of {size} bytes");
+    let rounds = args.rounds.max(1);
+    let gib = size as f64 / (1024.0 * MIB as f64);
+
+    // 1. Sequential read: mount and direct alternate, `rounds` times.
+    let (mut mount_mbps, mut direct_mbps) = (Vec::new(), Vec::new());
+    let (mut mount_cpu, mut direct_cpu) = (Vec::new(), Vec::new());
+    let mut counts = String::new();
+    let mut fetched_ratio = 0.0;
+    for round in 0..rounds {
+        let before = stats(http, endpoint).await?;
+        let cpu0 = cpu_seconds(pid);
+        let t = Instant::now();
+        let n = tokio::task::block_in_place(|| mount_read(&mnt.join("seq/file")))?;
+        let mount_d = t.elapsed();
+        mount_cpu.push((cpu_seconds(pid) - cpu0) / gib);
+        let after = stats(http, endpoint).await?;
+        if n != size {
+            bail!("mount read returned {n} of {size} bytes");
+        }
+        if round == 0 {
+            fetched_ratio = (after.bytes_out - before.bytes_out) as f64 / size as f64;
+            counts = fmt_counts(&delta(&before, &after), 1.0);
+        }
+        let cpu0 = self_cpu_seconds();
+        let direct_d = direct_read(
+            client,
+            "seq/file",
+            size,
+            args.request_mib * MIB,
+            args.read_parallelism,
+        )
+        .await?;
+        direct_cpu.push((self_cpu_seconds() - cpu0) / gib);
+        mount_mbps.push(mbps(size, mount_d));
+        direct_mbps.push(mbps(size, direct_d));
+        eprintln!(
+            "row 1 round {round}: mount {:.0} MB/s, direct {:.0} MB/s",
+            mbps(size, mount_d),
+            mbps(size, direct_d)
+        );
     }
-    let direct_d = direct_read(
-        client,
-        "seq/file",
-        size,
-        args.request_mib * MIB,
-        args.read_parallelism,
-    )
-    .await?;
     table.row(
         &format!("1. seq read {} MiB", args.size_mib),
-        format!("{:.0} MB/s", mbps(size, mount_d)),
-        format!("{:.0} MB/s", mbps(size, direct_d)),
+        format!("{:.0} MB/s", median(&mount_mbps)),
+        format!("{:.0} MB/s", median(&direct_mbps)),
         format!(
-            "ratio {:.2} ({} MiB GETs × {}); mount fetched {:.2}× the file in {}",
-            mbps(size, mount_d) / mbps(size, direct_d),
+            "ratio {:.2} (median of {rounds}; rounds {}); {} MiB GETs × {}; mount fetched {:.2}× the file in {}",
+            median(&mount_mbps) / median(&direct_mbps),
+            ratios(&mount_mbps, &direct_mbps),
             args.request_mib,
             args.read_parallelism,
-            fetched as f64 / size as f64,
-            fmt_counts(&delta(&before, &after), 1.0)
+            fetched_ratio,
+            counts
         ),
     );
 
     // 2. Four files concurrently.
-    let t = Instant::now();
-    let handles: Vec<_> = (0..4)
-        .map(|i| {
-            let p = mnt.join(format!("four/{i}"));
-            std::thread::spawn(move || mount_read(&p))
-        })
-        .collect();
-    let mut total = 0;
-    for h in handles {
-        total += h
-            .join()
-            .map_err(|_| anyhow::anyhow!("reader thread panicked"))??;
+    let (mut mount4, mut direct4) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let t = Instant::now();
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let p = mnt.join(format!("four/{i}"));
+                std::thread::spawn(move || mount_read(&p))
+            })
+            .collect();
+        let mut total = 0;
+        for h in handles {
+            total += h
+                .join()
+                .map_err(|_| anyhow::anyhow!("reader thread panicked"))??;
+        }
+        if total != size / 4 * 4 {
+            bail!("four-file mount read returned {total} bytes");
+        }
+        let mount_d = t.elapsed();
+        let t = Instant::now();
+        futures::future::try_join_all((0..4).map(|i| {
+            let client = client.clone();
+            let key = format!("four/{i}");
+            let (req, par) = (args.request_mib * MIB, args.read_parallelism);
+            async move { direct_read(&client, &key, size / 4, req, par).await }
+        }))
+        .await?;
+        let direct_d = t.elapsed();
+        mount4.push(mbps(total, mount_d));
+        direct4.push(mbps(total, direct_d));
+        eprintln!(
+            "row 2 round {round}: mount {:.0} MB/s, direct {:.0} MB/s",
+            mbps(total, mount_d),
+            mbps(total, direct_d)
+        );
     }
-    let mount_d = t.elapsed();
-    let t = Instant::now();
-    futures::future::try_join_all((0..4).map(|i| {
-        let client = client.clone();
-        let key = format!("four/{i}");
-        let (req, par) = (args.request_mib * MIB, args.read_parallelism);
-        async move { direct_read(&client, &key, size / 4, req, par).await }
-    }))
-    .await?;
-    let direct_d = t.elapsed();
     table.row(
         "2. 4 files concurrently",
-        format!("{:.0} MB/s", mbps(total, mount_d)),
-        format!("{:.0} MB/s", mbps(total, direct_d)),
-        format!("ratio {:.2}", mbps(total, mount_d) / mbps(total, direct_d)),
+        format!("{:.0} MB/s", median(&mount4)),
+        format!("{:.0} MB/s", median(&direct4)),
+        format!(
+            "ratio {:.2} (median of {rounds}; rounds {})",
+            median(&mount4) / median(&direct4),
+            ratios(&mount4, &direct4)
+        ),
     );
 
     // 3. Sequential write (includes close/fsync, i.e. the upload is complete).
-    let cpu0 = cpu_seconds(pid);
-    let t = Instant::now();
     let chunk = part.slice(..MIB as usize);
     std::fs::create_dir_all(mnt.join("written"))?;
-    tokio::task::block_in_place(|| mount_write(&mnt.join("written/file"), size, &chunk))?;
-    let mount_d = t.elapsed();
-    let write_cpu = (cpu_seconds(pid) - cpu0) / (size as f64 / (1024.0 * MIB as f64));
-    let head = client.head_object("written/file").await?;
-    if head.size != size {
-        bail!("written object has {} bytes, expected {size}", head.size);
+    let (mut mount_w, mut direct_w, mut write_cpu) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let path = mnt.join(format!("written/file{round}"));
+        let cpu0 = cpu_seconds(pid);
+        let t = Instant::now();
+        tokio::task::block_in_place(|| mount_write(&path, size, &chunk))?;
+        let mount_d = t.elapsed();
+        write_cpu.push((cpu_seconds(pid) - cpu0) / gib);
+        let head = client.head_object(&format!("written/file{round}")).await?;
+        if head.size != size {
+            bail!("written object has {} bytes, expected {size}", head.size);
+        }
+        let direct_d = direct_upload(
+            client,
+            &format!("direct/file{round}"),
+            size,
+            part,
+            args.write_parallelism,
+        )
+        .await?;
+        // Free the emulator's memory/disk for the next round.
+        for key in [
+            format!("written/file{round}"),
+            format!("direct/file{round}"),
+        ] {
+            client.delete_object(&key).await?;
+        }
+        mount_w.push(mbps(size, mount_d));
+        direct_w.push(mbps(size, direct_d));
+        eprintln!(
+            "row 3 round {round}: mount {:.0} MB/s, direct {:.0} MB/s",
+            mbps(size, mount_d),
+            mbps(size, direct_d)
+        );
     }
     table.row(
         &format!("3. seq write {} MiB", args.size_mib),
-        format!("{:.0} MB/s", mbps(size, mount_d)),
-        format!("{:.0} MB/s", mbps(size, direct_write)),
+        format!("{:.0} MB/s", median(&mount_w)),
+        format!("{:.0} MB/s", median(&direct_w)),
         format!(
-            "ratio {:.2} ({} MiB parts × {})",
-            mbps(size, mount_d) / mbps(size, direct_write),
+            "ratio {:.2} (median of {rounds}; rounds {}); {} MiB parts × {}",
+            median(&mount_w) / median(&direct_w),
+            ratios(&mount_w, &direct_w),
             args.part_mib,
             args.write_parallelism
         ),
     );
+    let (read_cpu, write_cpu) = (median(&mount_cpu), median(&write_cpu));
+    let direct_read_cpu = median(&direct_cpu);
 
     // 4. ls -l of many objects.
     let before = stats(http, endpoint).await?;
@@ -671,10 +764,12 @@ async fn run_rows(env: &Env<'_>, table: &mut Table) -> Result<()> {
         "VmHWM".into(),
     );
     table.row(
-        "8. CPU per GiB (mount process)",
+        "8. CPU per GiB",
         format!("read {read_cpu:.2} s, write {write_cpu:.2} s"),
-        "-".into(),
-        "utime+stime during rows 1 and 3".into(),
+        format!("read {direct_read_cpu:.2} s"),
+        "utime+stime, medians of rows 1 and 3: the mount process vs the direct client \
+         (both exclude the emulator and the reading application)"
+            .into(),
     );
     Ok(())
 }

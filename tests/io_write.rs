@@ -100,6 +100,65 @@ async fn part_uploads_run_in_parallel_but_bounded() {
     assert!(max >= 2, "uploads were not parallel (max {max})");
 }
 
+/// Part buffers are charged to the read cache's budget: writing evicts cached blocks
+/// instead of adding memory on top of `--cache-size`, and the budget never overflows.
+#[tokio::test]
+async fn part_buffers_share_the_cache_budget() {
+    use ossmount::read::ReadConfig;
+    use ossmount::read::cache::{BlockCache, BlockId};
+    let budget = 4 * PART;
+    let cache = BlockCache::new(&ReadConfig {
+        cache_size: budget,
+        block_size: PART,
+        first_request_size: PART,
+        max_request_size: PART,
+        max_window: 2 * PART,
+        ..ReadConfig::default()
+    });
+    for i in 0..4 {
+        cache.insert(
+            BlockId {
+                key: "other".into(),
+                etag: "etag".into(),
+                index: i,
+            },
+            bytes::Bytes::from(vec![0u8; PART as usize]),
+        );
+    }
+    assert_eq!(cache.budget().limit(), budget);
+    assert_eq!(
+        cache.budget().used(),
+        budget,
+        "cache full before the upload"
+    );
+    let store = Arc::new(MockStore::new());
+    store.set_delay(Duration::from_millis(10));
+    let data = pattern(12 * PART as usize, 5);
+    let mut up = StreamingUpload::new(store.clone(), cfg(2), "k".into(), PutOptions::default())
+        .with_memory(cache.clone());
+    let mut peak = 0;
+    for chunk in data.chunks(50_000) {
+        up.write(chunk).await.unwrap();
+        peak = peak.max(cache.budget().used());
+        assert!(cache.budget().used() <= budget);
+    }
+    up.finish().await.unwrap();
+    assert_eq!(store.object("k").unwrap(), data);
+    assert!(
+        cache.used_bytes() < budget,
+        "cached blocks were not evicted for the upload"
+    );
+    assert_eq!(
+        cache.budget().used(),
+        cache.used_bytes(),
+        "every part buffer returned its share"
+    );
+    assert!(
+        peak >= 2 * PART,
+        "part buffers were not charged (peak {peak})"
+    );
+}
+
 #[tokio::test]
 async fn failed_part_aborts_and_surfaces() {
     let store = Arc::new(MockStore::new());

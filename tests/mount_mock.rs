@@ -381,3 +381,33 @@ fn parallel_writers_and_readers() {
         40
     );
 }
+
+/// The kernel offers FUSE only its 128 KiB default readahead at INIT; the mount raises it
+/// through sysfs afterwards (as root), so sequential reads arrive as 1 MiB requests.
+#[test]
+fn kernel_readahead_is_raised_after_init() {
+    let m = Mounted::new();
+    let dev = std::fs::metadata(m.dir.path()).expect("stat mount").dev();
+    let knob = format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        libc::major(dev),
+        libc::minor(dev)
+    );
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("not root: readahead cannot be raised, skipping");
+        return;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let kib = std::fs::read_to_string(&knob).expect("read knob");
+        if kib.trim() == "1024" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{knob} is {kib} after 5 s, expected 1024"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

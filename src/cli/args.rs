@@ -313,6 +313,11 @@ pub struct TuningArgs {
     /// Concurrent requests to OSS for prefetch and uploads (default 16).
     #[arg(long, value_name = "N", help_heading = "Tuning")]
     pub max_concurrency: Option<usize>,
+
+    /// Kernel readahead of the mount, 128KiB..256MiB (default 1MiB; raising it above
+    /// 128KiB needs root).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = "Tuning")]
+    pub read_ahead: Option<u64>,
 }
 
 /// Logs and metrics.

@@ -85,6 +85,7 @@ pub async fn mount(
         read_only: config.mount.read_only,
         allow_other: config.mount.allow_other,
         allow_root: config.mount.allow_root,
+        max_readahead: u32::try_from(config.tuning.read_ahead).unwrap_or(u32::MAX),
         ..MountOptions::for_bucket(&config.bucket)
     };
     let fsname = opts.fsname.clone();

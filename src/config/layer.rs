@@ -65,6 +65,7 @@ const KNOWN_OPTIONS: &[&str] = &[
     "metadata_ttl",
     "part_size",
     "max_concurrency",
+    "read_ahead",
     "log_file",
     "metrics_addr",
     "debug",
@@ -137,6 +138,7 @@ impl OptionLayer {
                     s.parse::<usize>().map_err(|e| e.to_string())
                 })?)
             }
+            "read_ahead" => t.read_ahead = Some(parsed(opt, parse_size)?),
             "log_file" => l.log_file = Some(value(opt)?.into()),
             "metrics_addr" => {
                 l.metrics_addr = Some(parsed(opt, |s| {
@@ -271,6 +273,7 @@ pub(super) fn merge_tuning(cli: &TuningArgs, o: &TuningArgs) -> TuningArgs {
         metadata_ttl: cli.metadata_ttl.or(o.metadata_ttl),
         part_size: cli.part_size.or(o.part_size),
         max_concurrency: cli.max_concurrency.or(o.max_concurrency),
+        read_ahead: cli.read_ahead.or(o.read_ahead),
     }
 }
 

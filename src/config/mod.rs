@@ -42,6 +42,10 @@ pub const DEFAULT_PART_SIZE: u64 = 8 << 20;
 pub const MIN_PART_SIZE: u64 = 100 << 10;
 pub const MAX_PART_SIZE: u64 = 5 << 30;
 pub const DEFAULT_MAX_CONCURRENCY: usize = 16;
+/// Kernel readahead of the mount (see `fuse::raise_readahead` for why it is set via sysfs).
+pub const DEFAULT_READ_AHEAD: u64 = 1 << 20;
+pub const MIN_READ_AHEAD: u64 = 128 << 10;
+pub const MAX_READ_AHEAD: u64 = 256 << 20;
 pub const DEFAULT_METADATA_TTL: Duration = Duration::from_secs(1);
 /// Go SDK transport defaults (docs/PROTOCOL.md §5).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -143,6 +147,8 @@ pub struct TuningConfig {
     pub metadata_ttl: Duration,
     pub part_size: u64,
     pub max_concurrency: usize,
+    /// Kernel readahead in bytes.
+    pub read_ahead: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -228,6 +234,19 @@ impl Config {
             });
         }
 
+        let read_ahead = tuning.read_ahead.unwrap_or(DEFAULT_READ_AHEAD);
+        if !(MIN_READ_AHEAD..=MAX_READ_AHEAD).contains(&read_ahead) {
+            return Err(ConfigError::InvalidValue {
+                option: "--read-ahead".into(),
+                reason: format!(
+                    "{} is outside {}..{}",
+                    format_size(read_ahead),
+                    format_size(MIN_READ_AHEAD),
+                    format_size(MAX_READ_AHEAD)
+                ),
+            });
+        }
+
         Ok(Config {
             bucket,
             prefix,
@@ -253,6 +272,7 @@ impl Config {
                 metadata_ttl: tuning.metadata_ttl.unwrap_or(DEFAULT_METADATA_TTL),
                 part_size,
                 max_concurrency,
+                read_ahead,
             },
             logging: LoggingConfig {
                 log_file: logging.log_file.as_deref().map(absolute).transpose()?,
@@ -329,10 +349,11 @@ impl Config {
                     .unwrap_or_default()
             ),
             format!(
-                "metadata ttl {}, part size {}, max concurrency {}",
+                "metadata ttl {}, part size {}, max concurrency {}, kernel readahead {}",
                 format_duration(t.metadata_ttl),
                 format_size(t.part_size),
-                t.max_concurrency
+                t.max_concurrency,
+                format_size(t.read_ahead)
             ),
             format!(
                 "network: connect timeout {}, read/write timeout {}, {} attempts per request",

@@ -169,6 +169,8 @@ fn conflicts() {
         ),
         (&["--part-size", "10k"], "outside the OSS limits"),
         (&["--max-concurrency", "0"], "outside 1..1024"),
+        (&["--read-ahead", "64k"], "--read-ahead"),
+        (&["-o", "read_ahead=1G"], "--read-ahead"),
         (&["--retries", "0"], "outside 1..100"),
         (&["--connect-timeout", "0"], "greater than zero"),
         (&["--cname"], "--cname needs --endpoint"),

@@ -343,12 +343,15 @@ impl Filesystem {
                 || (node.attr.size == 0 && node.object_type != ObjectType::Appendable);
             h.state = if new_content && offset == 0 {
                 WriteState::Streaming {
-                    upload: Box::new(StreamingUpload::new(
-                        self.store.clone(),
-                        self.upload_cfg.clone(),
-                        key.clone(),
-                        self.upload_opts(ino),
-                    )),
+                    upload: Box::new(
+                        StreamingUpload::new(
+                            self.store.clone(),
+                            self.upload_cfg.clone(),
+                            key.clone(),
+                            self.upload_opts(ino),
+                        )
+                        .with_memory(self.cache.clone()),
+                    ),
                     key: key.clone(),
                     mirror: Some(Vec::new()),
                 }

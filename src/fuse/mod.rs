@@ -168,6 +168,7 @@ pub fn mount(
         }
     })?;
     tracing::info!(mountpoint = %mountpoint.display(), fsname = %opts.fsname, "mounted");
+    raise_readahead(mountpoint, opts.max_readahead);
     Ok(MountHandle {
         session: Some(session),
         mountpoint: mountpoint.to_path_buf(),
@@ -189,8 +190,57 @@ pub fn run_foreground(
             }
         })?;
     tracing::info!(mountpoint = %mountpoint.display(), fsname = %opts.fsname, "mounted (foreground)");
+    raise_readahead(mountpoint, opts.max_readahead);
     session.run().map_err(|source| MountError::Session {
         path: mountpoint.to_path_buf(),
         source,
     })
+}
+
+/// Sets the kernel readahead of the new mount to `bytes`, from a helper thread.
+///
+/// INIT cannot do it: the kernel offers its backing device's current readahead (the
+/// 128 KiB default) as the maximum and only lets the reply lower it, so sequential reads
+/// arrive as 128 KiB requests whatever we negotiate. The knob is
+/// `/sys/class/bdi/<major>:<minor>/read_ahead_kb` of the mount's device, and it must be
+/// written *after* INIT (the INIT reply clamps an earlier value). `stat` of the mount
+/// root blocks until INIT is done, so the thread stats first, then writes. Without root
+/// the file is not writable: the mount works, with the smaller readahead (logged).
+fn raise_readahead(mountpoint: &Path, bytes: u32) {
+    use std::os::unix::fs::MetadataExt;
+    let kib = bytes / 1024;
+    if kib <= 128 {
+        return;
+    }
+    let mountpoint = mountpoint.to_path_buf();
+    let spawned = std::thread::Builder::new()
+        .name("readahead".into())
+        .spawn(move || {
+            let (Ok(root), Some(Ok(parent))) = (
+                std::fs::metadata(&mountpoint),
+                mountpoint.parent().map(std::fs::metadata),
+            ) else {
+                return;
+            };
+            if root.dev() == parent.dev() {
+                return; // not (or no longer) mounted
+            }
+            let dev = root.dev();
+            let knob = format!(
+                "/sys/class/bdi/{}:{}/read_ahead_kb",
+                libc::major(dev),
+                libc::minor(dev)
+            );
+            match std::fs::write(&knob, kib.to_string()) {
+                Ok(()) => tracing::debug!(knob, kib, "kernel readahead raised"),
+                Err(e) => tracing::info!(
+                    knob,
+                    error = %e,
+                    "cannot raise the kernel readahead (needs root); sequential reads use 128 KiB requests"
+                ),
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the readahead thread");
+    }
 }

@@ -27,6 +27,9 @@ use super::inflight::InflightRegistry;
 /// Longest wait of a demand read for memory before it proceeds unaccounted.
 pub const DEMAND_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
 
+/// Longest wait of an upload for memory for its next part buffer.
+pub const UPLOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Identity of one cached block.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BlockId {
@@ -255,6 +258,23 @@ impl BlockCache {
                     bytes,
                     "memory budget exhausted; reading without reservation"
                 );
+                BudgetPermit::unaccounted()
+            }
+        }
+    }
+
+    /// Reservation for an upload's part buffer: evicts cached blocks, then waits up to
+    /// [`UPLOAD_WAIT`] for readers or other uploads to release memory (back-pressure on
+    /// the writer), then proceeds unaccounted (logged) rather than stall a writer behind
+    /// an idle handle's buffers.
+    pub async fn reserve_for_upload(&self, bytes: u64) -> BudgetPermit {
+        if let Some(p) = self.try_reserve(bytes) {
+            return p;
+        }
+        match tokio::time::timeout(UPLOAD_WAIT, self.budget.reserve(bytes)).await {
+            Ok(p) => p,
+            Err(_) => {
+                tracing::debug!(bytes, "memory budget exhausted; upload buffer unaccounted");
                 BudgetPermit::unaccounted()
             }
         }

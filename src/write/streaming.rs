@@ -5,6 +5,11 @@
 //! `JoinSet` of at most `max_concurrency`; when it is full, `write()` waits for one to
 //! finish (back-pressure), so a fast writer cannot queue unbounded memory.
 //!
+//! Part buffers can be charged to the read path's memory budget
+//! ([`StreamingUpload::with_memory`]): reserving a part evicts cached blocks, so cache,
+//! prefetch and uploads together stay within `--cache-size` instead of adding
+//! `(max_concurrency + 1) × part_size` on top of it.
+//!
 //! The first failed part poisons the upload: the failing `write()` (or `finish()`) returns
 //! the error, later calls return [`WriteError::Failed`], and the multipart upload is
 //! aborted so no partial object ever appears.
@@ -16,6 +21,8 @@ use tokio::task::JoinSet;
 
 use super::part_size::{MAX_PARTS, streaming_capacity, streaming_part_size};
 use super::{QueueDepthGuard, UploadConfig, WriteError, sort_parts};
+use crate::read::budget::BudgetPermit;
+use crate::read::cache::BlockCache;
 use crate::store::{ObjectStore, PartInfo, PutBody, PutOptions, PutResult, StoreError};
 
 /// Sequential writer for a new object (see the module docs).
@@ -25,6 +32,9 @@ pub struct StreamingUpload {
     key: String,
     opts: PutOptions,
     buf: BytesMut,
+    /// The budget share of `buf` (when charged to a memory budget).
+    buf_permit: Option<BudgetPermit>,
+    memory: Option<Arc<BlockCache>>,
     written: u64,
     /// Number the next part will get (1-based).
     next_part: u32,
@@ -62,6 +72,8 @@ impl StreamingUpload {
             key,
             opts,
             buf: BytesMut::new(),
+            buf_permit: None,
+            memory: None,
             written: 0,
             next_part: 1,
             upload_id: None,
@@ -70,6 +82,12 @@ impl StreamingUpload {
             failed: None,
             done: false,
         }
+    }
+
+    /// Charges part buffers to `cache`'s memory budget (evicting cached blocks).
+    pub fn with_memory(mut self, cache: Arc<BlockCache>) -> Self {
+        self.memory = Some(cache);
+        self
     }
 
     /// Bytes accepted so far (the offset the next `write` appends at).
@@ -122,6 +140,9 @@ impl StreamingUpload {
                 continue;
             }
             if self.buf.capacity() == 0 {
+                if let Some(memory) = &self.memory {
+                    self.buf_permit = Some(memory.reserve_for_upload(part_size).await);
+                }
                 // Allocate the part once; `freeze` later hands it to the task without a copy.
                 self.buf.reserve(part_size as usize);
             }
@@ -186,6 +207,7 @@ impl StreamingUpload {
             self.reap_one().await?;
         }
         let body = std::mem::take(&mut self.buf).freeze();
+        let permit = self.buf_permit.take();
         let part_number = self.next_part;
         self.next_part += 1;
         let store = self.store.clone();
@@ -193,6 +215,7 @@ impl StreamingUpload {
         let guard = QueueDepthGuard::new();
         self.tasks.spawn(async move {
             let _guard = guard;
+            let _permit = permit;
             store
                 .upload_part(&key, &upload_id, part_number, PutBody::Bytes(body))
                 .await
