@@ -791,11 +791,110 @@ async fn directory_marker_metadata_is_honoured() {
     assert_eq!(e.fs.getattr(d.ino).await.expect("getattr").perm, 0o700);
     let i = e.fs.lookup(ROOT_INO, n("implicit")).await.expect("lookup");
     assert_eq!(i.perm, 0o755);
-    // Without a marker: the mount defaults, and no extra HEAD.
-    e.store.put("fresh/x", "x");
+    // Without a marker: the mount defaults, and no extra HEAD. (Not in the root: its
+    // listing above made it complete, so a name added behind our back since then stays
+    // invisible for one TTL.)
+    e.store.put("implicit/fresh/x", "x");
     e.store.reset_counts();
-    let f = e.fs.lookup(ROOT_INO, n("fresh")).await.expect("lookup");
+    let f = e.fs.lookup(i.ino, n("fresh")).await.expect("lookup");
     assert_eq!((f.kind, f.perm), (FileKind::Dir, 0o755));
     assert_eq!(e.store.count("HeadObject"), 1);
     assert_eq!(e.store.count("ListObjectsV2"), 1);
+}
+
+/// A directory made here is complete: creating files in it needs no negative lookup
+/// (HEAD+LIST per name), only the PUT of each file.
+#[tokio::test]
+async fn creating_files_in_a_new_directory_costs_one_put_each() {
+    let e = env();
+    let d =
+        e.fs.mkdir(&CTX, ROOT_INO, n("new"), 0o755, 0)
+            .await
+            .expect("mkdir");
+    e.store.reset_counts();
+    for i in 0..20 {
+        let name = format!("f{i}");
+        assert_eq!(
+            e.fs.lookup(d.ino, n(&name))
+                .await
+                .map(|_| ())
+                .unwrap_err()
+                .errno(),
+            libc::ENOENT
+        );
+        write_file(&e, d.ino, &name, b"data").await;
+    }
+    assert_eq!(e.store.count("PutObject"), 20, "{:?}", e.store.counts());
+    assert_eq!(e.store.count("HeadObject"), 0, "{:?}", e.store.counts());
+    assert_eq!(e.store.count("ListObjectsV2"), 0, "{:?}", e.store.counts());
+}
+
+/// Completeness lasts one TTL; after it a miss in a small directory re-lists it once
+/// (one LIST, no HEAD), which shows what other clients added and renews it.
+#[tokio::test]
+async fn expired_complete_directory_is_relisted_once_per_ttl() {
+    let e = env_with(|c| c.metadata_ttl = Duration::from_millis(200));
+    e.store.put("dir/a", "a");
+    let d = e.fs.lookup(ROOT_INO, n("dir")).await.expect("lookup dir");
+    assert_eq!(names(&e, d.ino).await.len(), 3, ". .. a");
+    // Added behind our back: hidden while the listing is fresh…
+    e.store.put("dir/b", "bb");
+    e.store.put("dir/sub/x", "x");
+    e.store
+        .put("dir/sub", "file and directory: the directory wins");
+    assert!(e.fs.lookup(d.ino, n("b")).await.is_err());
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    // …and found by one LIST once it expired.
+    e.store.reset_counts();
+    let b = e.fs.lookup(d.ino, n("b")).await.expect("b after the TTL");
+    assert_eq!(b.size, 2);
+    assert_eq!(e.store.count("ListObjectsV2"), 1, "{:?}", e.store.counts());
+    assert_eq!(e.store.count("HeadObject"), 0, "{:?}", e.store.counts());
+    let sub = e.fs.lookup(d.ino, n("sub")).await.expect("sub");
+    assert_eq!(sub.kind, FileKind::Dir);
+    assert!(e.fs.lookup(d.ino, n("missing")).await.is_err());
+    assert_eq!(e.store.count("ListObjectsV2"), 1, "{:?}", e.store.counts());
+    assert_eq!(e.store.count("HeadObject"), 0, "{:?}", e.store.counts());
+}
+
+/// A directory never listed to the end is not complete: misses ask OSS per name.
+#[tokio::test]
+async fn unknown_directory_still_asks_per_name() {
+    let e = env();
+    e.store.put("big/a", "a");
+    let d = e.fs.lookup(ROOT_INO, n("big")).await.expect("lookup dir");
+    e.store.reset_counts();
+    assert!(e.fs.lookup(d.ino, n("zzz")).await.is_err());
+    assert_eq!(e.store.count("HeadObject"), 1);
+    assert_eq!(e.store.count("ListObjectsV2"), 1);
+}
+
+/// An expired small file is revalidated with one GET (not a HEAD), whose content then
+/// serves the read: lookup + read of a small file cost one request together.
+#[tokio::test]
+async fn small_file_revalidation_fetches_the_content_once() {
+    let e = env_with(|c| c.metadata_ttl = Duration::from_millis(100));
+    let data: Vec<u8> = (0..64 * 1024u32).map(|i| (i % 249) as u8).collect();
+    let ino = write_file(&e, ROOT_INO, "small", &data).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    e.store.reset_counts();
+    let a = e.fs.getattr(ino).await.expect("getattr");
+    assert_eq!(a.size, data.len() as u64);
+    assert_eq!(read_all(&e, ino).await, data);
+    assert_eq!(e.store.count("GetObject"), 1, "{:?}", e.store.counts());
+    assert_eq!(e.store.count("HeadObject"), 0, "{:?}", e.store.counts());
+    // Changed behind our back: the revalidation sees the new size and content.
+    e.store.mutate("small", vec![7u8; 1000]);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let a = e.fs.getattr(ino).await.expect("getattr");
+    assert_eq!(a.size, 1000);
+    assert_eq!(read_all(&e, ino).await, vec![7u8; 1000]);
+    // Large files keep using HEAD.
+    let big = vec![1u8; 300 * 1024];
+    let bino = write_file(&e, ROOT_INO, "big", &big).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    e.store.reset_counts();
+    e.fs.getattr(bino).await.expect("getattr");
+    assert_eq!(e.store.count("HeadObject"), 1, "{:?}", e.store.counts());
+    assert_eq!(e.store.count("GetObject"), 0, "{:?}", e.store.counts());
 }

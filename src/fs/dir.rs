@@ -21,11 +21,11 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 
-use crate::store::{ListRequest, ObjectType, PutOptions};
+use crate::store::{ListEntry, ListRequest, ObjectType, PutOptions};
 
 use super::attr::{FileKind, Ino, to_user_meta};
 use super::error::FsError;
@@ -50,6 +50,10 @@ pub(crate) struct DirHandle {
     token: Option<String>,
     started: bool,
     done: bool,
+    /// When the listing from the first page began, and names it returned so far: a
+    /// listing that reaches the end makes the directory complete (see `inode`).
+    since: Option<Instant>,
+    listed: usize,
 }
 
 impl DirHandle {
@@ -62,6 +66,8 @@ impl DirHandle {
             token: None,
             started: false,
             done: false,
+            since: None,
+            listed: 0,
         }
     }
 
@@ -109,6 +115,7 @@ impl Filesystem {
         if !h.started || offset < h.base {
             *h = DirHandle::new(ino);
             h.started = true;
+            h.since = Some(Instant::now());
             let me = self.inodes.get(ino).ok_or(FsError::NotFound)?;
             let parent = self
                 .inodes
@@ -172,23 +179,8 @@ impl Filesystem {
             if h.index.contains_key(name) {
                 continue;
             }
-            let kind = if obj.object_type == ObjectType::Symlink {
-                FileKind::Symlink
-            } else {
-                FileKind::File
-            };
-            let mtime = obj.last_modified.unwrap_or(self.mounted_at);
-            let obs = Observed {
-                kind,
-                attr_template: self.inodes.defaults().new_attr(0, kind, obj.size, mtime),
-                etag: obj.etag.clone(),
-                crc64: None,
-                object_type: obj.object_type,
-                user_meta: None,
-                content_type: None,
-                symlink_target: None,
-            };
-            let (ino, node) = self.inodes.observe(h.ino, name, obs);
+            h.listed += 1;
+            let (ino, node) = self.inodes.observe(h.ino, name, self.observed_listed(obj));
             h.push(DirEntry {
                 ino,
                 offset: 0,
@@ -208,6 +200,7 @@ impl Filesystem {
                 names::warn_hidden(cp, name);
                 continue;
             }
+            h.listed += 1;
             let (ino, node) = self
                 .inodes
                 .observe(h.ino, name, self.observed_dir(self.mounted_at));
@@ -235,6 +228,9 @@ impl Filesystem {
         h.token = page.next_continuation_token;
         if h.token.is_none() {
             h.done = true;
+            if let Some(since) = h.since {
+                self.inodes.mark_complete(h.ino, since, h.listed);
+            }
             for (name, ino, attr) in self.inodes.local_children(h.ino) {
                 if !h.index.contains_key(&name) {
                     h.push(DirEntry {
@@ -261,6 +257,7 @@ impl Filesystem {
     ) -> FsResult<Attr> {
         self.check_writable()?;
         let name = names::name_from_kernel(name)?;
+        let checked_at = Instant::now();
         match self.lookup_name(parent, name).await {
             Ok(_) => return Err(FsError::Exists),
             Err(FsError::NotFound) => {}
@@ -290,7 +287,85 @@ impl Filesystem {
         self.inodes
             .update(ino, |n| n.user_meta = opts.user_meta.clone());
         self.inodes.add_lookup(ino, 1);
+        // Nothing was under `name/` when we looked: the new directory is complete.
+        self.inodes.mark_complete(ino, checked_at, 0);
         Ok(node.attr)
+    }
+
+    /// What a listing entry says about a file (size, mtime, ETag; no user metadata).
+    fn observed_listed(&self, obj: &ListEntry) -> Observed {
+        let kind = if obj.object_type == ObjectType::Symlink {
+            FileKind::Symlink
+        } else {
+            FileKind::File
+        };
+        let mtime = obj.last_modified.unwrap_or(self.mounted_at);
+        Observed {
+            kind,
+            attr_template: self.inodes.defaults().new_attr(0, kind, obj.size, mtime),
+            etag: obj.etag.clone(),
+            crc64: None,
+            object_type: obj.object_type,
+            user_meta: None,
+            content_type: None,
+            symlink_target: None,
+        }
+    }
+
+    /// Re-lists a directory that was complete and small (one page), so a miss in it costs
+    /// one LIST for all its names instead of HEAD+LIST per name. Returns whether the
+    /// directory is complete again (false when it has grown past one page).
+    pub(crate) async fn relist_small_dir(&self, dir: Ino) -> FsResult<bool> {
+        let dir_key = self.inodes.key_of(dir).ok_or(FsError::NotFound)?;
+        let since = Instant::now();
+        let req = ListRequest {
+            prefix: dir_key.clone(),
+            delimiter: Some("/".into()),
+            max_keys: PAGE,
+            ..Default::default()
+        };
+        let page = self
+            .store
+            .list_objects(&req)
+            .await
+            .map_err(|e| FsError::store("ListObjectsV2", &dir_key, e))?;
+        if page.next_continuation_token.is_some() {
+            self.inodes.mark_incomplete(dir);
+            return Ok(false);
+        }
+        let dirs: std::collections::HashSet<&str> = page
+            .common_prefixes
+            .iter()
+            .filter_map(|cp| cp.strip_prefix(dir_key.as_str())?.strip_suffix('/'))
+            .collect();
+        let mut listed = 0;
+        for obj in &page.objects {
+            let Some(name) = obj.key.strip_prefix(dir_key.as_str()) else {
+                continue;
+            };
+            // The directory wins over a file of the same name.
+            if obj.key == dir_key || !names::is_valid_component(name) || dirs.contains(name) {
+                continue;
+            }
+            listed += 1;
+            self.inodes.observe(dir, name, self.observed_listed(obj));
+        }
+        for cp in &page.common_prefixes {
+            let Some(name) = cp
+                .strip_prefix(dir_key.as_str())
+                .and_then(|n| n.strip_suffix('/'))
+            else {
+                continue;
+            };
+            if !names::is_valid_component(name) {
+                continue;
+            }
+            listed += 1;
+            self.inodes
+                .observe(dir, name, self.observed_dir(self.mounted_at));
+        }
+        self.inodes.mark_complete(dir, since, listed);
+        Ok(true)
     }
 
     /// FUSE rmdir: `ENOTEMPTY` unless nothing but the marker is below the prefix.

@@ -12,6 +12,10 @@
 //!   names that did not exist, with the same expiry. Our own changes update both at once.
 //! - A node with open writers (`writers > 0`) or created locally and not yet uploaded
 //!   (`local`) is authoritative: its attributes are never replaced by what OSS says.
+//! - A directory whose whole content is known (listed to the end, or created empty here)
+//!   is *complete* for one TTL: a name it does not hold is answered "no such file"
+//!   without asking OSS, so `create` in it costs no HEAD+LIST. The same staleness as
+//!   the negative cache: another client's new file shows up after at most one TTL.
 //!
 //! All state is behind one `std::sync::Mutex`, held only for short, non-async sections.
 
@@ -56,10 +60,21 @@ struct Inner {
     nodes: HashMap<Ino, Node>,
     children: HashMap<(Ino, String), Ino>,
     negative: HashMap<(Ino, String), Instant>,
+    /// Directories whose every child is in `children`, until when, and how many entries
+    /// their last listing had.
+    complete: HashMap<Ino, Completeness>,
     /// Inodes that may still be `local` (a superset: entries are checked on use), so
     /// listing them does not scan every inode.
     local_set: HashSet<Ino>,
     next_ino: Ino,
+}
+
+/// A directory listed to the end (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Completeness {
+    pub until: Instant,
+    /// Entries the listing returned (decides whether a re-list is one page).
+    pub entries: usize,
 }
 
 /// The table of inodes of one mount.
@@ -113,6 +128,7 @@ impl InodeTable {
                 nodes,
                 children: HashMap::new(),
                 negative: HashMap::new(),
+                complete: HashMap::new(),
                 local_set: HashSet::new(),
                 next_ino: ROOT_INO + 1,
             }),
@@ -217,13 +233,39 @@ impl InodeTable {
             return None;
         }
         match inner.negative.get(&k) {
-            Some(&t) if t > now => Some(None),
+            Some(&t) if t > now => return Some(None),
             Some(_) => {
                 inner.negative.remove(&k);
-                None
             }
-            None => None,
+            None => {}
         }
+        match inner.complete.get(&parent) {
+            Some(c) if c.until > now => Some(None),
+            _ => None,
+        }
+    }
+
+    /// Records that `dir` was listed to the end (the listing began at `since` and
+    /// returned `entries` names): unknown names in it do not exist until `since + ttl`.
+    pub fn mark_complete(&self, dir: Ino, since: Instant, entries: usize) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        if let Some(until) = since.checked_add(self.ttl) {
+            self.lock()
+                .complete
+                .insert(dir, Completeness { until, entries });
+        }
+    }
+
+    /// What is known about `dir` being complete (possibly expired).
+    pub fn completeness(&self, dir: Ino) -> Option<Completeness> {
+        self.lock().complete.get(&dir).copied()
+    }
+
+    /// `dir` may have children we do not know of.
+    pub fn mark_incomplete(&self, dir: Ino) {
+        self.lock().complete.remove(&dir);
     }
 
     /// Remembers that `(parent, name)` does not exist (and unbinds it).

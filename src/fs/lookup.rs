@@ -9,6 +9,15 @@
 //! directory's own marker object, one more HEAD (of `d/n/`) reads its mode/owner/mtime,
 //! so directories made private by ossfs or by chmod here stay private.
 //!
+//! A known file of at most 128 KiB whose attributes expired is revalidated with a GET of
+//! its content rather than a HEAD (same one request; the content goes to the block
+//! cache for the read that follows).
+//!
+//! A name not known in a directory that is complete (see `inode`) costs nothing; once
+//! the directory's completeness has expired, a miss in a small directory re-lists it
+//! with one LIST, which renews it, so creating many files in a directory costs about
+//! one LIST per TTL instead of a HEAD and a LIST per file.
+//!
 //! Pitfalls:
 //! - HEAD on an OSS symlink resolves to the target; a dangling link answers 404
 //!   `SymlinkTargetNotExist`, which must not be taken for "no such file". The link's own
@@ -19,13 +28,23 @@
 //!   OSS does not know them yet.
 
 use std::ffi::OsStr;
+use std::sync::Arc;
 
-use crate::store::{ListRequest, ObjectMeta, ObjectType};
+use bytes::BytesMut;
+use futures::StreamExt;
+
+use crate::store::{ListRequest, ObjectMeta, ObjectType, StoreError};
 
 use super::attr::{Attr, FileKind, Ino, kind_from_meta};
 use super::error::{FsError, not_found_or};
 use super::inode::{Node, Observed};
 use super::{Filesystem, FsResult, names};
+
+/// A complete directory with fewer entries than this is re-listed (one page) on a miss.
+const RELIST_MAX_ENTRIES: usize = 900;
+
+/// Files up to this size are revalidated with a GET instead of a HEAD.
+const SMALL_FILE_FETCH: u64 = 128 * 1024;
 
 /// Longest symlink target read from an ossfs-style link object.
 const MAX_LINK_OBJECT: u64 = 4096;
@@ -48,6 +67,19 @@ impl Filesystem {
         if let Some(cached) = self.inodes.cached_lookup(parent, name) {
             return cached.ok_or(FsError::NotFound);
         }
+        // A name we do not know in a directory that was complete and small: one LIST of
+        // the directory answers it (and its siblings, for a TTL) instead of HEAD+LIST.
+        if self.inodes.child(parent, name).is_none()
+            && self
+                .inodes
+                .completeness(parent)
+                .is_some_and(|c| c.entries < RELIST_MAX_ENTRIES)
+            && self.relist_small_dir(parent).await?
+        {
+            if let Some(cached) = self.inodes.cached_lookup(parent, name) {
+                return cached.ok_or(FsError::NotFound);
+            }
+        }
         let key = self
             .inodes
             .child_key(parent, name)
@@ -60,8 +92,12 @@ impl Filesystem {
             max_keys: 1,
             ..Default::default()
         };
+        let known = self
+            .inodes
+            .child(parent, name)
+            .and_then(|ino| self.inodes.get(ino));
         let (head, list) = tokio::join!(
-            self.store.head_object(&key),
+            self.head_or_fetch_small(&key, known.as_ref()),
             self.store.list_objects(&list_req)
         );
         let list = list.map_err(|e| FsError::store("ListObjectsV2", &dir_prefix, e))?;
@@ -104,6 +140,43 @@ impl Filesystem {
             }
             Err(e) => Err(FsError::store("HeadObject", &key, e)),
         }
+    }
+
+    /// Revalidates `key`: a HEAD, or for a file known to be small a GET of its whole
+    /// content, whose headers say all a HEAD says. Same one request, but the content
+    /// lands in the block cache, so the read that usually follows a lookup (`cat`,
+    /// `cp`, a training loader) costs nothing more.
+    pub(crate) async fn head_or_fetch_small(
+        &self,
+        key: &str,
+        known: Option<&Node>,
+    ) -> Result<ObjectMeta, StoreError> {
+        let small = known.is_some_and(|n| {
+            n.attr.kind == FileKind::File
+                && n.object_type != ObjectType::Symlink
+                && (1..=SMALL_FILE_FETCH).contains(&n.attr.size)
+        });
+        if !small {
+            return self.store.head_object(key).await;
+        }
+        let out = self
+            .store
+            .get_object(key, Some(0..SMALL_FILE_FETCH), None)
+            .await?;
+        let mut data = BytesMut::new();
+        let mut body = out.body;
+        while let Some(chunk) = body.next().await {
+            data.extend_from_slice(&chunk?);
+            if data.len() as u64 > SMALL_FILE_FETCH {
+                break; // a server ignoring the range: do not buffer a large object
+            }
+        }
+        let meta = out.meta;
+        if data.len() as u64 == meta.size && !meta.etag.is_empty() {
+            self.cache
+                .insert_range(&Arc::from(key), &Arc::from(meta.etag.as_str()), 0, &data);
+        }
+        Ok(meta)
     }
 
     pub(crate) fn observed_dir(&self, mtime: std::time::SystemTime) -> Observed {
@@ -220,7 +293,7 @@ impl Filesystem {
             return Ok(node.attr);
         }
         let key = self.inodes.key_of(ino).ok_or(FsError::NotFound)?;
-        match self.store.head_object(&key).await {
+        match self.head_or_fetch_small(&key, Some(&node)).await {
             Ok(meta) => {
                 let obs = self.observed_from_head(&key, &meta).await?;
                 if obs.kind != node.attr.kind {
