@@ -313,7 +313,10 @@ impl Filesystem {
     }
 
     /// Re-lists a directory that was complete and small (one page), so a miss in it costs
-    /// one LIST for all its names instead of HEAD+LIST per name. Returns whether the
+    /// one LIST for all its names instead of HEAD+LIST per name. Only the *names* are
+    /// kept: a listing lacks the user metadata (mode, owner, mtime) and directory marker
+    /// attributes that a positive lookup must report, so names that exist still go
+    /// through HEAD; names that do not are answered at once. Returns whether the
     /// directory is complete again (false when it has grown past one page).
     pub(crate) async fn relist_small_dir(&self, dir: Ino) -> FsResult<bool> {
         let dir_key = self.inodes.key_of(dir).ok_or(FsError::NotFound)?;
@@ -330,41 +333,25 @@ impl Filesystem {
             .await
             .map_err(|e| FsError::store("ListObjectsV2", &dir_key, e))?;
         if page.next_continuation_token.is_some() {
-            self.inodes.mark_incomplete(dir);
+            self.inodes.mark_too_large(dir);
             return Ok(false);
         }
-        let dirs: std::collections::HashSet<&str> = page
+        let files = page
+            .objects
+            .iter()
+            .filter(|o| o.key != dir_key)
+            .filter_map(|o| o.key.strip_prefix(dir_key.as_str()));
+        let dirs = page
             .common_prefixes
             .iter()
-            .filter_map(|cp| cp.strip_prefix(dir_key.as_str())?.strip_suffix('/'))
+            .filter_map(|cp| cp.strip_prefix(dir_key.as_str())?.strip_suffix('/'));
+        let present: std::collections::HashSet<String> = files
+            .chain(dirs)
+            .filter(|n| names::is_valid_component(n))
+            .map(str::to_string)
             .collect();
-        let mut listed = 0;
-        for obj in &page.objects {
-            let Some(name) = obj.key.strip_prefix(dir_key.as_str()) else {
-                continue;
-            };
-            // The directory wins over a file of the same name.
-            if obj.key == dir_key || !names::is_valid_component(name) || dirs.contains(name) {
-                continue;
-            }
-            listed += 1;
-            self.inodes.observe(dir, name, self.observed_listed(obj));
-        }
-        for cp in &page.common_prefixes {
-            let Some(name) = cp
-                .strip_prefix(dir_key.as_str())
-                .and_then(|n| n.strip_suffix('/'))
-            else {
-                continue;
-            };
-            if !names::is_valid_component(name) {
-                continue;
-            }
-            listed += 1;
-            self.inodes
-                .observe(dir, name, self.observed_dir(self.mounted_at));
-        }
-        self.inodes.mark_complete(dir, since, listed);
+        self.inodes
+            .mark_complete_with(dir, since, present.len(), present);
         Ok(true)
     }
 

@@ -62,7 +62,7 @@ struct Inner {
     negative: HashMap<(Ino, String), Instant>,
     /// Directories whose every child is in `children`, until when, and how many entries
     /// their last listing had.
-    complete: HashMap<Ino, Completeness>,
+    complete: HashMap<Ino, CompleteDir>,
     /// Inodes that may still be `local` (a superset: entries are checked on use), so
     /// listing them does not scan every inode.
     local_set: HashSet<Ino>,
@@ -75,6 +75,14 @@ pub struct Completeness {
     pub until: Instant,
     /// Entries the listing returned (decides whether a re-list is one page).
     pub entries: usize,
+}
+
+#[derive(Debug)]
+struct CompleteDir {
+    summary: Completeness,
+    /// Names a re-list saw but did not register as children (their attributes need a
+    /// HEAD): they exist, so they must not be answered "no such file".
+    present: HashSet<String>,
 }
 
 /// The table of inodes of one mount.
@@ -240,7 +248,7 @@ impl InodeTable {
             None => {}
         }
         match inner.complete.get(&parent) {
-            Some(c) if c.until > now => Some(None),
+            Some(c) if c.summary.until > now && !c.present.contains(name) => Some(None),
             _ => None,
         }
     }
@@ -248,24 +256,49 @@ impl InodeTable {
     /// Records that `dir` was listed to the end (the listing began at `since` and
     /// returned `entries` names): unknown names in it do not exist until `since + ttl`.
     pub fn mark_complete(&self, dir: Ino, since: Instant, entries: usize) {
+        self.mark_complete_with(dir, since, entries, HashSet::new());
+    }
+
+    /// Like [`InodeTable::mark_complete`], for a listing whose names were not registered
+    /// as children: `present` are the names that exist.
+    pub fn mark_complete_with(
+        &self,
+        dir: Ino,
+        since: Instant,
+        entries: usize,
+        present: HashSet<String>,
+    ) {
         if self.ttl.is_zero() {
             return;
         }
         if let Some(until) = since.checked_add(self.ttl) {
-            self.lock()
-                .complete
-                .insert(dir, Completeness { until, entries });
+            self.lock().complete.insert(
+                dir,
+                CompleteDir {
+                    summary: Completeness { until, entries },
+                    present,
+                },
+            );
         }
     }
 
     /// What is known about `dir` being complete (possibly expired).
     pub fn completeness(&self, dir: Ino) -> Option<Completeness> {
-        self.lock().complete.get(&dir).copied()
+        self.lock().complete.get(&dir).map(|c| c.summary)
     }
 
-    /// `dir` may have children we do not know of.
-    pub fn mark_incomplete(&self, dir: Ino) {
-        self.lock().complete.remove(&dir);
+    /// `dir` holds more than one listing page: not worth re-listing on a miss.
+    pub fn mark_too_large(&self, dir: Ino) {
+        self.lock().complete.insert(
+            dir,
+            CompleteDir {
+                summary: Completeness {
+                    until: Instant::now(),
+                    entries: usize::MAX,
+                },
+                present: HashSet::new(),
+            },
+        );
     }
 
     /// Remembers that `(parent, name)` does not exist (and unbinds it).

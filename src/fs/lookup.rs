@@ -69,11 +69,12 @@ impl Filesystem {
         }
         // A name we do not know in a directory that was complete and small: one LIST of
         // the directory answers it (and its siblings, for a TTL) instead of HEAD+LIST.
-        if self.inodes.child(parent, name).is_none()
-            && self
-                .inodes
-                .completeness(parent)
-                .is_some_and(|c| c.entries < RELIST_MAX_ENTRIES)
+        let relist = self
+            .inodes
+            .completeness(parent)
+            .is_some_and(|c| c.entries < RELIST_MAX_ENTRIES);
+        if relist
+            && self.inodes.child(parent, name).is_none()
             && self.relist_small_dir(parent).await?
         {
             if let Some(cached) = self.inodes.cached_lookup(parent, name) {

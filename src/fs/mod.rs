@@ -9,7 +9,7 @@
 //! |---|---|
 //! | namespace | The mount shows `BUCKET:PREFIX/`. Directories are key prefixes and `dir/` marker objects; a file `x` and keys under `x/` at once → the directory wins. |
 //! | hidden keys | Keys with empty components (`a//b`), `.`/`..` components or components over 255 bytes are not shown (logged once at warn). |
-//! | lookup | One HEAD of `key` and one LIST of `key/` (max-keys 1, delimiter `/`), concurrently. Positive and negative answers are cached for `metadata_ttl` (default 1 s); our own changes update the cache at once. |
+//! | lookup | One HEAD of `key` and one LIST of `key/` (max-keys 1, delimiter `/`), concurrently. Positive and negative answers are cached for `metadata_ttl` (default 1 s); our own changes update the cache at once. A directory listed to the end or made by `mkdir` here answers unknown names "no such file" for one TTL without a request (then one LIST renews it, if small). An expired file of ≤ 128 KiB is revalidated with a GET that also fills the block cache. |
 //! | readdir | ListObjectsV2 pages of 1000 with delimiter `/`; entries are registered with size and mtime from the listing, so `ls -l` costs ~N/1000 LIST and no HEAD. Listing mtimes are `LastModified`; an `x-oss-meta-mtime` seen by HEAD wins. |
 //! | inode numbers | Stable while mounted (never reused, not persistent across mounts). |
 //! | read | Through [`crate::read::ObjectReader`], pinned to the ETag seen at open: if the object changes, reads fail with `ESTALE` instead of mixing versions. |
