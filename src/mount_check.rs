@@ -26,6 +26,8 @@ pub struct MountEntry {
     pub mount_point: PathBuf,
     pub fstype: String,
     pub source: String,
+    /// `major:minor` of the mounted filesystem (names its `/sys/class/bdi` entry).
+    pub device: String,
 }
 
 impl MountEntry {
@@ -193,7 +195,9 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
     text.lines()
         .filter_map(|line| {
             let (left, right) = line.split_once(" - ")?;
-            let mount_point = left.split(' ').nth(4)?;
+            let mut fields = left.split(' ');
+            let device = fields.nth(2)?;
+            let mount_point = fields.nth(1)?;
             let mut right = right.split(' ');
             let fstype = right.next()?;
             let source = right.next()?;
@@ -201,6 +205,7 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
                 mount_point: PathBuf::from(std::ffi::OsStr::from_bytes(&unescape(mount_point))),
                 fstype: String::from_utf8_lossy(&unescape(fstype)).into_owned(),
                 source: String::from_utf8_lossy(&unescape(source)).into_owned(),
+                device: device.to_string(),
             })
         })
         .collect()
@@ -270,6 +275,7 @@ garbage line
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[1].mount_point, PathBuf::from("/mnt/my dir"));
         assert_eq!(entries[1].fstype, "fuse.ossmount");
+        assert_eq!(entries[1].device, "0:45");
         assert!(entries[1].is_ossmount());
         assert!(!entries[0].is_ossmount());
     }

@@ -387,7 +387,10 @@ fn parallel_writers_and_readers() {
 #[test]
 fn kernel_readahead_is_raised_after_init() {
     let m = Mounted::new();
-    let dev = std::fs::metadata(m.dir.path()).expect("stat mount").dev();
+    let meta = std::fs::metadata(m.dir.path()).expect("stat mount");
+    // Preferred I/O size: cp/cat/stdio size their buffers (= FUSE requests) by it.
+    assert_eq!(meta.blksize(), 1 << 20);
+    let dev = meta.dev();
     let knob = format!(
         "/sys/class/bdi/{}:{}/read_ahead_kb",
         libc::major(dev),

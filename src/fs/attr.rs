@@ -33,8 +33,12 @@ pub const META_UID: &str = "uid";
 pub const META_GID: &str = "gid";
 pub const META_MTIME: &str = "mtime";
 
-/// Block size reported by stat (also the unit of `blocks`, which is 512 bytes).
+/// Block size reported by statfs (`blocks` of stat are 512-byte units regardless).
 pub const BLKSIZE: u32 = 4096;
+/// Preferred I/O size reported by stat (`st_blksize`): `cp`, `cat` and stdio size their
+/// buffers by it, and every write(2) is one FUSE request, so 4 KiB would mean 4 KiB
+/// requests from `fwrite` and 128 KiB ones from `cp`; 1 MiB matches `max_write`.
+pub const IO_BLKSIZE: u32 = 1 << 20;
 
 /// The kinds of files this filesystem can show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

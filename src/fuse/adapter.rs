@@ -46,7 +46,7 @@ fn file_attr(a: &Attr) -> FileAttr {
         uid: a.uid,
         gid: a.gid,
         rdev: 0,
-        blksize: crate::fs::attr::BLKSIZE,
+        blksize: crate::fs::attr::IO_BLKSIZE,
         flags: 0,
     }
 }

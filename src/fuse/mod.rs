@@ -203,11 +203,12 @@ pub fn run_foreground(
 /// 128 KiB default) as the maximum and only lets the reply lower it, so sequential reads
 /// arrive as 128 KiB requests whatever we negotiate. The knob is
 /// `/sys/class/bdi/<major>:<minor>/read_ahead_kb` of the mount's device, and it must be
-/// written *after* INIT (the INIT reply clamps an earlier value). `stat` of the mount
-/// root blocks until INIT is done, so the thread stats first, then writes. Without root
-/// the file is not writable: the mount works, with the smaller readahead (logged).
+/// written *after* INIT (the INIT reply clamps an earlier value). `statfs` of the mount
+/// blocks until INIT is done (`stat` would too, but would leave the root's attributes
+/// cached in the kernel, hiding a dead daemon from the next `stat` for a TTL), then the
+/// device comes from the mount table. Without root the file is not writable: the mount
+/// works, with the smaller readahead (logged).
 fn raise_readahead(mountpoint: &Path, bytes: u32) {
-    use std::os::unix::fs::MetadataExt;
     let kib = bytes / 1024;
     if kib <= 128 {
         return;
@@ -216,21 +217,16 @@ fn raise_readahead(mountpoint: &Path, bytes: u32) {
     let spawned = std::thread::Builder::new()
         .name("readahead".into())
         .spawn(move || {
-            let (Ok(root), Some(Ok(parent))) = (
-                std::fs::metadata(&mountpoint),
-                mountpoint.parent().map(std::fs::metadata),
-            ) else {
+            if !wait_for_init(&mountpoint) {
+                return;
+            }
+            let Ok(Some(entry)) = crate::mount_check::find_mount(&mountpoint) else {
                 return;
             };
-            if root.dev() == parent.dev() {
-                return; // not (or no longer) mounted
+            if !entry.is_ossmount() {
+                return;
             }
-            let dev = root.dev();
-            let knob = format!(
-                "/sys/class/bdi/{}:{}/read_ahead_kb",
-                libc::major(dev),
-                libc::minor(dev)
-            );
+            let knob = format!("/sys/class/bdi/{}/read_ahead_kb", entry.device);
             match std::fs::write(&knob, kib.to_string()) {
                 Ok(()) => tracing::debug!(knob, kib, "kernel readahead raised"),
                 Err(e) => tracing::info!(
@@ -242,5 +238,18 @@ fn raise_readahead(mountpoint: &Path, bytes: u32) {
         });
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "cannot start the readahead thread");
+    }
+}
+
+/// `statfs(path)`: returns once the filesystem answered (so INIT is done).
+fn wait_for_init(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `c` is a valid NUL-terminated path and `buf` a properly sized out-parameter.
+    unsafe {
+        let mut buf: libc::statfs = std::mem::zeroed();
+        libc::statfs(c.as_ptr(), &mut buf) == 0
     }
 }
