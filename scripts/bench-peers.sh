@@ -17,9 +17,9 @@ n_small=${3:-1000}
 if ! command -v s3fs >/dev/null || ! command -v rclone >/dev/null; then
   apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq s3fs rclone >/dev/null
 fi
-cargo build --release --quiet --bin ossmount --bin ossmount-emulator
+cargo build --release --quiet -j1 --bin ossmount --bin ossmount-emulator
 
-work=$(mktemp -d -t ossmount-peers.XXXXXX)
+work=$(mktemp -d -p "${TMPDIR:-/tmp}" ossmount-peers.XXXXXX)
 tools=(ossmount s3fs rclone)
 cleanup() {
   for t in "${tools[@]}"; do umount "$work/mnt-$t" 2>/dev/null || umount -l "$work/mnt-$t" 2>/dev/null || true; done
