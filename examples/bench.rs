@@ -424,18 +424,17 @@ async fn main() -> Result<()> {
     let part = pattern((args.part_mib * MIB) as usize, 7);
 
     eprintln!("preparing data on {endpoint} …");
-    direct_upload(&client, "seq/file", size, &part, args.write_parallelism).await?;
-    direct_upload(&client, "rand/file", size, &part, args.write_parallelism).await?;
-    for i in 0..4 {
-        direct_upload(
-            &client,
-            &format!("four/{i}"),
-            size / 4,
-            &part,
-            args.write_parallelism,
-        )
-        .await?;
+    // One object per round for rows 1 and 2: a later round must not be served by the
+    // block cache the earlier round filled.
+    for round in 0..args.rounds.max(1) {
+        let key = format!("seq/file{round}");
+        direct_upload(&client, &key, size, &part, args.write_parallelism).await?;
+        for i in 0..4 {
+            let key = format!("four/{round}-{i}");
+            direct_upload(&client, &key, size / 4, &part, args.write_parallelism).await?;
+        }
     }
+    direct_upload(&client, "rand/file", size, &part, args.write_parallelism).await?;
     futures::stream::iter(0..args.list_objects)
         .map(|i| {
             let client = client.clone();
@@ -509,7 +508,8 @@ async fn run_rows(env: &Env<'_>, table: &mut Table) -> Result<()> {
         let before = stats(http, endpoint).await?;
         let cpu0 = cpu_seconds(pid);
         let t = Instant::now();
-        let n = tokio::task::block_in_place(|| mount_read(&mnt.join("seq/file")))?;
+        let key = format!("seq/file{round}");
+        let n = tokio::task::block_in_place(|| mount_read(&mnt.join(&key)))?;
         let mount_d = t.elapsed();
         mount_cpu.push((cpu_seconds(pid) - cpu0) / gib);
         let after = stats(http, endpoint).await?;
@@ -523,7 +523,7 @@ async fn run_rows(env: &Env<'_>, table: &mut Table) -> Result<()> {
         let cpu0 = self_cpu_seconds();
         let direct_d = direct_read(
             client,
-            "seq/file",
+            &key,
             size,
             args.request_mib * MIB,
             args.read_parallelism,
@@ -559,7 +559,7 @@ async fn run_rows(env: &Env<'_>, table: &mut Table) -> Result<()> {
         let t = Instant::now();
         let handles: Vec<_> = (0..4)
             .map(|i| {
-                let p = mnt.join(format!("four/{i}"));
+                let p = mnt.join(format!("four/{round}-{i}"));
                 std::thread::spawn(move || mount_read(&p))
             })
             .collect();
@@ -576,7 +576,7 @@ async fn run_rows(env: &Env<'_>, table: &mut Table) -> Result<()> {
         let t = Instant::now();
         futures::future::try_join_all((0..4).map(|i| {
             let client = client.clone();
-            let key = format!("four/{i}");
+            let key = format!("four/{round}-{i}");
             let (req, par) = (args.request_mib * MIB, args.read_parallelism);
             async move { direct_read(&client, &key, size / 4, req, par).await }
         }))

@@ -906,3 +906,23 @@ async fn small_file_revalidation_fetches_the_content_once() {
     assert_eq!(e.store.count("HeadObject"), 1, "{:?}", e.store.counts());
     assert_eq!(e.store.count("GetObject"), 0, "{:?}", e.store.counts());
 }
+
+/// `cp` stats the file after close: the attributes our own upload produced are exact, so
+/// that costs no request.
+#[tokio::test]
+async fn getattr_after_close_is_served_from_the_upload() {
+    let e = env();
+    let d =
+        e.fs.mkdir(&CTX, ROOT_INO, n("d"), 0o755, 0)
+            .await
+            .expect("mkdir");
+    e.store.reset_counts();
+    let ino = write_file(&e, d.ino, "f", b"0123456789").await;
+    assert_eq!(e.fs.getattr(ino).await.expect("getattr").size, 10);
+    assert_eq!(
+        e.store.counts().values().sum::<u64>(),
+        1,
+        "{:?}",
+        e.store.counts()
+    );
+}

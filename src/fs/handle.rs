@@ -524,9 +524,15 @@ impl Filesystem {
         }
         if h.writable {
             let ino = h.ino;
+            let failed = result.is_err();
             let orphan = self.inodes.update(ino, |n| {
                 n.writers = n.writers.saturating_sub(1);
-                n.valid_until = None;
+                // A successful commit left exact attributes (size, ETag of our own
+                // upload) that stay fresh for a TTL: the getattr the kernel sends after
+                // close need not ask OSS. After a failure, ask.
+                if failed {
+                    n.valid_until = None;
+                }
                 (n.writers == 0 && n.local).then(|| (n.parent, n.name.clone()))
             });
             // Created here but never uploaded (the upload failed): it does not exist.
