@@ -389,11 +389,16 @@ fn mount_write(path: &Path, size: u64, chunk: &[u8]) -> Result<()> {
     Ok(())
 }
 
-struct Table(String);
+/// The table, and the mount's pid (its peak RSS is logged after every row).
+struct Table(String, u32);
 
 impl Table {
     fn row(&mut self, name: &str, mount: String, direct: String, note: String) {
         let _ = writeln!(self.0, "| {name} | {mount} | {direct} | {note} |");
+        eprintln!(
+            "after {name}: mount peak RSS {:.0} MiB",
+            peak_rss_mib(self.1)
+        );
     }
 }
 
@@ -454,7 +459,7 @@ async fn main() -> Result<()> {
 
     let mnt = work.join("mnt");
     let m = mount(&args, &endpoint, &mnt)?;
-    let mut table = Table(String::new());
+    let mut table = Table(String::new(), m.pid());
     let _ = writeln!(table.0, "| workload | mount | direct HTTP | notes |");
     let _ = writeln!(table.0, "|---|---|---|---|");
     let env = Env {

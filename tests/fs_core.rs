@@ -926,3 +926,26 @@ async fn getattr_after_close_is_served_from_the_upload() {
         e.store.counts()
     );
 }
+
+/// An expired lookup of a name known as a file is one request (its HEAD), not HEAD+LIST.
+#[tokio::test]
+async fn expired_known_file_lookup_is_one_request() {
+    let e = env_with(|c| c.metadata_ttl = Duration::from_millis(100));
+    e.store.put("d/big", vec![5u8; 200 * 1024]);
+    let d = e.fs.lookup(ROOT_INO, n("d")).await.expect("d");
+    e.fs.lookup(d.ino, n("big")).await.expect("first lookup");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    e.store.reset_counts();
+    let a = e.fs.lookup(d.ino, n("big")).await.expect("revalidation");
+    assert_eq!(a.size, 200 * 1024);
+    assert_eq!(
+        e.store.counts().values().sum::<u64>(),
+        1,
+        "{:?}",
+        e.store.counts()
+    );
+    // Gone: the full check (HEAD + LIST) says so.
+    e.store.remove("d/big");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(e.fs.lookup(d.ino, n("big")).await.is_err());
+}

@@ -414,3 +414,49 @@ fn kernel_readahead_is_raised_after_init() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Large files are opened read-only with FOPEN_DIRECT_IO (no page cache); reads of any
+/// size and alignment, and mmap (FUSE_DIRECT_IO_ALLOW_MMAP), still see the right bytes.
+#[test]
+fn direct_io_reads_and_mmap_of_a_large_file() {
+    use std::io::{Read, Seek, SeekFrom};
+    let m = Mounted::new();
+    let data: Vec<u8> = (0..(9u32 << 20) + 12_345)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    m.store.put("big.bin", data.clone());
+    let path = m.path("big.bin");
+    assert_eq!(std::fs::read(&path).expect("read"), data);
+    let mut f = std::fs::File::open(&path).expect("open");
+    for (off, len) in [
+        (0u64, 1usize),
+        (4095, 3),
+        (8 << 20, 70_000),
+        (9 << 20, 20_000),
+    ] {
+        let mut buf = vec![0u8; len];
+        f.seek(SeekFrom::Start(off)).expect("seek");
+        let n = f.read(&mut buf).expect("read");
+        let end = (off as usize + n).min(data.len());
+        assert!(n > 0);
+        assert_eq!(&buf[..n], &data[off as usize..end], "at {off}");
+    }
+    // SAFETY: a private read-only mapping of an open file, unmapped below; the slice is
+    // only used while mapped.
+    unsafe {
+        use std::os::fd::AsRawFd;
+        let len = data.len();
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE,
+            f.as_raw_fd(),
+            0,
+        );
+        assert_ne!(p, libc::MAP_FAILED, "{}", std::io::Error::last_os_error());
+        let mapped = std::slice::from_raw_parts(p as *const u8, len);
+        assert!(mapped == &data[..], "mmap content differs");
+        libc::munmap(p, len);
+    }
+}

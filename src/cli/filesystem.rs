@@ -86,6 +86,7 @@ pub async fn mount(
         allow_other: config.mount.allow_other,
         allow_root: config.mount.allow_root,
         max_readahead: u32::try_from(config.tuning.read_ahead).unwrap_or(u32::MAX),
+        direct_io: config.tuning.direct_io,
         ..MountOptions::for_bucket(&config.bucket)
     };
     let fsname = opts.fsname.clone();

@@ -66,6 +66,7 @@ const KNOWN_OPTIONS: &[&str] = &[
     "part_size",
     "max_concurrency",
     "read_ahead",
+    "direct_io",
     "log_file",
     "metrics_addr",
     "debug",
@@ -139,6 +140,13 @@ impl OptionLayer {
                 })?)
             }
             "read_ahead" => t.read_ahead = Some(parsed(opt, parse_size)?),
+            // Bare `direct_io` is the libfuse flag: always.
+            "direct_io" => {
+                t.direct_io = Some(match opt.value.as_deref() {
+                    None => crate::fuse::DirectIo::Always,
+                    Some(_) => parsed(opt, str::parse)?,
+                })
+            }
             "log_file" => l.log_file = Some(value(opt)?.into()),
             "metrics_addr" => {
                 l.metrics_addr = Some(parsed(opt, |s| {
@@ -274,6 +282,7 @@ pub(super) fn merge_tuning(cli: &TuningArgs, o: &TuningArgs) -> TuningArgs {
         part_size: cli.part_size.or(o.part_size),
         max_concurrency: cli.max_concurrency.or(o.max_concurrency),
         read_ahead: cli.read_ahead.or(o.read_ahead),
+        direct_io: cli.direct_io.or(o.direct_io),
     }
 }
 

@@ -149,6 +149,7 @@ pub struct TuningConfig {
     pub max_concurrency: usize,
     /// Kernel readahead in bytes.
     pub read_ahead: u64,
+    pub direct_io: crate::fuse::DirectIo,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -273,6 +274,7 @@ impl Config {
                 part_size,
                 max_concurrency,
                 read_ahead,
+                direct_io: tuning.direct_io.unwrap_or_default(),
             },
             logging: LoggingConfig {
                 log_file: logging.log_file.as_deref().map(absolute).transpose()?,
@@ -349,11 +351,12 @@ impl Config {
                     .unwrap_or_default()
             ),
             format!(
-                "metadata ttl {}, part size {}, max concurrency {}, kernel readahead {}",
+                "metadata ttl {}, part size {}, max concurrency {}, kernel readahead {}, direct I/O {:?}",
                 format_duration(t.metadata_ttl),
                 format_size(t.part_size),
                 t.max_concurrency,
-                format_size(t.read_ahead)
+                format_size(t.read_ahead),
+                t.direct_io
             ),
             format!(
                 "network: connect timeout {}, read/write timeout {}, {} attempts per request",

@@ -231,3 +231,42 @@ fn option_values_are_validated() {
     assert_eq!(c.endpoint.signature_version, SignatureVersion::V1);
     assert_eq!(c.mount.file_mode, 0o600);
 }
+
+#[test]
+fn direct_io_and_read_ahead_options() {
+    use crate::fuse::DirectIo;
+    let base = ["--region", "cn-hangzhou", "bkt", "/m"];
+    let c = resolve(&base).unwrap();
+    assert_eq!(c.tuning.direct_io, DirectIo::Auto);
+    assert_eq!(c.tuning.read_ahead, DEFAULT_READ_AHEAD);
+    let with = |extra: &[&str]| {
+        let mut v: Vec<&str> = extra.to_vec();
+        v.extend_from_slice(&base);
+        resolve(&v)
+    };
+    assert_eq!(
+        with(&["-o", "direct_io"]).unwrap().tuning.direct_io,
+        DirectIo::Always
+    );
+    assert_eq!(
+        with(&["-o", "direct_io=never"]).unwrap().tuning.direct_io,
+        DirectIo::Never
+    );
+    assert_eq!(
+        with(&["--direct-io", "always", "-o", "direct_io=never"])
+            .unwrap()
+            .tuning
+            .direct_io,
+        DirectIo::Always,
+        "the flag wins over -o"
+    );
+    let e = with(&["-o", "direct_io=sometimes"])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("auto, always, never"), "{e}");
+    assert_eq!(
+        with(&["-o", "read_ahead=4M"]).unwrap().tuning.read_ahead,
+        4 << 20
+    );
+    assert!(DirectIo::Auto.applies(8 << 20) && !DirectIo::Auto.applies((8 << 20) - 1));
+}

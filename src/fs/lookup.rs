@@ -9,6 +9,10 @@
 //! directory's own marker object, one more HEAD (of `d/n/`) reads its mode/owner/mtime,
 //! so directories made private by ossfs or by chmod here stay private.
 //!
+//! A name already known as a file is revalidated with its HEAD alone (no LIST): a
+//! directory of the same name that another client creates meanwhile shows up at the
+//! parent's next listing, or once the object is deleted.
+//!
 //! A known file of at most 128 KiB whose attributes expired is revalidated with a GET of
 //! its content rather than a HEAD (same one request; the content goes to the block
 //! cache for the read that follows).
@@ -97,6 +101,18 @@ impl Filesystem {
             .inodes
             .child(parent, name)
             .and_then(|ino| self.inodes.get(ino));
+        // A name known as a file is revalidated by its object alone (one request); only
+        // when the object is gone is the directory check below needed.
+        if let Some(file) = known.as_ref().filter(|n| n.attr.kind == FileKind::File) {
+            match self.head_or_fetch_small(&key, Some(file)).await {
+                Ok(meta) => {
+                    let obs = self.observed_from_head(&key, &meta).await?;
+                    return Ok(self.inodes.observe(parent, name, obs));
+                }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(FsError::store("HeadObject", &key, e)),
+            }
+        }
         let (head, list) = tokio::join!(
             self.head_or_fetch_small(&key, known.as_ref()),
             self.store.list_objects(&list_req)

@@ -245,6 +245,11 @@ impl Filesystem {
         &self.store
     }
 
+    /// The size last seen for `ino` (no request).
+    pub fn cached_size(&self, ino: Ino) -> Option<u64> {
+        self.inodes.get(ino).map(|n| n.attr.size)
+    }
+
     /// How long the kernel may cache entries and attributes.
     pub fn ttl(&self) -> Duration {
         self.cfg.metadata_ttl

@@ -14,13 +14,14 @@ use fuser::{
 };
 use tracing::Instrument;
 
-use super::{MAX_IO, MountOptions};
+use super::{DirectIo, MAX_IO, MountOptions};
 use crate::fs::{Attr, Ctx, FileKind, Filesystem, FsError, FsResult, SetAttr, TimeSet};
 
 /// The fuser `Filesystem` implementation.
 pub(super) struct FuseAdapter {
     fs: Arc<Filesystem>,
     max_readahead: u32,
+    direct_io: DirectIo,
 }
 
 fn file_type(kind: FileKind) -> FileType {
@@ -92,6 +93,7 @@ impl FuseAdapter {
         FuseAdapter {
             fs,
             max_readahead: opts.max_readahead.max(4096),
+            direct_io: opts.direct_io,
         }
     }
 
@@ -155,6 +157,8 @@ impl fuser::Filesystem for FuseAdapter {
             InitFlags::FUSE_DO_READDIRPLUS,
             InitFlags::FUSE_READDIRPLUS_AUTO,
             InitFlags::FUSE_PARALLEL_DIROPS,
+            // mmap of a file opened with FOPEN_DIRECT_IO (kernel 6.6+).
+            InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP,
         ] {
             if config.add_capabilities(flag).is_err() {
                 tracing::debug!(?flag, "kernel does not support FUSE capability");
@@ -384,14 +388,26 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: fuser::OpenFlags, reply: ReplyOpen) {
+        let (policy, fs) = (self.direct_io, self.fs.clone());
         self.spawn(
             "open",
             ino.0,
             |fs| async move { fs.open(ino.0, flags.0).await },
             move |r| match r {
-                // Keep the kernel page cache across opens only within the TTL logic of
-                // the core: data is ETag-pinned per handle, so no KEEP_CACHE.
-                Ok(fh) => reply.opened(fuser::FileHandle(fh), FopenFlags::empty()),
+                // No KEEP_CACHE: data is ETag-pinned per handle, the page cache per open.
+                Ok(fh) => {
+                    let read_only = flags.0 & libc::O_ACCMODE == libc::O_RDONLY;
+                    let direct = read_only
+                        && fs
+                            .cached_size(ino.0)
+                            .is_some_and(|size| policy.applies(size));
+                    let fopen = if direct {
+                        FopenFlags::FOPEN_DIRECT_IO
+                    } else {
+                        FopenFlags::empty()
+                    };
+                    reply.opened(fuser::FileHandle(fh), fopen)
+                }
                 Err(e) => reply.error(err(&e)),
             },
         );
