@@ -480,3 +480,58 @@ async fn broken_get_streams_are_completed_with_ranged_gets() {
         assert_eq!(g.start % BLOCK, 100_000 % BLOCK, "{gets:?}");
     }
 }
+
+/// Small random reads fetch and cache 64 KiB pieces, not whole 1 MiB blocks: a second
+/// pass over more places than the cache holds blocks for makes no request.
+#[tokio::test]
+async fn small_random_reads_cache_pieces_not_blocks() {
+    const MIB: u64 = 1 << 20;
+    let cfg = Arc::new(ReadConfig {
+        block_size: MIB,
+        first_request_size: MIB,
+        max_request_size: 8 * MIB,
+        max_window: 64 * MIB,
+        max_parallel_requests: 4,
+        cache_size: 16 * MIB,
+        disk_cache_dir: None,
+        disk_cache_size: 0,
+    });
+    let store = Arc::new(MockStore::new());
+    let cache = BlockCache::new(&cfg);
+    let data = pattern(64 * MIB as usize, 9);
+    let (etag, _) = store.put("r", data.clone());
+    let mut r = ObjectReader::new(
+        store.clone(),
+        cache.clone(),
+        cfg.clone(),
+        "r".into(),
+        etag,
+        data.len() as u64,
+        None,
+    );
+    // 60 places in 60 different 1 MiB blocks: 60 MiB of blocks, 3.75 MiB of pieces.
+    // Visited 37 blocks apart (mod 60), none at 0 (a first read at 0 starts a sequential
+    // reader): every read is a far jump.
+    let offsets: Vec<u64> = (1..61u64)
+        .map(|i| (i * 37 % 60) * MIB + (i * 7919 % 200) * 4096)
+        .collect();
+    for pass in 0..2 {
+        let before = store.gets().len();
+        for &off in &offsets {
+            let b = r.read(off, 4096).await.unwrap();
+            assert_eq!(
+                &b[..],
+                &data[off as usize..off as usize + 4096],
+                "pass {pass}"
+            );
+        }
+        let gets = &store.gets()[before..];
+        if pass == 0 {
+            assert_eq!(gets.len(), offsets.len());
+            assert!(gets.iter().all(|g| g.end - g.start <= 64 * K), "{gets:?}");
+        } else {
+            assert!(gets.is_empty(), "warm pass made {} requests", gets.len());
+        }
+    }
+    assert!(cache.budget().used() <= 16 * MIB);
+}

@@ -396,17 +396,8 @@ impl fuser::Filesystem for FuseAdapter {
             move |r| match r {
                 // No KEEP_CACHE: data is ETag-pinned per handle, the page cache per open.
                 Ok(fh) => {
-                    let read_only = flags.0 & libc::O_ACCMODE == libc::O_RDONLY;
-                    let direct = read_only
-                        && fs
-                            .cached_size(ino.0)
-                            .is_some_and(|size| policy.applies(size));
-                    let fopen = if direct {
-                        FopenFlags::FOPEN_DIRECT_IO
-                    } else {
-                        FopenFlags::empty()
-                    };
-                    reply.opened(fuser::FileHandle(fh), fopen)
+                    let size = fs.cached_size(ino.0).unwrap_or(0);
+                    reply.opened(fuser::FileHandle(fh), open_flags(policy, flags.0, size))
                 }
                 Err(e) => reply.error(err(&e)),
             },
@@ -639,6 +630,7 @@ impl fuser::Filesystem for FuseAdapter {
         reply: ReplyCreate,
     ) {
         let (name, c, ttl) = (name.to_os_string(), ctx(req), self.ttl());
+        let fopen = open_flags(self.direct_io, flags, 0);
         self.spawn(
             "create",
             parent.0,
@@ -649,11 +641,28 @@ impl fuser::Filesystem for FuseAdapter {
                     &file_attr(&a),
                     Generation(0),
                     fuser::FileHandle(fh),
-                    FopenFlags::empty(),
+                    fopen,
                 ),
                 Err(e) => reply.error(err(&e)),
             },
         );
+    }
+}
+
+/// `FOPEN_DIRECT_IO` for read-only opens the policy covers and for write-only opens
+/// (unless `never`): FUSE sends every write(2) as its own request with or without the
+/// page cache (there is no write-back cache here), so bypassing it only saves the copy
+/// into freshly allocated cache pages. Read-write opens keep the page cache.
+fn open_flags(policy: DirectIo, flags: i32, size: u64) -> FopenFlags {
+    let direct = match flags & libc::O_ACCMODE {
+        libc::O_RDONLY => policy.applies(size),
+        libc::O_WRONLY => policy != DirectIo::Never,
+        _ => false,
+    };
+    if direct {
+        FopenFlags::FOPEN_DIRECT_IO
+    } else {
+        FopenFlags::empty()
     }
 }
 
