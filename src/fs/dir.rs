@@ -25,7 +25,7 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 
-use crate::store::{ListEntry, ListRequest, ObjectType, PutOptions};
+use crate::store::{ListEntry, ListPage, ListRequest, ObjectType, PutOptions};
 
 use super::attr::{FileKind, Ino, to_user_meta};
 use super::error::FsError;
@@ -153,18 +153,7 @@ impl Filesystem {
 
     async fn fetch_page(&self, h: &mut DirHandle) -> FsResult<()> {
         let dir_key = self.inodes.key_of(h.ino).ok_or(FsError::NotFound)?;
-        let req = ListRequest {
-            prefix: dir_key.clone(),
-            delimiter: Some("/".into()),
-            continuation_token: h.token.clone(),
-            max_keys: PAGE,
-            ..Default::default()
-        };
-        let page = self
-            .store
-            .list_objects(&req)
-            .await
-            .map_err(|e| FsError::store("ListObjectsV2", &dir_key, e))?;
+        let page = self.list_page(&dir_key, h.token.clone()).await?;
         for obj in &page.objects {
             if obj.key == dir_key {
                 continue; // the directory's own marker
@@ -292,6 +281,21 @@ impl Filesystem {
         Ok(node.attr)
     }
 
+    /// One page of the directory `dir_key` (delimiter `/`).
+    async fn list_page(&self, dir_key: &str, token: Option<String>) -> FsResult<ListPage> {
+        let req = ListRequest {
+            prefix: dir_key.to_string(),
+            delimiter: Some("/".into()),
+            continuation_token: token,
+            max_keys: PAGE,
+            ..Default::default()
+        };
+        self.store
+            .list_objects(&req)
+            .await
+            .map_err(|e| FsError::store("ListObjectsV2", dir_key, e))
+    }
+
     /// What a listing entry says about a file (size, mtime, ETag; no user metadata).
     fn observed_listed(&self, obj: &ListEntry) -> Observed {
         let kind = if obj.object_type == ObjectType::Symlink {
@@ -321,17 +325,7 @@ impl Filesystem {
     pub(crate) async fn relist_small_dir(&self, dir: Ino) -> FsResult<bool> {
         let dir_key = self.inodes.key_of(dir).ok_or(FsError::NotFound)?;
         let since = Instant::now();
-        let req = ListRequest {
-            prefix: dir_key.clone(),
-            delimiter: Some("/".into()),
-            max_keys: PAGE,
-            ..Default::default()
-        };
-        let page = self
-            .store
-            .list_objects(&req)
-            .await
-            .map_err(|e| FsError::store("ListObjectsV2", &dir_key, e))?;
+        let page = self.list_page(&dir_key, None).await?;
         if page.next_continuation_token.is_some() {
             self.inodes.mark_too_large(dir);
             return Ok(false);

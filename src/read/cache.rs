@@ -15,6 +15,7 @@
 //! blocks age out, or are dropped at once by [`BlockCache::invalidate_key`].
 
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use bytes::Bytes;
 use lru::LruCache;
@@ -25,10 +26,10 @@ use super::disk_cache::DiskCache;
 use super::inflight::InflightRegistry;
 
 /// Longest wait of a demand read for memory before it proceeds unaccounted.
-pub const DEMAND_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+pub const DEMAND_WAIT: Duration = Duration::from_millis(250);
 
 /// Longest wait of an upload for memory for its next part buffer.
-pub const UPLOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+pub const UPLOAD_WAIT: Duration = Duration::from_secs(5);
 
 /// Identity of one cached block.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -248,19 +249,7 @@ impl BlockCache {
     /// them. After the wait the request proceeds unaccounted (a bounded overshoot of one
     /// request per blocked read), which is logged.
     pub async fn reserve(&self, bytes: u64) -> BudgetPermit {
-        if let Some(p) = self.try_reserve(bytes) {
-            return p;
-        }
-        match tokio::time::timeout(DEMAND_WAIT, self.budget.reserve(bytes)).await {
-            Ok(p) => p,
-            Err(_) => {
-                tracing::debug!(
-                    bytes,
-                    "memory budget exhausted; reading without reservation"
-                );
-                BudgetPermit::unaccounted()
-            }
-        }
+        self.reserve_waiting(bytes, DEMAND_WAIT, "read").await
     }
 
     /// Reservation for an upload's part buffer: evicts cached blocks, then waits up to
@@ -268,13 +257,19 @@ impl BlockCache {
     /// the writer), then proceeds unaccounted (logged) rather than stall a writer behind
     /// an idle handle's buffers.
     pub async fn reserve_for_upload(&self, bytes: u64) -> BudgetPermit {
+        self.reserve_waiting(bytes, UPLOAD_WAIT, "upload buffer")
+            .await
+    }
+
+    /// Evicts, then waits up to `wait` for memory, then goes on unaccounted (logged).
+    async fn reserve_waiting(&self, bytes: u64, wait: Duration, what: &str) -> BudgetPermit {
         if let Some(p) = self.try_reserve(bytes) {
             return p;
         }
-        match tokio::time::timeout(UPLOAD_WAIT, self.budget.reserve(bytes)).await {
+        match tokio::time::timeout(wait, self.budget.reserve(bytes)).await {
             Ok(p) => p,
             Err(_) => {
-                tracing::debug!(bytes, "memory budget exhausted; upload buffer unaccounted");
+                tracing::debug!(bytes, what, "memory budget exhausted; going on unaccounted");
                 BudgetPermit::unaccounted()
             }
         }
