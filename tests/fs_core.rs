@@ -949,3 +949,30 @@ async fn expired_known_file_lookup_is_one_request() {
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert!(e.fs.lookup(d.ino, n("big")).await.is_err());
 }
+
+/// A refused write poisons the handle: the close fails and the object keeps its previous
+/// content instead of becoming the partial file written so far.
+#[tokio::test]
+async fn refused_write_keeps_the_previous_content() {
+    let e = env();
+    e.store.put("f", "previous");
+    let a = e.fs.lookup(ROOT_INO, n("f")).await.expect("lookup");
+    let fh =
+        e.fs.open(a.ino, libc::O_WRONLY | libc::O_TRUNC)
+            .await
+            .expect("open");
+    let chunk = vec![3u8; 1 << 20];
+    for i in 0..9u64 {
+        e.fs.write(fh, i << 20, &chunk)
+            .await
+            .expect("sequential write");
+    }
+    // Seeking back past the first 8 MiB of a streamed file is refused…
+    let err = e.fs.write(fh, 0, b"header").await.expect_err("refused");
+    assert_eq!(err.errno(), libc::ENOTSUP);
+    // …and nothing is committed afterwards.
+    assert!(e.fs.flush(fh).await.is_err());
+    let _ = e.fs.release(fh).await;
+    assert_eq!(e.store.get("f").as_deref(), Some(&b"previous"[..]));
+    assert_eq!(e.store.pending_uploads(), 0);
+}

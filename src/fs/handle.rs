@@ -320,7 +320,22 @@ impl Filesystem {
         if !h.writable {
             return Err(FsError::BadHandle);
         }
-        self.write_locked(&mut h, offset, data).await?;
+        if let Err(e) = self.write_locked(&mut h, offset, data).await {
+            // All or nothing: once a write was refused, what this handle holds is not what
+            // the application meant to write, so no later flush may commit it (it would
+            // replace the object's previous content with a partial file). A streaming
+            // upload is aborted here.
+            if !matches!(h.state, WriteState::Failed(_)) {
+                tracing::warn!(ino = h.ino, offset, error = %e, "write failed; the file will not be uploaded");
+                let failed = WriteState::Failed(format!("an earlier write failed: {e}"));
+                if let WriteState::Streaming { upload, .. } =
+                    std::mem::replace(&mut h.state, failed)
+                {
+                    upload.abort().await;
+                }
+            }
+            return Err(e);
+        }
         let end = offset + data.len() as u64;
         self.inodes.update(h.ino, |n| {
             n.attr.size = n.attr.size.max(end);
