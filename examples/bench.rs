@@ -281,6 +281,20 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
+/// Keeps one round's MB/s of the mount and the direct baseline, and logs them.
+fn record_round(
+    row: u32,
+    round: usize,
+    mount: f64,
+    direct: f64,
+    m: &mut Vec<f64>,
+    d: &mut Vec<f64>,
+) {
+    eprintln!("row {row} round {round}: mount {mount:.0} MB/s, direct {direct:.0} MB/s");
+    m.push(mount);
+    d.push(direct);
+}
+
 /// Per-round ratios, e.g. "0.91 0.88 0.95".
 fn ratios(mount: &[f64], direct: &[f64]) -> String {
     mount
@@ -549,12 +563,13 @@ async fn run_rows(env: &Env<'_>, table: &mut Table) -> Result<()> {
             None => direct_row1().await?,
         };
         direct_cpu.push(cpu);
-        mount_mbps.push(mbps(size, mount_d));
-        direct_mbps.push(mbps(size, direct_d));
-        eprintln!(
-            "row 1 round {round}: mount {:.0} MB/s, direct {:.0} MB/s",
+        record_round(
+            1,
+            round,
             mbps(size, mount_d),
-            mbps(size, direct_d)
+            mbps(size, direct_d),
+            &mut mount_mbps,
+            &mut direct_mbps,
         );
     }
     table.row(
@@ -612,12 +627,13 @@ async fn run_rows(env: &Env<'_>, table: &mut Table) -> Result<()> {
             Some(d) => d,
             None => direct_row2().await?,
         };
-        mount4.push(mbps(total, mount_d));
-        direct4.push(mbps(total, direct_d));
-        eprintln!(
-            "row 2 round {round}: mount {:.0} MB/s, direct {:.0} MB/s",
+        record_round(
+            2,
+            round,
             mbps(total, mount_d),
-            mbps(total, direct_d)
+            mbps(total, direct_d),
+            &mut mount4,
+            &mut direct4,
         );
     }
     table.row(
@@ -664,12 +680,13 @@ async fn run_rows(env: &Env<'_>, table: &mut Table) -> Result<()> {
         ] {
             client.delete_object(&key).await?;
         }
-        mount_w.push(mbps(size, mount_d));
-        direct_w.push(mbps(size, direct_d));
-        eprintln!(
-            "row 3 round {round}: mount {:.0} MB/s, direct {:.0} MB/s",
+        record_round(
+            3,
+            round,
             mbps(size, mount_d),
-            mbps(size, direct_d)
+            mbps(size, direct_d),
+            &mut mount_w,
+            &mut direct_w,
         );
     }
     table.row(

@@ -185,6 +185,27 @@ pub enum KeyOrigin {
     Environment,
 }
 
+/// `value` if it lies in `range`, else an error naming `option` ("… is outside {what}A..B").
+fn size_in_range(
+    option: &str,
+    value: u64,
+    range: std::ops::RangeInclusive<u64>,
+    what: &str,
+) -> Result<u64, ConfigError> {
+    if range.contains(&value) {
+        return Ok(value);
+    }
+    Err(ConfigError::InvalidValue {
+        option: option.into(),
+        reason: format!(
+            "{} is outside {what}{}..{}",
+            format_size(value),
+            format_size(*range.start()),
+            format_size(*range.end())
+        ),
+    })
+}
+
 impl Config {
     /// Resolves `-o` options and the command line into a validated configuration.
     pub fn resolve(args: &MountArgs, key_origin: KeyOrigin) -> Result<Config, ConfigError> {
@@ -215,18 +236,12 @@ impl Config {
                 "--allow-other and --allow-root cannot be combined (allow_other already includes root)".into(),
             ));
         }
-        let part_size = tuning.part_size.unwrap_or(DEFAULT_PART_SIZE);
-        if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&part_size) {
-            return Err(ConfigError::InvalidValue {
-                option: "--part-size".into(),
-                reason: format!(
-                    "{} is outside the OSS limits {}..{}",
-                    format_size(part_size),
-                    format_size(MIN_PART_SIZE),
-                    format_size(MAX_PART_SIZE)
-                ),
-            });
-        }
+        let part_size = size_in_range(
+            "--part-size",
+            tuning.part_size.unwrap_or(DEFAULT_PART_SIZE),
+            MIN_PART_SIZE..=MAX_PART_SIZE,
+            "the OSS limits ",
+        )?;
         let max_concurrency = tuning.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY);
         if !(1..=1024).contains(&max_concurrency) {
             return Err(ConfigError::InvalidValue {
@@ -235,18 +250,12 @@ impl Config {
             });
         }
 
-        let read_ahead = tuning.read_ahead.unwrap_or(DEFAULT_READ_AHEAD);
-        if !(MIN_READ_AHEAD..=MAX_READ_AHEAD).contains(&read_ahead) {
-            return Err(ConfigError::InvalidValue {
-                option: "--read-ahead".into(),
-                reason: format!(
-                    "{} is outside {}..{}",
-                    format_size(read_ahead),
-                    format_size(MIN_READ_AHEAD),
-                    format_size(MAX_READ_AHEAD)
-                ),
-            });
-        }
+        let read_ahead = size_in_range(
+            "--read-ahead",
+            tuning.read_ahead.unwrap_or(DEFAULT_READ_AHEAD),
+            MIN_READ_AHEAD..=MAX_READ_AHEAD,
+            "",
+        )?;
 
         Ok(Config {
             bucket,

@@ -102,21 +102,21 @@ impl Filesystem {
             .child(parent, name)
             .and_then(|ino| self.inodes.get(ino));
         // A name known as a file is revalidated by its object alone (one request); only
-        // when the object is gone is the directory check below needed.
-        if let Some(file) = known.as_ref().filter(|n| n.attr.kind == FileKind::File) {
-            match self.head_or_fetch_small(&key, Some(file)).await {
+        // when the object is gone is the directory check (the LIST) needed.
+        let (head, list) = match known.as_ref().filter(|n| n.attr.kind == FileKind::File) {
+            Some(file) => match self.head_or_fetch_small(&key, Some(file)).await {
                 Ok(meta) => {
                     let obs = self.observed_from_head(&key, &meta).await?;
                     return Ok(self.inodes.observe(parent, name, obs));
                 }
-                Err(e) if e.is_not_found() => {}
+                Err(e) if e.is_not_found() => (Err(e), self.store.list_objects(&list_req).await),
                 Err(e) => return Err(FsError::store("HeadObject", &key, e)),
-            }
-        }
-        let (head, list) = tokio::join!(
-            self.head_or_fetch_small(&key, known.as_ref()),
-            self.store.list_objects(&list_req)
-        );
+            },
+            None => tokio::join!(
+                self.store.head_object(&key),
+                self.store.list_objects(&list_req)
+            ),
+        };
         let list = list.map_err(|e| FsError::store("ListObjectsV2", &dir_prefix, e))?;
         if !list.objects.is_empty() || !list.common_prefixes.is_empty() {
             let marker = list.objects.first().filter(|o| o.key == dir_prefix);
