@@ -269,6 +269,63 @@ async fn shell_redirect_flush_before_first_write_still_streams() {
 }
 
 #[tokio::test]
+async fn flush_by_another_process_commits_nothing() {
+    let e = env();
+    let me = Ctx {
+        pid: std::process::id(),
+        ..CTX
+    };
+    let (_, fh) =
+        e.fs.create(&me, ROOT_INO, n("log"), 0o644, 0, libc::O_WRONLY)
+            .await
+            .expect("create");
+    e.fs.write(fh, 0, b"first half, ").await.expect("write");
+    // A live child process: the kernel reports its pid when its exec or exit closes a
+    // descriptor it inherited from the writer.
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("spawn");
+    let flushed = e.fs.flush_as(child.id(), fh).await;
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    flushed.expect("a foreign flush succeeds");
+    assert_eq!(e.store.get("log"), None, "{:?}", e.store.counts());
+    assert_eq!(e.store.count("PutObject"), 0);
+    e.fs.write(fh, 12, b"second half").await.expect("write");
+    // A thread of the writer's process (here: this one) is the writer.
+    e.fs.flush_as(me.pid, fh).await.expect("flush");
+    assert_eq!(
+        e.store.get("log").as_deref(),
+        Some(&b"first half, second half"[..])
+    );
+    e.fs.release(fh).await.expect("release");
+    assert_eq!(e.store.count("PutObject"), 1);
+
+    // Nothing but a foreign flush before release: release commits.
+    let ino = e.fs.lookup(ROOT_INO, n("log")).await.expect("lookup").ino;
+    let fh =
+        e.fs.open_as(me.pid, ino, libc::O_WRONLY | libc::O_TRUNC)
+            .await
+            .expect("open");
+    e.fs.write(fh, 0, b"v2").await.expect("write");
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("spawn");
+    let flushed = e.fs.flush_as(child.id(), fh).await;
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    flushed.expect("foreign flush");
+    assert_eq!(
+        e.store.get("log").as_deref(),
+        Some(&b"first half, second half"[..])
+    );
+    e.fs.release(fh).await.expect("release");
+    assert_eq!(e.store.get("log").as_deref(), Some(&b"v2"[..]));
+}
+
+#[tokio::test]
 async fn seek_back_early_in_new_file_falls_back_to_staging() {
     let e = env();
     let (attr, fh) =

@@ -7,7 +7,7 @@ mod reliability_support;
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
-use reliability_support::{BinMount, Emu, pattern, with_timeout};
+use reliability_support::{BinMount, Emu, close_checked, pattern, with_timeout};
 
 #[test]
 fn reads_never_mix_object_versions() {
@@ -60,4 +60,62 @@ fn reads_never_mix_object_versions() {
         "versions: after the change {old_reads} reads returned old bytes, {stale} failed with ESTALE; re-open saw the new object"
     );
     assert!(stale > 0 || old_reads > 0);
+}
+
+/// A process that inherits a descriptor and closes it (here: a child's exec closing the
+/// parent's O_CLOEXEC descriptor, which every `Command` spawn in a threaded program does)
+/// makes the kernel send FLUSH. That flush is not the writer's close: it must not commit
+/// the half-written file over the previous content. The writer's own close commits.
+#[test]
+fn a_child_closing_an_inherited_descriptor_commits_nothing() {
+    use std::io::Write;
+    let emu = Emu::start("inherited-fd", |c| c);
+    let old = pattern(1, 3 << 20);
+    emu.put("out.bin", old.clone());
+    emu.put("small.txt", b"old".to_vec());
+    let dir = tempfile::tempdir().unwrap();
+    let mnt =
+        BinMount::start(&emu, &dir.path().join("mnt"), &["--part-size", "1MiB"]).expect("mount");
+    let new = pattern(2, 5 << 20);
+    let (path, small) = (mnt.path("out.bin"), mnt.path("small.txt"));
+    let (new2, emu_get) = (new.clone(), |k: &str| emu.get(k));
+    let (mut f, mut g) = with_timeout("open", Duration::from_secs(60), move || {
+        (
+            std::fs::File::create(path).unwrap(),
+            std::fs::File::create(small).unwrap(),
+        )
+    });
+    // Half of the new content: streamed (one part is uploaded) but not committed.
+    f.write_all(&new2[..(5 << 20) / 2]).unwrap();
+    g.write_all(b"new, half").unwrap();
+    let st = std::process::Command::new("true").status().unwrap();
+    assert!(st.success());
+    // A forked child that exits at once closes every inherited descriptor: flushes too.
+    // SAFETY: the child only calls `_exit`, which is async-signal-safe.
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        unsafe { libc::_exit(0) };
+    }
+    assert!(child > 0, "fork failed");
+    let mut status = 0;
+    // SAFETY: waits for the child forked above.
+    assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+    assert!(
+        emu_get("out.bin").as_deref() == Some(&old[..]),
+        "a child's exec committed a partial file over the previous content"
+    );
+    assert_eq!(emu_get("small.txt").as_deref(), Some(&b"old"[..]));
+    f.write_all(&new2[(5 << 20) / 2..]).unwrap();
+    g.write_all(b" and the rest").unwrap();
+    close_checked(f).expect("close");
+    close_checked(g).expect("close");
+    assert!(
+        emu_get("out.bin").as_deref() == Some(&new[..]),
+        "content after close"
+    );
+    assert_eq!(
+        emu_get("small.txt").as_deref(),
+        Some(&b"new, half and the rest"[..])
+    );
+    drop(mnt);
 }

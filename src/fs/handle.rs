@@ -19,8 +19,10 @@
 //! the application writes ([`StreamingUpload`]), and nothing is visible until flush.
 //! Everything else is staged in a local file (see `staging`) and uploaded at flush.
 //!
-//! flush (every `close`), fsync and release commit: they finish the streaming upload or
-//! upload the staging file, and return the upload's error to the application. After a
+//! flush (every `close` by the process that opened the file; a child closing an inherited
+//! descriptor is not the writer, see `process`), fsync and release commit: they finish
+//! the streaming upload or upload the staging file, and return the upload's error to
+//! the application. After a
 //! streaming upload failed the handle is `Failed`: later flushes report the error again
 //! and nothing (in particular no empty object) is uploaded. A failed staged upload keeps
 //! the staging file dirty, so the next flush/release retries it.
@@ -84,6 +86,9 @@ enum WriteState {
 pub(crate) struct OpenFile {
     ino: Ino,
     writable: bool,
+    /// The process (thread group) that opened the file for writing, if known; see
+    /// [`super::process`].
+    opener: Option<u32>,
     handle: tokio::sync::Mutex<FileHandle>,
 }
 
@@ -124,11 +129,16 @@ fn write_error(key: &str, e: WriteError) -> FsError {
 }
 
 impl Filesystem {
-    fn register_handle(&self, h: FileHandle) -> u64 {
+    fn register_handle(&self, h: FileHandle, pid: u32) -> u64 {
         let fh = self.alloc_fh();
         let entry = OpenFile {
             ino: h.ino,
             writable: h.writable,
+            opener: if h.writable {
+                super::process::thread_group(pid)
+            } else {
+                None
+            },
             handle: tokio::sync::Mutex::new(h),
         };
         lock(&self.files).insert(fh, Arc::new(entry));
@@ -142,8 +152,13 @@ impl Filesystem {
             .ok_or(FsError::BadHandle)
     }
 
-    /// FUSE open. `flags` are the open(2) flags.
+    /// Open by an unknown process: every flush of the handle commits (see [`Self::open_as`]).
     pub async fn open(&self, ino: Ino, flags: i32) -> FsResult<u64> {
+        self.open_as(0, ino, flags).await
+    }
+
+    /// FUSE open by thread `pid`. `flags` are the open(2) flags.
+    pub async fn open_as(&self, pid: u32, ino: Ino, flags: i32) -> FsResult<u64> {
         let node = self.inodes.get(ino).ok_or(FsError::NotFound)?;
         match node.attr.kind {
             FileKind::Dir => return Err(FsError::IsDir),
@@ -171,21 +186,24 @@ impl Filesystem {
                 }
             });
         }
-        Ok(self.register_handle(FileHandle {
-            ino,
-            readable,
-            writable,
-            append: flags & libc::O_APPEND != 0,
-            new_content: trunc,
-            reader: None,
-            state: WriteState::Clean,
-        }))
+        Ok(self.register_handle(
+            FileHandle {
+                ino,
+                readable,
+                writable,
+                append: flags & libc::O_APPEND != 0,
+                new_content: trunc,
+                reader: None,
+                state: WriteState::Clean,
+            },
+            pid,
+        ))
     }
 
     /// FUSE create: the file exists locally until the first flush uploads it.
     pub async fn create(
         &self,
-        _ctx: &Ctx,
+        ctx: &Ctx,
         parent: Ino,
         name: &std::ffi::OsStr,
         mode: u32,
@@ -202,7 +220,7 @@ impl Filesystem {
                 if node.attr.kind == FileKind::Dir {
                     return Err(FsError::IsDir);
                 }
-                let fh = self.open(ino, flags).await?;
+                let fh = self.open_as(ctx.pid, ino, flags).await?;
                 self.inodes.add_lookup(ino, 1);
                 let attr = self
                     .inodes
@@ -230,15 +248,18 @@ impl Filesystem {
             n.lookups = 1;
         });
         let acc = flags & libc::O_ACCMODE;
-        let fh = self.register_handle(FileHandle {
-            ino,
-            readable: acc == libc::O_RDONLY || acc == libc::O_RDWR,
-            writable: true,
-            append: flags & libc::O_APPEND != 0,
-            new_content: true,
-            reader: None,
-            state: WriteState::Clean,
-        });
+        let fh = self.register_handle(
+            FileHandle {
+                ino,
+                readable: acc == libc::O_RDONLY || acc == libc::O_RDWR,
+                writable: true,
+                append: flags & libc::O_APPEND != 0,
+                new_content: true,
+                reader: None,
+                state: WriteState::Clean,
+            },
+            ctx.pid,
+        );
         Ok((node.attr, fh))
     }
 
@@ -509,10 +530,28 @@ impl Filesystem {
         StagingFile::download(&self.cfg.cache_dir, &*self.store, key, etag, size).await
     }
 
-    /// FUSE flush (each close of a descriptor): commits pending data.
+    /// Flush that commits whoever closes (see [`Self::flush_as`]).
     pub async fn flush(&self, fh: u64) -> FsResult<()> {
-        let h = self.handle(fh)?;
-        let mut h = h.handle.lock().await;
+        self.flush_as(0, fh).await
+    }
+
+    /// FUSE flush (each close of a descriptor) by thread `pid`: commits pending data,
+    /// unless the closer is another process than the opener, i.e. one that inherited the
+    /// descriptor (a child's exec or exit): that is not the writer's close, and
+    /// committing would publish a half-written file (see [`super::process`]). The
+    /// writer's own close, fsync or the last release commits.
+    pub async fn flush_as(&self, pid: u32, fh: u64) -> FsResult<()> {
+        let file = self.handle(fh)?;
+        if file.writable && !super::process::in_process(pid, file.opener) {
+            tracing::debug!(
+                ino = file.ino,
+                pid,
+                opener = file.opener,
+                "flush from a process that inherited the descriptor: not committing"
+            );
+            return Ok(());
+        }
+        let mut h = file.handle.lock().await;
         self.commit(&mut h).await
     }
 

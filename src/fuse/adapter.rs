@@ -387,12 +387,12 @@ impl fuser::Filesystem for FuseAdapter {
         );
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: fuser::OpenFlags, reply: ReplyOpen) {
-        let (policy, fs) = (self.direct_io, self.fs.clone());
+    fn open(&self, req: &Request, ino: INodeNo, flags: fuser::OpenFlags, reply: ReplyOpen) {
+        let (policy, fs, pid) = (self.direct_io, self.fs.clone(), req.pid());
         self.spawn(
             "open",
             ino.0,
-            |fs| async move { fs.open(ino.0, flags.0).await },
+            |fs| async move { fs.open_as(pid, ino.0, flags.0).await },
             move |r| match r {
                 // No KEEP_CACHE: data is ETag-pinned per handle, the page cache per open.
                 Ok(fh) => {
@@ -452,16 +452,17 @@ impl fuser::Filesystem for FuseAdapter {
 
     fn flush(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: fuser::FileHandle,
         _lock_owner: fuser::LockOwner,
         reply: ReplyEmpty,
     ) {
+        let pid = req.pid();
         self.spawn(
             "flush",
             ino.0,
-            |fs| async move { fs.flush(fh.0).await },
+            |fs| async move { fs.flush_as(pid, fh.0).await },
             reply_empty(reply),
         );
     }
