@@ -319,9 +319,8 @@ pub struct TuningArgs {
     #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = "Tuning")]
     pub read_ahead: Option<u64>,
 
-    /// Bypass the kernel page cache for reads: auto (read-only opens of files of 8 MiB and
-    /// more), always, never. Use `never` for programs that read large files in small
-    /// pieces.
+    /// Bypass the kernel page cache for reads: auto (files of 8 MiB and more), always,
+    /// never. Use `never` for programs that read large files in small pieces.
     #[arg(long, value_name = "WHEN", help_heading = "Tuning")]
     pub direct_io: Option<crate::fuse::DirectIo>,
 }

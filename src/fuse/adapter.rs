@@ -650,12 +650,16 @@ impl fuser::Filesystem for FuseAdapter {
     }
 }
 
-/// `FOPEN_DIRECT_IO` for the read-only opens the policy covers. Writable opens keep the
-/// page cache: write-only direct I/O was tried (it skips a copy), but a run of the
-/// fault-injection suite under it once left a partial object after a failed write, and
-/// the cause was not found in time, so it stays off until understood.
+/// `FOPEN_DIRECT_IO` for read-only opens the policy covers and for write-only opens
+/// (unless `never`): FUSE sends every write(2) as its own request with or without the
+/// page cache (there is no write-back cache here), so bypassing it only saves the copy
+/// into freshly allocated cache pages. Read-write opens keep the page cache.
 fn open_flags(policy: DirectIo, flags: i32, size: u64) -> FopenFlags {
-    let direct = flags & libc::O_ACCMODE == libc::O_RDONLY && policy.applies(size);
+    let direct = match flags & libc::O_ACCMODE {
+        libc::O_RDONLY => policy.applies(size),
+        libc::O_WRONLY => policy != DirectIo::Never,
+        _ => false,
+    };
     if direct {
         FopenFlags::FOPEN_DIRECT_IO
     } else {

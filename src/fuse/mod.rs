@@ -44,7 +44,8 @@ pub(crate) const MAX_IO: u32 = 1 << 20;
 /// CPU s/GiB. The price is one FUSE round trip per `read(2)`: reading a large file 4 KiB
 /// at a time ran at ~100 MB/s direct against ~960 MB/s through the page cache. `Auto`
 /// therefore keeps the page cache for small files (read in one or two requests anyway).
-/// Writable opens keep the page cache. mmap works either way
+/// Write-only opens are direct unless `Never` (each write(2) is one request either way);
+/// read-write opens keep the page cache. mmap works either way
 /// (`FUSE_DIRECT_IO_ALLOW_MMAP`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DirectIo {
