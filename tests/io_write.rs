@@ -302,3 +302,53 @@ async fn upload_file_short_staging_file_is_an_error() {
     assert!(store.object("staged").is_none());
     assert_eq!(store.open_uploads(), 0);
 }
+
+/// The retained prefix holds exactly what was written (sent parts and the open buffer)
+/// until the limit is passed, reads any range of it, and hands it back on abort.
+#[tokio::test]
+async fn retained_prefix_reads_and_returns_what_was_written() {
+    let store = Arc::new(MockStore::new());
+    let limit = 3 * PART + 17;
+    let data = pattern(4 * PART as usize, 8);
+    let mut up = StreamingUpload::new(store.clone(), cfg(2), "k".into(), PutOptions::default())
+        .retain_prefix(limit);
+    let mut pos = 0;
+    for n in [1usize, 70_000, 131_072, 3, 190_000] {
+        up.write(&data[pos..pos + n]).await.unwrap();
+        pos += n;
+        assert!(up.has_prefix());
+        for (off, len) in [
+            (0u64, 10usize),
+            (PART - 5, 10),
+            (0, pos),
+            (pos as u64 - 1, 9),
+        ] {
+            let got = up.read_prefix(off, len).expect("prefix readable");
+            let start = (off as usize).min(pos);
+            let end = (start + len).min(pos);
+            assert_eq!(&got[..], &data[start..end], "{off}+{len} at {pos}");
+        }
+    }
+    // Parts went out (their tasks run concurrently) while the prefix stayed readable.
+    let sent = |s: &MockStore| s.requests().iter().any(|r| matches!(r, Req::Part { .. }));
+    for _ in 0..200 {
+        if sent(&store) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(sent(&store), "no part was sent: {:?}", store.requests());
+    assert!(up.read_prefix(0, pos).expect("prefix") == data[..pos]);
+    let prefix = up.into_prefix().await.expect("prefix");
+    assert!(prefix == data[..pos]);
+    assert_eq!(store.open_uploads(), 0, "into_prefix aborts the upload");
+
+    // Past the limit nothing is kept.
+    let mut up = StreamingUpload::new(store.clone(), cfg(2), "k2".into(), PutOptions::default())
+        .retain_prefix(limit);
+    up.write(&data[..limit as usize + 1]).await.unwrap();
+    assert!(!up.has_prefix());
+    assert!(up.read_prefix(0, 1).is_none());
+    assert!(up.into_prefix().await.is_none());
+    assert_eq!(store.open_uploads(), 0);
+}

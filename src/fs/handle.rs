@@ -4,7 +4,7 @@
 //! to the ETag current at open) and a write state machine:
 //!
 //! ```text
-//!            write@0 on new content            non-sequential write (≤ mirror)
+//!            write@0 on new content            non-sequential write (≤ 8 MiB)
 //!   Clean ───────────────────────────► Streaming ─────────────────────────► Staged
 //!     │  write on existing content                                            ▲
 //!     ├──────────────────────────────────────────────────────────────────────┘
@@ -33,9 +33,9 @@
 //! release would hide its failure from the application: release errors are not seen).
 //!
 //! Pitfalls:
-//! - A streaming upload cannot seek back: the first `mirror_limit` bytes (one part) are
-//!   mirrored in memory so a program that seeks back early (rewriting a header) falls
-//!   back to staging; seeking back further is `ENOTSUP` (logged).
+//! - A streaming upload cannot seek back: it keeps its first `MIRROR_LIMIT` bytes
+//!   readable (the part buffers themselves, no copy) so a program that seeks back early
+//!   (rewriting a header) falls back to staging; seeking back further is `ENOTSUP` (logged).
 //! - The key is fixed when a streaming upload starts; if the file is renamed meanwhile,
 //!   the finished object is moved to the new name (copy + delete).
 //! - An unlinked file's pending data is dropped, never uploaded.
@@ -56,7 +56,8 @@ use super::error::FsError;
 use super::staging::StagingFile;
 use super::{Attr, Ctx, Filesystem, FsResult, lock, names};
 
-/// Largest prefix of a streamed file kept in memory to allow an early seek back.
+/// Largest prefix of a streamed file kept in memory to allow an early seek back (one
+/// default part: free while the first part is unsent).
 const MIRROR_LIMIT: u64 = 8 << 20;
 
 #[derive(Debug)]
@@ -65,8 +66,6 @@ enum WriteState {
     Streaming {
         upload: Box<StreamingUpload>,
         key: String,
-        /// The bytes written so far, while they fit in `MIRROR_LIMIT`.
-        mirror: Option<Vec<u8>>,
     },
     Staged {
         file: StagingFile,
@@ -290,17 +289,12 @@ impl Filesystem {
             WriteState::Staged { file, .. } => {
                 return Ok(Bytes::from(file.read_at(offset, size).await?));
             }
-            WriteState::Streaming {
-                mirror: Some(m), ..
-            } => {
-                let start = (offset as usize).min(m.len());
-                let end = (start + size as usize).min(m.len());
-                return Ok(Bytes::copy_from_slice(&m[start..end]));
-            }
-            WriteState::Streaming { mirror: None, .. } => {
-                return Err(FsError::NotSupported(
-                    "reading back a large file while it is being uploaded",
-                ));
+            WriteState::Streaming { upload, .. } => {
+                return upload
+                    .read_prefix(offset, size as usize)
+                    .ok_or(FsError::NotSupported(
+                        "reading back a large file while it is being uploaded",
+                    ));
             }
             WriteState::Failed(msg) => return Err(FsError::DataPath(msg.clone())),
             WriteState::Clean | WriteState::Appending { .. } | WriteState::ServerAppend(_) => {}
@@ -386,10 +380,10 @@ impl Filesystem {
                             key.clone(),
                             self.upload_opts(ino),
                         )
-                        .with_memory(self.cache.clone()),
+                        .with_memory(self.cache.clone())
+                        .retain_prefix(MIRROR_LIMIT),
                     ),
                     key: key.clone(),
-                    mirror: Some(Vec::new()),
                 }
             } else if new_content {
                 WriteState::Staged {
@@ -422,14 +416,7 @@ impl Filesystem {
             };
         }
         match &mut h.state {
-            WriteState::Streaming { upload, mirror, .. } if offset == upload.bytes_written() => {
-                if let Some(m) = mirror {
-                    if (m.len() + data.len()) as u64 <= MIRROR_LIMIT {
-                        m.extend_from_slice(data);
-                    } else {
-                        *mirror = None;
-                    }
-                }
+            WriteState::Streaming { upload, .. } if offset == upload.bytes_written() => {
                 if let Err(e) = upload.write(data).await {
                     let err = write_error(&key, e);
                     h.state = WriteState::Failed(err.to_string());
@@ -437,19 +424,15 @@ impl Filesystem {
                 }
                 Ok(())
             }
-            WriteState::Streaming {
-                mirror: Some(_), ..
-            } => {
+            WriteState::Streaming { upload, .. } if upload.has_prefix() => {
                 // Seek back (or a hole) early in a new file: switch to staging.
-                let WriteState::Streaming { upload, mirror, .. } =
+                let WriteState::Streaming { upload, .. } =
                     std::mem::replace(&mut h.state, WriteState::Clean)
                 else {
                     return Err(FsError::BadHandle);
                 };
-                upload.abort().await;
-                let mut file =
-                    StagingFile::from_bytes(&self.cfg.cache_dir, mirror.unwrap_or_default())
-                        .await?;
+                let prefix = upload.into_prefix().await.unwrap_or_default();
+                let mut file = StagingFile::from_bytes(&self.cfg.cache_dir, prefix).await?;
                 file.write_at(offset, data.to_vec()).await?;
                 h.state = WriteState::Staged { file, dirty: true };
                 Ok(())
@@ -825,17 +808,9 @@ impl Filesystem {
                 h.state = WriteState::Staged { file, dirty: true };
                 Ok(())
             }
-            WriteState::Streaming {
-                upload,
-                mirror,
-                key: k,
-            } => {
+            WriteState::Streaming { upload, key: k } => {
                 if size == upload.bytes_written() {
-                    h.state = WriteState::Streaming {
-                        upload,
-                        mirror,
-                        key: k,
-                    };
+                    h.state = WriteState::Streaming { upload, key: k };
                     return Ok(());
                 }
                 if size == 0 {
@@ -843,18 +818,14 @@ impl Filesystem {
                     h.new_content = true;
                     return Ok(());
                 }
-                let Some(m) = mirror else {
-                    h.state = WriteState::Streaming {
-                        upload,
-                        mirror: None,
-                        key: k,
-                    };
+                if !upload.has_prefix() {
+                    h.state = WriteState::Streaming { upload, key: k };
                     return Err(FsError::NotSupported(
                         "truncating a new file after its first 8 MiB were uploaded",
                     ));
-                };
-                upload.abort().await;
-                let mut file = StagingFile::from_bytes(&self.cfg.cache_dir, m).await?;
+                }
+                let prefix = upload.into_prefix().await.unwrap_or_default();
+                let mut file = StagingFile::from_bytes(&self.cfg.cache_dir, prefix).await?;
                 file.set_len(size).await?;
                 h.state = WriteState::Staged { file, dirty: true };
                 Ok(())

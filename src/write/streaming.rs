@@ -10,13 +10,20 @@
 //! prefetch and uploads together stay within `--cache-size` instead of adding
 //! `(max_concurrency + 1) × part_size` on top of it.
 //!
+//! A writer may seek back early in a new file (rewriting a header): while everything
+//! written fits in the retained prefix ([`StreamingUpload::retain_prefix`]), the parts
+//! already sent stay referenced (the same `Bytes` the part tasks upload, no copy), so the
+//! caller can take the whole file back ([`StreamingUpload::into_prefix`]) and stage it.
+//! With the default 8 MiB parts and prefix the first part is still the unsent buffer, so
+//! this costs no memory at all.
+//!
 //! The first failed part poisons the upload: the failing `write()` (or `finish()`) returns
 //! the error, later calls return [`WriteError::Failed`], and the multipart upload is
 //! aborted so no partial object ever appears.
 
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::task::JoinSet;
 
 use super::part_size::{MAX_PARTS, streaming_capacity, streaming_part_size};
@@ -41,6 +48,9 @@ pub struct StreamingUpload {
     upload_id: Option<String>,
     tasks: JoinSet<Result<PartInfo, StoreError>>,
     parts: Vec<PartInfo>,
+    /// Parts sent while `written <= retain_limit` (dropped once it is exceeded).
+    retained: Vec<Bytes>,
+    retain_limit: u64,
     /// Set once an error has been returned; the upload can only be aborted now.
     failed: Option<String>,
     /// `finish`/`abort` ran (nothing for `Drop` to clean up).
@@ -79,6 +89,8 @@ impl StreamingUpload {
             upload_id: None,
             tasks: JoinSet::new(),
             parts: Vec::new(),
+            retained: Vec::new(),
+            retain_limit: 0,
             failed: None,
             done: false,
         }
@@ -88,6 +100,52 @@ impl StreamingUpload {
     pub fn with_memory(mut self, cache: Arc<BlockCache>) -> Self {
         self.memory = Some(cache);
         self
+    }
+
+    /// Keeps the first `limit` bytes readable (see the module docs).
+    pub fn retain_prefix(mut self, limit: u64) -> Self {
+        self.retain_limit = limit;
+        self
+    }
+
+    /// Whether everything written so far is still held ([`Self::retain_prefix`]).
+    pub fn has_prefix(&self) -> bool {
+        self.written <= self.retain_limit
+    }
+
+    /// Bytes `offset..offset + len` of what was written (clamped to it), while
+    /// [`Self::has_prefix`].
+    pub fn read_prefix(&self, offset: u64, len: usize) -> Option<Bytes> {
+        if !self.has_prefix() {
+            return None;
+        }
+        let start = offset.min(self.written) as usize;
+        let end = (start + len).min(self.written as usize);
+        let mut out = Vec::with_capacity(end - start);
+        let mut at = 0usize;
+        for piece in self.retained.iter().map(|b| &b[..]).chain([&self.buf[..]]) {
+            let (lo, hi) = (at, at + piece.len());
+            if hi > start && lo < end {
+                out.extend_from_slice(&piece[start.max(lo) - lo..end.min(hi) - lo]);
+            }
+            at = hi;
+        }
+        Some(Bytes::from(out))
+    }
+
+    /// Aborts the upload and returns everything written, while [`Self::has_prefix`]
+    /// (`None` otherwise; the upload is aborted either way).
+    pub async fn into_prefix(mut self) -> Option<Vec<u8>> {
+        let prefix = self.has_prefix().then(|| {
+            let mut all = Vec::with_capacity(self.written as usize);
+            for piece in &self.retained {
+                all.extend_from_slice(piece);
+            }
+            all.extend_from_slice(&self.buf);
+            all
+        });
+        self.abort_inner().await;
+        prefix
     }
 
     /// Bytes accepted so far (the offset the next `write` appends at).
@@ -151,6 +209,9 @@ impl StreamingUpload {
             self.written += take as u64;
             data = &data[take..];
         }
+        if !self.has_prefix() && !self.retained.is_empty() {
+            self.retained = Vec::new();
+        }
         Ok(())
     }
 
@@ -207,6 +268,9 @@ impl StreamingUpload {
             self.reap_one().await?;
         }
         let body = std::mem::take(&mut self.buf).freeze();
+        if self.has_prefix() {
+            self.retained.push(body.clone());
+        }
         let permit = self.buf_permit.take();
         let part_number = self.next_part;
         self.next_part += 1;
