@@ -323,6 +323,24 @@ async fn flush_by_another_process_commits_nothing() {
     );
     e.fs.release(fh).await.expect("release");
     assert_eq!(e.store.get("log").as_deref(), Some(&b"v2"[..]));
+
+    // Hand-over: a child that writes becomes the writer; its close commits.
+    let fh =
+        e.fs.open_as(me.pid, ino, libc::O_WRONLY | libc::O_TRUNC)
+            .await
+            .expect("open");
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("spawn");
+    let wrote = e.fs.write_as(child.id(), fh, 0, b"from the child").await;
+    let flushed = e.fs.flush_as(child.id(), fh).await;
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    wrote.expect("child write");
+    flushed.expect("child flush");
+    assert_eq!(e.store.get("log").as_deref(), Some(&b"from the child"[..]));
+    e.fs.release(fh).await.expect("release");
 }
 
 #[tokio::test]

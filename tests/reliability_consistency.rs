@@ -119,3 +119,34 @@ fn a_child_closing_an_inherited_descriptor_commits_nothing() {
     );
     drop(mnt);
 }
+
+/// The hand-over case: a parent opens a file, gives it to a child as stdout and does not
+/// write itself. The child is the writer, so its exit commits, before the parent's
+/// `wait` returns, even though the parent still holds its descriptor.
+#[test]
+fn a_child_that_writes_an_inherited_descriptor_commits_at_its_exit() {
+    let emu = Emu::start("handover", |c| c);
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = BinMount::start(&emu, &dir.path().join("mnt"), &[]).expect("mount");
+    let path = mnt.path("child.out");
+    let f = with_timeout("create", Duration::from_secs(60), move || {
+        std::fs::File::create(path).unwrap()
+    });
+    let status = std::process::Command::new("sh")
+        .args(["-c", "printf hello; printf ' from the child'"])
+        .stdout(f.try_clone().unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(
+        emu.get("child.out").as_deref(),
+        Some(&b"hello from the child"[..]),
+        "the child's exit did not commit its output"
+    );
+    close_checked(f).expect("close");
+    assert_eq!(
+        emu.get("child.out").as_deref(),
+        Some(&b"hello from the child"[..])
+    );
+    drop(mnt);
+}

@@ -19,8 +19,8 @@
 //! the application writes ([`StreamingUpload`]), and nothing is visible until flush.
 //! Everything else is staged in a local file (see `staging`) and uploaded at flush.
 //!
-//! flush (every `close` by the process that opened the file; a child closing an inherited
-//! descriptor is not the writer, see `process`), fsync and release commit: they finish
+//! flush (every `close` by the file's writer: the opener, or the process that wrote
+//! last; a child closing an inherited descriptor is not the writer, see `process`), fsync and release commit: they finish
 //! the streaming upload or upload the staging file, and return the upload's error to
 //! the application. After a
 //! streaming upload failed the handle is `Failed`: later flushes report the error again
@@ -53,6 +53,7 @@ use crate::write::{StreamingUpload, WriteError, upload_file};
 use super::append::{PendingAppend, SERVER_APPEND_MIN};
 use super::attr::{FileKind, Ino, to_user_meta};
 use super::error::FsError;
+use super::process::Writer;
 use super::staging::StagingFile;
 use super::{Attr, Ctx, Filesystem, FsResult, lock, names};
 
@@ -85,9 +86,6 @@ enum WriteState {
 pub(crate) struct OpenFile {
     ino: Ino,
     writable: bool,
-    /// The process (thread group) that opened the file for writing, if known; see
-    /// [`super::process`].
-    opener: Option<u32>,
     handle: tokio::sync::Mutex<FileHandle>,
 }
 
@@ -102,6 +100,8 @@ pub(crate) struct FileHandle {
     new_content: bool,
     reader: Option<ObjectReader>,
     state: WriteState,
+    /// Whose close commits (see [`super::process`]).
+    writer: Writer,
 }
 
 fn read_error(key: &str, e: ReadError) -> FsError {
@@ -128,16 +128,14 @@ fn write_error(key: &str, e: WriteError) -> FsError {
 }
 
 impl Filesystem {
-    fn register_handle(&self, h: FileHandle, pid: u32) -> u64 {
+    fn register_handle(&self, mut h: FileHandle, pid: u32) -> u64 {
+        if h.writable {
+            h.writer = Writer::opened_by(pid);
+        }
         let fh = self.alloc_fh();
         let entry = OpenFile {
             ino: h.ino,
             writable: h.writable,
-            opener: if h.writable {
-                super::process::thread_group(pid)
-            } else {
-                None
-            },
             handle: tokio::sync::Mutex::new(h),
         };
         lock(&self.files).insert(fh, Arc::new(entry));
@@ -194,6 +192,7 @@ impl Filesystem {
                 new_content: trunc,
                 reader: None,
                 state: WriteState::Clean,
+                writer: Writer::default(),
             },
             pid,
         ))
@@ -256,6 +255,7 @@ impl Filesystem {
                 new_content: true,
                 reader: None,
                 state: WriteState::Clean,
+                writer: Writer::default(),
             },
             ctx.pid,
         );
@@ -330,11 +330,17 @@ impl Filesystem {
 
     /// FUSE write: returns the number of bytes accepted (always all of them).
     pub async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
+        self.write_as(0, fh, offset, data).await
+    }
+
+    /// FUSE write by thread `pid`: returns the number of bytes accepted (always all).
+    pub async fn write_as(&self, pid: u32, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
         let h = self.handle(fh)?;
         let mut h = h.handle.lock().await;
         if !h.writable {
             return Err(FsError::BadHandle);
         }
+        h.writer.wrote(pid);
         if let Err(e) = self.write_locked(&mut h, offset, data).await {
             // All or nothing: once a write was refused, what this handle holds is not what
             // the application meant to write, so no later flush may commit it (it would
@@ -519,22 +525,22 @@ impl Filesystem {
     }
 
     /// FUSE flush (each close of a descriptor) by thread `pid`: commits pending data,
-    /// unless the closer is another process than the opener, i.e. one that inherited the
-    /// descriptor (a child's exec or exit): that is not the writer's close, and
-    /// committing would publish a half-written file (see [`super::process`]). The
+    /// unless the closer is not the file's writer (the opener, or the process that wrote
+    /// last), i.e. one that merely inherited the descriptor (a child's exec or exit):
+    /// committing then would publish a half-written file (see [`super::process`]). The
     /// writer's own close, fsync or the last release commits.
     pub async fn flush_as(&self, pid: u32, fh: u64) -> FsResult<()> {
         let file = self.handle(fh)?;
-        if file.writable && !super::process::in_process(pid, file.opener) {
+        let mut h = file.handle.lock().await;
+        if h.writable && !h.writer.is_writer(pid) {
             tracing::debug!(
-                ino = file.ino,
+                ino = h.ino,
                 pid,
-                opener = file.opener,
-                "flush from a process that inherited the descriptor: not committing"
+                writer = ?h.writer,
+                "flush from a process that is not the file's writer: not committing"
             );
             return Ok(());
         }
-        let mut h = file.handle.lock().await;
         self.commit(&mut h).await
     }
 

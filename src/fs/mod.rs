@@ -15,7 +15,7 @@
 //! | read | Through [`crate::read::ObjectReader`], pinned to the ETag seen at open: if the object changes, reads fail with `ESTALE` instead of mixing versions. |
 //! | write (new file, sequential) | Streamed: parts upload while the application writes; small files are one PutObject at close. Nothing is visible before close/fsync succeeds. |
 //! | write (existing file, random, truncate, `O_APPEND`) | Staged in a local file under `cache_dir` (existing content downloaded on the first write), uploaded at flush/close. Appends to Appendable objects use AppendObject; appends to other objects of 1 MiB or more upload only the new bytes and copy the old ones server-side (UploadPartCopy). |
-//! | close/fsync | Commit, and return upload errors (`EIO`, `EACCES`…) to the application. A close by another process than the opener (a child's exec or exit closing an inherited descriptor) commits nothing; the opener's close, fsync or the last close does. |
+//! | close/fsync | Commit, and return upload errors (`EIO`, `EACCES`…) to the application. A close commits only when it comes from the file's writer (the opener, or the process that wrote last): a child's exec or exit closing a descriptor it merely inherited commits nothing; fsync and the last close always commit. |
 //! | concurrent writers | Last close wins; readers see the old object until then (close-to-open). |
 //! | mkdir / rmdir | PUT / DELETE of the `dir/` marker; rmdir of a non-empty directory → `ENOTEMPTY`. |
 //! | rename | Files: CopyObject (multipart UploadPartCopy above 1 GiB) then DeleteObject. Directories: object by object — **not atomic**; a failure midway leaves both trees partially present (nothing is deleted before all copies succeeded). |

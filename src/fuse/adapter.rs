@@ -428,7 +428,7 @@ impl fuser::Filesystem for FuseAdapter {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: fuser::FileHandle,
         offset: u64,
@@ -438,11 +438,11 @@ impl fuser::Filesystem for FuseAdapter {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyWrite,
     ) {
-        let data = data.to_vec();
+        let (data, pid) = (data.to_vec(), req.pid());
         self.spawn(
             "write",
             ino.0,
-            |fs| async move { fs.write(fh.0, offset, &data).await },
+            |fs| async move { fs.write_as(pid, fh.0, offset, &data).await },
             move |r| match r {
                 Ok(n) => reply.written(n),
                 Err(e) => reply.error(err(&e)),
