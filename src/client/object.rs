@@ -437,9 +437,9 @@ impl OssClient {
             {
                 // Did our own earlier attempt create it? Then the object is exactly our
                 // body. The CRC is known up front only for in-memory bodies.
-                if let RequestBody::Bytes { data, crc } = &req.body {
+                if let RequestBody::Bytes { len, crc, .. } = &req.body {
                     let meta = self.head_object_impl(key).await?;
-                    if meta.size == data.len() as u64 && meta.crc64 == Some(*crc) {
+                    if meta.size == *len && meta.crc64 == Some(*crc) {
                         return Ok(PutResult {
                             etag: meta.etag,
                             crc64: meta.crc64,

@@ -120,11 +120,14 @@ impl OssClient {
     ) -> Result<(Option<reqwest::Body>, Option<Arc<Mutex<Crc64Hasher>>>), Failure> {
         match body {
             RequestBody::Empty => Ok((None, None)),
-            RequestBody::Bytes { data, .. } => {
-                let data = data.clone();
-                let chunks: Vec<Bytes> = (0..data.len())
-                    .step_by(UPLOAD_CHUNK)
-                    .map(|at| data.slice(at..(at + UPLOAD_CHUNK).min(data.len())))
+            RequestBody::Bytes { pieces, .. } => {
+                let chunks: Vec<Bytes> = pieces
+                    .iter()
+                    .flat_map(|data| {
+                        (0..data.len())
+                            .step_by(UPLOAD_CHUNK)
+                            .map(|at| data.slice(at..(at + UPLOAD_CHUNK).min(data.len())))
+                    })
                     .collect();
                 let p = progress.clone();
                 let stream = futures::stream::iter(chunks).map(move |c| {

@@ -178,6 +178,8 @@ impl fmt::Debug for GetObjectOutput {
 #[derive(Debug, Clone)]
 pub enum PutBody {
     Bytes(Bytes),
+    /// In memory, as pieces sent back to back (a streamed part made of 1 MiB buffers).
+    Pieces(Vec<Bytes>),
     /// `len` bytes of a local file starting at `offset` (staging files).
     File {
         path: PathBuf,
@@ -190,6 +192,7 @@ impl PutBody {
     pub fn len(&self) -> u64 {
         match self {
             PutBody::Bytes(b) => b.len() as u64,
+            PutBody::Pieces(p) => p.iter().map(|b| b.len() as u64).sum(),
             PutBody::File { len, .. } => *len,
         }
     }
@@ -200,6 +203,8 @@ impl PutBody {
     pub async fn to_bytes(&self) -> std::io::Result<Bytes> {
         match self {
             PutBody::Bytes(b) => Ok(b.clone()),
+            PutBody::Pieces(p) if p.len() == 1 => Ok(p[0].clone()),
+            PutBody::Pieces(p) => Ok(Bytes::from(p.concat())),
             PutBody::File { path, offset, len } => {
                 use tokio::io::{AsyncReadExt, AsyncSeekExt};
                 let mut f = tokio::fs::File::open(path).await?;
