@@ -268,6 +268,30 @@ async fn shell_redirect_flush_before_first_write_still_streams() {
     assert_eq!(e.store.count("PutObject"), 1);
 }
 
+/// A live process other than this one, killed on drop.
+struct OtherProcess(std::process::Child);
+
+impl OtherProcess {
+    fn start() -> OtherProcess {
+        OtherProcess(
+            std::process::Command::new("sleep")
+                .arg("30")
+                .spawn()
+                .expect("spawn"),
+        )
+    }
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for OtherProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[tokio::test]
 async fn flush_by_another_process_commits_nothing() {
     let e = env();
@@ -275,70 +299,43 @@ async fn flush_by_another_process_commits_nothing() {
         pid: std::process::id(),
         ..CTX
     };
+    // The kernel reports a child's pid when its exec or exit closes a descriptor it
+    // inherited from the writer.
+    let child = OtherProcess::start();
     let (_, fh) =
         e.fs.create(&me, ROOT_INO, n("log"), 0o644, 0, libc::O_WRONLY)
             .await
             .expect("create");
     e.fs.write(fh, 0, b"first half, ").await.expect("write");
-    // A live child process: the kernel reports its pid when its exec or exit closes a
-    // descriptor it inherited from the writer.
-    let mut child = std::process::Command::new("sleep")
-        .arg("30")
-        .spawn()
-        .expect("spawn");
-    let flushed = e.fs.flush_as(child.id(), fh).await;
-    child.kill().expect("kill");
-    child.wait().expect("wait");
-    flushed.expect("a foreign flush succeeds");
+    e.fs.flush_as(child.pid(), fh)
+        .await
+        .expect("a foreign flush succeeds");
     assert_eq!(e.store.get("log"), None, "{:?}", e.store.counts());
     assert_eq!(e.store.count("PutObject"), 0);
     e.fs.write(fh, 12, b"second half").await.expect("write");
     // A thread of the writer's process (here: this one) is the writer.
     e.fs.flush_as(me.pid, fh).await.expect("flush");
-    assert_eq!(
-        e.store.get("log").as_deref(),
-        Some(&b"first half, second half"[..])
-    );
+    let first = &b"first half, second half"[..];
+    assert_eq!(e.store.get("log").as_deref(), Some(first));
     e.fs.release(fh).await.expect("release");
     assert_eq!(e.store.count("PutObject"), 1);
 
     // Nothing but a foreign flush before release: release commits.
     let ino = e.fs.lookup(ROOT_INO, n("log")).await.expect("lookup").ino;
-    let fh =
-        e.fs.open_as(me.pid, ino, libc::O_WRONLY | libc::O_TRUNC)
-            .await
-            .expect("open");
+    let trunc = libc::O_WRONLY | libc::O_TRUNC;
+    let fh = e.fs.open_as(me.pid, ino, trunc).await.expect("open");
     e.fs.write(fh, 0, b"v2").await.expect("write");
-    let mut child = std::process::Command::new("sleep")
-        .arg("30")
-        .spawn()
-        .expect("spawn");
-    let flushed = e.fs.flush_as(child.id(), fh).await;
-    child.kill().expect("kill");
-    child.wait().expect("wait");
-    flushed.expect("foreign flush");
-    assert_eq!(
-        e.store.get("log").as_deref(),
-        Some(&b"first half, second half"[..])
-    );
+    e.fs.flush_as(child.pid(), fh).await.expect("foreign flush");
+    assert_eq!(e.store.get("log").as_deref(), Some(first));
     e.fs.release(fh).await.expect("release");
     assert_eq!(e.store.get("log").as_deref(), Some(&b"v2"[..]));
 
     // Hand-over: a child that writes becomes the writer; its close commits.
-    let fh =
-        e.fs.open_as(me.pid, ino, libc::O_WRONLY | libc::O_TRUNC)
-            .await
-            .expect("open");
-    let mut child = std::process::Command::new("sleep")
-        .arg("30")
-        .spawn()
-        .expect("spawn");
-    let wrote = e.fs.write_as(child.id(), fh, 0, b"from the child").await;
-    let flushed = e.fs.flush_as(child.id(), fh).await;
-    child.kill().expect("kill");
-    child.wait().expect("wait");
-    wrote.expect("child write");
-    flushed.expect("child flush");
+    let fh = e.fs.open_as(me.pid, ino, trunc).await.expect("open");
+    e.fs.write_as(child.pid(), fh, 0, b"from the child")
+        .await
+        .expect("child write");
+    e.fs.flush_as(child.pid(), fh).await.expect("child flush");
     assert_eq!(e.store.get("log").as_deref(), Some(&b"from the child"[..]));
     e.fs.release(fh).await.expect("release");
 }
