@@ -330,7 +330,7 @@ async fn flush_by_another_process_commits_nothing() {
     e.fs.release(fh).await.expect("release");
     assert_eq!(e.store.get("log").as_deref(), Some(&b"v2"[..]));
 
-    // Hand-over: a child that writes becomes the writer; its close commits.
+    // Hand-over: a child that writes becomes a writer; its close commits.
     let fh = e.fs.open_as(me.pid, ino, trunc).await.expect("open");
     e.fs.write_as(child.pid(), fh, 0, b"from the child")
         .await

@@ -19,8 +19,8 @@
 //! the application writes ([`StreamingUpload`]), and nothing is visible until flush.
 //! Everything else is staged in a local file (see `staging`) and uploaded at flush.
 //!
-//! flush (every `close` by the file's writer: the opener, or the process that wrote
-//! last; a child closing an inherited descriptor is not the writer, see `process`), fsync and release commit: they finish
+//! flush (every `close` by a writer: the opener or a process that wrote; a child closing
+//! a descriptor it merely inherited is not one, see `process`), fsync and release commit: they finish
 //! the streaming upload or upload the staging file, and return the upload's error to
 //! the application. After a
 //! streaming upload failed the handle is `Failed`: later flushes report the error again
@@ -53,7 +53,7 @@ use crate::write::{StreamingUpload, WriteError, upload_file};
 use super::append::{PendingAppend, SERVER_APPEND_MIN};
 use super::attr::{FileKind, Ino, to_user_meta};
 use super::error::FsError;
-use super::process::Writer;
+use super::process::Writers;
 use super::staging::StagingFile;
 use super::{Attr, Ctx, Filesystem, FsResult, lock, names};
 
@@ -101,7 +101,7 @@ pub(crate) struct FileHandle {
     reader: Option<ObjectReader>,
     state: WriteState,
     /// Whose close commits (see [`super::process`]).
-    writer: Writer,
+    writers: Writers,
 }
 
 fn read_error(key: &str, e: ReadError) -> FsError {
@@ -130,7 +130,7 @@ fn write_error(key: &str, e: WriteError) -> FsError {
 impl Filesystem {
     fn register_handle(&self, mut h: FileHandle, pid: u32) -> u64 {
         if h.writable {
-            h.writer = Writer::opened_by(pid);
+            h.writers = Writers::opened_by(pid);
         }
         let fh = self.alloc_fh();
         let entry = OpenFile {
@@ -192,7 +192,7 @@ impl Filesystem {
                 new_content: trunc,
                 reader: None,
                 state: WriteState::Clean,
-                writer: Writer::default(),
+                writers: Writers::default(),
             },
             pid,
         ))
@@ -255,7 +255,7 @@ impl Filesystem {
                 new_content: true,
                 reader: None,
                 state: WriteState::Clean,
-                writer: Writer::default(),
+                writers: Writers::default(),
             },
             ctx.pid,
         );
@@ -340,7 +340,7 @@ impl Filesystem {
         if !h.writable {
             return Err(FsError::BadHandle);
         }
-        h.writer.wrote(pid);
+        h.writers.wrote(pid);
         if let Err(e) = self.write_locked(&mut h, offset, data).await {
             // All or nothing: once a write was refused, what this handle holds is not what
             // the application meant to write, so no later flush may commit it (it would
@@ -525,19 +525,19 @@ impl Filesystem {
     }
 
     /// FUSE flush (each close of a descriptor) by thread `pid`: commits pending data,
-    /// unless the closer is not the file's writer (the opener, or the process that wrote
-    /// last), i.e. one that merely inherited the descriptor (a child's exec or exit):
-    /// committing then would publish a half-written file (see [`super::process`]). The
-    /// writer's own close, fsync or the last release commits.
+    /// unless the closer neither opened nor wrote the file, i.e. merely inherited the
+    /// descriptor (a child's exec or exit): committing then would publish a half-written
+    /// file (see [`super::process`]). A writer's close, fsync or the last release
+    /// commits.
     pub async fn flush_as(&self, pid: u32, fh: u64) -> FsResult<()> {
         let file = self.handle(fh)?;
         let mut h = file.handle.lock().await;
-        if h.writable && !h.writer.is_writer(pid) {
+        if h.writable && !h.writers.includes(pid) {
             tracing::debug!(
                 ino = h.ino,
                 pid,
-                writer = ?h.writer,
-                "flush from a process that is not the file's writer: not committing"
+                writers = ?h.writers,
+                "flush from a process that neither opened nor wrote the file: not committing"
             );
             return Ok(());
         }

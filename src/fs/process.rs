@@ -9,12 +9,13 @@
 //! publish a half-written object over the previous content and turn the rest of the
 //! write into appends.
 //!
-//! So each writable handle tracks its [`Writer`]: the process that opened it until
-//! someone writes, then the process that wrote last. A flush commits only when it comes
-//! from that process. This also keeps the hand-over case right: a parent that opens a
-//! file, gives it to a child as stdout and closes its own copy leaves the child as the
-//! writer, so the child's exit commits (synchronously, before the parent's `wait`
-//! returns).
+//! So each writable handle tracks its [`Writers`]: the process that opened it and every
+//! process that wrote through it. A flush commits only when it comes from one of them; a
+//! process that merely inherited the descriptor and closes it commits nothing (and had
+//! nothing of its own to lose). This also keeps the hand-over case right: a parent that
+//! opens a file and gives it to a child as stdout makes the child a writer, so the
+//! child's exit commits (synchronously, before the parent's `wait` returns), and a
+//! writer's successful close always means its bytes were uploaded.
 //!
 //! Pitfalls:
 //! - The request's pid is the calling *thread* (a TID); threads of one process share
@@ -26,46 +27,56 @@
 //!   did. Release commits in every case, so a skipped flush delays the upload to the
 //!   last close; it never drops it.
 
-/// Threads remembered per writer before `/proc` is asked again.
-const MAX_TIDS: usize = 64;
+/// Threads and processes remembered per handle; past this every close commits.
+const MAX_TRACKED: usize = 64;
 
-/// The process writing through one open file (see the module docs).
+/// The processes writing through one open file (see the module docs).
 #[derive(Debug, Default)]
-pub(crate) struct Writer {
-    /// Its thread group; `None` when unknown (then every close counts as its own).
-    tgid: Option<u32>,
-    /// Threads already known to belong to it.
+pub(crate) struct Writers {
+    /// Thread groups of the opener and of every process that wrote.
+    processes: Vec<u32>,
+    /// Threads known to belong to `processes` (saves the `/proc` read).
     tids: Vec<u32>,
+    /// Some writer could not be identified: every close commits, as it always did.
+    unknown: bool,
 }
 
-impl Writer {
-    /// The writer of a file opened by thread `tid` (0: unknown).
-    pub(crate) fn opened_by(tid: u32) -> Writer {
-        Writer {
-            tgid: thread_group(tid),
-            tids: vec![tid],
-        }
+impl Writers {
+    /// The writers of a file just opened by thread `tid` (0: unknown).
+    pub(crate) fn opened_by(tid: u32) -> Writers {
+        let mut w = Writers::default();
+        w.add(tid);
+        w
     }
 
-    /// Records a write by thread `tid`: its process becomes the writer.
+    /// Records a write by thread `tid`. (A pid of 0, outside our pid namespace, needs no
+    /// record: that process's close also reports 0, which always commits.)
     pub(crate) fn wrote(&mut self, tid: u32) {
-        if tid == 0 || self.tids.contains(&tid) {
-            return;
-        }
-        let tgid = thread_group(tid);
-        if tgid.is_some() && tgid == self.tgid {
-            if self.tids.len() < MAX_TIDS {
-                self.tids.push(tid);
-            }
-        } else {
-            self.tgid = tgid;
-            self.tids = vec![tid];
+        if tid != 0 && !self.unknown && !self.tids.contains(&tid) {
+            self.add(tid);
         }
     }
 
-    /// Whether a close by thread `tid` is the writer's own.
-    pub(crate) fn is_writer(&self, tid: u32) -> bool {
-        self.tids.contains(&tid) || in_process(tid, self.tgid)
+    fn add(&mut self, tid: u32) {
+        match thread_group(tid) {
+            Some(t) if self.processes.len() < MAX_TRACKED => {
+                if !self.processes.contains(&t) {
+                    self.processes.push(t);
+                }
+                if self.tids.len() < MAX_TRACKED {
+                    self.tids.push(tid);
+                }
+            }
+            _ => self.unknown = true,
+        }
+    }
+
+    /// Whether a close by thread `tid` comes from a writer (or cannot be told apart).
+    pub(crate) fn includes(&self, tid: u32) -> bool {
+        self.unknown
+            || tid == 0
+            || self.tids.contains(&tid)
+            || thread_group(tid).is_none_or(|t| self.processes.contains(&t))
     }
 }
 
@@ -79,16 +90,6 @@ pub(crate) fn thread_group(tid: u32) -> Option<u32> {
         .lines()
         .find_map(|l| l.strip_prefix("Tgid:"))
         .and_then(|v| v.trim().parse().ok())
-}
-
-/// Whether thread `tid` belongs to process `tgid` (a [`thread_group`] answer); `true`
-/// when either is unknown.
-pub(crate) fn in_process(tid: u32, tgid: Option<u32>) -> bool {
-    let Some(tgid) = tgid else { return true };
-    if tid == 0 || tid == tgid {
-        return true;
-    }
-    thread_group(tid).is_none_or(|t| t == tgid)
 }
 
 #[cfg(test)]
@@ -105,8 +106,9 @@ mod tests {
         let me = std::process::id();
         assert_eq!(thread_group(me), Some(me));
         let gone = std::thread::spawn(gettid).join().unwrap();
-        // The thread has exited: unknown, which counts as the same process.
-        assert!(in_process(gone, Some(me)));
+        let writers = Writers::opened_by(me);
+        // The thread has exited: unknown, which counts as a writer.
+        assert!(writers.includes(gone));
         let (tx, rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
         let t = std::thread::spawn(move || {
@@ -116,32 +118,37 @@ mod tests {
         let live = rx.recv().unwrap();
         assert_ne!(live, me);
         assert_eq!(thread_group(live), Some(me));
-        assert!(in_process(live, Some(me)));
-        assert!(in_process(me, Some(me)));
+        assert!(writers.includes(live));
+        assert!(writers.includes(me));
+        // Opened by a thread that then exits: its process is still the writer.
+        let mut by_thread = Writers::opened_by(live);
+        by_thread.wrote(me);
+        assert_eq!(by_thread.processes, vec![me]);
         stop_tx.send(()).unwrap();
         t.join().unwrap();
     }
 
     #[test]
-    fn the_last_process_that_wrote_is_the_writer() {
+    fn the_opener_and_every_process_that_wrote_are_writers() {
         let me = std::process::id();
         let mut child = std::process::Command::new("sleep")
             .arg("10")
             .spawn()
             .unwrap();
         let pid = child.id();
-        let mut w = Writer::opened_by(me);
-        assert!(w.is_writer(me));
-        assert!(!w.is_writer(pid), "a child that only inherited the file");
+        let mut w = Writers::opened_by(me);
+        assert!(w.includes(me));
+        assert!(!w.includes(pid), "a child that only inherited the file");
         w.wrote(pid);
-        assert!(w.is_writer(pid), "the child wrote last");
-        assert!(!w.is_writer(me));
-        w.wrote(me);
-        assert!(w.is_writer(me) && !w.is_writer(pid));
+        assert!(w.includes(pid), "the child wrote");
+        assert!(w.includes(me), "the opener stays a writer");
         child.kill().unwrap();
         child.wait().unwrap();
-        // Unknown opener: every close commits.
-        assert!(Writer::opened_by(0).is_writer(pid));
+        // Unknown opener: every close commits. A write from pid 0 changes nothing.
+        assert!(Writers::opened_by(0).includes(pid));
+        let mut w = Writers::opened_by(me);
+        w.wrote(0);
+        assert!(!w.unknown && w.includes(0));
     }
 
     #[test]
@@ -152,14 +159,13 @@ mod tests {
             .unwrap();
         let pid = child.id();
         assert_eq!(thread_group(pid), Some(pid));
-        let me = Some(std::process::id());
-        assert!(!in_process(pid, me));
+        let writers = Writers::opened_by(std::process::id());
+        assert!(!writers.includes(pid));
         child.kill().unwrap();
         child.wait().unwrap();
-        // Unknown pids (gone, or outside our pid namespace) count as the same.
-        assert!(in_process(0, me));
-        assert!(in_process(pid, me));
-        assert!(in_process(pid, None));
+        // Unknown pids (gone, or outside our pid namespace) count as writers.
+        assert!(writers.includes(0));
+        assert!(writers.includes(pid));
         assert_eq!(thread_group(0), None);
     }
 }
