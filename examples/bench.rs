@@ -62,7 +62,7 @@ struct Args {
     write_parallelism: usize,
     /// Rounds of rows 1-3; mount and direct alternate in every round and the table shows
     /// the median (the machine is shared and noisy, one sample each proves little).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     rounds: usize,
     #[arg(long, default_value = "target/release/ossmount-emulator")]
     emulator: PathBuf,

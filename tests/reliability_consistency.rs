@@ -121,7 +121,7 @@ fn a_child_closing_an_inherited_descriptor_commits_nothing() {
 }
 
 /// The hand-over case: a parent opens a file, gives it to a child as stdout and does not
-/// write itself. The child is the writer, so its exit commits, before the parent's
+/// write itself. The child is a writer, so its exit commits, before the parent's
 /// `wait` returns, even though the parent still holds its descriptor.
 #[test]
 fn a_child_that_writes_an_inherited_descriptor_commits_at_its_exit() {
