@@ -157,6 +157,60 @@ async fn ls_l_of_many_entries_costs_lists_only() {
     assert_eq!(e.store.count("ListObjectsV2"), 3);
 }
 
+/// Small files read one after another in listing order are fetched ahead (what the FUSE
+/// adapter does after each open), in parallel, and each still costs exactly one GET.
+#[tokio::test]
+async fn small_files_read_in_listing_order_are_fetched_ahead() {
+    let e = env();
+    let content = |i: usize| format!("file {i} ").repeat(100 + i).into_bytes();
+    for i in 0..20 {
+        e.store.put(&format!("d/f{i:02}"), content(i));
+    }
+    e.store.put("d/zbig", vec![7u8; 4 << 20]);
+    let dir = e.fs.lookup(ROOT_INO, n("d")).await.expect("lookup").ino;
+    names(&e, dir).await;
+    e.store.reset_counts();
+    let mut gets_before_open = Vec::new();
+    for i in 0..20 {
+        let ino =
+            e.fs.lookup(dir, n(&format!("f{i:02}")))
+                .await
+                .expect("lookup")
+                .ino;
+        gets_before_open.push(e.store.count("GetObject"));
+        let fh = e.fs.open(ino, libc::O_RDONLY).await.expect("open");
+        if let Some((d, ahead)) = e.fs.read_ahead_plan(ino, libc::O_RDONLY) {
+            e.fs.read_ahead(d, ahead).await;
+        }
+        let got = e.fs.read(fh, 0, 1 << 20).await.expect("read");
+        assert_eq!(got[..], content(i)[..], "f{i:02}");
+        e.fs.release(fh).await.expect("release");
+    }
+    assert_eq!(e.store.count("GetObject"), 20, "{:?}", e.store.counts());
+    assert_eq!(e.store.count("HeadObject"), 0);
+    // The first two opens fetch for themselves; the second starts the read-ahead, which
+    // fetched f02..f09 before f02 was opened.
+    assert_eq!(gets_before_open[2], 2 + 8, "{gets_before_open:?}");
+
+    // Random order: no read-ahead, one GET per file read.
+    let e = env();
+    for i in 0..20 {
+        e.store.put(&format!("d/f{i:02}"), content(i));
+    }
+    let dir = e.fs.lookup(ROOT_INO, n("d")).await.expect("lookup").ino;
+    names(&e, dir).await;
+    e.store.reset_counts();
+    for i in [5usize, 2, 17, 9, 11, 0] {
+        let ino =
+            e.fs.lookup(dir, n(&format!("f{i:02}")))
+                .await
+                .expect("lookup")
+                .ino;
+        assert_eq!(e.fs.read_ahead_plan(ino, libc::O_RDONLY), None);
+    }
+    assert_eq!(e.store.count("GetObject"), 0);
+}
+
 #[tokio::test]
 async fn directory_wins_and_bad_keys_are_hidden() {
     let e = env();

@@ -509,3 +509,24 @@ fn direct_io_writes_of_any_size() {
     assert_eq!(&head[..], &expected[..10]);
     assert!(m.store.get("w.bin").expect("rewritten") == expected[..]);
 }
+
+/// `cat dir/*` over small files: the sibling read-ahead fetches the next files while cat
+/// reads, every byte is right, and each file still costs one GET.
+#[test]
+fn cat_of_many_small_files_is_one_get_per_file() {
+    let m = Mounted::with(|c| c.metadata_ttl = Duration::from_secs(60));
+    let mut expected = Vec::new();
+    for i in 0..200 {
+        let data: Vec<u8> = (0..1000 + i * 37).map(|j| (i * 31 + j) as u8).collect();
+        expected.extend_from_slice(&data);
+        m.store.put(&format!("small/f{i:04}"), data);
+    }
+    m.sh("ls small > /dev/null");
+    m.store.reset_counts();
+    let out = m.sh("LC_ALL=C; cat small/* | sha256sum | cut -c1-64");
+    use sha2::Digest;
+    let want = format!("{:x}", sha2::Sha256::digest(&expected));
+    assert_eq!(out.trim(), want);
+    assert_eq!(m.store.count("GetObject"), 200, "{:?}", m.store.counts());
+    assert_eq!(m.store.count("HeadObject"), 0, "{:?}", m.store.counts());
+}

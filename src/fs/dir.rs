@@ -54,6 +54,8 @@ pub(crate) struct DirHandle {
     /// listing that reaches the end makes the directory complete (see `inode`).
     since: Option<Instant>,
     listed: usize,
+    /// Small files in listing order, for the sibling read-ahead (see `ahead`).
+    small_files: Vec<String>,
 }
 
 impl DirHandle {
@@ -68,6 +70,7 @@ impl DirHandle {
             done: false,
             since: None,
             listed: 0,
+            small_files: Vec::new(),
         }
     }
 
@@ -170,6 +173,9 @@ impl Filesystem {
             }
             h.listed += 1;
             let (ino, node) = self.inodes.observe(h.ino, name, self.observed_listed(obj));
+            if super::ahead::is_small_file(&node) {
+                h.small_files.push(name.to_string());
+            }
             h.push(DirEntry {
                 ino,
                 offset: 0,
@@ -219,6 +225,8 @@ impl Filesystem {
             h.done = true;
             if let Some(since) = h.since {
                 self.inodes.mark_complete(h.ino, since, h.listed);
+                let small = std::mem::take(&mut h.small_files);
+                self.ahead.record_listing(h.ino, small);
             }
             for (name, ino, attr) in self.inodes.local_children(h.ino) {
                 if !h.index.contains_key(&name) {

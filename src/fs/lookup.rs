@@ -48,7 +48,7 @@ use super::{Filesystem, FsResult, names};
 const RELIST_MAX_ENTRIES: usize = 900;
 
 /// Files up to this size are revalidated with a GET instead of a HEAD.
-const SMALL_FILE_FETCH: u64 = 128 * 1024;
+pub(crate) const SMALL_FILE_FETCH: u64 = 128 * 1024;
 
 /// Longest symlink target read from an ossfs-style link object.
 const MAX_LINK_OBJECT: u64 = 4096;

@@ -12,7 +12,7 @@
 //! | lookup | One HEAD of `key` and one LIST of `key/` (max-keys 1, delimiter `/`), concurrently. Positive and negative answers are cached for `metadata_ttl` (default 1 s); our own changes update the cache at once. A directory listed to the end or made by `mkdir` here answers unknown names "no such file" for one TTL without a request (then one LIST renews it, if small). An expired file of ≤ 128 KiB is revalidated with a GET that also fills the block cache. |
 //! | readdir | ListObjectsV2 pages of 1000 with delimiter `/`; entries are registered with size and mtime from the listing, so `ls -l` costs ~N/1000 LIST and no HEAD. Listing mtimes are `LastModified`; an `x-oss-meta-mtime` seen by HEAD wins. |
 //! | inode numbers | Stable while mounted (never reused, not persistent across mounts). |
-//! | read | Through [`crate::read::ObjectReader`], pinned to the ETag seen at open: if the object changes, reads fail with `ESTALE` instead of mixing versions. |
+//! | read | Through [`crate::read::ObjectReader`], pinned to the ETag seen at open: if the object changes, reads fail with `ESTALE` instead of mixing versions. Small files opened one after another in listing order are fetched ahead in parallel (`ahead`), one GET per file still. |
 //! | write (new file, sequential) | Streamed: parts upload while the application writes; small files are one PutObject at close. Nothing is visible before close/fsync succeeds. |
 //! | write (existing file, random, truncate, `O_APPEND`) | Staged in a local file under `cache_dir` (existing content downloaded on the first write), uploaded at flush/close. Appends to Appendable objects use AppendObject; appends to other objects of 1 MiB or more upload only the new bytes and copy the old ones server-side (UploadPartCopy). |
 //! | close/fsync | Commit, and return upload errors (`EIO`, `EACCES`…) to the application. A close commits only when it comes from a writer (the opener, or a process that wrote through the descriptor): a child's exec or exit closing a descriptor it merely inherited commits nothing; fsync and the last close always commit. |
@@ -43,9 +43,10 @@
 //! [`error`] (FsError → errno), [`names`] (which keys are names), [`attr`] (stat ↔ user
 //! metadata), [`inode`] (the inode table), `lookup` (lookup/getattr), `dir` (readdir,
 //! mkdir, rmdir), `namespace` (unlink, rename, symlinks), `setattr`, `copy` (large
-//! copies), `append` (server-side appends), `handle` (open files: read and write state machines), `staging` (local
+//! copies), `append` (server-side appends), `ahead` (sibling read-ahead of small files), `process` (whose close commits), `handle` (open files: read and write state machines), `staging` (local
 //! staging files).
 
+mod ahead;
 mod append;
 pub mod attr;
 mod copy;
@@ -187,6 +188,7 @@ pub struct Filesystem {
     upload_cfg: Arc<UploadConfig>,
     files: Mutex<HashMap<u64, Arc<OpenFile>>>,
     dirs: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<DirHandle>>>>,
+    ahead: ahead::SiblingAhead,
     next_fh: AtomicU64,
     /// mtime of directories without a marker object.
     mounted_at: SystemTime,
@@ -229,6 +231,7 @@ impl Filesystem {
             rt,
             files: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
+            ahead: ahead::SiblingAhead::default(),
             next_fh: AtomicU64::new(1),
             mounted_at: SystemTime::now(),
         }

@@ -397,7 +397,12 @@ impl fuser::Filesystem for FuseAdapter {
                 // No KEEP_CACHE: data is ETag-pinned per handle, the page cache per open.
                 Ok(fh) => {
                     let size = fs.cached_size(ino.0).unwrap_or(0);
-                    reply.opened(fuser::FileHandle(fh), open_flags(policy, flags.0, size))
+                    reply.opened(fuser::FileHandle(fh), open_flags(policy, flags.0, size));
+                    // A directory's small files read in order: fetch the next ones.
+                    if let Some((dir, names)) = fs.read_ahead_plan(ino.0, flags.0) {
+                        let rt = fs.runtime().clone();
+                        rt.spawn(async move { fs.read_ahead(dir, names).await });
+                    }
                 }
                 Err(e) => reply.error(err(&e)),
             },

@@ -32,7 +32,7 @@ use tokio::task::JoinHandle;
 use super::ReadError;
 use super::budget::BudgetPermit;
 use super::cache::{BlockCache, BlockData, BlockId};
-use super::inflight::{FetchOutcome, Inflight, follow};
+use super::inflight::{FetchOutcome, Inflight, Registration, follow};
 use super::window::block_floor;
 use crate::store::{ObjectStore, StoreError};
 
@@ -222,43 +222,57 @@ impl Source {
     /// Spawns the GET of `range` (block-aligned), registered so other readers can follow
     /// it; the task caches what it fetched.
     fn spawn(&self, range: Range<u64>) -> FetchTask {
-        let src = self.clone();
-        let registration = self.cache.inflight().register(
-            &self.key,
-            &self.etag,
-            range.clone(),
-            self.cache.block_size(),
-        );
-        FetchTask(tokio::spawn(async move {
-            let _guard = InFlightGuard::new();
-            let result = match src
-                .cache
-                .get_range_from_disk(&src.key, &src.etag, range.clone())
-                .await
-            {
-                Some(data) => Ok(data),
-                None => {
-                    let fetched = fetch_blocks(
-                        &*src.store,
-                        &src.key,
-                        &src.etag,
-                        src.size,
-                        range.clone(),
-                        src.cache.block_size(),
-                    )
-                    .await;
-                    if let Ok(data) = &fetched {
-                        src.cache.insert_blocks(&src.key, &src.etag, data);
-                    }
-                    fetched
+        let registration = self.register(range.clone());
+        FetchTask(tokio::spawn(self.clone().fetch(range, registration)))
+    }
+
+    /// Fetches `range` (block-aligned) into the cache now, registered so that a reader
+    /// needing it meanwhile follows this GET (the sibling read-ahead of small files).
+    pub async fn warm(&self, range: Range<u64>) -> Result<(), ReadError> {
+        let registration = self.register(range.clone());
+        self.clone().fetch(range, registration).await.map(|_| ())
+    }
+
+    fn register(&self, range: Range<u64>) -> Registration {
+        self.cache
+            .inflight()
+            .register(&self.key, &self.etag, range, self.cache.block_size())
+    }
+
+    async fn fetch(
+        self,
+        range: Range<u64>,
+        registration: Registration,
+    ) -> Result<BlockData, ReadError> {
+        let src = self;
+        let _guard = InFlightGuard::new();
+        let result = match src
+            .cache
+            .get_range_from_disk(&src.key, &src.etag, range.clone())
+            .await
+        {
+            Some(data) => Ok(data),
+            None => {
+                let fetched = fetch_blocks(
+                    &*src.store,
+                    &src.key,
+                    &src.etag,
+                    src.size,
+                    range.clone(),
+                    src.cache.block_size(),
+                )
+                .await;
+                if let Ok(data) = &fetched {
+                    src.cache.insert_blocks(&src.key, &src.etag, data);
                 }
-            };
-            registration.publish(match &result {
-                Ok(data) => FetchOutcome::Done(data.clone()),
-                Err(_) => FetchOutcome::Failed,
-            });
-            result
-        }))
+                fetched
+            }
+        };
+        registration.publish(match &result {
+            Ok(data) => FetchOutcome::Done(data.clone()),
+            Err(_) => FetchOutcome::Failed,
+        });
+        result
     }
 }
 
