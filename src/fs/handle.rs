@@ -20,12 +20,12 @@
 //! Everything else is staged in a local file (see `staging`) and uploaded at flush.
 //!
 //! flush (every `close` by a writer: the opener or a process that wrote; a child closing
-//! a descriptor it merely inherited is not one, see `process`), fsync and release commit: they finish
-//! the streaming upload or upload the staging file, and return the upload's error to
-//! the application. After a
-//! streaming upload failed the handle is `Failed`: later flushes report the error again
-//! and nothing (in particular no empty object) is uploaded. A failed staged upload keeps
-//! the staging file dirty, so the next flush/release retries it.
+//! a descriptor it merely inherited is not one, see `process`), fsync and release
+//! commit: they finish the streaming upload or upload the staging file, and return the
+//! upload's error to the application. After a streaming upload failed the handle is
+//! `Failed`: later flushes report the error again and nothing (in particular no empty
+//! object) is uploaded. A failed staged upload keeps the staging file dirty, so the next
+//! flush/release retries it.
 //!
 //! A new file nobody wrote to is uploaded (empty) at its first flush, so `touch` gets any
 //! error. Shells flush a redirected descriptor once before writing through its duplicate,
@@ -35,7 +35,8 @@
 //! Pitfalls:
 //! - A streaming upload cannot seek back: it keeps its first `MIRROR_LIMIT` bytes
 //!   readable (the part buffers themselves, no copy) so a program that seeks back early
-//!   (rewriting a header) falls back to staging; seeking back further is `ENOTSUP` (logged).
+//!   (rewriting a header) falls back to staging; seeking back further is `ENOTSUP`
+//!   (logged).
 //! - The key is fixed when a streaming upload starts; if the file is renamed meanwhile,
 //!   the finished object is moved to the new name (copy + delete).
 //! - An unlinked file's pending data is dropped, never uploaded.
@@ -149,7 +150,8 @@ impl Filesystem {
             .ok_or(FsError::BadHandle)
     }
 
-    /// Open by an unknown process: every flush of the handle commits (see [`Self::open_as`]).
+    /// Open by an unknown process: every flush of the handle commits (see
+    /// [`Self::open_as`]).
     pub async fn open(&self, ino: Ino, flags: i32) -> FsResult<u64> {
         self.open_as(0, ino, flags).await
     }
