@@ -131,6 +131,32 @@ async fn lookup_is_one_head_plus_one_list_then_cached() {
     assert_eq!(e.store.count("HeadObject"), 1);
 }
 
+/// An expired directory is revalidated by its LIST alone; only when the listing comes
+/// back empty does a HEAD tell whether a file took its place.
+#[tokio::test]
+async fn known_directory_revalidates_with_one_list() {
+    let e = env_with(|c| c.metadata_ttl = Duration::from_millis(50));
+    e.store.put("d/a", "1");
+    let dir = e.fs.lookup(ROOT_INO, n("d")).await.expect("lookup");
+    assert_eq!(dir.kind, FileKind::Dir);
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    e.store.reset_counts();
+    let again = e.fs.lookup(ROOT_INO, n("d")).await.expect("lookup");
+    assert_eq!((again.ino, again.kind), (dir.ino, FileKind::Dir));
+    assert_eq!(e.store.count("ListObjectsV2"), 1, "{:?}", e.store.counts());
+    assert_eq!(e.store.count("HeadObject"), 0, "{:?}", e.store.counts());
+    // The directory is gone and a file of that name appeared.
+    e.store.delete_object("d/a").await.expect("delete");
+    e.store.put("d", "now a file");
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    e.store.reset_counts();
+    let file = e.fs.lookup(ROOT_INO, n("d")).await.expect("lookup");
+    assert_eq!(file.kind, FileKind::File);
+    assert_eq!(file.size, 10);
+    assert_eq!(e.store.count("ListObjectsV2"), 1, "{:?}", e.store.counts());
+    assert_eq!(e.store.count("HeadObject"), 1, "{:?}", e.store.counts());
+}
+
 #[tokio::test]
 async fn ls_l_of_many_entries_costs_lists_only() {
     let e = env();

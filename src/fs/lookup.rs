@@ -11,7 +11,9 @@
 //!
 //! A name already known as a file is revalidated with its HEAD alone (no LIST): a
 //! directory of the same name that another client creates meanwhile shows up at the
-//! parent's next listing, or once the object is deleted.
+//! parent's next listing, or once the object is deleted. A name known as a directory is
+//! revalidated with its LIST alone (a non-empty listing decides "directory" whatever a
+//! HEAD says); the HEAD follows only when the listing is empty.
 //!
 //! A known file of at most 128 KiB whose attributes expired is revalidated with a GET of
 //! its content rather than a HEAD (same one request; the content goes to the block
@@ -37,7 +39,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use futures::StreamExt;
 
-use crate::store::{ListRequest, ObjectMeta, ObjectType, StoreError};
+use crate::store::{ListPage, ListRequest, ObjectMeta, ObjectType, StoreError};
 
 use super::attr::{Attr, FileKind, Ino, kind_from_meta};
 use super::error::{FsError, not_found_or};
@@ -102,7 +104,11 @@ impl Filesystem {
             .child(parent, name)
             .and_then(|ino| self.inodes.get(ino));
         // A name known as a file is revalidated by its object alone (one request); only
-        // when the object is gone is the directory check (the LIST) needed.
+        // when the object is gone is the directory check (the LIST) needed. A name known
+        // as a directory is revalidated by its LIST alone: a non-empty listing makes it a
+        // directory whatever a HEAD would say; only when it is gone does the HEAD tell
+        // whether a file took its place.
+        let known_kind = known.as_ref().map(|n| n.attr.kind);
         let (head, list) = match known.as_ref().filter(|n| n.attr.kind == FileKind::File) {
             Some(file) => match self.head_or_fetch_small(&key, Some(file)).await {
                 Ok(meta) => {
@@ -112,6 +118,19 @@ impl Filesystem {
                 Err(e) if e.is_not_found() => (Err(e), self.store.list_objects(&list_req).await),
                 Err(e) => return Err(FsError::store("HeadObject", &key, e)),
             },
+            None if known_kind == Some(FileKind::Dir) => {
+                let list = self
+                    .store
+                    .list_objects(&list_req)
+                    .await
+                    .map_err(|e| FsError::store("ListObjectsV2", &dir_prefix, e))?;
+                if !list.objects.is_empty() || !list.common_prefixes.is_empty() {
+                    return Ok(self
+                        .observe_listed_dir(parent, name, &dir_prefix, &list)
+                        .await);
+                }
+                (self.store.head_object(&key).await, Ok(list))
+            }
             None => tokio::join!(
                 self.store.head_object(&key),
                 self.store.list_objects(&list_req)
@@ -119,28 +138,9 @@ impl Filesystem {
         };
         let list = list.map_err(|e| FsError::store("ListObjectsV2", &dir_prefix, e))?;
         if !list.objects.is_empty() || !list.common_prefixes.is_empty() {
-            let marker = list.objects.first().filter(|o| o.key == dir_prefix);
-            let mtime = marker
-                .and_then(|o| o.last_modified)
-                .unwrap_or(self.mounted_at);
-            let mut obs = self.observed_dir(mtime);
-            if marker.is_some() {
-                // The marker may carry mode/owner (ossfs writes them): a directory meant
-                // to be private must not show the mount's default mode.
-                match self.store.head_object(&dir_prefix).await {
-                    Ok(meta) => {
-                        obs.attr_template =
-                            self.inodes
-                                .defaults()
-                                .from_object_meta(0, FileKind::Dir, &meta);
-                        obs.attr_template.size = 0;
-                    }
-                    Err(e) => {
-                        tracing::debug!(key = %dir_prefix, error = %e, "HEAD of directory marker failed; using defaults");
-                    }
-                }
-            }
-            return Ok(self.inodes.observe(parent, name, obs));
+            return Ok(self
+                .observe_listed_dir(parent, name, &dir_prefix, &list)
+                .await);
         }
         match head {
             Ok(meta) => {
@@ -157,6 +157,39 @@ impl Filesystem {
             }
             Err(e) => Err(FsError::store("HeadObject", &key, e)),
         }
+    }
+
+    /// Registers `name` as the directory a non-empty LIST of `dir_prefix` proved. When
+    /// the listing shows the directory's own marker object, one HEAD of it reads the
+    /// mode/owner it may carry (ossfs writes them): a directory meant to be private must
+    /// not show the mount's default mode.
+    async fn observe_listed_dir(
+        &self,
+        parent: Ino,
+        name: &str,
+        dir_prefix: &str,
+        list: &ListPage,
+    ) -> (Ino, Node) {
+        let marker = list.objects.first().filter(|o| o.key == dir_prefix);
+        let mtime = marker
+            .and_then(|o| o.last_modified)
+            .unwrap_or(self.mounted_at);
+        let mut obs = self.observed_dir(mtime);
+        if marker.is_some() {
+            match self.store.head_object(dir_prefix).await {
+                Ok(meta) => {
+                    obs.attr_template =
+                        self.inodes
+                            .defaults()
+                            .from_object_meta(0, FileKind::Dir, &meta);
+                    obs.attr_template.size = 0;
+                }
+                Err(e) => {
+                    tracing::debug!(key = %dir_prefix, error = %e, "HEAD of directory marker failed; using defaults");
+                }
+            }
+        }
+        self.inodes.observe(parent, name, obs)
     }
 
     /// Revalidates `key`: a HEAD, or for a file known to be small a GET of its whole
