@@ -412,9 +412,14 @@ async fn flush_by_another_process_commits_nothing() {
 
     // Hand-over: a child that writes becomes a writer; its close commits.
     let fh = e.fs.open_as(me.pid, ino, trunc).await.expect("open");
-    e.fs.write_as(child.pid(), fh, 0, b"from the child")
-        .await
-        .expect("child write");
+    e.fs.write_as(
+        child.pid(),
+        fh,
+        0,
+        bytes::Bytes::from_static(b"from the child"),
+    )
+    .await
+    .expect("child write");
     e.fs.flush_as(child.pid(), fh).await.expect("child flush");
     assert_eq!(e.store.get("log").as_deref(), Some(&b"from the child"[..]));
     e.fs.release(fh).await.expect("release");

@@ -332,18 +332,20 @@ impl Filesystem {
 
     /// FUSE write: returns the number of bytes accepted (always all of them).
     pub async fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
-        self.write_as(0, fh, offset, data).await
+        self.write_as(0, fh, offset, Bytes::copy_from_slice(data))
+            .await
     }
 
     /// FUSE write by thread `pid`: returns the number of bytes accepted (always all).
-    pub async fn write_as(&self, pid: u32, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
+    /// A new file's streamed data keeps `data` itself as part of an upload part (no copy).
+    pub async fn write_as(&self, pid: u32, fh: u64, offset: u64, data: Bytes) -> FsResult<u32> {
         let h = self.handle(fh)?;
         let mut h = h.handle.lock().await;
         if !h.writable {
             return Err(FsError::BadHandle);
         }
         h.writers.wrote(pid);
-        if let Err(e) = self.write_locked(&mut h, offset, data).await {
+        if let Err(e) = self.write_locked(&mut h, offset, &data).await {
             // All or nothing: once a write was refused, what this handle holds is not what
             // the application meant to write, so no later flush may commit it (it would
             // replace the object's previous content with a partial file). A streaming
@@ -368,7 +370,7 @@ impl Filesystem {
         Ok(data.len() as u32)
     }
 
-    async fn write_locked(&self, h: &mut FileHandle, offset: u64, data: &[u8]) -> FsResult<()> {
+    async fn write_locked(&self, h: &mut FileHandle, offset: u64, data: &Bytes) -> FsResult<()> {
         let ino = h.ino;
         let node = self.inodes.get(ino).ok_or(FsError::NotFound)?;
         let key = self.inodes.key_of(ino).ok_or(FsError::NotFound)?;
@@ -425,7 +427,7 @@ impl Filesystem {
         }
         match &mut h.state {
             WriteState::Streaming { upload, .. } if offset == upload.bytes_written() => {
-                if let Err(e) = upload.write(data).await {
+                if let Err(e) = upload.write_bytes(data.clone()).await {
                     let err = write_error(&key, e);
                     h.state = WriteState::Failed(err.to_string());
                     return Err(err);
@@ -466,7 +468,7 @@ impl Filesystem {
                 let opts = self.upload_opts(ino);
                 let r = self
                     .store
-                    .append_object(&key, *position, Bytes::copy_from_slice(data), *crc, &opts)
+                    .append_object(&key, *position, data.clone(), *crc, &opts)
                     .await
                     .map_err(|e| FsError::store("AppendObject", &key, e))?;
                 *position = r.next_position;

@@ -443,11 +443,11 @@ impl fuser::Filesystem for FuseAdapter {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyWrite,
     ) {
-        let (data, pid) = (data.to_vec(), req.pid());
+        let (data, pid) = (bytes::Bytes::copy_from_slice(data), req.pid());
         self.spawn(
             "write",
             ino.0,
-            |fs| async move { fs.write_as(pid, fh.0, offset, &data).await },
+            |fs| async move { fs.write_as(pid, fh.0, offset, data).await },
             move |r| match r {
                 Ok(n) => reply.written(n),
                 Err(e) => reply.error(err(&e)),

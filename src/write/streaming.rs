@@ -30,7 +30,7 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::task::JoinSet;
 
 use super::part_size::{MAX_PARTS, streaming_capacity, streaming_part_size};
@@ -41,6 +41,10 @@ use crate::store::{ObjectStore, PartInfo, PutBody, PutOptions, PutResult, StoreE
 
 /// Size of the buffers a part is made of (see the module docs).
 pub const PIECE: usize = 1 << 20;
+/// Written buffers at least this large become pieces as they are instead of being
+/// copied into one (FUSE delivers writes as owned buffers of up to 1 MiB). Smaller ones
+/// are copied, so pieces stay near the cache's block size (see the module docs).
+const ADOPT_MIN: usize = 512 << 10;
 
 /// Sequential writer for a new object (see the module docs).
 pub struct StreamingUpload {
@@ -205,7 +209,13 @@ impl StreamingUpload {
     }
 
     /// Appends `data` at [`Self::bytes_written`]. May wait while earlier parts upload.
-    pub async fn write(&mut self, mut data: &[u8]) -> Result<(), WriteError> {
+    pub async fn write(&mut self, data: &[u8]) -> Result<(), WriteError> {
+        self.write_bytes(Bytes::copy_from_slice(data)).await
+    }
+
+    /// Like [`Self::write`], but a large `data` that starts a piece becomes part of the
+    /// part as it is, without a copy (FUSE writes arrive as owned buffers of 1 MiB).
+    pub async fn write_bytes(&mut self, mut data: Bytes) -> Result<(), WriteError> {
         self.check_failed()?;
         let max = streaming_capacity(self.cfg.part_size);
         let new_total = self.written.saturating_add(data.len() as u64);
@@ -228,6 +238,14 @@ impl StreamingUpload {
                     self.buf_permit = Some(memory.reserve_for_upload(part_size).await);
                 }
             }
+            let room = (part_size - self.part_len) as usize;
+            if self.buf.is_empty() && data.len() >= ADOPT_MIN {
+                let piece = data.split_to(room.min(data.len()));
+                self.part_len += piece.len() as u64;
+                self.written += piece.len() as u64;
+                self.pieces.push(piece);
+                continue;
+            }
             if self.buf.len() == self.buf.capacity() {
                 if !self.buf.is_empty() {
                     self.pieces.push(std::mem::take(&mut self.buf).freeze());
@@ -236,13 +254,12 @@ impl StreamingUpload {
                 let size = (part_size - self.part_len).min(PIECE as u64) as usize;
                 self.buf = BytesMut::with_capacity(size);
             }
-            let room =
-                (self.buf.capacity() - self.buf.len()).min((part_size - self.part_len) as usize);
+            let room = (self.buf.capacity() - self.buf.len()).min(room);
             let take = room.min(data.len());
             self.buf.extend_from_slice(&data[..take]);
             self.part_len += take as u64;
             self.written += take as u64;
-            data = &data[take..];
+            data.advance(take);
         }
         if !self.has_prefix() && !self.retained.is_empty() {
             self.retained = Vec::new();
@@ -423,20 +440,46 @@ mod tests {
         });
         let data: Vec<u8> = (0..7 * PIECE + 11).map(|i| (i % 251) as u8).collect();
         let mut up = StreamingUpload::new(store.clone(), cfg, "k".into(), PutOptions::default());
-        up.write(&data[..2 * PIECE + 5]).await.unwrap();
+        // Writes smaller than ADOPT_MIN are copied into pieces.
+        for chunk in data[..2 * PIECE + 5].chunks(100_000) {
+            up.write(chunk).await.unwrap();
+        }
         assert_eq!(up.pieces.len(), 2);
         assert!(up.pieces.iter().all(|p| p.len() == PIECE));
         assert_eq!(up.buf.len(), 5);
         assert_eq!(up.buf.capacity(), PIECE);
         // The part's last piece is only as large as the part needs.
-        up.write(&data[2 * PIECE + 5..3 * PIECE + 100])
-            .await
-            .unwrap();
+        for chunk in data[2 * PIECE + 5..3 * PIECE + 100].chunks(100_000) {
+            up.write(chunk).await.unwrap();
+        }
         assert_eq!(up.part_len, 3 * PIECE as u64 + 100);
         assert_eq!(up.buf.capacity(), 100);
         up.write(&data[3 * PIECE + 100..]).await.unwrap();
         up.finish().await.unwrap();
         assert_eq!(store.get("k").as_deref(), Some(&data[..]));
         assert_eq!(store.count("UploadPart"), 3);
+    }
+
+    /// A large written buffer becomes a piece as it is (no copy), split at part ends.
+    #[tokio::test]
+    async fn large_writes_are_adopted_without_a_copy() {
+        let store = Arc::new(MockStore::new("bkt"));
+        let cfg = Arc::new(UploadConfig {
+            part_size: 2 * PIECE as u64,
+            max_concurrency: 2,
+            single_put_threshold: 1,
+        });
+        let data: Vec<u8> = (0..3 * PIECE).map(|i| (i % 253) as u8).collect();
+        let mut up = StreamingUpload::new(store.clone(), cfg, "k".into(), PutOptions::default());
+        let first = Bytes::copy_from_slice(&data[..PIECE + 3]);
+        up.write_bytes(first.clone()).await.unwrap();
+        assert_eq!(up.pieces.len(), 1);
+        assert_eq!(up.pieces[0].as_ptr(), first.as_ptr(), "adopted, not copied");
+        up.write(&data[PIECE + 3..PIECE + 10]).await.unwrap(); // small: copied
+        let rest = Bytes::copy_from_slice(&data[PIECE + 10..]);
+        up.write_bytes(rest).await.unwrap();
+        up.finish().await.unwrap();
+        assert_eq!(store.get("k").as_deref(), Some(&data[..]));
+        assert_eq!(store.count("UploadPart"), 2);
     }
 }
