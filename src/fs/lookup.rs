@@ -201,12 +201,7 @@ impl Filesystem {
         key: &str,
         known: Option<&Node>,
     ) -> Result<ObjectMeta, StoreError> {
-        let small = known.is_some_and(|n| {
-            n.attr.kind == FileKind::File
-                && n.object_type != ObjectType::Symlink
-                && (1..=SMALL_FILE_FETCH).contains(&n.attr.size)
-        });
-        if !small {
+        if !known.is_some_and(super::ahead::is_small_file) {
             return self.store.head_object(key).await;
         }
         let out = self

@@ -30,7 +30,7 @@
 
 use std::sync::Arc;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use tokio::task::JoinSet;
 
 use super::part_size::{MAX_PARTS, streaming_capacity, streaming_part_size};
@@ -210,12 +210,18 @@ impl StreamingUpload {
 
     /// Appends `data` at [`Self::bytes_written`]. May wait while earlier parts upload.
     pub async fn write(&mut self, data: &[u8]) -> Result<(), WriteError> {
-        self.write_bytes(Bytes::copy_from_slice(data)).await
+        self.append(data, None).await
     }
 
     /// Like [`Self::write`], but a large `data` that starts a piece becomes part of the
     /// part as it is, without a copy (FUSE writes arrive as owned buffers of 1 MiB).
-    pub async fn write_bytes(&mut self, mut data: Bytes) -> Result<(), WriteError> {
+    pub async fn write_bytes(&mut self, data: Bytes) -> Result<(), WriteError> {
+        self.append(&data, Some(&data)).await
+    }
+
+    /// Appends `data`; `owned` (the same bytes, shareable) lets large runs be adopted as
+    /// pieces instead of copied.
+    async fn append(&mut self, mut data: &[u8], owned: Option<&Bytes>) -> Result<(), WriteError> {
         self.check_failed()?;
         let max = streaming_capacity(self.cfg.part_size);
         let new_total = self.written.saturating_add(data.len() as u64);
@@ -225,6 +231,7 @@ impl StreamingUpload {
                 max,
             });
         }
+        let total = data.len();
         while !data.is_empty() {
             let part_size = self.current_part_size();
             if self.part_len >= part_size {
@@ -239,27 +246,31 @@ impl StreamingUpload {
                 }
             }
             let room = (part_size - self.part_len) as usize;
-            if self.buf.is_empty() && data.len() >= ADOPT_MIN {
-                let piece = data.split_to(room.min(data.len()));
-                self.part_len += piece.len() as u64;
-                self.written += piece.len() as u64;
-                self.pieces.push(piece);
-                continue;
-            }
-            if self.buf.len() == self.buf.capacity() {
-                if !self.buf.is_empty() {
-                    self.pieces.push(std::mem::take(&mut self.buf).freeze());
+            let take = match owned {
+                Some(owned) if self.buf.is_empty() && data.len() >= ADOPT_MIN => {
+                    let (at, take) = (total - data.len(), room.min(data.len()));
+                    self.pieces.push(owned.slice(at..at + take));
+                    take
                 }
-                // `freeze` later hands the piece to the part task without a copy.
-                let size = (part_size - self.part_len).min(PIECE as u64) as usize;
-                self.buf = BytesMut::with_capacity(size);
-            }
-            let room = (self.buf.capacity() - self.buf.len()).min(room);
-            let take = room.min(data.len());
-            self.buf.extend_from_slice(&data[..take]);
+                _ => {
+                    if self.buf.len() == self.buf.capacity() {
+                        if !self.buf.is_empty() {
+                            self.pieces.push(std::mem::take(&mut self.buf).freeze());
+                        }
+                        // `freeze` later hands the piece to the part task without a copy.
+                        let size = (part_size - self.part_len).min(PIECE as u64) as usize;
+                        self.buf = BytesMut::with_capacity(size);
+                    }
+                    let take = (self.buf.capacity() - self.buf.len())
+                        .min(room)
+                        .min(data.len());
+                    self.buf.extend_from_slice(&data[..take]);
+                    take
+                }
+            };
             self.part_len += take as u64;
             self.written += take as u64;
-            data.advance(take);
+            data = &data[take..];
         }
         if !self.has_prefix() && !self.retained.is_empty() {
             self.retained = Vec::new();
@@ -475,7 +486,7 @@ mod tests {
         up.write_bytes(first.clone()).await.unwrap();
         assert_eq!(up.pieces.len(), 1);
         assert_eq!(up.pieces[0].as_ptr(), first.as_ptr(), "adopted, not copied");
-        up.write(&data[PIECE + 3..PIECE + 10]).await.unwrap(); // small: copied
+        up.write(&data[PIECE + 3..PIECE + 10]).await.unwrap(); // copied: not owned
         let rest = Bytes::copy_from_slice(&data[PIECE + 10..]);
         up.write_bytes(rest).await.unwrap();
         up.finish().await.unwrap();
