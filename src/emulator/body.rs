@@ -9,7 +9,6 @@
 //! connection is a TCP RST; `truncate` ends it early (hyper sees the body end before
 //! `Content-Length` and closes normally).
 
-use std::fs;
 use std::io;
 use std::os::fd::RawFd;
 use std::os::unix::fs::FileExt;
@@ -27,7 +26,7 @@ use super::error::OssError;
 use super::faults::FaultDecision;
 use super::mmap::MappedRange;
 use super::stats::Stats;
-use super::storage::{Bucket, StagedFile};
+use super::storage::{Bucket, Content, StagedFile};
 
 /// The raw socket of the connection a request arrived on, so an injected reset can make
 /// the close a real TCP RST (SO_LINGER 0) instead of a FIN.
@@ -72,25 +71,24 @@ pub fn empty() -> RespBody {
         .boxed_unsync()
 }
 
-/// Streams `len` bytes of `file` from `offset`, applying a body fault if any.
+/// Streams `len` bytes of `content` from `offset`, applying a body fault if any.
 pub fn file_body(
-    file: Arc<fs::File>,
+    content: Arc<Content>,
     offset: u64,
     len: u64,
     stats: Arc<Stats>,
     fault: FaultDecision,
     socket: Option<ConnSocket>,
 ) -> RespBody {
-    let chunks = (0..len.div_ceil(CHUNK)).map(move |i| {
-        let start = i * CHUNK;
-        (offset + start, (len - start).min(CHUNK) as usize)
-    });
+    // Chunks never cross a file of a multi-file (completed multipart) object.
+    let chunks = content.spans(offset, len, CHUNK);
     let reads = futures::stream::iter(chunks)
-        .map(move |(off, n)| {
-            let file = file.clone();
+        .map(move |span| {
+            let content = content.clone();
             async move {
                 tokio::task::spawn_blocking(move || -> io::Result<Bytes> {
-                    match MappedRange::new(&file, off, n) {
+                    let (file, off, n) = (content.file(span.segment), span.file_offset, span.len);
+                    match MappedRange::new(file, off, n) {
                         Ok(map) => Ok(Bytes::from_owner(map)),
                         Err(e) => {
                             tracing::debug!(error = %e, "mmap failed, reading instead");

@@ -262,8 +262,6 @@ pub async fn complete(
             md5s.update(&bin);
             crc = crc64_combine(crc, p.crc64, p.size);
         }
-        let mut staged = b.stage_concat(&up.upload_id, &parts)?;
-        staged.crc64 = crc;
         let new = NewObject {
             kind: ObjectKind::Multipart,
             etag: format!("\"{}-{}\"", hex::encode_upper(md5s.finalize()), parts.len()),
@@ -272,7 +270,7 @@ pub async fn complete(
             symlink_target: None,
             content_md5: None,
         };
-        let rec = b.commit(&up.key, Some(staged), new, |cur| {
+        let rec = b.commit_parts(&up.key, &up.upload_id, &parts, crc, new, |cur| {
             if forbid && cur.is_some() {
                 Err(OssError::new(
                     409,

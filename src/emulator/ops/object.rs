@@ -25,7 +25,7 @@ use crate::emulator::error::OssError;
 use crate::emulator::faults::FaultDecision;
 use crate::emulator::server::{Ctx, State, response, xml_response};
 use crate::emulator::storage::{
-    Bucket, MAX_PUT_SIZE, NewObject, ObjectKind, ObjectRecord, base64_md5, not_appendable,
+    Bucket, Content, MAX_PUT_SIZE, NewObject, ObjectKind, ObjectRecord, base64_md5, not_appendable,
     position_mismatch, quoted_md5_etag,
 };
 use crate::emulator::xml::{XmlWriter, from_millis, iso8601_millis, url_encode};
@@ -42,7 +42,7 @@ fn symlink_target_missing() -> OssError {
 fn open_resolved(
     bucket: &Bucket,
     key: &str,
-) -> Result<(Arc<ObjectRecord>, Arc<ObjectRecord>, std::fs::File), OssError> {
+) -> Result<(Arc<ObjectRecord>, Arc<ObjectRecord>, Content), OssError> {
     let rec = bucket.get(key).ok_or_else(|| OssError::no_such_key(key))?;
     if rec.kind == ObjectKind::Symlink {
         let target = rec.symlink_target.clone().unwrap_or_default();
@@ -372,7 +372,7 @@ pub fn parse_copy_source(v: &str) -> Result<(String, String), OssError> {
 }
 
 /// The source of a copy: its bucket, record and open content (None for a symlink).
-pub type CopySource = (Arc<Bucket>, Arc<ObjectRecord>, Option<std::fs::File>);
+pub type CopySource = (Arc<Bucket>, Arc<ObjectRecord>, Option<Content>);
 
 /// Opens the source of a copy, with the copy-source conditions checked.
 pub fn open_copy_source(state: &State, ctx: &Ctx) -> Result<CopySource, OssError> {

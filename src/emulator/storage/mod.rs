@@ -4,6 +4,7 @@
 //! ```text
 //! <bucket>/objects/<sha256(key)>.json          sidecar: ObjectRecord (key, etag, crc64, …)
 //! <bucket>/objects/<sha256(key)>-<uniq>.data   content, immutable once committed
+//! <bucket>/objects/<sha256(key)>-<uniq>-pN.data the part files of a completed upload
 //! <bucket>/uploads/<upload id>/upload.json     multipart upload (key, content type, meta)
 //! <bucket>/uploads/<upload id>/part-NNNNN.json part record, names its -<uniq>.data file
 //! <bucket>/tmp/                                request bodies being received
@@ -22,6 +23,9 @@
 //! consistent bytes. All commits of a bucket are serialised by one mutex (short: renames
 //! and a small JSON write; an append also copies its staged body).
 //!
+//! A completed multipart upload keeps its part files (renamed into `objects/`) and lists
+//! them in its sidecar, so Complete moves no data ([`content`]).
+//!
 //! No fsync: this is a test emulator; durability across clean restarts is what matters.
 
 use std::collections::BTreeMap;
@@ -39,9 +43,11 @@ use super::error::OssError;
 use super::xml::now_millis;
 use crate::crc64::Crc64Hasher;
 
+mod content;
 mod staging;
 mod uploads;
 
+pub use content::{Content, SegmentFile, Span};
 pub use staging::{StagedFile, Stager};
 pub use uploads::{PartRecord, UploadMeta};
 
@@ -79,6 +85,9 @@ pub struct ObjectRecord {
     /// File name of the content inside `objects/`; empty for symlinks.
     #[serde(default)]
     pub data_file: String,
+    /// A completed multipart upload: its part files in order (`data_file` is empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<SegmentFile>,
     pub size: u64,
     /// Quoted, upper-case hex like OSS.
     pub etag: String,
@@ -93,6 +102,15 @@ pub struct ObjectRecord {
     /// Base64 MD5, only for simple PUTs (sent back as `Content-MD5`).
     #[serde(default)]
     pub content_md5: Option<String>,
+}
+
+impl ObjectRecord {
+    /// Every file name under `objects/` holding this version's bytes.
+    pub fn files(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.data_file.as_str())
+            .filter(|f| !f.is_empty())
+            .chain(self.segments.iter().map(|s| s.file.as_str()))
+    }
 }
 
 /// What a commit sets besides the content (which comes from the staged file).
@@ -148,6 +166,25 @@ fn write_json_atomic<T: Serialize>(tmp_dir: &Path, path: &Path, value: &T) -> io
     fs::rename(&tmp, path).inspect_err(|_| {
         let _ = fs::remove_file(&tmp);
     })
+}
+
+/// New bytes placed under `objects/` by a commit, before its sidecar is written.
+#[derive(Default)]
+struct Placed {
+    data_file: String,
+    segments: Vec<SegmentFile>,
+    size: u64,
+    crc64: u64,
+    /// Renames to reverse if the commit fails (moved part files go back to their upload).
+    undo: Vec<(PathBuf, PathBuf)>,
+}
+
+impl Placed {
+    fn roll_back(&self) {
+        for (now, was) in self.undo.iter().rev() {
+            let _ = fs::rename(now, was);
+        }
+    }
 }
 
 /// Parameters of one LIST page.
@@ -222,7 +259,7 @@ impl Bucket {
             }
         }
         let referenced: std::collections::HashSet<&str> =
-            index.values().map(|r| r.data_file.as_str()).collect();
+            index.values().flat_map(|r| r.files()).collect();
         for path in data_files {
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
             if !referenced.contains(name) {
@@ -272,19 +309,32 @@ impl Bucket {
 
     /// Looks a key up and opens its content. Retries when a concurrent overwrite unlinked
     /// the data file between the lookup and the open. Blocking.
-    pub fn open_object(&self, key: &str) -> io::Result<Option<(Arc<ObjectRecord>, fs::File)>> {
-        for _ in 0..5 {
+    pub fn open_object(&self, key: &str) -> io::Result<Option<(Arc<ObjectRecord>, Content)>> {
+        'retry: for _ in 0..5 {
             let Some(rec) = self.get(key) else {
                 return Ok(None);
             };
-            if rec.data_file.is_empty() {
-                return Err(io::Error::other("object has no content file"));
+            let files: Vec<(&str, u64)> = if rec.segments.is_empty() {
+                if rec.data_file.is_empty() {
+                    return Err(io::Error::other("object has no content file"));
+                }
+                vec![(rec.data_file.as_str(), rec.size)]
+            } else {
+                rec.segments
+                    .iter()
+                    .map(|s| (s.file.as_str(), s.size))
+                    .collect()
+            };
+            let mut opened = Vec::with_capacity(files.len());
+            for (name, len) in files {
+                match fs::File::open(self.objects_dir.join(name)) {
+                    Ok(f) => opened.push((f, len)),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue 'retry,
+                    Err(e) => return Err(e),
+                }
             }
-            match fs::File::open(self.objects_dir.join(&rec.data_file)) {
-                Ok(f) => return Ok(Some((rec, f))),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            }
+            let content = Content::new(opened);
+            return Ok(Some((rec, content)));
         }
         Err(io::Error::other("object kept changing while being opened"))
     }
@@ -298,27 +348,84 @@ impl Bucket {
         new: NewObject,
         check: impl FnOnce(Option<&ObjectRecord>) -> Result<(), OssError>,
     ) -> Result<Arc<ObjectRecord>, OssError> {
-        let _guard = lock(&self.commit_lock);
-        let old = self.get(key);
-        check(old.as_deref())?;
-        let hash = key_hash(key);
-        let (data_file, size, crc64) = match staged {
+        self.commit_placed(key, new, check, |hash| match staged {
             Some(mut staged) => {
                 let name = format!("{hash}-{}.data", unique_suffix());
                 let from = staged.disarm();
                 fs::rename(&from, self.objects_dir.join(&name)).inspect_err(|_| {
                     let _ = fs::remove_file(&from);
                 })?;
-                (name, staged.size, staged.crc64)
+                Ok(Placed {
+                    data_file: name,
+                    segments: Vec::new(),
+                    size: staged.size,
+                    crc64: staged.crc64,
+                    undo: Vec::new(),
+                })
             }
-            None => (String::new(), 0, 0),
-        };
+            None => Ok(Placed::default()),
+        })
+    }
+
+    /// CompleteMultipartUpload's commit: the part files of `upload_id` move into
+    /// `objects/` as the new version's segments (no byte is copied). `crc64` is the
+    /// combined CRC of the parts. Blocking.
+    pub fn commit_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[PartRecord],
+        crc64: u64,
+        new: NewObject,
+        check: impl FnOnce(Option<&ObjectRecord>) -> Result<(), OssError>,
+    ) -> Result<Arc<ObjectRecord>, OssError> {
+        let upload_dir = self.uploads_dir.join(upload_id);
+        self.commit_placed(key, new, check, |hash| {
+            let base = format!("{hash}-{}", unique_suffix());
+            let mut placed = Placed {
+                crc64,
+                ..Placed::default()
+            };
+            for p in parts {
+                let name = format!("{base}-p{}.data", p.part_number);
+                let (from, to) = (upload_dir.join(&p.data_file), self.objects_dir.join(&name));
+                if let Err(e) = fs::rename(&from, &to) {
+                    placed.roll_back();
+                    return Err(e);
+                }
+                placed.undo.push((to, from));
+                placed.segments.push(SegmentFile {
+                    file: name,
+                    size: p.size,
+                });
+                placed.size += p.size;
+            }
+            Ok(placed)
+        })
+    }
+
+    /// The shared commit: `place` puts the new bytes under `objects/` (given the key's
+    /// hash), then the sidecar is replaced (the commit point), the index updated and the
+    /// old version's files unlinked.
+    fn commit_placed(
+        &self,
+        key: &str,
+        new: NewObject,
+        check: impl FnOnce(Option<&ObjectRecord>) -> Result<(), OssError>,
+        place: impl FnOnce(&str) -> io::Result<Placed>,
+    ) -> Result<Arc<ObjectRecord>, OssError> {
+        let _guard = lock(&self.commit_lock);
+        let old = self.get(key);
+        check(old.as_deref())?;
+        let hash = key_hash(key);
+        let placed = place(&hash)?;
         let rec = Arc::new(ObjectRecord {
             key: key.to_string(),
-            data_file,
-            size,
+            data_file: placed.data_file.clone(),
+            segments: placed.segments.clone(),
+            size: placed.size,
             etag: new.etag,
-            crc64,
+            crc64: placed.crc64,
             kind: new.kind,
             content_type: new.content_type,
             user_meta: new.user_meta,
@@ -328,8 +435,9 @@ impl Bucket {
         });
         let sidecar = self.objects_dir.join(format!("{hash}.json"));
         if let Err(e) = write_json_atomic(&self.tmp_dir, &sidecar, &*rec) {
-            if !rec.data_file.is_empty() {
-                let _ = fs::remove_file(self.objects_dir.join(&rec.data_file));
+            placed.roll_back();
+            if !placed.data_file.is_empty() {
+                let _ = fs::remove_file(self.objects_dir.join(&placed.data_file));
             }
             return Err(e.into());
         }
@@ -337,11 +445,11 @@ impl Bucket {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(key.to_string(), rec.clone());
-        if let Some(old) = old
-            && !old.data_file.is_empty()
-            && old.data_file != rec.data_file
-        {
-            let _ = fs::remove_file(self.objects_dir.join(&old.data_file));
+        if let Some(old) = old {
+            let keep: Vec<&str> = rec.files().collect();
+            for f in old.files().filter(|f| !keep.contains(f)) {
+                let _ = fs::remove_file(self.objects_dir.join(f));
+            }
         }
         Ok(rec)
     }
@@ -428,8 +536,8 @@ impl Bucket {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(key);
-        if !old.data_file.is_empty() {
-            let _ = fs::remove_file(self.objects_dir.join(&old.data_file));
+        for f in old.files() {
+            let _ = fs::remove_file(self.objects_dir.join(f));
         }
         Ok(true)
     }
@@ -522,6 +630,7 @@ impl Bucket {
                 };
                 let src = fs::File::open(&path)?;
                 let len = src.metadata()?.len();
+                let src = Content::single(src, len);
                 if self.get(&key).is_some_and(|r| r.size == len) {
                     continue;
                 }
@@ -614,7 +723,7 @@ mod tests {
     fn staged_from(bucket: &Bucket, data: &[u8]) -> StagedFile {
         let path = bucket.tmp_dir.join(format!("t-{}", unique_suffix()));
         fs::write(&path, data).unwrap();
-        let src = fs::File::open(&path).unwrap();
+        let src = Content::single(fs::File::open(&path).unwrap(), data.len() as u64);
         let s = bucket.stage_copy(&src, 0, data.len() as u64).unwrap();
         fs::remove_file(&path).unwrap();
         s
@@ -718,5 +827,80 @@ mod tests {
         let keys: Vec<_> = inner.objects.iter().map(|r| r.key.as_str()).collect();
         assert_eq!(keys, vec!["d/1", "d/2"]);
         assert_eq!(inner.prefixes, vec!["d/x/"]);
+    }
+
+    fn data_file_count(root: &Path) -> usize {
+        fs::read_dir(root.join("bkt/objects"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "data")
+            })
+            .count()
+    }
+
+    /// Complete moves the part files into `objects/` (no copy): the object reads back as
+    /// the parts in order, survives a restart, and its files go when it is replaced or
+    /// deleted.
+    #[test]
+    fn completed_upload_keeps_its_parts_as_segments() {
+        let root = tempfile::tempdir().unwrap();
+        let parts: [&[u8]; 3] = [b"first part, ", b"second, ", b"last"];
+        let whole = parts.concat();
+        {
+            let b = Bucket::open(root.path(), "bkt").unwrap();
+            let up = b
+                .create_upload("big", "text/plain".into(), BTreeMap::new())
+                .unwrap();
+            // Uploaded out of order, one part twice (the later one wins).
+            let mut records = Vec::new();
+            b.put_part(&up.upload_id, 2, staged_from(&b, b"stale"))
+                .unwrap();
+            for (i, data) in parts.iter().enumerate().rev() {
+                records.push(
+                    b.put_part(&up.upload_id, i as u32 + 1, staged_from(&b, data))
+                        .unwrap(),
+                );
+            }
+            let mut listed = b.parts(&up.upload_id).unwrap();
+            listed.sort_by_key(|p| p.part_number);
+            let crc = listed
+                .iter()
+                .fold(0, |acc, p| crc64_combine(acc, p.crc64, p.size));
+            let rec = b
+                .commit_parts("big", &up.upload_id, &listed, crc, plain("\"M-3\""), |_| {
+                    Ok(())
+                })
+                .unwrap();
+            b.remove_upload(&up.upload_id).unwrap();
+            assert_eq!(rec.size, whole.len() as u64);
+            assert_eq!(rec.segments.len(), 3);
+            assert_eq!(rec.crc64, crate::crc64::crc64(&whole));
+            assert_eq!(data_file_count(root.path()), 3);
+        }
+        let b = Bucket::open(root.path(), "bkt").unwrap();
+        let (rec, content) = b.open_object("big").unwrap().unwrap();
+        assert_eq!(content.len(), rec.size);
+        let mut buf = vec![0; whole.len()];
+        content.read_exact_at(&mut buf, 0).unwrap();
+        assert_eq!(buf, whole);
+        // A copy reads across the part files.
+        let copy = b.stage_copy(&content, 5, 12).unwrap();
+        assert_eq!(fs::read(copy.path()).unwrap(), &whole[5..17]);
+        drop(copy);
+        // Replacing the object removes every part file; deleting removes the rest.
+        b.commit(
+            "big",
+            Some(staged_from(&b, b"small")),
+            plain("\"S\""),
+            |_| Ok(()),
+        )
+        .unwrap();
+        assert_eq!(data_file_count(root.path()), 1);
+        assert!(b.delete("big").unwrap());
+        assert_eq!(data_file_count(root.path()), 0);
     }
 }

@@ -1,17 +1,15 @@
 //! Receiving bodies into `tmp/` ([`Stager`], hashing MD5 and CRC-64 on the way) and
-//! building staged files by copying (CopyObject, UploadPartCopy, import) or by
-//! concatenating parts (CompleteMultipartUpload). A [`StagedFile`] deletes itself on drop
+//! building staged files by copying (CopyObject, UploadPartCopy, import). A [`StagedFile`] deletes itself on drop
 //! unless a commit renamed it into place.
 
 use std::fs;
-use std::io::{self, Read, Write};
-use std::os::unix::fs::FileExt;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use md5::{Digest as _, Md5};
 
-use super::{Bucket, PartRecord, crc64_digest, unique_suffix};
+use super::{Bucket, Content, crc64_digest, unique_suffix};
 use crate::crc64::Crc64Hasher;
 
 /// A received body in `tmp/`, with its size and digests. Deleted on drop unless committed.
@@ -136,7 +134,7 @@ impl Bucket {
     }
 
     /// Copies `len` bytes at `offset` of `src` into a staged file. Blocking.
-    pub fn stage_copy(&self, src: &fs::File, offset: u64, len: u64) -> io::Result<StagedFile> {
+    pub fn stage_copy(&self, src: &Content, offset: u64, len: u64) -> io::Result<StagedFile> {
         let path = self.tmp_dir.join(format!("copy-{}", unique_suffix()));
         let mut staged = StagedFile {
             path,
@@ -151,14 +149,8 @@ impl Bucket {
         let mut buf = vec![0u8; 1 << 20];
         let mut done = 0u64;
         while done < len {
-            let want = (len - done).min(buf.len() as u64) as usize;
-            let n = src.read_at(&mut buf[..want], offset + done)?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "source shorter than its record",
-                ));
-            }
+            let n = (len - done).min(buf.len() as u64) as usize;
+            src.read_exact_at(&mut buf[..n], offset + done)?;
             md5.update(&buf[..n]);
             crc.update(&buf[..n]);
             out.write_all(&buf[..n])?;
@@ -168,33 +160,6 @@ impl Bucket {
         staged.size = done;
         staged.md5 = md5.finalize().into();
         staged.crc64 = crc.finish();
-        Ok(staged)
-    }
-
-    /// Concatenates part files into one staged file (CompleteMultipartUpload). The digests
-    /// of the result are not computed (the caller combines the parts' CRCs). Blocking.
-    pub fn stage_concat(&self, upload_id: &str, parts: &[PartRecord]) -> io::Result<StagedFile> {
-        let path = self.tmp_dir.join(format!("concat-{}", unique_suffix()));
-        let mut staged = StagedFile {
-            path,
-            size: 0,
-            md5: [0; 16],
-            crc64: 0,
-            armed: true,
-        };
-        let mut out = fs::File::create(&staged.path)?;
-        let dir = self.uploads_dir.join(upload_id);
-        for part in parts {
-            let mut src = fs::File::open(dir.join(&part.data_file))?.take(part.size);
-            let n = io::copy(&mut src, &mut out)?;
-            if n != part.size {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "part file shorter than its record",
-                ));
-            }
-            staged.size += n;
-        }
         Ok(staged)
     }
 }
