@@ -164,12 +164,16 @@ async fn ls_l_of_many_entries_costs_lists_only() {
         e.store.put(&format!("big/f{i:05}"), vec![0u8; i % 7]);
     }
     e.store.put("big/sub/x", "1");
+    e.store.reset_counts();
     let dir = e.fs.lookup(ROOT_INO, n("big")).await.expect("lookup");
     assert_eq!(dir.kind, FileKind::Dir);
-    e.store.reset_counts();
     let listed = names(&e, dir.ino).await;
     assert_eq!(listed.len(), 2 + 2500 + 1);
-    assert_eq!(e.store.count("ListObjectsV2"), 3);
+    // ceil(2501 / 1000) LISTs, the lookup's included: its page was the first page. The
+    // one HEAD is the lookup's check for a file named `big`.
+    assert_eq!(e.store.count("ListObjectsV2"), 3, "{:?}", e.store.counts());
+    assert_eq!(e.store.count("HeadObject"), 1, "{:?}", e.store.counts());
+    e.store.reset_counts();
     // The stat of every entry is served from what the listing registered.
     for i in [0usize, 1234, 2499] {
         let a =
@@ -180,7 +184,31 @@ async fn ls_l_of_many_entries_costs_lists_only() {
         e.fs.getattr(a.ino).await.expect("getattr");
     }
     assert_eq!(e.store.count("HeadObject"), 0);
+    assert_eq!(e.store.count("ListObjectsV2"), 0);
+    // The lookup's page is used once: listing again asks OSS again.
+    assert_eq!(names(&e, dir.ino).await.len(), 2 + 2500 + 1);
     assert_eq!(e.store.count("ListObjectsV2"), 3);
+}
+
+/// A directory lookup's page is the first page of a listing only while it is fresh, and
+/// it shows what was there at lookup time; later listings see later changes.
+#[tokio::test]
+async fn lookup_page_is_reused_only_while_fresh() {
+    let e = env_with(|c| c.metadata_ttl = Duration::from_millis(100));
+    e.store.put("d/a", "1");
+    let dir = e.fs.lookup(ROOT_INO, n("d")).await.expect("lookup");
+    e.store.reset_counts();
+    let just_names = |v: Vec<(String, FileKind)>| v.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+    assert_eq!(just_names(names(&e, dir.ino).await), [".", "..", "a"]);
+    assert_eq!(e.store.count("ListObjectsV2"), 0, "{:?}", e.store.counts());
+    // Expired: the page kept by the next lookup is not used, the listing asks again.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    e.fs.lookup(ROOT_INO, n("d")).await.expect("lookup");
+    e.store.put("d/b", "2");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    e.store.reset_counts();
+    assert_eq!(just_names(names(&e, dir.ino).await), [".", "..", "a", "b"]);
+    assert_eq!(e.store.count("ListObjectsV2"), 1, "{:?}", e.store.counts());
 }
 
 /// Small files read one after another in listing order are fetched ahead (what the FUSE

@@ -175,10 +175,17 @@ fn ls_l_and_reread_request_costs() {
                 .expect("put");
         }
     });
-    env.sh("stat dir > /dev/null");
     env.emu().reset_stats();
     let out = env.sh("ls -l dir | wc -l");
     assert_eq!(out.trim(), "151");
+    // The lookup of `dir` (HEAD `dir`, LIST `dir/`) and nothing more: its LIST page is
+    // the listing, and the 150 stats are answered from it.
+    let stats = env.emu().stats();
+    assert_eq!(stats.requests_for("HeadObject"), 1, "{stats:?}");
+    assert_eq!(stats.requests_for("ListObjectsV2"), 1, "{stats:?}");
+    // A directory the kernel already knows is listed with one LIST and no HEAD.
+    env.emu().reset_stats();
+    assert_eq!(env.sh("ls -l dir | wc -l").trim(), "151");
     let stats = env.emu().stats();
     assert_eq!(stats.requests_for("HeadObject"), 0, "{stats:?}");
     assert_eq!(stats.requests_for("ListObjectsV2"), 1, "{stats:?}");

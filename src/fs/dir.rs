@@ -4,7 +4,8 @@
 //! page (1000 entries, delimiter `/`), later readdirs fetch the next pages as the kernel
 //! asks for higher offsets. Every entry is registered in the inode table with the size
 //! and mtime of the listing, so the `stat` calls that follow (`ls -l`) are answered from
-//! the cache: N entries cost ~N/1000 LIST requests and no HEAD.
+//! the cache: N entries cost ~N/1000 LIST requests and no HEAD. When the directory's
+//! lookup has just listed it, its page is the first page (see `probe`).
 //!
 //! Offsets are positions in the handle's entry list (`.` = 0, `..` = 1, …); the cookie
 //! returned with an entry is its position + 1. The handle keeps only entries the kernel
@@ -33,7 +34,7 @@ use super::inode::Observed;
 use super::{Attr, Ctx, DirEntry, Filesystem, FsResult, lock, names};
 
 /// Keys per ListObjectsV2 page.
-const PAGE: u32 = 1000;
+pub(crate) const PAGE: u32 = 1000;
 /// Most entries returned by one readdir call (the kernel's buffer holds fewer anyway;
 /// returning the whole page each time would copy it over and over).
 const BATCH: usize = 512;
@@ -156,7 +157,18 @@ impl Filesystem {
 
     async fn fetch_page(&self, h: &mut DirHandle) -> FsResult<()> {
         let dir_key = self.inodes.key_of(h.ino).ok_or(FsError::NotFound)?;
-        let page = self.list_page(&dir_key, h.token.clone()).await?;
+        // The first page may be the one the directory's lookup just fetched (`probe`).
+        let probed = match h.token {
+            None => self.probed.take(h.ino, self.cfg.metadata_ttl),
+            Some(_) => None,
+        };
+        let page = match probed {
+            Some((sent_at, page)) => {
+                h.since = Some(sent_at);
+                page
+            }
+            None => self.list_page(&dir_key, h.token.clone()).await?,
+        };
         for obj in &page.objects {
             if obj.key == dir_key {
                 continue; // the directory's own marker

@@ -1,7 +1,9 @@
 //! lookup and getattr: turning names into inodes by asking OSS, with caching.
 //!
 //! A name `n` in directory `d/` is resolved with two requests sent concurrently
-//! (`tokio::join!`): HEAD `d/n` and LIST prefix `d/n/`, delimiter `/`, max-keys 1. If the
+//! (`tokio::join!`): HEAD `d/n` and LIST prefix `d/n/`, delimiter `/`, max-keys 1000 (a
+//! directory's page is kept as the first page of the readdir that follows, see `probe`;
+//! a file's comes back empty, at the cost of a one-key page). If the
 //! LIST finds anything (a marker `d/n/` or any key below), `n` is a directory — even when
 //! an object `d/n` exists too ("directory wins", the only way both stay reachable).
 //! Otherwise the HEAD decides: a Symlink object (or an ossfs-style link whose mode has
@@ -96,9 +98,10 @@ impl Filesystem {
         let list_req = ListRequest {
             prefix: dir_prefix.clone(),
             delimiter: Some("/".into()),
-            max_keys: 1,
+            max_keys: super::dir::PAGE,
             ..Default::default()
         };
+        let sent_at = std::time::Instant::now();
         let known = self
             .inodes
             .child(parent, name)
@@ -126,7 +129,7 @@ impl Filesystem {
                     .map_err(|e| FsError::store("ListObjectsV2", &dir_prefix, e))?;
                 if !list.objects.is_empty() || !list.common_prefixes.is_empty() {
                     return Ok(self
-                        .observe_listed_dir(parent, name, &dir_prefix, &list)
+                        .observe_probed_dir(parent, name, &dir_prefix, &list, sent_at)
                         .await);
                 }
                 (self.store.head_object(&key).await, Ok(list))
@@ -139,7 +142,7 @@ impl Filesystem {
         let list = list.map_err(|e| FsError::store("ListObjectsV2", &dir_prefix, e))?;
         if !list.objects.is_empty() || !list.common_prefixes.is_empty() {
             return Ok(self
-                .observe_listed_dir(parent, name, &dir_prefix, &list)
+                .observe_probed_dir(parent, name, &dir_prefix, &list, sent_at)
                 .await);
         }
         match head {
@@ -157,6 +160,23 @@ impl Filesystem {
             }
             Err(e) => Err(FsError::store("HeadObject", &key, e)),
         }
+    }
+
+    /// [`Self::observe_listed_dir`], keeping the page (sent at `sent_at`) for the readdir
+    /// that usually follows.
+    async fn observe_probed_dir(
+        &self,
+        parent: Ino,
+        name: &str,
+        dir_prefix: &str,
+        list: &ListPage,
+        sent_at: std::time::Instant,
+    ) -> (Ino, Node) {
+        let (ino, node) = self
+            .observe_listed_dir(parent, name, dir_prefix, list)
+            .await;
+        self.probed.keep(ino, sent_at, list, self.cfg.metadata_ttl);
+        (ino, node)
     }
 
     /// Registers `name` as the directory a non-empty LIST of `dir_prefix` proved. When

@@ -9,7 +9,7 @@
 //! |---|---|
 //! | namespace | The mount shows `BUCKET:PREFIX/`. Directories are key prefixes and `dir/` marker objects; a file `x` and keys under `x/` at once → the directory wins. |
 //! | hidden keys | Keys with empty components (`a//b`), `.`/`..` components or components over 255 bytes are not shown (logged once at warn). |
-//! | lookup | One HEAD of `key` and one LIST of `key/` (max-keys 1, delimiter `/`), concurrently. Positive and negative answers are cached for `metadata_ttl` (default 1 s); our own changes update the cache at once. After that a known file is revalidated by one HEAD (GET if small), a known directory by one LIST. A directory listed to the end or made by `mkdir` here answers unknown names "no such file" for one TTL without a request (then one LIST renews it, if small). An expired file of ≤ 128 KiB is revalidated with a GET that also fills the block cache. |
+//! | lookup | One HEAD of `key` and one LIST of `key/` (a full page of 1000, delimiter `/`), concurrently; a directory's page becomes the first page of the readdir that follows within the TTL (≤ 1 s). Positive and negative answers are cached for `metadata_ttl` (default 1 s); our own changes update the cache at once. After that a known file is revalidated by one HEAD (GET if small), a known directory by one LIST. A directory listed to the end or made by `mkdir` here answers unknown names "no such file" for one TTL without a request (then one LIST renews it, if small). An expired file of ≤ 128 KiB is revalidated with a GET that also fills the block cache. |
 //! | readdir | ListObjectsV2 pages of 1000 with delimiter `/`; entries are registered with size and mtime from the listing, so `ls -l` costs ~N/1000 LIST and no HEAD. Listing mtimes are `LastModified`; an `x-oss-meta-mtime` seen by HEAD wins. |
 //! | inode numbers | Stable while mounted (never reused, not persistent across mounts). |
 //! | read | Through [`crate::read::ObjectReader`], pinned to the ETag seen at open: if the object changes, reads fail with `ESTALE` instead of mixing versions. Small files opened one after another in listing order are fetched ahead in parallel (`ahead`), one GET per file still. |
@@ -57,6 +57,7 @@ pub mod inode;
 mod lookup;
 pub mod names;
 mod namespace;
+mod probe;
 mod process;
 mod setattr;
 mod staging;
@@ -189,6 +190,8 @@ pub struct Filesystem {
     files: Mutex<HashMap<u64, Arc<OpenFile>>>,
     dirs: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<DirHandle>>>>,
     ahead: ahead::SiblingAhead,
+    /// Directory lookups' LIST pages, for the readdir that follows.
+    probed: probe::ProbedPages,
     next_fh: AtomicU64,
     /// mtime of directories without a marker object.
     mounted_at: SystemTime,
@@ -232,6 +235,7 @@ impl Filesystem {
             files: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
             ahead: ahead::SiblingAhead::default(),
+            probed: probe::ProbedPages::default(),
             next_fh: AtomicU64::new(1),
             mounted_at: SystemTime::now(),
         }

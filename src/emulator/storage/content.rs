@@ -89,7 +89,10 @@ impl Content {
         let mut pos = offset;
         for (i, seg) in self.segments.iter().enumerate().skip(first) {
             while pos < end && pos < seg.start + seg.len {
-                let n = (seg.start + seg.len).min(end).min(pos.saturating_add(max.max(1))) - pos;
+                let n = (seg.start + seg.len)
+                    .min(end)
+                    .min(pos.saturating_add(max.max(1)))
+                    - pos;
                 out.push(Span {
                     segment: i,
                     file_offset: pos - seg.start,

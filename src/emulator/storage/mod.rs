@@ -718,7 +718,6 @@ impl Storage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::FileExt;
 
     fn staged_from(bucket: &Bucket, data: &[u8]) -> StagedFile {
         let path = bucket.tmp_dir.join(format!("t-{}", unique_suffix()));
