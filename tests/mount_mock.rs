@@ -530,3 +530,21 @@ fn cat_of_many_small_files_is_one_get_per_file() {
     assert_eq!(m.store.count("GetObject"), 200, "{:?}", m.store.counts());
     assert_eq!(m.store.count("HeadObject"), 0, "{:?}", m.store.counts());
 }
+
+/// A terminal ioctl on a file answers ENOTTY, as on any regular file (Python's `open`
+/// asks TCGETS of every file; ENOSYS would also log a warning per open).
+#[test]
+fn terminal_ioctl_on_a_file_is_enotty() {
+    use std::os::fd::AsRawFd;
+    let m = Mounted::new();
+    m.store.put("plain.txt", "x");
+    let f = std::fs::File::open(m.path("plain.txt")).expect("open");
+    let mut termios = std::mem::MaybeUninit::<libc::termios>::zeroed();
+    // SAFETY: TCGETS writes at most one termios into the buffer we own.
+    let rc = unsafe { libc::ioctl(f.as_raw_fd(), libc::TCGETS, termios.as_mut_ptr()) };
+    assert_eq!(rc, -1);
+    assert_eq!(
+        std::io::Error::last_os_error().raw_os_error(),
+        Some(libc::ENOTTY)
+    );
+}

@@ -611,6 +611,23 @@ impl fuser::Filesystem for FuseAdapter {
         reply.ok();
     }
 
+    /// No ioctl is supported. ENOTTY is what a regular file answers to terminal ioctls
+    /// (Python's `open` asks TCGETS of every file it opens); fuser's default would answer
+    /// ENOSYS and log a warning for each.
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: fuser::FileHandle,
+        _flags: fuser::IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: fuser::ReplyIoctl,
+    ) {
+        reply.error(Errno::from_i32(libc::ENOTTY));
+    }
+
     fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
         self.spawn(
             "statfs",
