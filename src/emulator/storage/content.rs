@@ -9,10 +9,18 @@
 //!
 //! Readers get a [`Content`]: the files opened at lookup time, so a concurrent overwrite
 //! (rename of a new sidecar, unlink of the old files) never mixes two versions.
+//!
+//! Opening a hundred part files for every ranged GET of a 1 GiB object cost more than
+//! serving a 4 KiB range, so open files are kept in [`OpenFiles`] (data files never
+//! change once committed, so a kept descriptor is always right). A file leaves the cache
+//! when it is unlinked; otherwise a deleted object's pages would stay allocated.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -25,7 +33,7 @@ pub struct SegmentFile {
 }
 
 struct Segment {
-    file: fs::File,
+    file: Arc<fs::File>,
     /// Offset of the segment's first byte in the object.
     start: u64,
     len: u64,
@@ -48,7 +56,7 @@ pub struct Span {
 
 impl Content {
     /// Content made of `files` (each with its recorded length), in order.
-    pub fn new(files: Vec<(fs::File, u64)>) -> Content {
+    pub fn new(files: Vec<(Arc<fs::File>, u64)>) -> Content {
         let mut start = 0;
         let segments = files
             .into_iter()
@@ -65,7 +73,7 @@ impl Content {
     }
 
     pub fn single(file: fs::File, len: u64) -> Content {
-        Content::new(vec![(file, len)])
+        Content::new(vec![(Arc::new(file), len)])
     }
 
     pub fn len(&self) -> u64 {
@@ -125,6 +133,45 @@ impl Content {
     }
 }
 
+/// Most descriptors kept; past this the cache starts over (cheap, and rare: one per
+/// data file read recently).
+const MAX_OPEN_FILES: usize = 2048;
+
+/// Open data files of one bucket, by file name.
+#[derive(Default)]
+pub(super) struct OpenFiles {
+    files: Mutex<HashMap<String, Arc<fs::File>>>,
+}
+
+impl OpenFiles {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<fs::File>>> {
+        self.files.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The open file `name` of `dir`, opening it if needed. The open happens under the
+    /// lock: [`Self::remove`] unlinks before it takes the lock, so a descriptor opened
+    /// before the unlink is always inserted before it is removed, never after.
+    pub(super) fn open(&self, dir: &Path, name: &str) -> io::Result<Arc<fs::File>> {
+        let mut files = self.lock();
+        if let Some(f) = files.get(name) {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(fs::File::open(dir.join(name))?);
+        if files.len() >= MAX_OPEN_FILES {
+            files.clear();
+        }
+        files.insert(name.to_string(), f.clone());
+        Ok(f)
+    }
+
+    /// Unlinks `name` from `dir` and drops its descriptor: the file's space is freed once
+    /// the readers still holding it finish.
+    pub(super) fn remove(&self, dir: &Path, name: &str) {
+        let _ = fs::remove_file(dir.join(name));
+        self.lock().remove(name);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,7 +191,7 @@ mod tests {
             parts
                 .iter()
                 .enumerate()
-                .map(|(i, p)| (file_with(&dir, &i.to_string(), p), p.len() as u64))
+                .map(|(i, p)| (Arc::new(file_with(&dir, &i.to_string(), p)), p.len() as u64))
                 .collect(),
         );
         let whole: Vec<u8> = parts.concat();
@@ -196,8 +243,8 @@ mod tests {
     fn empty_parts_are_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let c = Content::new(vec![
-            (file_with(&dir, "a", b""), 0),
-            (file_with(&dir, "b", b"xy"), 2),
+            (Arc::new(file_with(&dir, "a", b"")), 0),
+            (Arc::new(file_with(&dir, "b", b"xy")), 2),
         ]);
         assert_eq!(c.spans(0, 2, 8).len(), 1);
         let mut buf = [0u8; 2];

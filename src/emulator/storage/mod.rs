@@ -217,6 +217,7 @@ pub struct Bucket {
     index: RwLock<BTreeMap<String, Arc<ObjectRecord>>>,
     commit_lock: Mutex<()>,
     uploads: Mutex<BTreeMap<String, Arc<UploadMeta>>>,
+    open_files: content::OpenFiles,
 }
 
 impl Bucket {
@@ -292,6 +293,7 @@ impl Bucket {
             index: RwLock::new(index),
             commit_lock: Mutex::new(()),
             uploads: Mutex::new(uploads),
+            open_files: content::OpenFiles::default(),
         })
     }
 
@@ -327,7 +329,7 @@ impl Bucket {
             };
             let mut opened = Vec::with_capacity(files.len());
             for (name, len) in files {
-                match fs::File::open(self.objects_dir.join(name)) {
+                match self.open_files.open(&self.objects_dir, name) {
                     Ok(f) => opened.push((f, len)),
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue 'retry,
                     Err(e) => return Err(e),
@@ -448,7 +450,7 @@ impl Bucket {
         if let Some(old) = old {
             let keep: Vec<&str> = rec.files().collect();
             for f in old.files().filter(|f| !keep.contains(f)) {
-                let _ = fs::remove_file(self.objects_dir.join(f));
+                self.open_files.remove(&self.objects_dir, f);
             }
         }
         Ok(rec)
@@ -537,7 +539,7 @@ impl Bucket {
             .unwrap_or_else(|e| e.into_inner())
             .remove(key);
         for f in old.files() {
-            let _ = fs::remove_file(self.objects_dir.join(f));
+            self.open_files.remove(&self.objects_dir, f);
         }
         Ok(true)
     }
