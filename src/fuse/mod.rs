@@ -1,9 +1,12 @@
 //! The FUSE adapter: kernel requests → [`crate::fs::Filesystem`] → replies.
 //!
-//! Thin on purpose: every handler converts its arguments, spawns the core operation on
-//! the tokio runtime and replies from that task. The fuser worker thread returns at once,
-//! so one slow OSS request never stalls other requests on the mount; fuser runs several
-//! worker threads (`n_threads`) each with its own cloned `/dev/fuse` fd (`clone_fd`).
+//! Thin on purpose: every handler converts its arguments, runs the core operation and
+//! replies. The operation is polled once on the fuser worker thread (inside the tokio
+//! runtime's context): most requests — flush and release of readers, reads the
+//! prefetcher already holds, cached getattrs — finish there without a thread hand-off.
+//! One that must wait moves to the runtime and replies from there, so one slow OSS
+//! request never stalls other requests on the mount; fuser runs several worker threads
+//! (`n_threads`) each with its own cloned `/dev/fuse` fd (`clone_fd`).
 //!
 //! Each request gets a `tracing` span (`op`, `ino`) and records
 //! [`crate::metrics::FUSE_OPS`] (labels `op`, `result` = `ok` or the errno name) and
