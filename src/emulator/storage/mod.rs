@@ -781,17 +781,7 @@ mod tests {
         f.read_exact_at(&mut buf, 0).unwrap();
         assert_eq!(&buf, b"new contents");
         // One data file per object: the overwritten one was removed.
-        let data_files = fs::read_dir(root.path().join("bkt/objects"))
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .path()
-                    .extension()
-                    .is_some_and(|x| x == "data")
-            })
-            .count();
-        assert_eq!(data_files, keys.len());
+        assert_eq!(data_file_count(root.path()), keys.len());
     }
 
     #[test]
