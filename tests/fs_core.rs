@@ -190,6 +190,28 @@ async fn ls_l_of_many_entries_costs_lists_only() {
     assert_eq!(e.store.count("ListObjectsV2"), 3);
 }
 
+/// A kept lookup page never hides what this mount did after it was fetched: a file
+/// written and closed and an unlink show in the listing that follows, with the right size.
+#[tokio::test]
+async fn lookup_page_is_not_used_after_local_changes() {
+    let e = env();
+    e.store.put("d/a", "1");
+    e.store.put("d/old", "x");
+    let dir = e.fs.lookup(ROOT_INO, n("d")).await.expect("lookup");
+    write_file(&e, dir.ino, "b", b"hello").await;
+    e.fs.unlink(dir.ino, n("old")).await.expect("unlink");
+    e.store.reset_counts();
+    let listed: Vec<String> = names(&e, dir.ino)
+        .await
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(listed, [".", "..", "a", "b"]);
+    assert_eq!(e.store.count("ListObjectsV2"), 1, "{:?}", e.store.counts());
+    let b = e.fs.lookup(dir.ino, n("b")).await.expect("lookup b");
+    assert_eq!(b.size, 5);
+}
+
 /// A directory lookup's page is the first page of a listing only while it is fresh, and
 /// it shows what was there at lookup time; later listings see later changes.
 #[tokio::test]

@@ -159,7 +159,9 @@ impl Filesystem {
         let dir_key = self.inodes.key_of(h.ino).ok_or(FsError::NotFound)?;
         // The first page may be the one the directory's lookup just fetched (`probe`).
         let probed = match h.token {
-            None => self.probed.take(h.ino, self.cfg.metadata_ttl),
+            None => self
+                .probed
+                .take(h.ino, self.inodes.changes(), self.cfg.metadata_ttl),
             Some(_) => None,
         };
         let page = match probed {

@@ -20,6 +20,7 @@
 //! All state is behind one `std::sync::Mutex`, held only for short, non-async sections.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -92,6 +93,9 @@ pub struct InodeTable {
     prefix: String,
     ttl: Duration,
     defaults: AttrDefaults,
+    /// Counts changes made by this mount (not observations of OSS): something fetched
+    /// before the count moved may predate one of our own changes (see `probe`).
+    changes: AtomicU64,
 }
 
 /// What is known about a name after asking OSS (or a listing).
@@ -143,7 +147,18 @@ impl InodeTable {
             prefix,
             ttl,
             defaults,
+            changes: AtomicU64::new(0),
         }
+    }
+
+    /// The number of local changes so far (creates, writes, attribute changes, unlinks,
+    /// renames, invalidations).
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
+    }
+
+    fn changed(&self) {
+        self.changes.fetch_add(1, Ordering::AcqRel);
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -173,7 +188,9 @@ impl InodeTable {
 
     /// Runs `f` on the node, if present.
     pub fn update<R>(&self, ino: Ino, f: impl FnOnce(&mut Node) -> R) -> Option<R> {
-        self.lock().nodes.get_mut(&ino).map(f)
+        let r = self.lock().nodes.get_mut(&ino).map(f);
+        self.changed();
+        r
     }
 
     /// The object key of a node: `prefix/a/b` for files and symlinks, `prefix/a/b/` for
@@ -410,6 +427,7 @@ impl InodeTable {
 
     /// Creates (or replaces) a node for something this mount just created.
     pub fn insert_local(&self, parent: Ino, name: &str, attr: Attr, local: bool) -> (Ino, Node) {
+        self.changed();
         let exp = self.expiry();
         let mut inner = self.lock();
         let k = (parent, name.to_string());
@@ -461,10 +479,12 @@ impl InodeTable {
         if let Some(n) = self.lock().nodes.get_mut(&ino) {
             n.valid_until = None;
         }
+        self.changed();
     }
 
     /// Unbinds `(parent, name)` after an unlink/rmdir; the node is marked unlinked.
     pub fn remove_child(&self, parent: Ino, name: &str) -> Option<Ino> {
+        self.changed();
         let mut inner = self.lock();
         let ino = inner.children.remove(&(parent, name.to_string()))?;
         if let Some(n) = inner.nodes.get_mut(&ino) {
@@ -482,6 +502,7 @@ impl InodeTable {
     /// Moves a binding (rename). Whatever `(new_parent, new_name)` was bound to is
     /// unlinked. Returns the moved inode.
     pub fn rename(&self, parent: Ino, name: &str, new_parent: Ino, new_name: &str) -> Option<Ino> {
+        self.changed();
         let mut inner = self.lock();
         let ino = inner.children.remove(&(parent, name.to_string()))?;
         let nk = (new_parent, new_name.to_string());

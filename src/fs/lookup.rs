@@ -101,7 +101,7 @@ impl Filesystem {
             max_keys: super::dir::PAGE,
             ..Default::default()
         };
-        let sent_at = std::time::Instant::now();
+        let sent_at = (std::time::Instant::now(), self.inodes.changes());
         let known = self
             .inodes
             .child(parent, name)
@@ -162,15 +162,15 @@ impl Filesystem {
         }
     }
 
-    /// [`Self::observe_listed_dir`], keeping the page (sent at `sent_at`) for the readdir
-    /// that usually follows.
+    /// [`Self::observe_listed_dir`], keeping the page (with when it was sent and the
+    /// local change count then) for the readdir that usually follows.
     async fn observe_probed_dir(
         &self,
         parent: Ino,
         name: &str,
         dir_prefix: &str,
         list: &ListPage,
-        sent_at: std::time::Instant,
+        sent_at: (std::time::Instant, u64),
     ) -> (Ino, Node) {
         let (ino, node) = self
             .observe_listed_dir(parent, name, dir_prefix, list)

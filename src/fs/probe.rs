@@ -12,6 +12,10 @@
 //!   the next opendir lists afresh.
 //! - The listing's completeness is dated from when the *lookup* sent its LIST, so a
 //!   directory made complete from a kept page expires no later than it should.
+//! - A page must not hide what this mount did after it was fetched (a file written and
+//!   closed, a rename, an unlink): it is used only if the inode table's change count
+//!   (`InodeTable::changes`) is what it was when the LIST was sent. Any local change,
+//!   anywhere, retires every kept page; a listing then simply asks OSS again.
 //! - A file's probe comes back empty and keeps nothing. What it costs: a directory
 //!   lookup transfers up to 1000 entries instead of one.
 //! - Bounded: at most [`MAX_PAGES`] pages; stale ones are dropped on every insert.
@@ -33,12 +37,27 @@ const MAX_PAGES: usize = 64;
 /// Probe pages by directory inode, with when their request was sent.
 #[derive(Debug, Default)]
 pub(crate) struct ProbedPages {
-    pages: Mutex<HashMap<Ino, (Instant, ListPage)>>,
+    pages: Mutex<HashMap<Ino, Kept>>,
+}
+
+#[derive(Debug)]
+struct Kept {
+    sent_at: Instant,
+    /// `InodeTable::changes` when the LIST was sent.
+    changes: u64,
+    page: ListPage,
 }
 
 impl ProbedPages {
-    /// Keeps the probe page of directory `ino`, whose LIST was sent at `sent_at`.
-    pub(crate) fn keep(&self, ino: Ino, sent_at: Instant, page: &ListPage, max_age: Duration) {
+    /// Keeps the probe page of directory `ino`, whose LIST was sent at `sent_at` when the
+    /// local change count was `changes`.
+    pub(crate) fn keep(
+        &self,
+        ino: Ino,
+        (sent_at, changes): (Instant, u64),
+        page: &ListPage,
+        max_age: Duration,
+    ) {
         if page.objects.is_empty() && page.common_prefixes.is_empty() {
             return;
         }
@@ -47,20 +66,34 @@ impl ProbedPages {
             return;
         }
         let mut pages = lock(&self.pages);
-        pages.retain(|_, (at, _)| at.elapsed() < max_age);
+        pages.retain(|_, k| k.sent_at.elapsed() < max_age);
         if pages.len() >= MAX_PAGES {
             // Still full of fresh pages: drop the oldest.
-            if let Some(oldest) = pages.iter().min_by_key(|(_, (at, _))| *at).map(|(k, _)| *k) {
+            if let Some(oldest) = pages.iter().min_by_key(|(_, k)| k.sent_at).map(|(i, _)| *i) {
                 pages.remove(&oldest);
             }
         }
-        pages.insert(ino, (sent_at, page.clone()));
+        pages.insert(
+            ino,
+            Kept {
+                sent_at,
+                changes,
+                page: page.clone(),
+            },
+        );
     }
 
-    /// The page kept for `ino` if still fresh; it is handed out once.
-    pub(crate) fn take(&self, ino: Ino, max_age: Duration) -> Option<(Instant, ListPage)> {
-        let (at, page) = lock(&self.pages).remove(&ino)?;
-        (at.elapsed() < max_age.min(MAX_AGE)).then_some((at, page))
+    /// The page kept for `ino` (and when its LIST was sent) if it is still fresh and no
+    /// local change happened since (`changes` is the current count); handed out once.
+    pub(crate) fn take(
+        &self,
+        ino: Ino,
+        changes: u64,
+        max_age: Duration,
+    ) -> Option<(Instant, ListPage)> {
+        let k = lock(&self.pages).remove(&ino)?;
+        (k.sent_at.elapsed() < max_age.min(MAX_AGE) && k.changes == changes)
+            .then_some((k.sent_at, k.page))
     }
 }
 
@@ -86,17 +119,20 @@ mod tests {
     fn pages_are_used_once_while_fresh() {
         let p = ProbedPages::default();
         let ttl = Duration::from_secs(1);
-        p.keep(2, Instant::now(), &page(&["d/a"]), ttl);
-        assert_eq!(p.take(2, ttl).unwrap().1.objects[0].key, "d/a");
-        assert!(p.take(2, ttl).is_none(), "handed out once");
+        p.keep(2, (Instant::now(), 0), &page(&["d/a"]), ttl);
+        assert_eq!(p.take(2, 0, ttl).unwrap().1.objects[0].key, "d/a");
+        assert!(p.take(2, 0, ttl).is_none(), "handed out once");
+        // A local change since the LIST was sent retires the page.
+        p.keep(6, (Instant::now(), 7), &page(&["d/a"]), ttl);
+        assert!(p.take(6, 8, ttl).is_none());
         // Empty probes (files) and a zero TTL keep nothing; stale pages are not used.
-        p.keep(3, Instant::now(), &page(&[]), ttl);
-        assert!(p.take(3, ttl).is_none());
-        p.keep(4, Instant::now(), &page(&["d/a"]), Duration::ZERO);
-        assert!(p.take(4, ttl).is_none());
+        p.keep(3, (Instant::now(), 0), &page(&[]), ttl);
+        assert!(p.take(3, 0, ttl).is_none());
+        p.keep(4, (Instant::now(), 0), &page(&["d/a"]), Duration::ZERO);
+        assert!(p.take(4, 0, ttl).is_none());
         let old = Instant::now() - Duration::from_secs(5);
-        p.keep(5, old, &page(&["d/a"]), ttl);
-        assert!(p.take(5, ttl).is_none());
+        p.keep(5, (old, 0), &page(&["d/a"]), ttl);
+        assert!(p.take(5, 0, ttl).is_none());
     }
 
     #[test]
@@ -104,11 +140,11 @@ mod tests {
         let p = ProbedPages::default();
         let ttl = Duration::from_secs(1);
         for ino in 0..(MAX_PAGES as u64 + 10) {
-            p.keep(ino, Instant::now(), &page(&["d/a"]), ttl);
+            p.keep(ino, (Instant::now(), 0), &page(&["d/a"]), ttl);
         }
         assert_eq!(lock(&p.pages).len(), MAX_PAGES);
         assert!(
-            p.take(MAX_PAGES as u64 + 9, ttl).is_some(),
+            p.take(MAX_PAGES as u64 + 9, 0, ttl).is_some(),
             "the newest stays"
         );
     }
