@@ -13,7 +13,8 @@
 //! Opening a hundred part files for every ranged GET of a 1 GiB object cost more than
 //! serving a 4 KiB range, so open files are kept in [`OpenFiles`] (data files never
 //! change once committed, so a kept descriptor is always right). A file leaves the cache
-//! when it is unlinked; otherwise a deleted object's pages would stay allocated.
+//! when it is unlinked; otherwise a deleted object's pages would stay allocated. The
+//! cache holds at most a quarter of the descriptor limit.
 
 use std::collections::HashMap;
 use std::fs;
@@ -133,14 +134,36 @@ impl Content {
     }
 }
 
-/// Most descriptors kept; past this the cache starts over (cheap, and rare: one per
-/// data file read recently).
-const MAX_OPEN_FILES: usize = 2048;
+/// Most descriptors kept: a quarter of the process's limit (the default soft limit is
+/// 1024 on many systems, and connections need descriptors too), at most 2048.
+fn max_open_files() -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct we pass.
+    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_cur
+    } else {
+        1024
+    };
+    usize::try_from(soft / 4).unwrap_or(2048).clamp(16, 2048)
+}
 
-/// Open data files of one bucket, by file name.
-#[derive(Default)]
+/// Open data files of one bucket, by file name. Past its capacity the cache starts over
+/// (cheap, and rare: one entry per data file read recently).
 pub(super) struct OpenFiles {
     files: Mutex<HashMap<String, Arc<fs::File>>>,
+    capacity: usize,
+}
+
+impl Default for OpenFiles {
+    fn default() -> Self {
+        OpenFiles {
+            files: Mutex::new(HashMap::new()),
+            capacity: max_open_files(),
+        }
+    }
 }
 
 impl OpenFiles {
@@ -150,14 +173,23 @@ impl OpenFiles {
 
     /// The open file `name` of `dir`, opening it if needed. The open happens under the
     /// lock: [`Self::remove`] unlinks before it takes the lock, so a descriptor opened
-    /// before the unlink is always inserted before it is removed, never after.
+    /// before the unlink is always inserted before it is removed, never after. Out of
+    /// descriptors (EMFILE), the cache lets go of its own and tries once more.
     pub(super) fn open(&self, dir: &Path, name: &str) -> io::Result<Arc<fs::File>> {
         let mut files = self.lock();
         if let Some(f) = files.get(name) {
             return Ok(f.clone());
         }
-        let f = Arc::new(fs::File::open(dir.join(name))?);
-        if files.len() >= MAX_OPEN_FILES {
+        let path = dir.join(name);
+        let f = match fs::File::open(&path) {
+            Err(e) if e.raw_os_error() == Some(libc::EMFILE) => {
+                files.clear();
+                fs::File::open(&path)?
+            }
+            other => other?,
+        };
+        let f = Arc::new(f);
+        if files.len() >= self.capacity {
             files.clear();
         }
         files.insert(name.to_string(), f.clone());
@@ -250,5 +282,31 @@ mod tests {
         let mut buf = [0u8; 2];
         c.read_exact_at(&mut buf, 0).unwrap();
         assert_eq!(&buf, b"xy");
+    }
+
+    #[test]
+    fn open_files_are_reused_bounded_and_dropped_on_unlink() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in ["a", "b", "c"] {
+            file_with(&dir, n, n.as_bytes());
+        }
+        let cache = OpenFiles {
+            files: Mutex::new(HashMap::new()),
+            capacity: 2,
+        };
+        let a = cache.open(dir.path(), "a").unwrap();
+        assert!(Arc::ptr_eq(&a, &cache.open(dir.path(), "a").unwrap()));
+        cache.open(dir.path(), "b").unwrap();
+        cache.open(dir.path(), "c").unwrap();
+        assert_eq!(cache.lock().len(), 1, "full: started over");
+        // Unlinked and forgotten; a reader holding it still reads the old bytes.
+        cache.remove(dir.path(), "c");
+        assert!(!dir.path().join("c").exists());
+        assert!(cache.lock().is_empty());
+        assert!(cache.open(dir.path(), "c").is_err());
+        let mut buf = [0u8; 1];
+        a.read_exact_at(&mut buf, 0).unwrap();
+        assert_eq!(&buf, b"a");
+        assert!((16..=2048).contains(&max_open_files()));
     }
 }
