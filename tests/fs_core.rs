@@ -223,7 +223,7 @@ async fn lookup_page_is_reused_only_while_fresh() {
     let just_names = |v: Vec<(String, FileKind)>| v.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
     assert_eq!(just_names(names(&e, dir.ino).await), [".", "..", "a"]);
     assert_eq!(e.store.count("ListObjectsV2"), 0, "{:?}", e.store.counts());
-    // Expired: the page kept by the next lookup is not used, the listing asks again.
+    // Expired: the listing asks OSS again.
     tokio::time::sleep(Duration::from_millis(150)).await;
     e.fs.lookup(ROOT_INO, n("d")).await.expect("lookup");
     e.store.put("d/b", "2");
@@ -231,6 +231,14 @@ async fn lookup_page_is_reused_only_while_fresh() {
     e.store.reset_counts();
     assert_eq!(just_names(names(&e, dir.ino).await), [".", "..", "a", "b"]);
     assert_eq!(e.store.count("ListObjectsV2"), 1, "{:?}", e.store.counts());
+    // A known directory is revalidated with a one-key LIST (cheap path walks), which is
+    // no first page: the listing right after it asks for its own.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    e.store.reset_counts();
+    e.fs.lookup(ROOT_INO, n("d")).await.expect("lookup");
+    assert_eq!(just_names(names(&e, dir.ino).await), [".", "..", "a", "b"]);
+    assert_eq!(e.store.count("ListObjectsV2"), 2, "{:?}", e.store.counts());
+    assert_eq!(e.store.count("HeadObject"), 0, "{:?}", e.store.counts());
 }
 
 /// Small files read one after another in listing order are fetched ahead (what the FUSE

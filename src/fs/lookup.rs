@@ -3,7 +3,8 @@
 //! A name `n` in directory `d/` is resolved with two requests sent concurrently
 //! (`tokio::join!`): HEAD `d/n` and LIST prefix `d/n/`, delimiter `/`, max-keys 1000 (a
 //! directory's page is kept as the first page of the readdir that follows, see `probe`;
-//! a file's comes back empty, at the cost of a one-key page). If the
+//! a file's comes back empty, at the cost of a one-key page; a *known* directory is
+//! revalidated with max-keys 1, so path walks stay cheap). If the
 //! LIST finds anything (a marker `d/n/` or any key below), `n` is a directory — even when
 //! an object `d/n` exists too ("directory wins", the only way both stay reachable).
 //! Otherwise the HEAD decides: a Symlink object (or an ossfs-style link whose mode has
@@ -101,6 +102,14 @@ impl Filesystem {
             max_keys: super::dir::PAGE,
             ..Default::default()
         };
+        // A known directory is revalidated with a one-key LIST: a path walk through a
+        // large directory (a loader opening `data/train/x`) must not fetch 1000 entries
+        // every TTL. A full page is fetched only when the name is new, when an `ls` or
+        // `find` of it is likely to follow.
+        let revalidate_req = ListRequest {
+            max_keys: 1,
+            ..list_req.clone()
+        };
         let sent_at = (std::time::Instant::now(), self.inodes.changes());
         let known = self
             .inodes
@@ -124,12 +133,12 @@ impl Filesystem {
             None if known_kind == Some(FileKind::Dir) => {
                 let list = self
                     .store
-                    .list_objects(&list_req)
+                    .list_objects(&revalidate_req)
                     .await
                     .map_err(|e| FsError::store("ListObjectsV2", &dir_prefix, e))?;
                 if !list.objects.is_empty() || !list.common_prefixes.is_empty() {
                     return Ok(self
-                        .observe_probed_dir(parent, name, &dir_prefix, &list, sent_at)
+                        .observe_listed_dir(parent, name, &dir_prefix, &list)
                         .await);
                 }
                 (self.store.head_object(&key).await, Ok(list))
