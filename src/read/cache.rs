@@ -13,7 +13,16 @@
 //!
 //! The ETag is part of the key, so an overwritten object never hits stale blocks; its old
 //! blocks age out, or are dropped at once by [`BlockCache::invalidate_key`].
+//!
+//! Small entries (random-read pieces, small files) replacing evicted 1 MiB blocks leave
+//! free memory that malloc keeps: 2,000 random 4 KiB reads after a 1 GiB read grew RSS by
+//! ~40 MiB above the budget, of which `malloc_trim(0)` (called through gdb) returned
+//! 23-26 MiB. So after every [`TRIM_EVERY`] bytes of small entries the cache asks malloc
+//! to return its free pages. Full blocks never trigger it: a sequential reader reuses
+//! the memory of the blocks it evicts at once, and trimming would only make it fault
+//! those pages in again.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -30,6 +39,27 @@ pub const DEMAND_WAIT: Duration = Duration::from_millis(250);
 
 /// Longest wait of an upload for memory for its next part buffer.
 pub const UPLOAD_WAIT: Duration = Duration::from_secs(5);
+
+/// Bytes of small entries cached between two requests to malloc to return free memory.
+const TRIM_EVERY: u64 = 16 << 20;
+
+/// Asks malloc to return free pages to the system (glibc; elsewhere nothing), off the
+/// async threads: the walk holds the allocator's lock for a few milliseconds.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let trim = || {
+            // SAFETY: malloc_trim only releases free memory; it has no preconditions.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(trim)),
+            Err(_) => trim(),
+        }
+    }
+}
 
 /// Identity of one cached block.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -90,6 +120,10 @@ pub struct BlockCache {
     inner: Mutex<Inner>,
     disk: Option<DiskCache>,
     inflight: Arc<InflightRegistry>,
+    /// Bytes of small entries inserted since malloc was last asked to trim.
+    small_since_trim: AtomicU64,
+    /// Trims asked for (tests).
+    trims: AtomicU64,
 }
 
 impl std::fmt::Debug for BlockCache {
@@ -127,6 +161,8 @@ impl BlockCache {
             }),
             disk,
             inflight: Arc::default(),
+            small_since_trim: AtomicU64::new(0),
+            trims: AtomicU64::new(0),
         })
     }
 
@@ -321,6 +357,20 @@ impl BlockCache {
         }
         inner.bytes += len;
         ::metrics::gauge!(crate::metrics::CACHE_BYTES).set(inner.bytes as f64);
+        drop(inner);
+        if len <= self.block_size / 8 {
+            let before = self.small_since_trim.fetch_add(len, Ordering::Relaxed);
+            if before + len >= TRIM_EVERY {
+                self.small_since_trim.store(0, Ordering::Relaxed);
+                self.trims.fetch_add(1, Ordering::Relaxed);
+                release_free_memory();
+            }
+        }
+    }
+
+    /// How many times the cache asked malloc to return free memory.
+    pub fn trims(&self) -> u64 {
+        self.trims.load(Ordering::Relaxed)
     }
 
     /// Caches the blocks of `data`, which starts at block-aligned `offset` of the object.
@@ -446,5 +496,29 @@ mod tests {
         assert_eq!(c.get(&id("a", 1)).unwrap(), &data[..4096]);
         assert_eq!(c.get(&id("a", 2)).unwrap(), &data[4096..8192]);
         assert_eq!(c.get(&id("a", 3)).unwrap(), &data[8192..]);
+    }
+
+    /// Small entries ask malloc to return free memory every TRIM_EVERY bytes; full
+    /// blocks (a sequential reader) never do.
+    #[test]
+    fn small_entries_trigger_trims_full_blocks_do_not() {
+        let c = BlockCache::new(&ReadConfig {
+            block_size: 1 << 20,
+            cache_size: 256 << 20,
+            ..ReadConfig::default()
+        });
+        for i in 0..64 {
+            c.insert(id("big", i), Bytes::from(vec![0u8; 1 << 20]));
+        }
+        assert_eq!(c.trims(), 0);
+        let pieces = TRIM_EVERY / (64 << 10);
+        for i in 0..pieces {
+            c.insert(id("small", i), Bytes::from(vec![0u8; 64 << 10]));
+        }
+        assert_eq!(c.trims(), 1);
+        for i in pieces..2 * pieces - 1 {
+            c.insert(id("small", i), Bytes::from(vec![0u8; 64 << 10]));
+        }
+        assert_eq!(c.trims(), 1, "not before the next TRIM_EVERY bytes");
     }
 }
