@@ -33,7 +33,7 @@ pub async fn probe_bucket(
         })
         .await?;
     Ok(ProbeResult {
-        prefix_has_entries: !page.objects.is_empty() || !page.common_prefixes.is_empty(),
+        prefix_has_entries: !page.is_empty(),
     })
 }
 

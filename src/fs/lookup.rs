@@ -110,7 +110,7 @@ impl Filesystem {
             max_keys: 1,
             ..list_req.clone()
         };
-        let sent_at = (std::time::Instant::now(), self.inodes.changes());
+        let sent = super::probe::Stamp::now(&self.inodes);
         let known = self
             .inodes
             .child(parent, name)
@@ -136,7 +136,7 @@ impl Filesystem {
                     .list_objects(&revalidate_req)
                     .await
                     .map_err(|e| FsError::store("ListObjectsV2", &dir_prefix, e))?;
-                if !list.objects.is_empty() || !list.common_prefixes.is_empty() {
+                if !list.is_empty() {
                     return Ok(self
                         .observe_listed_dir(parent, name, &dir_prefix, &list)
                         .await);
@@ -149,9 +149,9 @@ impl Filesystem {
             ),
         };
         let list = list.map_err(|e| FsError::store("ListObjectsV2", &dir_prefix, e))?;
-        if !list.objects.is_empty() || !list.common_prefixes.is_empty() {
+        if !list.is_empty() {
             return Ok(self
-                .observe_probed_dir(parent, name, &dir_prefix, &list, sent_at)
+                .observe_probed_dir(parent, name, &dir_prefix, &list, sent)
                 .await);
         }
         match head {
@@ -171,20 +171,20 @@ impl Filesystem {
         }
     }
 
-    /// [`Self::observe_listed_dir`], keeping the page (with when it was sent and the
-    /// local change count then) for the readdir that usually follows.
+    /// [`Self::observe_listed_dir`], keeping the page (sent at `sent`) for the readdir
+    /// that usually follows.
     async fn observe_probed_dir(
         &self,
         parent: Ino,
         name: &str,
         dir_prefix: &str,
         list: &ListPage,
-        sent_at: (std::time::Instant, u64),
+        sent: super::probe::Stamp,
     ) -> (Ino, Node) {
         let (ino, node) = self
             .observe_listed_dir(parent, name, dir_prefix, list)
             .await;
-        self.probed.keep(ino, sent_at, list, self.cfg.metadata_ttl);
+        self.probed.keep(ino, sent, list, self.cfg.metadata_ttl);
         (ino, node)
     }
 

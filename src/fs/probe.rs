@@ -27,12 +27,29 @@ use std::time::{Duration, Instant};
 use crate::store::ListPage;
 
 use super::attr::Ino;
+use super::inode::InodeTable;
 use super::lock;
 
 /// Oldest page readdir may start from, whatever the TTL.
 pub(crate) const MAX_AGE: Duration = Duration::from_secs(1);
 /// Most pages kept at once (a `find` keeps looking up directories it never lists).
 const MAX_PAGES: usize = 64;
+
+/// When a probe LIST was sent: the time, and the inode table's local change count then.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stamp {
+    pub(crate) at: Instant,
+    pub(crate) changes: u64,
+}
+
+impl Stamp {
+    pub(crate) fn now(inodes: &InodeTable) -> Stamp {
+        Stamp {
+            at: Instant::now(),
+            changes: inodes.changes(),
+        }
+    }
+}
 
 /// Probe pages by directory inode, with when their request was sent.
 #[derive(Debug, Default)]
@@ -42,23 +59,14 @@ pub(crate) struct ProbedPages {
 
 #[derive(Debug)]
 struct Kept {
-    sent_at: Instant,
-    /// `InodeTable::changes` when the LIST was sent.
-    changes: u64,
+    sent: Stamp,
     page: ListPage,
 }
 
 impl ProbedPages {
-    /// Keeps the probe page of directory `ino`, whose LIST was sent at `sent_at` when the
-    /// local change count was `changes`.
-    pub(crate) fn keep(
-        &self,
-        ino: Ino,
-        (sent_at, changes): (Instant, u64),
-        page: &ListPage,
-        max_age: Duration,
-    ) {
-        if page.objects.is_empty() && page.common_prefixes.is_empty() {
+    /// Keeps the probe page of directory `ino`, whose LIST was sent at `sent`.
+    pub(crate) fn keep(&self, ino: Ino, sent: Stamp, page: &ListPage, max_age: Duration) {
+        if page.is_empty() {
             return;
         }
         let max_age = max_age.min(MAX_AGE);
@@ -66,18 +74,17 @@ impl ProbedPages {
             return;
         }
         let mut pages = lock(&self.pages);
-        pages.retain(|_, k| k.sent_at.elapsed() < max_age);
+        pages.retain(|_, k| k.sent.at.elapsed() < max_age);
         if pages.len() >= MAX_PAGES {
             // Still full of fresh pages: drop the oldest.
-            if let Some(oldest) = pages.iter().min_by_key(|(_, k)| k.sent_at).map(|(i, _)| *i) {
+            if let Some(oldest) = pages.iter().min_by_key(|(_, k)| k.sent.at).map(|(i, _)| *i) {
                 pages.remove(&oldest);
             }
         }
         pages.insert(
             ino,
             Kept {
-                sent_at,
-                changes,
+                sent,
                 page: page.clone(),
             },
         );
@@ -92,8 +99,8 @@ impl ProbedPages {
         max_age: Duration,
     ) -> Option<(Instant, ListPage)> {
         let k = lock(&self.pages).remove(&ino)?;
-        (k.sent_at.elapsed() < max_age.min(MAX_AGE) && k.changes == changes)
-            .then_some((k.sent_at, k.page))
+        (k.sent.at.elapsed() < max_age.min(MAX_AGE) && k.sent.changes == changes)
+            .then_some((k.sent.at, k.page))
     }
 }
 
@@ -119,19 +126,59 @@ mod tests {
     fn pages_are_used_once_while_fresh() {
         let p = ProbedPages::default();
         let ttl = Duration::from_secs(1);
-        p.keep(2, (Instant::now(), 0), &page(&["d/a"]), ttl);
+        p.keep(
+            2,
+            Stamp {
+                at: Instant::now(),
+                changes: 0,
+            },
+            &page(&["d/a"]),
+            ttl,
+        );
         assert_eq!(p.take(2, 0, ttl).unwrap().1.objects[0].key, "d/a");
         assert!(p.take(2, 0, ttl).is_none(), "handed out once");
         // A local change since the LIST was sent retires the page.
-        p.keep(6, (Instant::now(), 7), &page(&["d/a"]), ttl);
+        p.keep(
+            6,
+            Stamp {
+                at: Instant::now(),
+                changes: 7,
+            },
+            &page(&["d/a"]),
+            ttl,
+        );
         assert!(p.take(6, 8, ttl).is_none());
         // Empty probes (files) and a zero TTL keep nothing; stale pages are not used.
-        p.keep(3, (Instant::now(), 0), &page(&[]), ttl);
+        p.keep(
+            3,
+            Stamp {
+                at: Instant::now(),
+                changes: 0,
+            },
+            &page(&[]),
+            ttl,
+        );
         assert!(p.take(3, 0, ttl).is_none());
-        p.keep(4, (Instant::now(), 0), &page(&["d/a"]), Duration::ZERO);
+        p.keep(
+            4,
+            Stamp {
+                at: Instant::now(),
+                changes: 0,
+            },
+            &page(&["d/a"]),
+            Duration::ZERO,
+        );
         assert!(p.take(4, 0, ttl).is_none());
         let old = Instant::now() - Duration::from_secs(5);
-        p.keep(5, (old, 0), &page(&["d/a"]), ttl);
+        p.keep(
+            5,
+            Stamp {
+                at: old,
+                changes: 0,
+            },
+            &page(&["d/a"]),
+            ttl,
+        );
         assert!(p.take(5, 0, ttl).is_none());
     }
 
@@ -140,7 +187,15 @@ mod tests {
         let p = ProbedPages::default();
         let ttl = Duration::from_secs(1);
         for ino in 0..(MAX_PAGES as u64 + 10) {
-            p.keep(ino, (Instant::now(), 0), &page(&["d/a"]), ttl);
+            p.keep(
+                ino,
+                Stamp {
+                    at: Instant::now(),
+                    changes: 0,
+                },
+                &page(&["d/a"]),
+                ttl,
+            );
         }
         assert_eq!(lock(&p.pages).len(), MAX_PAGES);
         assert!(

@@ -97,6 +97,13 @@ pub struct ListPage {
     pub next_continuation_token: Option<String>,
 }
 
+impl ListPage {
+    /// No object and no common prefix: nothing under the listed prefix (on this page).
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty() && self.common_prefixes.is_empty()
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ListRequest {
     pub prefix: String,
