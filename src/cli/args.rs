@@ -271,6 +271,13 @@ pub struct MountOptionArgs {
     #[arg(long, value_name = "MODE", value_parser = parse_mode, help_heading = "Mount")]
     pub dir_mode: Option<u32>,
 
+    /// Attributes from the listing and the mount defaults, no HEAD per entry (ossfs 1.x's
+    /// readdir_optimize): `ls -l` costs one LIST per 1000 entries, but mode, owner and
+    /// mtime stored in x-oss-meta-* are NOT shown or enforced. With --allow-other it needs
+    /// explicit --uid, --gid, --file-mode and --dir-mode.
+    #[arg(long, help_heading = "Mount")]
+    pub readdir_optimize: bool,
+
     /// Stay in the foreground and log to stderr.
     #[arg(short = 'f', long, help_heading = "Mount")]
     pub foreground: bool,

@@ -137,6 +137,7 @@ pub fn fs_config(config: &Config) -> Result<FsConfig, CliError> {
         },
         cache_dir,
         allow_other: config.mount.allow_other,
+        readdir_optimize: config.mount.readdir_optimize,
     })
 }
 

@@ -57,6 +57,7 @@ const KNOWN_OPTIONS: &[&str] = &[
     "gid",
     "file_mode",
     "dir_mode",
+    "readdir_optimize",
     "nonempty",
     "recover_stale_mount",
     "cache_size",
@@ -127,6 +128,7 @@ impl OptionLayer {
             }
             "file_mode" => m.file_mode = Some(parsed(opt, parse_mode)?),
             "dir_mode" => m.dir_mode = Some(parsed(opt, parse_mode)?),
+            "readdir_optimize" => m.readdir_optimize = flag(opt)?,
             "recover_stale_mount" => m.recover_stale_mount = flag(opt)?,
             "nonempty" => self.nonempty = flag(opt)?,
             "cache_size" => t.cache_size = Some(parsed(opt, parse_size)?),
@@ -267,6 +269,7 @@ pub(super) fn merge_mount(cli: &MountOptionArgs, o: &MountOptionArgs) -> MountOp
         gid: cli.gid.or(o.gid),
         file_mode: cli.file_mode.or(o.file_mode),
         dir_mode: cli.dir_mode.or(o.dir_mode),
+        readdir_optimize: cli.readdir_optimize || o.readdir_optimize,
         foreground: cli.foreground,
         recover_stale_mount: cli.recover_stale_mount || o.recover_stale_mount,
         options: Vec::new(),

@@ -134,6 +134,8 @@ pub struct MountConfig {
     pub gid: Option<u32>,
     pub file_mode: u32,
     pub dir_mode: u32,
+    /// Attributes from listings and mount defaults, no HEAD per entry (see the README).
+    pub readdir_optimize: bool,
     pub nonempty: bool,
     pub foreground: bool,
     pub recover_stale_mount: bool,
@@ -236,6 +238,19 @@ impl Config {
                 "--allow-other and --allow-root cannot be combined (allow_other already includes root)".into(),
             ));
         }
+        if mount.readdir_optimize
+            && mount.allow_other
+            && (mount.uid.is_none()
+                || mount.gid.is_none()
+                || mount.file_mode.is_none()
+                || mount.dir_mode.is_none())
+        {
+            return Err(ConfigError::Conflict(
+                "--readdir-optimize with --allow-other needs explicit --uid, --gid, --file-mode and --dir-mode: \
+                 the kernel enforces those instead of the stored attributes, so they must be chosen, not defaults"
+                    .into(),
+            ));
+        }
         let part_size = size_in_range(
             "--part-size",
             tuning.part_size.unwrap_or(DEFAULT_PART_SIZE),
@@ -271,6 +286,7 @@ impl Config {
                 gid: mount.gid,
                 file_mode: mount.file_mode.unwrap_or(DEFAULT_FILE_MODE),
                 dir_mode: mount.dir_mode.unwrap_or(DEFAULT_DIR_MODE),
+                readdir_optimize: mount.readdir_optimize,
                 nonempty: from_options.nonempty,
                 foreground: mount.foreground,
                 recover_stale_mount: mount.recover_stale_mount,
@@ -344,11 +360,16 @@ impl Config {
                 if m.allow_root { ", allow_root" } else { "" }
             ),
             format!(
-                "ownership: uid {}, gid {}, files {:04o}, directories {:04o}",
+                "ownership: uid {}, gid {}, files {:04o}, directories {:04o} (for objects without x-oss-meta-*){}",
                 owner(m.uid),
                 owner(m.gid),
                 m.file_mode,
-                m.dir_mode
+                m.dir_mode,
+                if m.readdir_optimize {
+                    "; readdir_optimize: listings show these instead of stored attributes"
+                } else {
+                    ""
+                }
             ),
             format!(
                 "cache: memory {}, disk {}{}",

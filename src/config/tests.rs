@@ -270,3 +270,32 @@ fn direct_io_and_read_ahead_options() {
     );
     assert!(DirectIo::Auto.applies(8 << 20) && !DirectIo::Auto.applies((8 << 20) - 1));
 }
+
+#[test]
+fn readdir_optimize_with_allow_other_needs_chosen_attributes() {
+    let base = ["--region", "cn-hangzhou", "bkt", "/m"];
+    let with = |extra: &[&str]| {
+        let mut v: Vec<&str> = extra.to_vec();
+        v.extend_from_slice(&base);
+        resolve(&v)
+    };
+    assert!(!with(&[]).unwrap().mount.readdir_optimize);
+    assert!(
+        with(&["-o", "readdir_optimize"])
+            .unwrap()
+            .mount
+            .readdir_optimize
+    );
+    assert!(with(&["--readdir-optimize"]).unwrap().mount.readdir_optimize);
+    let e = with(&["--readdir-optimize", "--allow-other", "--uid", "0"])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--uid, --gid, --file-mode and --dir-mode"), "{e}");
+    let c = with(&[
+        "-o",
+        "readdir_optimize,allow_other,uid=1,gid=2,file_mode=0640,dir_mode=0750",
+    ])
+    .unwrap();
+    assert!(c.mount.readdir_optimize && c.mount.allow_other);
+    assert_eq!(c.mount.file_mode, 0o640);
+}

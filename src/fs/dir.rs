@@ -31,6 +31,7 @@ use crate::store::{ListEntry, ListPage, ListRequest, ObjectType, PutOptions};
 use super::attr::{FileKind, Ino, to_user_meta};
 use super::error::FsError;
 use super::inode::Observed;
+use super::listing_cache::{ListedName, MAX_ENTRIES};
 use super::{Attr, Ctx, DirEntry, Filesystem, FsResult, lock, names};
 
 /// Keys per ListObjectsV2 page.
@@ -57,6 +58,11 @@ pub(crate) struct DirHandle {
     listed: usize,
     /// Small files in listing order, for the sibling read-ahead (see `ahead`).
     small_files: Vec<String>,
+    /// The whole listing so far, kept for the readdirs of one TTL (`listing_cache`);
+    /// None once too large, or when this pass replays a kept listing.
+    record: Option<Vec<ListedName>>,
+    /// The inode table's change count when this pass began.
+    changes_at_start: u64,
 }
 
 impl DirHandle {
@@ -72,6 +78,8 @@ impl DirHandle {
             since: None,
             listed: 0,
             small_files: Vec::new(),
+            record: Some(Vec::new()),
+            changes_at_start: 0,
         }
     }
 
@@ -120,6 +128,7 @@ impl Filesystem {
             *h = DirHandle::new(ino);
             h.started = true;
             h.since = Some(Instant::now());
+            h.changes_at_start = self.inodes.changes();
             let me = self.inodes.get(ino).ok_or(FsError::NotFound)?;
             let parent = self
                 .inodes
@@ -156,6 +165,9 @@ impl Filesystem {
     }
 
     async fn fetch_page(&self, h: &mut DirHandle) -> FsResult<()> {
+        if h.token.is_none() && self.replay_listing(h) {
+            return Ok(());
+        }
         let dir_key = self.inodes.key_of(h.ino).ok_or(FsError::NotFound)?;
         // The first page may be the one the directory's lookup just fetched (`probe`).
         let probed = match h.token {
@@ -171,6 +183,9 @@ impl Filesystem {
             }
             None => self.list_page(&dir_key, h.token.clone()).await?,
         };
+        if h.token.is_none() {
+            self.fanout.restart(h.ino);
+        }
         for obj in &page.objects {
             if obj.key == dir_key {
                 continue; // the directory's own marker
@@ -190,6 +205,7 @@ impl Filesystem {
             if super::ahead::is_small_file(&node) {
                 h.small_files.push(name.to_string());
             }
+            self.note_listed(h, ino, &node);
             h.push(DirEntry {
                 ino,
                 offset: 0,
@@ -213,6 +229,7 @@ impl Filesystem {
             let (ino, node) = self
                 .inodes
                 .observe(h.ino, name, self.observed_dir(self.mounted_at));
+            self.note_listed(h, ino, &node);
             let entry = DirEntry {
                 ino,
                 offset: 0,
@@ -237,6 +254,10 @@ impl Filesystem {
         h.token = page.next_continuation_token;
         if h.token.is_none() {
             h.done = true;
+            if let Some(record) = h.record.take() {
+                self.listings
+                    .keep(h.ino, h.changes_at_start, self.cfg.metadata_ttl, record);
+            }
             if let Some(since) = h.since {
                 self.inodes.mark_complete(h.ino, since, h.listed);
                 let small = std::mem::take(&mut h.small_files);
@@ -255,6 +276,51 @@ impl Filesystem {
             }
         }
         Ok(())
+    }
+
+    /// Remembers a listed entry: for the listing cache, and (its attributes being
+    /// guesses) for the attribute fan-out.
+    fn note_listed(&self, h: &mut DirHandle, ino: Ino, node: &super::inode::Node) {
+        if let Some(record) = h.record.as_mut() {
+            if record.len() < MAX_ENTRIES {
+                record.push(ListedName {
+                    name: node.name.clone(),
+                    ino,
+                    kind: node.attr.kind,
+                });
+            } else {
+                h.record = None;
+            }
+        }
+        if !self.attrs_known(ino, node) {
+            self.fanout.note(h.ino, ino);
+        }
+    }
+
+    /// Fills `h` from a listing kept within the TTL (see `listing_cache`); false when
+    /// there is none to replay.
+    fn replay_listing(&self, h: &mut DirHandle) -> bool {
+        let Some(kept) = self.listings.get(h.ino, self.inodes.changes()) else {
+            return false;
+        };
+        h.record = None;
+        for e in kept.iter() {
+            if h.index.contains_key(&e.name) {
+                continue;
+            }
+            let Some(node) = self.inodes.get(e.ino) else {
+                continue;
+            };
+            h.push(DirEntry {
+                ino: e.ino,
+                offset: 0,
+                kind: e.kind,
+                name: e.name.clone(),
+                attr: node.attr,
+            });
+        }
+        h.done = true;
+        true
     }
 
     /// FUSE mkdir: PUTs the `name/` marker.

@@ -220,6 +220,7 @@ impl Filesystem {
                 if node.attr.kind == FileKind::Dir {
                     return Err(FsError::IsDir);
                 }
+                self.known_attrs(ino).await?;
                 let fh = self.open_as(ctx.pid, ino, flags).await?;
                 self.inodes.add_lookup(ino, 1);
                 let attr = self

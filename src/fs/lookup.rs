@@ -62,7 +62,9 @@ impl Filesystem {
     /// FUSE lookup: takes a kernel reference on success.
     pub async fn lookup(&self, parent: Ino, name: &OsStr) -> FsResult<Attr> {
         let name = names::name_from_kernel(name)?;
-        let (ino, node) = self.lookup_name(parent, name).await?;
+        let (ino, _) = self.lookup_name(parent, name).await?;
+        // The kernel enforces what it is given: never a listing's guess (`attr_fanout`).
+        let node = self.known_attrs(ino).await?;
         self.inodes.add_lookup(ino, 1);
         Ok(node.attr)
     }
@@ -204,6 +206,8 @@ impl Filesystem {
             .and_then(|o| o.last_modified)
             .unwrap_or(self.mounted_at);
         let mut obs = self.observed_dir(mtime);
+        // No marker (it would sort first): the defaults are what is stored.
+        obs.attr_template.from_meta = marker.is_none();
         if marker.is_some() {
             match self.store.head_object(dir_prefix).await {
                 Ok(meta) => {
@@ -294,7 +298,7 @@ impl Filesystem {
         })
     }
 
-    async fn observed_dangling_link(&self, key: &str) -> FsResult<Observed> {
+    pub(crate) async fn observed_dangling_link(&self, key: &str) -> FsResult<Observed> {
         let target = self
             .store
             .get_symlink(key)
@@ -354,6 +358,10 @@ impl Filesystem {
     /// FUSE getattr.
     pub async fn getattr(&self, ino: Ino) -> FsResult<Attr> {
         let node = self.inodes.get(ino).ok_or(FsError::NotFound)?;
+        if !self.attrs_known(ino, &node) {
+            // A listing replaced what the kernel was told: fetch the stored attributes.
+            return Ok(self.known_attrs(ino).await?.attr);
+        }
         let fresh = node
             .valid_until
             .is_some_and(|t| t > std::time::Instant::now());

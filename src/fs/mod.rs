@@ -48,6 +48,8 @@
 
 mod ahead;
 mod append;
+mod attr_fanout;
+mod listing_cache;
 pub mod attr;
 mod copy;
 mod dir;
@@ -103,6 +105,9 @@ pub struct FsConfig {
     pub upload: UploadConfig,
     /// Other users may access the mount (the adapter then enables default_permissions).
     pub allow_other: bool,
+    /// Attributes of listed entries come from the listing and the defaults, with no HEAD
+    /// per entry (the kernel gets them through readdirplus). Off: see `attr_fanout`.
+    pub readdir_optimize: bool,
 }
 
 impl Default for FsConfig {
@@ -121,6 +126,7 @@ impl Default for FsConfig {
             read: ReadConfig::default(),
             upload: UploadConfig::default(),
             allow_other: false,
+            readdir_optimize: false,
         }
     }
 }
@@ -192,6 +198,10 @@ pub struct Filesystem {
     ahead: ahead::SiblingAhead,
     /// Directory lookups' LIST pages, for the readdir that follows.
     probed: probe::ProbedPages,
+    /// Listed entries whose stored attributes are still to be fetched (`attr_fanout`).
+    fanout: attr_fanout::AttrFanout,
+    /// Whole listings, reused by the readdirs of one TTL (`listing_cache`).
+    listings: listing_cache::ListingCache,
     next_fh: AtomicU64,
     /// mtime of directories without a marker object.
     mounted_at: SystemTime,
@@ -236,6 +246,8 @@ impl Filesystem {
             dirs: Mutex::new(HashMap::new()),
             ahead: ahead::SiblingAhead::default(),
             probed: probe::ProbedPages::default(),
+            fanout: attr_fanout::AttrFanout::default(),
+            listings: listing_cache::ListingCache::default(),
             next_fh: AtomicU64::new(1),
             mounted_at: SystemTime::now(),
         }

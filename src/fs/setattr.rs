@@ -32,7 +32,8 @@ impl Filesystem {
         if meta_change || set.size.is_some() {
             self.check_writable()?;
         }
-        let node = self.inodes.get(ino).ok_or(FsError::NotFound)?;
+        // What is written back must start from the stored attributes, not a listing's.
+        let node = self.known_attrs(ino).await?;
         if let Some(size) = set.size {
             if node.attr.kind == FileKind::Dir {
                 return Err(FsError::IsDir);

@@ -162,15 +162,24 @@ impl fuser::Filesystem for FuseAdapter {
             let _ = config.set_max_readahead(max);
         }
         let _ = config.set_max_background(64);
-        for flag in [
+        let mut flags = vec![
             InitFlags::FUSE_ASYNC_READ,
             InitFlags::FUSE_ATOMIC_O_TRUNC,
-            InitFlags::FUSE_DO_READDIRPLUS,
-            InitFlags::FUSE_READDIRPLUS_AUTO,
             InitFlags::FUSE_PARALLEL_DIROPS,
             // mmap of a file opened with FOPEN_DIRECT_IO (kernel 6.6+).
             InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP,
-        ] {
+        ];
+        // READDIRPLUS hands the kernel every entry's attributes, which a listing only
+        // guesses (no x-oss-meta-*). fuser 0.18 writes the entry's inode number into both
+        // the direntplus nodeid and the dirent's d_ino, so an entry "without attributes"
+        // (nodeid 0) would also reach programs with d_ino 0. So only readdir_optimize,
+        // which accepts listing attributes, negotiates it; otherwise plain READDIR gives
+        // names and types, and stat goes through LOOKUP (see `fs::attr_fanout`).
+        if self.fs.config().readdir_optimize {
+            flags.push(InitFlags::FUSE_DO_READDIRPLUS);
+            flags.push(InitFlags::FUSE_READDIRPLUS_AUTO);
+        }
+        for flag in flags {
             if config.add_capabilities(flag).is_err() {
                 tracing::debug!(?flag, "kernel does not support FUSE capability");
             }

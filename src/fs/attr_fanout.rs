@@ -1,0 +1,216 @@
+//! Stored attributes of listed entries, fetched many at a time.
+//!
+//! A ListObjectsV2 page says nothing about `x-oss-meta-mode/uid/gid/mtime`: an entry a
+//! listing registered carries the mount defaults, which are *guesses*. Handing them to the
+//! kernel would make its permission checks (default_permissions) enforce a mode nobody
+//! stored — a 0600 file readable by everyone. So, unless `readdir_optimize` accepts that
+//! trade:
+//! - readdir gives the kernel names, inode numbers and types only (plain READDIR, see
+//!   `crate::fuse`): `find -type f` and `ls` need nothing more and cost no HEAD;
+//! - the first lookup/getattr/setattr that needs a listed entry's attributes fetches the
+//!   stored attributes of that entry *and of the listing entries after it* (up to
+//!   [`FANOUT_BATCH`]), with up to [`ATTR_FANOUT_WIDTH`] HEADs in flight. `ls -l` stats
+//!   in listing order, so its later stats find the answers cached (for `metadata_ttl`).
+//!
+//! A directory (common prefix) is fetched with a HEAD of its marker `dir/`; no marker
+//! means the defaults *are* what is stored. Requests for names another request is
+//! already fetching wait for that batch instead of sending their own HEAD.
+//!
+//! The fan-out width is local to this module: a store-level cap on in-flight requests
+//! (shared with prefetch and uploads) composes with it, since every HEAD goes through
+//! the same [`crate::store::ObjectStore`].
+//!
+//! Pitfalls:
+//! - The pending list is a hint, not a truth: an entry may have been fetched, renamed or
+//!   removed since it was listed. Each is re-checked when its turn comes.
+//! - The root has no object: its attributes are the mount's and always known.
+
+use std::collections::HashMap;
+use futures::StreamExt;
+use tokio::sync::watch;
+
+use super::attr::{FileKind, Ino};
+use super::error::FsError;
+use super::inode::{Node, ROOT_INO};
+use super::{Filesystem, FsResult, lock};
+
+/// HEADs in flight at once for one batch of listed entries.
+pub(crate) const ATTR_FANOUT_WIDTH: usize = 48;
+/// Most listed entries fetched by one batch.
+pub(crate) const FANOUT_BATCH: usize = 1000;
+/// Most entries remembered as "listed, attributes not fetched" over all directories.
+const PENDING_CAP: usize = 1_000_000;
+
+/// Listed entries whose stored attributes are not known yet, and batches in flight.
+#[derive(Debug, Default)]
+pub(crate) struct AttrFanout {
+    inner: std::sync::Mutex<Pending>,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    /// Per directory, its listed entries in listing order.
+    by_dir: HashMap<Ino, Vec<Ino>>,
+    total: usize,
+    /// Entries some request is fetching; the receiver turns `true` when done.
+    inflight: HashMap<Ino, watch::Receiver<bool>>,
+}
+
+impl AttrFanout {
+    /// A listing of `dir` from its first page begins: forget the previous pass.
+    pub(crate) fn restart(&self, dir: Ino) {
+        let mut p = lock(&self.inner);
+        if let Some(v) = p.by_dir.remove(&dir) {
+            p.total -= v.len();
+        }
+    }
+
+    /// `ino` was listed in `dir` with guessed attributes.
+    pub(crate) fn note(&self, dir: Ino, ino: Ino) {
+        let mut p = lock(&self.inner);
+        if p.total >= PENDING_CAP {
+            p.by_dir.clear();
+            p.total = 0;
+        }
+        p.by_dir.entry(dir).or_default().push(ino);
+        p.total += 1;
+    }
+
+    /// Takes `ino` and the listed entries after it (a batch) out of the pending list,
+    /// and marks them in flight. Returns the batch (starting with `ino`, unless `ino` is
+    /// already in flight) and the sender that ends it; or the receiver to wait on.
+    fn take(&self, dir: Ino, ino: Ino) -> Take {
+        let mut p = lock(&self.inner);
+        if let Some(rx) = p.inflight.get(&ino) {
+            return Take::Wait(rx.clone());
+        }
+        let mut batch = vec![ino];
+        let mut taken = 0;
+        if let Some(v) = p.by_dir.get_mut(&dir) {
+            if let Some(pos) = v.iter().position(|&i| i == ino) {
+                let end = (pos + FANOUT_BATCH).min(v.len());
+                batch.extend(v.drain(pos..end).skip(1));
+                taken = end - pos;
+            }
+        }
+        p.total -= taken;
+        let (tx, rx) = watch::channel(false);
+        batch.retain(|i| !p.inflight.contains_key(i));
+        for &i in &batch {
+            p.inflight.insert(i, rx.clone());
+        }
+        Take::Fetch(batch, tx)
+    }
+
+    fn finish(&self, batch: &[Ino], tx: watch::Sender<bool>) {
+        let mut p = lock(&self.inner);
+        for i in batch {
+            p.inflight.remove(i);
+        }
+        let _ = tx.send(true);
+    }
+}
+
+enum Take {
+    Fetch(Vec<Ino>, watch::Sender<bool>),
+    Wait(watch::Receiver<bool>),
+}
+
+impl Filesystem {
+    /// Whether the kernel may be given `node`'s attributes as they are.
+    pub(crate) fn attrs_known(&self, ino: Ino, node: &Node) -> bool {
+        self.cfg.readdir_optimize
+            || node.attr.from_meta
+            || ino == ROOT_INO
+            || node.local
+            || node.writers > 0
+            || node.unlinked
+    }
+
+    /// `ino`'s node with its stored attributes: at once when they are known, else
+    /// fetched (with the listing entries after it, see the module docs).
+    pub(crate) async fn known_attrs(&self, ino: Ino) -> FsResult<Node> {
+        let node = self.inodes.get(ino).ok_or(FsError::NotFound)?;
+        if self.attrs_known(ino, &node) {
+            return Ok(node);
+        }
+        match self.fanout.take(node.parent, ino) {
+            Take::Wait(mut rx) => {
+                let _ = rx.wait_for(|done| *done).await;
+            }
+            Take::Fetch(batch, tx) => {
+                let first = batch.first().copied();
+                let results: Vec<(Ino, FsResult<()>)> = futures::stream::iter(batch.clone())
+                    .map(|i| async move { (i, self.fetch_stored_attrs(i).await) })
+                    .buffer_unordered(ATTR_FANOUT_WIDTH)
+                    .collect()
+                    .await;
+                self.fanout.finish(&batch, tx);
+                if first == Some(ino) {
+                    if let Some((_, Err(e))) = results.into_iter().find(|(i, _)| *i == ino) {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        let node = self.inodes.get(ino).ok_or(FsError::NotFound)?;
+        if self.attrs_known(ino, &node) {
+            return Ok(node);
+        }
+        // Its batch failed for it (or it was listed again meanwhile): ask for it alone.
+        self.fetch_stored_attrs(ino).await?;
+        let node = self.inodes.get(ino).ok_or(FsError::NotFound)?;
+        if node.unlinked {
+            return Err(FsError::NotFound);
+        }
+        Ok(node)
+    }
+
+    /// One HEAD (of the object, or of a directory's marker) for `ino`'s stored attributes.
+    async fn fetch_stored_attrs(&self, ino: Ino) -> FsResult<()> {
+        let Some(node) = self.inodes.get(ino) else {
+            return Ok(());
+        };
+        if self.attrs_known(ino, &node) {
+            return Ok(());
+        }
+        if self.inodes.child(node.parent, &node.name) != Some(ino) {
+            return Ok(()); // renamed or removed since it was listed
+        }
+        let key = self.inodes.key_of(ino).ok_or(FsError::NotFound)?;
+        let head = self.store.head_object(&key).await;
+        match (node.attr.kind, head) {
+            (FileKind::Dir, Ok(meta)) => {
+                let mut obs = self.observed_dir(node.attr.mtime);
+                obs.attr_template = self
+                    .inodes
+                    .defaults()
+                    .from_object_meta(0, FileKind::Dir, &meta);
+                obs.attr_template.size = 0;
+                self.inodes.observe(node.parent, &node.name, obs);
+            }
+            (FileKind::Dir, Err(e)) if e.is_not_found() => {
+                // No marker: the mount defaults are what is stored.
+                let mut obs = self.observed_dir(node.attr.mtime);
+                obs.attr_template.from_meta = true;
+                self.inodes.observe(node.parent, &node.name, obs);
+            }
+            (_, Ok(meta)) => {
+                let obs = self.observed_from_head(&key, &meta).await?;
+                self.inodes.observe(node.parent, &node.name, obs);
+            }
+            (_, Err(e)) if e.code() == Some("SymlinkTargetNotExist") => {
+                let obs = self.observed_dangling_link(&key).await?;
+                let (i, _) = self.inodes.observe(node.parent, &node.name, obs);
+                // A link's mode is always 0777; owner unknown stays the default.
+                self.inodes.update(i, |n| n.attr.from_meta = true);
+            }
+            (_, Err(e)) if e.is_not_found() => {
+                self.inodes.set_negative(node.parent, &node.name);
+                return Err(FsError::NotFound);
+            }
+            (_, Err(e)) => return Err(FsError::store("HeadObject", &key, e)),
+        }
+        Ok(())
+    }
+}
