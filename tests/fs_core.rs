@@ -159,7 +159,7 @@ async fn known_directory_revalidates_with_one_list() {
 
 #[tokio::test]
 async fn ls_l_of_many_entries_costs_lists_only() {
-    let e = env();
+    let e = env_with(|c| c.readdir_optimize = true);
     for i in 0..2500 {
         e.store.put(&format!("big/f{i:05}"), vec![0u8; i % 7]);
     }
@@ -174,7 +174,7 @@ async fn ls_l_of_many_entries_costs_lists_only() {
     assert_eq!(e.store.count("ListObjectsV2"), 3, "{:?}", e.store.counts());
     assert_eq!(e.store.count("HeadObject"), 1, "{:?}", e.store.counts());
     e.store.reset_counts();
-    // The stat of every entry is served from what the listing registered.
+    // With readdir_optimize the stat of every entry is served from the listing.
     for i in [0usize, 1234, 2499] {
         let a =
             e.fs.lookup(dir.ino, n(&format!("f{i:05}")))
@@ -185,9 +185,52 @@ async fn ls_l_of_many_entries_costs_lists_only() {
     }
     assert_eq!(e.store.count("HeadObject"), 0);
     assert_eq!(e.store.count("ListObjectsV2"), 0);
-    // The lookup's page is used once: listing again asks OSS again.
+    // Listing again within the TTL replays the kept listing: no request.
     assert_eq!(names(&e, dir.ino).await.len(), 2 + 2500 + 1);
-    assert_eq!(e.store.count("ListObjectsV2"), 3);
+    assert_eq!(e.store.count("ListObjectsV2"), 0, "{:?}", e.store.counts());
+}
+
+/// The default mode: a listing's entries carry no stored attributes, so the first stat
+/// of one fetches the stored attributes of it and of the listing entries after it (one
+/// HEAD each, in parallel); the stats that follow are answered from the cache.
+#[tokio::test]
+async fn ls_l_fetches_stored_attributes_in_listing_batches() {
+    let e = env();
+    for i in 0..2500 {
+        let mut meta = BTreeMap::new();
+        meta.insert("mode".to_string(), (0o100600 + (i % 2) * 0o40).to_string());
+        meta.insert("uid".to_string(), (2000 + i).to_string());
+        e.store.put_with_meta(&format!("big/f{i:05}"), vec![0u8; i % 7], meta);
+    }
+    e.store.put("big/sub/x", "1");
+    let dir = e.fs.lookup(ROOT_INO, n("big")).await.expect("lookup");
+    assert_eq!(names(&e, dir.ino).await.len(), 2 + 2500 + 1);
+    e.store.reset_counts();
+    let a = e.fs.lookup(dir.ino, n("f00000")).await.expect("lookup");
+    assert_eq!((a.perm, a.uid), (0o600, 2000), "the stored attributes");
+    assert_eq!(e.store.count("HeadObject"), 1000, "{:?}", e.store.counts());
+    for i in [1usize, 500, 999] {
+        let a =
+            e.fs.lookup(dir.ino, n(&format!("f{i:05}")))
+                .await
+                .expect("lookup");
+        assert_eq!(a.perm, 0o600 + (i as u16 % 2) * 0o40, "f{i:05}");
+        assert_eq!(a.uid, 2000 + i as u32);
+        e.fs.getattr(a.ino).await.expect("getattr");
+    }
+    assert_eq!(e.store.count("HeadObject"), 1000, "cached");
+    // The next batch starts at the entry asked for; the directory's marker-less
+    // subdirectory is one HEAD of `sub/` (404: the defaults are what is stored).
+    let a = e.fs.lookup(dir.ino, n("f02499")).await.expect("lookup");
+    assert_eq!(a.uid, 4499);
+    assert_eq!(e.store.count("HeadObject"), 1002, "{:?}", e.store.counts());
+    let s = e.fs.lookup(dir.ino, n("sub")).await.expect("lookup");
+    assert_eq!(s.perm, 0o755);
+    assert_eq!(e.store.count("HeadObject"), 1002);
+    assert_eq!(e.store.count("ListObjectsV2"), 0);
+    // Listing again within the TTL sends nothing.
+    assert_eq!(names(&e, dir.ino).await.len(), 2 + 2500 + 1);
+    assert_eq!(e.store.count("ListObjectsV2"), 0, "{:?}", e.store.counts());
 }
 
 /// A kept lookup page never hides what this mount did after it was fetched: a file
@@ -245,6 +288,8 @@ async fn lookup_page_is_reused_only_while_fresh() {
 /// adapter does after each open), in parallel, and each still costs exactly one GET.
 #[tokio::test]
 async fn small_files_read_in_listing_order_are_fetched_ahead() {
+    // Default mode: the first lookup fetches the stored attributes of the listed entries
+    // (one HEAD each, in one parallel batch); the reads are what this test is about.
     let e = env();
     let content = |i: usize| format!("file {i} ").repeat(100 + i).into_bytes();
     for i in 0..20 {
@@ -271,7 +316,7 @@ async fn small_files_read_in_listing_order_are_fetched_ahead() {
         e.fs.release(fh).await.expect("release");
     }
     assert_eq!(e.store.count("GetObject"), 20, "{:?}", e.store.counts());
-    assert_eq!(e.store.count("HeadObject"), 0);
+    assert_eq!(e.store.count("HeadObject"), 21, "one batch: 20 files and zbig");
     // The first two opens fetch for themselves; the second starts the read-ahead, which
     // fetched f02..f09 before f02 was opened.
     assert_eq!(gets_before_open[2], 2 + 8, "{gets_before_open:?}");
