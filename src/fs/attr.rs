@@ -9,6 +9,14 @@
 //! | `x-oss-meta-uid`    | decimal                                  | chown           |
 //! | `x-oss-meta-gid`    | decimal                                  | chown           |
 //! | `x-oss-meta-mtime`  | decimal seconds since the epoch          | every write, utimens |
+//! | `x-oss-meta-mtime-nsec` | decimal nanoseconds 0..999999999 of the mtime (ossmount) | with `mtime` |
+//!
+//! `mtime` stays whole seconds, as ossfs writes and parses it; the fraction goes in its
+//! own field so nanosecond mtimes (`cp -a`, `tar x`, `touch -d`) survive a remount. It is
+//! used only when `mtime` itself has no fraction (s3fs/rclone style) and is valid; a tool
+//! that rewrites `mtime` but keeps foreign fields can leave a stale fraction (an error
+//! below one second). ctime is not stored: it is the object's `Last-Modified` (which every
+//! data or metadata write moves), and moves in memory on every attribute change.
 //!
 //! Reading is lenient: `mtime` may carry a fraction (`1648047444.796073379`, as s3fs and
 //! rclone write it); unparsable values are ignored (the defaults from the mount options
@@ -32,6 +40,7 @@ pub const META_MODE: &str = "mode";
 pub const META_UID: &str = "uid";
 pub const META_GID: &str = "gid";
 pub const META_MTIME: &str = "mtime";
+pub const META_MTIME_NSEC: &str = "mtime-nsec";
 
 /// Block size reported by statfs (`blocks` of stat are 512-byte units regardless).
 pub const BLKSIZE: u32 = 4096;
@@ -66,6 +75,10 @@ pub struct Attr {
     pub kind: FileKind,
     pub size: u64,
     pub mtime: SystemTime,
+    /// Last change of data or attributes (see the module docs).
+    pub ctime: SystemTime,
+    /// Link count: 1 for files and links, 2 + known subdirectories for directories.
+    pub nlink: u32,
     /// Permission bits only (`0o7777` mask).
     pub perm: u16,
     pub uid: u32,
@@ -77,7 +90,7 @@ pub struct Attr {
 
 impl Attr {
     pub fn nlink(&self) -> u32 {
-        if self.kind == FileKind::Dir { 2 } else { 1 }
+        self.nlink
     }
 
     /// 512-byte blocks.
@@ -121,6 +134,8 @@ impl AttrDefaults {
             kind,
             size,
             mtime,
+            ctime: mtime,
+            nlink: if kind == FileKind::Dir { 2 } else { 1 },
             perm: match kind {
                 FileKind::Dir => self.dir_perm,
                 FileKind::File => self.file_perm,
@@ -141,6 +156,8 @@ impl AttrDefaults {
             meta.last_modified.unwrap_or(UNIX_EPOCH),
         );
         apply_user_meta(&mut a, &meta.user_meta);
+        // Last-Modified moves with every write and metadata copy: the object's ctime.
+        a.ctime = meta.last_modified.unwrap_or(a.mtime);
         a.from_meta = true;
         a
     }
@@ -172,6 +189,14 @@ pub fn apply_user_meta(a: &mut Attr, meta: &BTreeMap<String, String>) {
     }
     if let Some(t) = meta.get(META_MTIME).and_then(|v| parse_mtime(v)) {
         a.mtime = t;
+        let whole = !meta[META_MTIME].contains('.');
+        if let Some(ns) = meta
+            .get(META_MTIME_NSEC)
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .filter(|ns| whole && *ns < 1_000_000_000)
+        {
+            a.mtime = t + Duration::from_nanos(u64::from(ns));
+        }
     }
 }
 
@@ -222,6 +247,12 @@ pub fn to_user_meta(attr: &Attr, base: &BTreeMap<String, String>) -> BTreeMap<St
     let mut m = base.clone();
     m.insert(META_MODE.into(), attr.mode().to_string());
     m.insert(META_MTIME.into(), format_mtime(attr.mtime));
+    let nanos = attr
+        .mtime
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    m.insert(META_MTIME_NSEC.into(), nanos.to_string());
     m.insert(META_UID.into(), attr.uid.to_string());
     m.insert(META_GID.into(), attr.gid.to_string());
     m
@@ -267,13 +298,14 @@ mod tests {
         a.perm = 0o750;
         a.uid = 7;
         a.gid = 8;
-        a.mtime = UNIX_EPOCH + Duration::from_secs(99);
+        a.mtime = UNIX_EPOCH + Duration::new(99, 123_456_789);
         let mut base = BTreeMap::new();
         base.insert("other".to_string(), "kept".to_string());
         let m = to_user_meta(&a, &base);
         assert_eq!(m["mode"], (0o100750).to_string()); // S_IFREG | 0750 = 33256
         assert_eq!(m["mode"], "33256");
         assert_eq!(m["other"], "kept");
+        assert_eq!((m["mtime"].as_str(), m["mtime-nsec"].as_str()), ("99", "123456789"));
         let meta = ObjectMeta {
             size: 3,
             user_meta: m,

@@ -22,7 +22,7 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -63,6 +63,8 @@ pub(crate) struct DirHandle {
     record: Option<Vec<ListedName>>,
     /// The inode table's change count when this pass began.
     changes_at_start: u64,
+    /// Subdirectories listed so far (for the directory's link count).
+    subdirs: u32,
 }
 
 impl DirHandle {
@@ -80,6 +82,7 @@ impl DirHandle {
             small_files: Vec::new(),
             record: Some(Vec::new()),
             changes_at_start: 0,
+            subdirs: 0,
         }
     }
 
@@ -230,6 +233,7 @@ impl Filesystem {
                 .inodes
                 .observe(h.ino, name, self.observed_dir(self.mounted_at));
             self.note_listed(h, ino, &node);
+            h.subdirs += 1;
             let entry = DirEntry {
                 ino,
                 offset: 0,
@@ -254,6 +258,8 @@ impl Filesystem {
         h.token = page.next_continuation_token;
         if h.token.is_none() {
             h.done = true;
+            self.inodes
+                .set_dir_links(h.ino, 2u32.saturating_add(h.subdirs));
             if let Some(record) = h.record.take() {
                 self.listings
                     .keep(h.ino, h.changes_at_start, self.cfg.metadata_ttl, record);
@@ -326,7 +332,7 @@ impl Filesystem {
     /// FUSE mkdir: PUTs the `name/` marker.
     pub async fn mkdir(
         &self,
-        _ctx: &Ctx,
+        ctx: &Ctx,
         parent: Ino,
         name: &OsStr,
         mode: u32,
@@ -347,11 +353,8 @@ impl Filesystem {
                 .ok_or(FsError::NotFound)?
         );
         names::check_key_len(&key)?;
-        let mut attr = self
-            .inodes
-            .defaults()
-            .new_attr(0, FileKind::Dir, 0, SystemTime::now());
-        attr.perm = (mode & !umask & 0o7777) as u16;
+        let attr =
+            self.new_owned_attr(ctx, parent, FileKind::Dir, 0, (mode & !umask & 0o7777) as u16);
         let opts = PutOptions {
             user_meta: to_user_meta(&attr, &Default::default()),
             ..Default::default()
@@ -366,6 +369,7 @@ impl Filesystem {
         self.inodes.add_lookup(ino, 1);
         // Nothing was under `name/` when we looked: the new directory is complete.
         self.inodes.mark_complete(ino, checked_at, 0);
+        self.dir_entries_changed(parent, 1);
         Ok(node.attr)
     }
 
@@ -457,6 +461,7 @@ impl Filesystem {
             .await
             .map_err(|e| FsError::store("DeleteObject", &key, e))?;
         self.inodes.remove_child(parent, name);
+        self.dir_entries_changed(parent, -1);
         Ok(())
     }
 

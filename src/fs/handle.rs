@@ -238,12 +238,15 @@ impl Filesystem {
             .child_key(parent, name_s)
             .ok_or(FsError::NotFound)?;
         names::check_key_len(&key)?;
-        let mut attr = self
-            .inodes
-            .defaults()
-            .new_attr(0, FileKind::File, 0, SystemTime::now());
-        attr.perm = (mode & !umask & 0o7777) as u16;
+        let attr = self.new_owned_attr(
+            ctx,
+            parent,
+            FileKind::File,
+            0,
+            (mode & !umask & 0o7777) as u16,
+        );
         let (ino, node) = self.inodes.insert_local(parent, name_s, attr, true);
+        self.dir_entries_changed(parent, 0);
         self.inodes.update(ino, |n| {
             n.writers = 1;
             n.lookups = 1;
@@ -363,9 +366,11 @@ impl Filesystem {
             return Err(e);
         }
         let end = offset + data.len() as u64;
+        let now = SystemTime::now();
         self.inodes.update(h.ino, |n| {
             n.attr.size = n.attr.size.max(end);
-            n.attr.mtime = SystemTime::now();
+            n.attr.mtime = now;
+            n.attr.ctime = now;
         });
         ::metrics::counter!(crate::metrics::FUSE_BYTES_WRITTEN).increment(data.len() as u64);
         Ok(data.len() as u32)
@@ -607,6 +612,11 @@ impl Filesystem {
         }
         let key = self.inodes.key_of(ino).ok_or(FsError::NotFound)?;
         let size;
+        // chmod/chown/utimens made while this upload was pending (see `setattr`): the
+        // metadata the upload carries, when it is not what the attributes say now, is
+        // rewritten by a metadata copy once the data is in.
+        let explicit_meta = lock(&self.meta_pending).contains(&ino);
+        let mut carried: Option<PutOptions> = None;
         let result: PutResult = match std::mem::replace(&mut h.state, WriteState::Clean) {
             WriteState::Clean if h.new_content || node.local => {
                 size = 0;
@@ -618,6 +628,11 @@ impl Filesystem {
             WriteState::Clean => return Ok(()),
             s @ WriteState::Appending { .. } => {
                 h.state = s;
+                if lock(&self.meta_pending).remove(&ino) {
+                    // Appends are written as they come; only the metadata is pending.
+                    let attr = self.inodes.get(ino).ok_or(FsError::NotFound)?.attr;
+                    self.persist_attr(ino, &attr).await?;
+                }
                 return Ok(());
             }
             WriteState::Failed(msg) => {
@@ -673,6 +688,11 @@ impl Filesystem {
                 ..
             } => {
                 size = upload.bytes_written();
+                let mut upload = upload;
+                let wanted = self.upload_opts(ino);
+                if !upload.set_options(wanted) {
+                    carried = Some(upload.options().clone());
+                }
                 match upload.finish().await {
                     Ok(r) => {
                         if upload_key != key {
@@ -696,6 +716,7 @@ impl Filesystem {
         h.new_content = false;
         h.reader = None;
         let meta = self.upload_opts(ino).user_meta;
+        let stale_meta = explicit_meta && carried.is_some_and(|c| c.user_meta != meta);
         self.inodes.update(ino, |n| {
             n.local = false;
             n.etag = result.etag.clone();
@@ -707,6 +728,13 @@ impl Filesystem {
         });
         self.inodes.touch_valid(ino);
         self.cache.invalidate_key(&key);
+        if stale_meta {
+            let attr = self.inodes.get(ino).ok_or(FsError::NotFound)?.attr;
+            self.persist_attr(ino, &attr).await?;
+        }
+        if explicit_meta {
+            lock(&self.meta_pending).remove(&ino);
+        }
         Ok(())
     }
 
@@ -721,9 +749,11 @@ impl Filesystem {
             let mut h = h.handle.lock().await;
             if h.writable {
                 self.truncate_handle(&mut h, size).await?;
+                let now = SystemTime::now();
                 self.inodes.update(ino, |n| {
                     n.attr.size = size;
-                    n.attr.mtime = SystemTime::now();
+                    n.attr.mtime = now;
+                    n.attr.ctime = now;
                 });
                 return Ok(());
             }
@@ -734,8 +764,11 @@ impl Filesystem {
             return Err(FsError::IsDir);
         }
         let key = self.inodes.key_of(ino).ok_or(FsError::NotFound)?;
-        self.inodes
-            .update(ino, |n| n.attr.mtime = SystemTime::now());
+        let now = SystemTime::now();
+        self.inodes.update(ino, |n| {
+            n.attr.mtime = now;
+            n.attr.ctime = now;
+        });
         let opts = self.upload_opts(ino);
         let result = if size == 0 {
             self.store

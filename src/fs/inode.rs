@@ -359,8 +359,12 @@ impl InodeTable {
                     // A listing knows nothing about a directory's attributes: keep what we
                     // know unless this observation read the marker's metadata.
                     if obs.attr_template.from_meta {
-                        node.attr = obs.attr_template;
+                        // What this mount knows in memory (entry changes, links) stays.
+                        let old = std::mem::replace(&mut node.attr, obs.attr_template);
                         node.attr.ino = ino;
+                        node.attr.nlink = old.nlink;
+                        node.attr.mtime = node.attr.mtime.max(old.mtime);
+                        node.attr.ctime = node.attr.ctime.max(old.ctime);
                     }
                     node.valid_until = exp;
                     return (ino, node.clone());
@@ -373,6 +377,10 @@ impl InodeTable {
                         let (size, mtime) = (attr.size, attr.mtime);
                         attr = node.attr.clone();
                         attr.merge_listing(size, Some(mtime));
+                    }
+                    if node.etag == obs.etag {
+                        // Unchanged object: a ctime moved in memory does not go back.
+                        attr.ctime = attr.ctime.max(node.attr.ctime);
                     }
                     // HEAD of a link reports the *target's* ETag and a listing the
                     // link's own, so ETags cannot tell whether a link was re-pointed. A
@@ -464,6 +472,15 @@ impl InodeTable {
             inner.local_set.insert(ino);
         }
         (ino, node)
+    }
+
+    /// Sets a directory's link count from a listing (an observation, not a local change).
+    pub fn set_dir_links(&self, ino: Ino, nlink: u32) {
+        if let Some(n) = self.lock().nodes.get_mut(&ino) {
+            if n.attr.kind == FileKind::Dir {
+                n.attr.nlink = nlink;
+            }
+        }
     }
 
     /// Marks the node's cached attributes fresh again.

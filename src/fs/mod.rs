@@ -59,6 +59,7 @@ pub mod inode;
 mod lookup;
 pub mod names;
 mod namespace;
+mod owner;
 mod probe;
 mod process;
 mod setattr;
@@ -203,6 +204,9 @@ pub struct Filesystem {
     /// Whole listings, reused by the readdirs of one TTL (`listing_cache`).
     listings: listing_cache::ListingCache,
     next_fh: AtomicU64,
+    /// Files whose attributes were changed (chmod, chown, utimens) while an upload was
+    /// pending: the commit makes sure the stored object carries them (see `setattr`).
+    meta_pending: Mutex<std::collections::HashSet<Ino>>,
     /// mtime of directories without a marker object.
     mounted_at: SystemTime,
 }
@@ -249,6 +253,7 @@ impl Filesystem {
             fanout: attr_fanout::AttrFanout::default(),
             listings: listing_cache::ListingCache::default(),
             next_fh: AtomicU64::new(1),
+            meta_pending: Mutex::new(std::collections::HashSet::new()),
             mounted_at: SystemTime::now(),
         }
     }

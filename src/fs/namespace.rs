@@ -18,7 +18,6 @@
 
 use std::ffi::OsStr;
 use std::path::Path;
-use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -52,6 +51,7 @@ impl Filesystem {
         }
         self.inodes.remove_child(parent, name);
         self.cache.invalidate_key(&key);
+        self.dir_entries_changed(parent, 0);
         Ok(())
     }
 
@@ -138,6 +138,19 @@ impl Filesystem {
         self.inodes.rename(parent, name, new_parent, new_name);
         self.inodes.touch_valid(sino);
         self.cache.invalidate_key(&src_key);
+        let now = std::time::SystemTime::now();
+        self.inodes.update(sino, |n| n.attr.ctime = now);
+        let moved_dir = i32::from(snode.attr.kind == FileKind::Dir);
+        let replaced_dir = i32::from(
+            dst.as_ref()
+                .is_some_and(|(_, d)| d.attr.kind == FileKind::Dir),
+        );
+        if parent == new_parent {
+            self.dir_entries_changed(parent, -replaced_dir);
+        } else {
+            self.dir_entries_changed(parent, -moved_dir);
+            self.dir_entries_changed(new_parent, moved_dir - replaced_dir);
+        }
         Ok(())
     }
 
@@ -226,7 +239,7 @@ impl Filesystem {
     /// FUSE symlink: PutSymlink with the target as given (not resolved).
     pub async fn symlink(
         &self,
-        _ctx: &Ctx,
+        ctx: &Ctx,
         parent: Ino,
         name: &OsStr,
         target: &Path,
@@ -249,12 +262,8 @@ impl Filesystem {
             .child_key(parent, name)
             .ok_or(FsError::NotFound)?;
         names::check_key_len(&key)?;
-        let attr = self.inodes.defaults().new_attr(
-            0,
-            FileKind::Symlink,
-            target.len() as u64,
-            SystemTime::now(),
-        );
+        let attr =
+            self.new_owned_attr(ctx, parent, FileKind::Symlink, target.len() as u64, 0o777);
         let opts = PutOptions {
             user_meta: to_user_meta(&attr, &Default::default()),
             ..Default::default()
@@ -270,6 +279,7 @@ impl Filesystem {
             n.user_meta = opts.user_meta.clone();
         });
         self.inodes.add_lookup(ino, 1);
+        self.dir_entries_changed(parent, 0);
         Ok(node.attr)
     }
 
@@ -296,7 +306,7 @@ impl Filesystem {
     /// FUSE mknod: regular files only (an empty object); devices, FIFOs, sockets → EPERM.
     pub async fn mknod(
         &self,
-        _ctx: &Ctx,
+        ctx: &Ctx,
         parent: Ino,
         name: &OsStr,
         mode: u32,
@@ -320,11 +330,8 @@ impl Filesystem {
             .child_key(parent, name)
             .ok_or(FsError::NotFound)?;
         names::check_key_len(&key)?;
-        let mut attr = self
-            .inodes
-            .defaults()
-            .new_attr(0, FileKind::File, 0, SystemTime::now());
-        attr.perm = (mode & !umask & 0o7777) as u16;
+        let attr =
+            self.new_owned_attr(ctx, parent, FileKind::File, 0, (mode & !umask & 0o7777) as u16);
         let opts = PutOptions {
             user_meta: to_user_meta(&attr, &Default::default()),
             ..Default::default()
@@ -341,6 +348,7 @@ impl Filesystem {
             n.user_meta = opts.user_meta.clone();
         });
         self.inodes.add_lookup(ino, 1);
+        self.dir_entries_changed(parent, 0);
         Ok(node.attr)
     }
 }

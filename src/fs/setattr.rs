@@ -22,7 +22,7 @@ use crate::store::PutOptions;
 use super::attr::{FileKind, Ino, to_user_meta};
 use super::error::{FsError, not_found_or};
 use super::inode::ROOT_INO;
-use super::{Attr, Filesystem, FsResult, SetAttr, TimeSet};
+use super::{Attr, Filesystem, FsResult, SetAttr, TimeSet, lock};
 
 impl Filesystem {
     /// FUSE setattr.
@@ -57,11 +57,13 @@ impl Filesystem {
         if let Some(gid) = set.gid {
             attr.gid = gid;
         }
+        let now = SystemTime::now();
         match set.mtime {
-            Some(TimeSet::Now) => attr.mtime = SystemTime::now(),
+            Some(TimeSet::Now) => attr.mtime = now,
             Some(TimeSet::At(t)) => attr.mtime = t,
             None => {}
         }
+        attr.ctime = now;
         attr.from_meta = true;
         let node = self.inodes.get(ino).ok_or(FsError::NotFound)?;
         let deferred = node.local
@@ -70,6 +72,9 @@ impl Filesystem {
             || (node.writers > 0 && self.has_pending_data(ino).await);
         if deferred {
             self.inodes.update(ino, |n| n.attr = attr.clone());
+            if node.writers > 0 {
+                lock(&self.meta_pending).insert(ino);
+            }
             return Ok(attr);
         }
         self.persist_attr(ino, &attr).await?;
@@ -77,7 +82,7 @@ impl Filesystem {
     }
 
     /// Writes `attr` into the object's metadata (see the module docs).
-    async fn persist_attr(&self, ino: Ino, attr: &Attr) -> FsResult<()> {
+    pub(crate) async fn persist_attr(&self, ino: Ino, attr: &Attr) -> FsResult<()> {
         let node = self.inodes.get(ino).ok_or(FsError::NotFound)?;
         let key = self.inodes.key_of(ino).ok_or(FsError::NotFound)?;
         let (etag, crc, user_meta) = match attr.kind {

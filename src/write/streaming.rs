@@ -129,6 +129,23 @@ impl StreamingUpload {
         self
     }
 
+    /// The options (metadata, content type) the object is, or will be, created with.
+    pub fn options(&self) -> &PutOptions {
+        &self.opts
+    }
+
+    /// Replaces the options the object will be created with, if nothing carrying them
+    /// has been sent yet (no multipart upload initiated). Returns whether it took: once a
+    /// multipart upload exists, its metadata is fixed and a later change needs a
+    /// metadata copy after completion.
+    pub fn set_options(&mut self, opts: PutOptions) -> bool {
+        if self.upload_id.is_some() {
+            return false;
+        }
+        self.opts = opts;
+        true
+    }
+
     /// Whether everything written so far is still held ([`Self::retain_prefix`]).
     pub fn has_prefix(&self) -> bool {
         self.written <= self.retain_limit
