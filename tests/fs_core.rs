@@ -200,7 +200,8 @@ async fn ls_l_fetches_stored_attributes_in_listing_batches() {
         let mut meta = BTreeMap::new();
         meta.insert("mode".to_string(), (0o100600 + (i % 2) * 0o40).to_string());
         meta.insert("uid".to_string(), (2000 + i).to_string());
-        e.store.put_with_meta(&format!("big/f{i:05}"), vec![0u8; i % 7], meta);
+        e.store
+            .put_with_meta(&format!("big/f{i:05}"), vec![0u8; i % 7], meta);
     }
     e.store.put("big/sub/x", "1");
     let dir = e.fs.lookup(ROOT_INO, n("big")).await.expect("lookup");
@@ -316,7 +317,11 @@ async fn small_files_read_in_listing_order_are_fetched_ahead() {
         e.fs.release(fh).await.expect("release");
     }
     assert_eq!(e.store.count("GetObject"), 20, "{:?}", e.store.counts());
-    assert_eq!(e.store.count("HeadObject"), 21, "one batch: 20 files and zbig");
+    assert_eq!(
+        e.store.count("HeadObject"),
+        21,
+        "one batch: 20 files and zbig"
+    );
     // The first two opens fetch for themselves; the second starts the read-ahead, which
     // fetched f02..f09 before f02 was opened.
     assert_eq!(gets_before_open[2], 2 + 8, "{gets_before_open:?}");

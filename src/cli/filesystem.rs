@@ -109,7 +109,17 @@ pub fn fs_config(config: &Config) -> Result<FsConfig, CliError> {
     let defaults = FsConfig::default();
     let t = &config.tuning;
     let cache_dir = t.cache_dir.clone().unwrap_or(defaults.cache_dir);
-    std::fs::create_dir_all(&cache_dir).map_err(|source| {
+    // Staging files and the disk read cache hold bucket data: a directory made here is
+    // private to the mount's user (an existing one, such as /tmp, is left as it is; the
+    // files themselves are 0600 either way).
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&cache_dir)
+    }
+    .map_err(|source| {
         CliError::Mount(format!(
             "cannot create cache directory {}: {source}",
             cache_dir.display()

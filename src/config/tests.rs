@@ -286,11 +286,19 @@ fn readdir_optimize_with_allow_other_needs_chosen_attributes() {
             .mount
             .readdir_optimize
     );
-    assert!(with(&["--readdir-optimize"]).unwrap().mount.readdir_optimize);
+    assert!(
+        with(&["--readdir-optimize"])
+            .unwrap()
+            .mount
+            .readdir_optimize
+    );
     let e = with(&["--readdir-optimize", "--allow-other", "--uid", "0"])
         .unwrap_err()
         .to_string();
-    assert!(e.contains("--uid, --gid, --file-mode and --dir-mode"), "{e}");
+    assert!(
+        e.contains("--uid, --gid, --file-mode and --dir-mode"),
+        "{e}"
+    );
     let c = with(&[
         "-o",
         "readdir_optimize,allow_other,uid=1,gid=2,file_mode=0640,dir_mode=0750",

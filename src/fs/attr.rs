@@ -305,7 +305,10 @@ mod tests {
         assert_eq!(m["mode"], (0o100750).to_string()); // S_IFREG | 0750 = 33256
         assert_eq!(m["mode"], "33256");
         assert_eq!(m["other"], "kept");
-        assert_eq!((m["mtime"].as_str(), m["mtime-nsec"].as_str()), ("99", "123456789"));
+        assert_eq!(
+            (m["mtime"].as_str(), m["mtime-nsec"].as_str()),
+            ("99", "123456789")
+        );
         let meta = ObjectMeta {
             size: 3,
             user_meta: m,

@@ -25,8 +25,8 @@
 //!   removed since it was listed. Each is re-checked when its turn comes.
 //! - The root has no object: its attributes are the mount's and always known.
 
-use std::collections::HashMap;
 use futures::StreamExt;
+use std::collections::HashMap;
 use tokio::sync::watch;
 
 use super::attr::{FileKind, Ino};
@@ -182,10 +182,10 @@ impl Filesystem {
         match (node.attr.kind, head) {
             (FileKind::Dir, Ok(meta)) => {
                 let mut obs = self.observed_dir(node.attr.mtime);
-                obs.attr_template = self
-                    .inodes
-                    .defaults()
-                    .from_object_meta(0, FileKind::Dir, &meta);
+                obs.attr_template =
+                    self.inodes
+                        .defaults()
+                        .from_object_meta(0, FileKind::Dir, &meta);
                 obs.attr_template.size = 0;
                 self.inodes.observe(node.parent, &node.name, obs);
             }

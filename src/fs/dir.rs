@@ -353,8 +353,13 @@ impl Filesystem {
                 .ok_or(FsError::NotFound)?
         );
         names::check_key_len(&key)?;
-        let attr =
-            self.new_owned_attr(ctx, parent, FileKind::Dir, 0, (mode & !umask & 0o7777) as u16);
+        let attr = self.new_owned_attr(
+            ctx,
+            parent,
+            FileKind::Dir,
+            0,
+            (mode & !umask & 0o7777) as u16,
+        );
         let opts = PutOptions {
             user_meta: to_user_meta(&attr, &Default::default()),
             ..Default::default()

@@ -48,14 +48,14 @@
 
 mod ahead;
 mod append;
-mod attr_fanout;
-mod listing_cache;
 pub mod attr;
+mod attr_fanout;
 mod copy;
 mod dir;
 pub mod error;
 mod handle;
 pub mod inode;
+mod listing_cache;
 mod lookup;
 pub mod names;
 mod namespace;

@@ -262,8 +262,7 @@ impl Filesystem {
             .child_key(parent, name)
             .ok_or(FsError::NotFound)?;
         names::check_key_len(&key)?;
-        let attr =
-            self.new_owned_attr(ctx, parent, FileKind::Symlink, target.len() as u64, 0o777);
+        let attr = self.new_owned_attr(ctx, parent, FileKind::Symlink, target.len() as u64, 0o777);
         let opts = PutOptions {
             user_meta: to_user_meta(&attr, &Default::default()),
             ..Default::default()
@@ -330,8 +329,13 @@ impl Filesystem {
             .child_key(parent, name)
             .ok_or(FsError::NotFound)?;
         names::check_key_len(&key)?;
-        let attr =
-            self.new_owned_attr(ctx, parent, FileKind::File, 0, (mode & !umask & 0o7777) as u16);
+        let attr = self.new_owned_attr(
+            ctx,
+            parent,
+            FileKind::File,
+            0,
+            (mode & !umask & 0o7777) as u16,
+        );
         let opts = PutOptions {
             user_meta: to_user_meta(&attr, &Default::default()),
             ..Default::default()

@@ -46,7 +46,12 @@ impl StagingFile {
     pub async fn create(dir: &Path) -> FsResult<StagingFile> {
         let dir = dir.to_path_buf();
         let file = blocking("create staging file", move || {
-            std::fs::create_dir_all(&dir)?;
+            // 0700 when made here; the file itself is 0600 (tempfile's default).
+            std::os::unix::fs::DirBuilderExt::mode(
+                std::fs::DirBuilder::new().recursive(true),
+                0o700,
+            )
+            .create(&dir)?;
             tempfile::Builder::new()
                 .prefix(".ossmount-staging-")
                 .tempfile_in(&dir)

@@ -13,6 +13,7 @@
 //! of arbitrary UTF-8, far too long and too hostile for file names.
 
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -81,7 +82,14 @@ impl Shared {
         let path = self.path(&id);
         let tmp = path.with_extension("tmp");
         let result = (|| -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
+            // Bucket data: readable by the mount's user only (a private object must not
+            // become readable through the cache directory).
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
             f.write_all(data)?;
             f.write_all(&crc64(data).to_le_bytes())?;
             std::fs::rename(&tmp, &path)
@@ -147,10 +155,18 @@ fn run_blocking(f: impl FnOnce() + Send + 'static) {
     }
 }
 
+/// Creates `dir` (and missing parents) with mode 0700; an existing one is left as it is.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
 impl DiskCache {
     /// Prepares `dir/blocks-<pid>` (fresh) and removes directories of dead processes.
     pub fn open(dir: &Path, limit: u64) -> std::io::Result<DiskCache> {
-        std::fs::create_dir_all(dir)?;
+        private_dir(dir)?;
         for entry in std::fs::read_dir(dir)?.flatten() {
             let name = entry.file_name();
             let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("blocks-")) else {
@@ -164,7 +180,7 @@ impl DiskCache {
         if own.exists() {
             std::fs::remove_dir_all(&own)?;
         }
-        std::fs::create_dir_all(&own)?;
+        private_dir(&own)?;
         Ok(DiskCache {
             shared: Arc::new(Shared {
                 dir: own,
@@ -276,6 +292,19 @@ mod tests {
         assert!(disk.get(&id(0)).await.is_none());
         assert!(!path.exists());
         assert_eq!(disk.used_bytes(), 0);
+    }
+
+    #[test]
+    fn cached_bucket_data_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("read-cache");
+        let disk = DiskCache::open(&dir, 1 << 20).unwrap();
+        disk.shared.write_block(id(0), b"secret");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&disk.shared.path(&id(0))), 0o600);
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&disk.shared.dir), 0o700);
     }
 
     #[test]
