@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks for building and testing ossmount. Idempotent.
 # - Rust components rustfmt and clippy (the toolchain itself comes with the machine).
-# - Debian packages used by the tests: rsync (shell-tool tests), util-linux mount (fstab test).
+# - Debian packages used by the tests: rsync (shell-tool tests), util-linux mount (fstab test),
+#   autoconf automake libtool (to build pjdfstest from ../shared/thirdparty in the tests).
 # - A Python venv in .venv with the official OSS SDK (alibabacloud-oss-v2) and pytest,
 #   used by the interop suite that drives our emulator with the reference client.
 set -euo pipefail
@@ -17,6 +18,9 @@ fi
 missing=()
 have rsync || missing+=(rsync)
 have mount || missing+=(mount)
+have autoreconf || missing+=(autoconf)
+have automake || missing+=(automake)
+have libtoolize || missing+=(libtool)
 have attr || true
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && have apt-get; then

@@ -358,6 +358,12 @@ impl Filesystem {
     /// FUSE getattr.
     pub async fn getattr(&self, ino: Ino) -> FsResult<Attr> {
         let node = self.inodes.get(ino).ok_or(FsError::NotFound)?;
+        if node.unlinked {
+            // Still open after its unlink: no name links to it any more.
+            let mut attr = node.attr;
+            attr.nlink = 0;
+            return Ok(attr);
+        }
         if !self.attrs_known(ino, &node) {
             // A listing replaced what the kernel was told: fetch the stored attributes.
             return Ok(self.known_attrs(ino).await?.attr);
@@ -371,9 +377,7 @@ impl Filesystem {
             }
             return Ok(node.attr);
         }
-        if node.unlinked {
-            return Ok(node.attr);
-        }
+
         let key = self.inodes.key_of(ino).ok_or(FsError::NotFound)?;
         match self.head_or_fetch_small(&key, Some(&node)).await {
             Ok(meta) => {

@@ -39,7 +39,7 @@ fn file_attr(a: &Attr) -> FileAttr {
         blocks: a.blocks(),
         atime: a.mtime,
         mtime: a.mtime,
-        ctime: a.mtime,
+        ctime: a.ctime,
         crtime: a.mtime,
         kind: file_type(a.kind),
         perm: a.perm,
