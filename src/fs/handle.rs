@@ -182,6 +182,7 @@ impl Filesystem {
                 if trunc {
                     n.attr.size = 0;
                     n.attr.mtime = SystemTime::now();
+                    n.attr.ctime = n.attr.mtime;
                 }
             });
         }
@@ -343,7 +344,20 @@ impl Filesystem {
     /// FUSE write by thread `pid`: returns the number of bytes accepted (always all).
     /// A new file's streamed data keeps `data` itself as part of an upload part (no copy).
     pub async fn write_as(&self, pid: u32, fh: u64, offset: u64, data: Bytes) -> FsResult<u32> {
+        self.write_by(pid, 0, fh, offset, data).await
+    }
+
+    /// [`Self::write_as`] by a process of user `uid` (set-ID bits drop, see `owner`).
+    pub async fn write_by(
+        &self,
+        pid: u32,
+        uid: u32,
+        fh: u64,
+        offset: u64,
+        data: Bytes,
+    ) -> FsResult<u32> {
         let h = self.handle(fh)?;
+        self.write_drops_privileges(h.ino, uid);
         let mut h = h.handle.lock().await;
         if !h.writable {
             return Err(FsError::BadHandle);

@@ -58,4 +58,30 @@ impl Filesystem {
             n.attr.nlink = n.attr.nlink.saturating_add_signed(subdirs).max(2);
         });
     }
+
+    /// A write by `uid` to `ino`: a process without privilege clears set-user-ID (and
+    /// set-group-ID with group execute) as POSIX asks. The kernel does this through a
+    /// setattr only in some write paths, so it is done here too; the change travels
+    /// with the pending upload.
+    pub(crate) fn write_drops_privileges(&self, ino: Ino, uid: u32) {
+        if uid == 0 {
+            return;
+        }
+        let Some(node) = self.inodes.get(ino) else {
+            return;
+        };
+        let perm = u32::from(node.attr.perm);
+        let mut kill = perm & libc::S_ISUID;
+        if perm & (libc::S_ISGID | libc::S_IXGRP) == (libc::S_ISGID | libc::S_IXGRP) {
+            kill |= libc::S_ISGID;
+        }
+        if kill == 0 {
+            return;
+        }
+        self.inodes.update(ino, |n| {
+            n.attr.perm &= !(kill as u16);
+            n.attr.ctime = SystemTime::now();
+        });
+        super::lock(&self.meta_pending).insert(ino);
+    }
 }

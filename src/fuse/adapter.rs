@@ -463,11 +463,11 @@ impl fuser::Filesystem for FuseAdapter {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyWrite,
     ) {
-        let (data, pid) = (bytes::Bytes::copy_from_slice(data), req.pid());
+        let (data, pid, uid) = (bytes::Bytes::copy_from_slice(data), req.pid(), req.uid());
         self.spawn(
             "write",
             ino.0,
-            |fs| async move { fs.write_as(pid, fh.0, offset, data).await },
+            |fs| async move { fs.write_by(pid, uid, fh.0, offset, data).await },
             move |r| match r {
                 Ok(n) => reply.written(n),
                 Err(e) => reply.error(err(&e)),
