@@ -74,6 +74,13 @@ struct Args {
     /// Extra arguments for ossmount (repeatable), e.g. `--mount-arg=--cache-size=1G`.
     #[arg(long = "mount-arg", allow_hyphen_values = true)]
     mount_args: Vec<String>,
+    /// Objects per directory of rows 9-10 (`ls -l` and `find` at emulator latency), comma
+    /// separated.
+    #[arg(long, value_delimiter = ',', default_value = "2000,10000")]
+    attr_objects: Vec<usize>,
+    /// Emulator latency (ms per object/list request) for rows 9-10.
+    #[arg(long, default_value_t = 20)]
+    attr_latency_ms: u64,
 }
 
 /// A child process killed (and waited for) on drop.
@@ -160,6 +167,11 @@ fn start_emulator(bin: &Path, data_dir: &Path) -> Result<(ChildGuard, String)> {
 }
 
 fn mount(args: &Args, endpoint: &str, dir: &Path) -> Result<Mount> {
+    mount_with(args, endpoint, dir, &[])
+}
+
+/// [`mount`] with `extra` arguments after `--mount-arg`s.
+fn mount_with(args: &Args, endpoint: &str, dir: &Path, extra: &[&str]) -> Result<Mount> {
     std::fs::create_dir_all(dir)?;
     let child = Command::new(&args.ossmount)
         .arg(BUCKET)
@@ -173,6 +185,7 @@ fn mount(args: &Args, endpoint: &str, dir: &Path) -> Result<Mount> {
             "-f",
         ])
         .args(&args.mount_args)
+        .args(extra)
         .env("OSS_ACCESS_KEY_ID", AK)
         .env("OSS_ACCESS_KEY_SECRET", SK)
         .stdout(Stdio::null())
@@ -486,8 +499,11 @@ async fn main() -> Result<()> {
         part: &part,
         size,
     };
-    let result = run_rows(&env, &mut table).await;
+    let mut result = run_rows(&env, &mut table).await;
     drop(m);
+    if result.is_ok() {
+        result = attr_rows(&env, &mut table, &work).await;
+    }
     // Print what was measured even when a later row failed.
     println!("{}", table.0);
     result
@@ -840,5 +856,122 @@ async fn run_rows(env: &Env<'_>, table: &mut Table) -> Result<()> {
          (both exclude the emulator and the reading application)"
             .into(),
     );
+    Ok(())
+}
+
+/// Rows 9-10: `ls -l` and `find -type f` of directories of `--attr-objects` objects with
+/// the emulator's latency at `--attr-latency-ms` and `--metadata-ttl 60s`, in the default
+/// mode (stored attributes: one HEAD per entry, many in flight) and with
+/// `--readdir-optimize` (listing attributes: LISTs only). Each measurement runs on a fresh
+/// mount; "again" is the same `ls -l` within the TTL (the listing and attributes cached).
+async fn attr_rows(env: &Env<'_>, table: &mut Table, work: &Path) -> Result<()> {
+    let (args, client, http, endpoint) = (env.args, env.client, env.http, env.endpoint);
+    for &n in &args.attr_objects {
+        let dir = format!("attrs{n}");
+        futures::stream::iter(0..n)
+            .map(|i| {
+                let client = client.clone();
+                let key = format!("{dir}/f{i:06}");
+                async move {
+                    client
+                        .put_object(
+                            &key,
+                            PutBody::Bytes(Bytes::from_static(b"x")),
+                            &PutOptions::default(),
+                        )
+                        .await
+                }
+            })
+            .buffer_unordered(32)
+            .try_collect::<Vec<_>>()
+            .await?;
+        set_latency(http, endpoint, args.attr_latency_ms).await?;
+        let run = async {
+            for (mode, extra) in [
+                ("default", &[][..]),
+                ("--readdir-optimize", &["--readdir-optimize"][..]),
+            ] {
+                let mut margs = Vec::new();
+                margs.extend(["--metadata-ttl", "60s"]);
+                margs.extend(extra.iter().copied());
+                let measure = |cmd: &'static str, mnt: PathBuf| async move {
+                    let before = stats(http, endpoint).await?;
+                    let t = Instant::now();
+                    let out = match cmd {
+                        "ls" => Command::new("ls").arg("-l").arg(&mnt).output()?,
+                        _ => Command::new("find")
+                            .arg(&mnt)
+                            .args(["-type", "f"])
+                            .output()?,
+                    };
+                    let d = t.elapsed();
+                    if !out.status.success() {
+                        bail!("{cmd} failed: {}", String::from_utf8_lossy(&out.stderr));
+                    }
+                    let lines = String::from_utf8_lossy(&out.stdout).lines().count();
+                    let after = stats(http, endpoint).await?;
+                    Ok::<_, anyhow::Error>((d, lines, delta(&before, &after)))
+                };
+                let mnt = work.join(format!("mnt-attrs-{n}-{}", extra.len()));
+                let m = mount_with(args, endpoint, &mnt, &margs)?;
+                let (ls_d, lines, ls_c) = measure("ls", mnt.join(&dir)).await?;
+                let (again_d, _, again_c) = measure("ls", mnt.join(&dir)).await?;
+                drop(m);
+                let m = mount_with(args, endpoint, &mnt, &margs)?;
+                let (find_d, found, find_c) = measure("find", mnt.join(&dir)).await?;
+                drop(m);
+                let nf = n as f64;
+                table.row(
+                    &format!(
+                        "9. ls -l {n} objects, {} ms latency, {mode}",
+                        args.attr_latency_ms
+                    ),
+                    format!(
+                        "{:.2} s; again {:.2} s",
+                        ls_d.as_secs_f64(),
+                        again_d.as_secs_f64()
+                    ),
+                    "-".into(),
+                    format!(
+                        "{} entries; {} ({} per entry); again within the TTL: {}",
+                        lines.saturating_sub(1),
+                        fmt_counts(&ls_c, 1.0),
+                        fmt_counts(&ls_c, nf),
+                        fmt_counts(&again_c, 1.0)
+                    ),
+                );
+                table.row(
+                    &format!(
+                        "10. find -type f {n} objects, {} ms latency, {mode}",
+                        args.attr_latency_ms
+                    ),
+                    format!("{:.2} s", find_d.as_secs_f64()),
+                    "-".into(),
+                    format!(
+                        "{} found; {}",
+                        found.saturating_sub(0),
+                        fmt_counts(&find_c, 1.0)
+                    ),
+                );
+            }
+            Ok::<_, anyhow::Error>(())
+        };
+        let r = run.await;
+        set_latency(http, endpoint, 0).await?;
+        r?;
+    }
+    Ok(())
+}
+
+async fn set_latency(http: &reqwest::Client, endpoint: &str, ms: u64) -> Result<()> {
+    let url = format!("{}/-/faults", endpoint.trim_end_matches('/'));
+    let resp = http
+        .post(&url)
+        .body(format!("{{\"latency_ms\":{ms}}}"))
+        .send()
+        .await?;
+    if !resp.status().is_success() {
+        bail!("POST {url}: {}", resp.status());
+    }
     Ok(())
 }

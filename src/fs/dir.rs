@@ -368,6 +368,9 @@ impl Filesystem {
             .put_object(&key, Bytes::new().into(), &opts)
             .await
             .map_err(|e| FsError::store("PutObject", &key, e))?;
+        // Not before the object's Last-Modified (a later HEAD must not move the ctime).
+        let mut attr = attr;
+        attr.ctime = attr.ctime.max(std::time::SystemTime::now());
         let (ino, node) = self.inodes.insert_local(parent, name, attr, false);
         self.inodes
             .update(ino, |n| n.user_meta = opts.user_meta.clone());

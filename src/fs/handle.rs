@@ -737,6 +737,9 @@ impl Filesystem {
             n.crc64 = result.crc64;
             n.attr.size = size;
             n.attr.from_meta = true;
+            // Not before the object's Last-Modified, which a later HEAD reports (in
+            // whole seconds): the ctime must not jump forward on revalidation.
+            n.attr.ctime = n.attr.ctime.max(SystemTime::now());
             n.object_type = ObjectType::Normal;
             n.user_meta = meta;
         });

@@ -271,6 +271,9 @@ impl Filesystem {
             .put_symlink(&key, target, &opts)
             .await
             .map_err(|e| FsError::store("PutSymlink", &key, e))?;
+        // Not before the object's Last-Modified (a later HEAD must not move the ctime).
+        let mut attr = attr;
+        attr.ctime = attr.ctime.max(std::time::SystemTime::now());
         let (ino, node) = self.inodes.insert_local(parent, name, attr, false);
         self.inodes.update(ino, |n| {
             n.symlink_target = Some(target.to_string());
@@ -345,6 +348,9 @@ impl Filesystem {
             .put_object(&key, Bytes::new().into(), &opts)
             .await
             .map_err(|e| FsError::store("PutObject", &key, e))?;
+        // Not before the object's Last-Modified (a later HEAD must not move the ctime).
+        let mut attr = attr;
+        attr.ctime = attr.ctime.max(std::time::SystemTime::now());
         let (ino, node) = self.inodes.insert_local(parent, name, attr, false);
         self.inodes.update(ino, |n| {
             n.etag = put.etag.clone();

@@ -129,6 +129,8 @@ impl Filesystem {
             let size = n.attr.size;
             n.attr = attr.clone();
             n.attr.size = size;
+            // Not before the copy's Last-Modified (see `commit`).
+            n.attr.ctime = attr.ctime.max(SystemTime::now());
             if attr.kind == FileKind::File {
                 n.etag = etag;
                 n.crc64 = crc;
