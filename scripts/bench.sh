@@ -7,7 +7,11 @@
 #   OSSMOUNT_BENCH_PEERS=0 scripts/bench.sh         # skip the s3fs/rclone comparison
 #
 # Part 1 (examples/bench.rs) measures the mount against direct HTTP from the same
-# emulator, rows 1-3 alternating mount and direct for --rounds rounds (medians). Part 2
+# emulator, rows 1-3 alternating mount and direct for --rounds rounds (medians); rows 9-10
+# are `ls -l` and `find -type f` of --attr-objects objects (default 2000,10000) at emulator
+# latency --attr-latency-ms (default 20) with --metadata-ttl 60s, in the default mode
+# (stored attributes: a HEAD per entry, 64 in flight) and with --readdir-optimize (LISTs
+# only); a repeat within the TTL must send nothing. Part 2
 # (scripts/bench-peers.sh) runs rows 1, 3, 4 and 5 for ossmount, s3fs and rclone against
 # one emulator, with the same shell tools. The emulator keeps its data on /dev/shm when
 # that has room (disk write-back of earlier rows otherwise lands in later rows' timings).

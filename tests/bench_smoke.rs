@@ -89,7 +89,9 @@ fn bench_runs_every_row() {
         "{ls}"
     );
     for mode in ["default", "--readdir-optimize"] {
-        let find = row(&format!("| 10. find -type f 30 objects, 5 ms latency, {mode} "));
+        let find = row(&format!(
+            "| 10. find -type f 30 objects, 5 ms latency, {mode} "
+        ));
         assert!(
             find.contains("30 found; 2.000 req (HeadObject 1.000, ListObjectsV2 1.000)"),
             "{find}"

@@ -35,7 +35,7 @@ use super::inode::{Node, ROOT_INO};
 use super::{Filesystem, FsResult, lock};
 
 /// HEADs in flight at once for one batch of listed entries.
-pub(crate) const ATTR_FANOUT_WIDTH: usize = 48;
+pub(crate) const ATTR_FANOUT_WIDTH: usize = 64;
 /// Most listed entries fetched by one batch.
 pub(crate) const FANOUT_BATCH: usize = 1000;
 /// Most entries remembered as "listed, attributes not fetched" over all directories.

@@ -10,7 +10,7 @@
 //! | namespace | The mount shows `BUCKET:PREFIX/`. Directories are key prefixes and `dir/` marker objects; a file `x` and keys under `x/` at once → the directory wins. |
 //! | hidden keys | Keys with empty components (`a//b`), `.`/`..` components or components over 255 bytes are not shown (logged once at warn). |
 //! | lookup | One HEAD of `key` and one LIST of `key/` (a full page of 1000, delimiter `/`), concurrently; a directory's page becomes the first page of the readdir that follows within the TTL (≤ 1 s). Positive and negative answers are cached for `metadata_ttl` (default 1 s); our own changes update the cache at once. After that a known file is revalidated by one HEAD (GET if small), a known directory by one LIST. A directory listed to the end or made by `mkdir` here answers unknown names "no such file" for one TTL without a request (then one LIST renews it, if small). An expired file of ≤ 128 KiB is revalidated with a GET that also fills the block cache. |
-//! | readdir | ListObjectsV2 pages of 1000 with delimiter `/`; entries are registered with size and mtime from the listing, so `ls -l` costs ~N/1000 LIST and no HEAD. Listing mtimes are `LastModified`; an `x-oss-meta-mtime` seen by HEAD wins. |
+//! | readdir | ListObjectsV2 pages of 1000 with delimiter `/`; the kernel gets names, numbers and types only (no READDIRPLUS unless `readdir_optimize`). A listing carries no user metadata: the first lookup/getattr/setattr of a listed entry fetches the stored attributes of it and the listing entries after it, many HEADs in flight (`attr_fanout`). Whole listings are replayed within the TTL (`listing_cache`). With `readdir_optimize`, listing attributes (defaults + `LastModified`) go to the kernel through READDIRPLUS: ~N/1000 LIST and no HEAD. |
 //! | inode numbers | Stable while mounted (never reused, not persistent across mounts). |
 //! | read | Through [`crate::read::ObjectReader`], pinned to the ETag seen at open: if the object changes, reads fail with `ESTALE` instead of mixing versions. Small files opened one after another in listing order are fetched ahead in parallel (`ahead`), one GET per file still. |
 //! | write (new file, sequential) | Streamed: parts upload while the application writes; small files are one PutObject at close. Nothing is visible before close/fsync succeeds. |
@@ -19,7 +19,7 @@
 //! | concurrent writers | Last close wins; readers see the old object until then (close-to-open). |
 //! | mkdir / rmdir | PUT / DELETE of the `dir/` marker; rmdir of a non-empty directory → `ENOTEMPTY`. |
 //! | rename | Files: CopyObject (multipart UploadPartCopy above 1 GiB) then DeleteObject. Directories: object by object — **not atomic**; a failure midway leaves both trees partially present (nothing is deleted before all copies succeeded). |
-//! | chmod/chown/utimens | Persisted as `x-oss-meta-mode/uid/gid/mtime` (ossfs format) by CopyObject onto itself. atime is not stored. |
+//! | chmod/chown/utimens | Persisted as `x-oss-meta-mode/uid/gid/mtime` (ossfs format) plus `mtime-nsec`, by CopyObject onto itself, or with the pending upload at close (a multipart upload already initiated gets a metadata copy after it completes). New entries belong to the requesting uid/gid (`owner`). ctime and directory mtime/nlink move in memory. atime is not stored. |
 //! | symlinks | PutSymlink/GetSymlink; objects of type Symlink are shown as links (also ossfs-style links: mode with `S_IFLNK`). |
 //! | hard links, devices, FIFOs, sockets | `EPERM`. |
 //! | `--read-only` | Every change → `EROFS`. |
@@ -41,7 +41,9 @@
 //!
 //! # Module map
 //! [`error`] (FsError → errno), [`names`] (which keys are names), [`attr`] (stat ↔ user
-//! metadata), [`inode`] (the inode table), `lookup` (lookup/getattr), `dir` (readdir,
+//! metadata), [`inode`] (the inode table), `attr_fanout` (stored attributes of listed
+//! entries, many HEADs at once), `listing_cache` (listings reused for a TTL), `owner`
+//! (ownership of new entries, directory times), `lookup` (lookup/getattr), `dir` (readdir,
 //! mkdir, rmdir), `namespace` (unlink, rename, symlinks), `setattr`, `copy` (large
 //! copies), `append` (server-side appends), `ahead` (sibling read-ahead of small files), `process` (whose close commits), `handle` (open files: read and write state machines), `staging` (local
 //! staging files).
