@@ -220,11 +220,12 @@ async fn ls_l_fetches_stored_attributes_in_listing_batches() {
         e.fs.getattr(a.ino).await.expect("getattr");
     }
     assert_eq!(e.store.count("HeadObject"), 1000, "cached");
-    // The next batch starts at the entry asked for; the directory's marker-less
-    // subdirectory is one HEAD of `sub/` (404: the defaults are what is stored).
+    // The next batch starts at the entry asked for and takes files only; the
+    // marker-less subdirectory is fetched when asked for: one HEAD of `sub/` (404: the
+    // defaults are what is stored).
     let a = e.fs.lookup(dir.ino, n("f02499")).await.expect("lookup");
     assert_eq!(a.uid, 4499);
-    assert_eq!(e.store.count("HeadObject"), 1002, "{:?}", e.store.counts());
+    assert_eq!(e.store.count("HeadObject"), 1001, "{:?}", e.store.counts());
     let s = e.fs.lookup(dir.ino, n("sub")).await.expect("lookup");
     assert_eq!(s.perm, 0o755);
     assert_eq!(e.store.count("HeadObject"), 1002);
@@ -1240,4 +1241,91 @@ async fn refused_write_keeps_the_previous_content() {
     let _ = e.fs.release(fh).await;
     assert_eq!(e.store.get("f").as_deref(), Some(&b"previous"[..]));
     assert_eq!(e.store.pending_uploads(), 0);
+}
+
+/// New entries belong to the requesting user and group (set-group-ID directories give
+/// their group, and their bit to subdirectories); the directory's mtime, ctime and link
+/// count follow entries created and removed in it.
+#[tokio::test]
+async fn new_entries_take_the_requesting_owner_and_move_their_directory() {
+    let e = env();
+    let user = Ctx {
+        uid: 4321,
+        gid: 8765,
+        pid: 1,
+    };
+    let d =
+        e.fs.mkdir(&user, ROOT_INO, n("d"), 0o2775, 0o022)
+            .await
+            .expect("mkdir");
+    assert_eq!((d.uid, d.gid, d.perm), (4321, 8765, 0o2755));
+    assert_eq!(d.nlink, 2);
+    let meta = e.store.object("d/").expect("marker").user_meta;
+    assert_eq!(
+        (meta["uid"].as_str(), meta["gid"].as_str()),
+        ("4321", "8765")
+    );
+    assert_eq!(meta["mode"], (libc::S_IFDIR | 0o2755).to_string());
+
+    let other = Ctx {
+        uid: 1111,
+        gid: 2222,
+        pid: 1,
+    };
+    let before = e.fs.getattr(d.ino).await.expect("getattr");
+    std::thread::sleep(Duration::from_millis(5));
+    let (f, fh) =
+        e.fs.create(&other, d.ino, n("f"), 0o640, 0o022, libc::O_WRONLY)
+            .await
+            .expect("create");
+    assert_eq!(
+        (f.uid, f.gid),
+        (1111, 8765),
+        "the set-group-ID directory's group"
+    );
+    e.fs.write(fh, 0, b"x").await.expect("write");
+    e.fs.release(fh).await.expect("release");
+    assert_eq!(e.store.object("d/f").expect("f").user_meta["uid"], "1111");
+    let sub =
+        e.fs.mkdir(&other, d.ino, n("sub"), 0o755, 0)
+            .await
+            .expect("mkdir");
+    assert_eq!(
+        (sub.gid, sub.perm & 0o2000),
+        (8765, 0o2000),
+        "inherits the bit"
+    );
+    let after = e.fs.getattr(d.ino).await.expect("getattr");
+    assert!(after.mtime > before.mtime && after.ctime > before.ctime);
+    assert_eq!(after.nlink, 3, "one subdirectory");
+    e.fs.rmdir(d.ino, n("sub")).await.expect("rmdir");
+    assert_eq!(e.fs.getattr(d.ino).await.expect("getattr").nlink, 2);
+}
+
+/// chmod moves ctime; mtime nanoseconds are stored next to ossfs's whole seconds and
+/// read back by a fresh mount.
+#[tokio::test]
+async fn ctime_moves_and_mtime_keeps_its_nanoseconds() {
+    let e = env();
+    let ino = write_file(&e, ROOT_INO, "f", b"data").await;
+    let a = e.fs.getattr(ino).await.expect("getattr");
+    std::thread::sleep(Duration::from_millis(5));
+    let when = UNIX_EPOCH + Duration::new(1_600_000_000, 987_654_321);
+    let set = SetAttr {
+        mode: Some(0o600),
+        mtime: Some(TimeSet::At(when)),
+        ..SetAttr::default()
+    };
+    let b = e.fs.setattr(ino, set).await.expect("setattr");
+    assert!(b.ctime > a.ctime, "ctime moves on chmod");
+    let meta = e.store.object("f").expect("f").user_meta;
+    assert_eq!(meta["mtime"], "1600000000");
+    assert_eq!(meta["mtime-nsec"], "987654321");
+    let fresh = Filesystem::new(
+        e.store.clone(),
+        e.fs.config().clone(),
+        tokio::runtime::Handle::current(),
+    );
+    let c = fresh.lookup(ROOT_INO, n("f")).await.expect("lookup");
+    assert_eq!((c.perm, c.mtime), (0o600, when));
 }

@@ -8,9 +8,11 @@
 //! - readdir gives the kernel names, inode numbers and types only (plain READDIR, see
 //!   `crate::fuse`): `find -type f` and `ls` need nothing more and cost no HEAD;
 //! - the first lookup/getattr/setattr that needs a listed entry's attributes fetches the
-//!   stored attributes of that entry *and of the listing entries after it* (up to
-//!   [`FANOUT_BATCH`]), with up to [`ATTR_FANOUT_WIDTH`] HEADs in flight. `ls -l` stats
-//!   in listing order, so its later stats find the answers cached (for `metadata_ttl`).
+//!   stored attributes of that entry *and of the listing entries after it* of the same
+//!   sort (files and links, or directories; up to [`FANOUT_BATCH`]), with up to
+//!   [`ATTR_FANOUT_WIDTH`] HEADs in flight. `ls -l` stats in listing order, so its later
+//!   stats find the answers cached (for `metadata_ttl`); `find` entering subdirectories
+//!   fetches the directories' attributes, never the files'.
 //!
 //! A directory (common prefix) is fetched with a HEAD of its marker `dir/`; no marker
 //! means the defaults *are* what is stored. Requests for names another request is
@@ -49,8 +51,9 @@ pub(crate) struct AttrFanout {
 
 #[derive(Debug, Default)]
 struct Pending {
-    /// Per directory, its listed entries in listing order.
-    by_dir: HashMap<Ino, Vec<Ino>>,
+    /// Per directory, its listed entries in listing order, with whether each is a
+    /// directory.
+    by_dir: HashMap<Ino, Vec<(Ino, bool)>>,
     total: usize,
     /// Entries some request is fetching; the receiver turns `true` when done.
     inflight: HashMap<Ino, watch::Receiver<bool>>,
@@ -65,14 +68,14 @@ impl AttrFanout {
         }
     }
 
-    /// `ino` was listed in `dir` with guessed attributes.
-    pub(crate) fn note(&self, dir: Ino, ino: Ino) {
+    /// `ino` (a directory when `is_dir`) was listed in `dir` with guessed attributes.
+    pub(crate) fn note(&self, dir: Ino, ino: Ino, is_dir: bool) {
         let mut p = lock(&self.inner);
         if p.total >= PENDING_CAP {
             p.by_dir.clear();
             p.total = 0;
         }
-        p.by_dir.entry(dir).or_default().push(ino);
+        p.by_dir.entry(dir).or_default().push((ino, is_dir));
         p.total += 1;
     }
 
@@ -85,15 +88,28 @@ impl AttrFanout {
             return Take::Wait(rx.clone());
         }
         let mut batch = vec![ino];
+        let before = p.total;
         let mut taken = 0;
         if let Some(v) = p.by_dir.get_mut(&dir) {
-            if let Some(pos) = v.iter().position(|&i| i == ino) {
-                let end = (pos + FANOUT_BATCH).min(v.len());
-                batch.extend(v.drain(pos..end).skip(1));
-                taken = end - pos;
+            if let Some(pos) = v.iter().position(|&(i, _)| i == ino) {
+                // Only entries of the same sort: a walker entering subdirectories
+                // (`find`) must not fetch every file's attributes on the way.
+                let is_dir = v[pos].1;
+                let mut i = pos;
+                while i < v.len() && batch.len() < FANOUT_BATCH {
+                    if v[i].1 == is_dir {
+                        let (e, _) = v.remove(i);
+                        if e != ino {
+                            batch.push(e);
+                        }
+                        taken += 1;
+                    } else {
+                        i += 1;
+                    }
+                }
             }
         }
-        p.total -= taken;
+        p.total = before - taken;
         let (tx, rx) = watch::channel(false);
         batch.retain(|i| !p.inflight.contains_key(i));
         for &i in &batch {

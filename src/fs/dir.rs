@@ -299,7 +299,8 @@ impl Filesystem {
             }
         }
         if !self.attrs_known(ino, node) {
-            self.fanout.note(h.ino, ino);
+            self.fanout
+                .note(h.ino, ino, node.attr.kind == FileKind::Dir);
         }
     }
 
