@@ -95,18 +95,18 @@ impl AttrFanout {
                 // Only entries of the same sort: a walker entering subdirectories
                 // (`find`) must not fetch every file's attributes on the way.
                 let is_dir = v[pos].1;
-                let mut i = pos;
-                while i < v.len() && batch.len() < FANOUT_BATCH {
-                    if v[i].1 == is_dir {
-                        let (e, _) = v.remove(i);
+                let mut kept = Vec::with_capacity(v.len());
+                for (i, (e, d)) in v.drain(..).enumerate() {
+                    if i >= pos && d == is_dir && batch.len() < FANOUT_BATCH {
                         if e != ino {
                             batch.push(e);
                         }
                         taken += 1;
                     } else {
-                        i += 1;
+                        kept.push((e, d));
                     }
                 }
+                *v = kept;
             }
         }
         p.total = before - taken;
@@ -228,5 +228,37 @@ impl Filesystem {
             (_, Err(e)) => return Err(FsError::store("HeadObject", &key, e)),
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_starts_at_the_entry_asked_for_and_keeps_to_its_sort() {
+        let f = AttrFanout::default();
+        for i in 10..20 {
+            f.note(1, i, i % 3 == 0); // 12, 15, 18 are directories
+        }
+        let Take::Fetch(batch, tx) = f.take(1, 13) else {
+            panic!("nothing in flight yet");
+        };
+        assert_eq!(batch, vec![13, 14, 16, 17, 19], "files from 13 on");
+        assert!(matches!(f.take(1, 14), Take::Wait(_)), "in flight: wait");
+        f.finish(&batch, tx);
+        let Take::Fetch(batch, _) = f.take(1, 12) else {
+            panic!("not in flight");
+        };
+        assert_eq!(batch, vec![12, 15, 18], "directories");
+        let Take::Fetch(batch, _) = f.take(1, 10) else {
+            panic!("not in flight");
+        };
+        assert_eq!(batch, vec![10, 11]);
+        let Take::Fetch(batch, _) = f.take(1, 14) else {
+            panic!("not in flight");
+        };
+        assert_eq!(batch, vec![14], "an entry no longer pending goes alone");
+        assert_eq!(lock(&f.inner).total, 0);
     }
 }

@@ -17,8 +17,9 @@
 //! readdirplus only with `readdir_optimize` (see `adapter::init`), atomic `O_TRUNC` (so `open(O_TRUNC)` needs no extra empty PUT), parallel
 //! directory operations. Mount options: `fsname=ossmount:<bucket>`, `subtype=ossmount`,
 //! `max_read=1MiB`, `nodev,nosuid,noatime`,
-//! `ro` for read-only mounts, `allow_other`/`allow_root`, and always `default_permissions`
-//! (the kernel enforces the mode bits we report, which are the stored ones).
+//! `ro` for read-only mounts, `allow_other`/`allow_root` (with `default_permissions`, so
+//! the kernel enforces the mode bits we report — the stored ones — when other users can
+//! reach the mount).
 //!
 //! Pitfalls: a reply must be sent exactly once, including when the task fails — every
 //! handler in [`adapter`] ends in exactly one `reply.*` call. A `MountHandle` unmounts when dropped,
@@ -130,9 +131,9 @@ impl MountOptions {
         if self.read_only {
             opts.push(MountOption::RO);
         }
-        // Always: the kernel checks the mode bits we report (the stored ones), also for
-        // the mounting user; this filesystem does no permission checks of its own.
-        opts.push(MountOption::DefaultPermissions);
+        if self.allow_other || self.allow_root {
+            opts.push(MountOption::DefaultPermissions);
+        }
         if self.auto_unmount {
             opts.push(MountOption::AutoUnmount);
         }
