@@ -84,8 +84,14 @@ fn private_file_stays_private_after_remount() {
         let out = as_nobody(&format!("cat {}", m.path("dir/f").display()));
         assert!(!out.status.success(), "readable before the remount");
     }
-    let m = mount(&emu, &at, &["--allow-other"]);
+    let m = mount(&emu, &at, &["--allow-other", "--disk-cache-size", "64MiB"]);
     sh(&format!("ls -l {} >/dev/null", m.path("dir").display()));
+    assert_eq!(std::fs::read(m.path("dir/f")).unwrap(), b"s\n", "root reads it");
+    // Bucket data kept locally (staging, disk read cache) is private to the mount's user.
+    for p in walk(&m.cache) {
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o}", p.display());
+    }
     let out = as_nobody(&format!("cat {}", m.path("dir/f").display()));
     assert!(
         !out.status.success(),
@@ -316,4 +322,20 @@ fn set_mtime(p: &Path, secs: i64, nsec: i64) {
     // SAFETY: utimensat with a valid path and two timespecs.
     let r = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), [t, t].as_ptr(), 0) };
     assert_eq!(r, 0, "utimensat {}", p.display());
+}
+
+/// `dir` and everything below it.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
 }
