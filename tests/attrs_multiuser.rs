@@ -86,7 +86,11 @@ fn private_file_stays_private_after_remount() {
     }
     let m = mount(&emu, &at, &["--allow-other", "--disk-cache-size", "64MiB"]);
     sh(&format!("ls -l {} >/dev/null", m.path("dir").display()));
-    assert_eq!(std::fs::read(m.path("dir/f")).unwrap(), b"s\n", "root reads it");
+    assert_eq!(
+        std::fs::read(m.path("dir/f")).unwrap(),
+        b"s\n",
+        "root reads it"
+    );
     // Bucket data kept locally (staging, disk read cache) is private to the mount's user.
     for p in walk(&m.cache) {
         let mode = std::fs::metadata(&p).unwrap().permissions().mode();
