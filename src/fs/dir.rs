@@ -55,6 +55,8 @@ pub(crate) struct DirHandle {
     /// listing that reaches the end makes the directory complete (see `inode`).
     since: Option<Instant>,
     listed: usize,
+    /// [`super::inode::InodeTable::free_epoch`] when the listing began.
+    epoch: u64,
     /// Small files in listing order, for the sibling read-ahead (see `ahead`).
     small_files: Vec<String>,
 }
@@ -71,6 +73,7 @@ impl DirHandle {
             done: false,
             since: None,
             listed: 0,
+            epoch: 0,
             small_files: Vec::new(),
         }
     }
@@ -94,12 +97,17 @@ impl Filesystem {
             return Err(FsError::NotDir);
         }
         let fh = self.alloc_fh();
+        self.inodes.pin(ino);
         lock(&self.dirs).insert(fh, Arc::new(tokio::sync::Mutex::new(DirHandle::new(ino))));
         Ok(fh)
     }
 
     pub async fn releasedir(&self, fh: u64) -> FsResult<()> {
-        lock(&self.dirs).remove(&fh);
+        let handle = lock(&self.dirs).remove(&fh);
+        if let Some(handle) = handle {
+            let ino = handle.lock().await.ino;
+            self.inodes.unpin(ino);
+        }
         Ok(())
     }
 
@@ -120,6 +128,7 @@ impl Filesystem {
             *h = DirHandle::new(ino);
             h.started = true;
             h.since = Some(Instant::now());
+            h.epoch = self.inodes.free_epoch();
             let me = self.inodes.get(ino).ok_or(FsError::NotFound)?;
             let parent = self
                 .inodes
@@ -238,7 +247,8 @@ impl Filesystem {
         if h.token.is_none() {
             h.done = true;
             if let Some(since) = h.since {
-                self.inodes.mark_complete(h.ino, since, h.listed);
+                self.inodes
+                    .mark_complete_listed(h.ino, since, h.listed, h.epoch);
                 let small = std::mem::take(&mut h.small_files);
                 self.ahead.record_listing(h.ino, small);
             }

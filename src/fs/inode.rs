@@ -4,10 +4,12 @@
 //! - An inode is identified by its parent inode and its name, never by its key: a node's
 //!   key is rebuilt by walking up the parents ([`InodeTable::key_of`]). Renaming a
 //!   directory therefore moves one node, and everything below it follows.
-//! - Numbers are stable while mounted: a node stays in the table (and keeps its number)
-//!   until the name is unlinked, renamed over, or found to have changed kind. `forget`
-//!   only lowers the kernel's lookup count; it never frees the number, so a file seen
-//!   again gets the number it had. The cost is memory proportional to the names seen.
+//! - Numbers and lifetime (see Lifecycle below): a node lives while the kernel
+//!   holds it (lookup count > 0), a handle holds it, it has pending local state, or a
+//!   child node still names it as parent. When the last of these goes, the node and its
+//!   cached attributes are freed; the name gets a *new* number if it is seen again (as in
+//!   mountpoint-s3). A number is never reused within a mount, so the kernel can never
+//!   confuse a freed node with a new one.
 //! - Attributes are cached with an expiry (`metadata_ttl`); a negative cache remembers
 //!   names that did not exist, with the same expiry. Our own changes update both at once.
 //! - A node with open writers (`writers > 0`) or created locally and not yet uploaded
@@ -18,8 +20,34 @@
 //!   the negative cache: another client's new file shows up after at most one TTL.
 //!
 //! All state is behind one `std::sync::Mutex`, held only for short, non-async sections.
+//!
+//! # Lifecycle
+//! - The kernel's lookup count (`lookups`) rises with every lookup, create, mkdir,
+//!   symlink and accepted readdirplus entry and falls with `forget`/`batch_forget`. At
+//!   zero the node is freed at once unless it is *pinned*: an open handle
+//!   (`handles`, see [`InodeTable::pin`]), open writers, a local (not yet uploaded) file,
+//!   or child nodes (`kids`: a child's key is built through its parent). The last child
+//!   freed frees its parent in turn if nothing else pins it.
+//! - Nodes a plain readdir registered and the kernel never looked up have a count of
+//!   zero from the start. They stay as a cache for the `stat` that usually follows, in
+//!   a FIFO of at most [`IDLE_CAP`] numbers; beyond that the oldest is freed if still
+//!   unreferenced. Memory for names the kernel does not hold is therefore bounded.
+//! - What must outlive a forget does: pending writes and local files pin their node;
+//!   changes made here are already in OSS (chmod, utimens, rename and writes are
+//!   persisted before they return), so a node freed and looked up again reads them back.
+//! - Completeness: a directory marked complete answers unknown names "no such file".
+//!   Freeing a child drops its parent's completeness, and a listing that saw a child of
+//!   its directory freed while it ran does not mark the directory complete
+//!   ([`InodeTable::free_epoch`]): a freed name never reads as missing.
+//!
+//! # Memory per node
+//! One [`Node`] (the attributes, ETag, name and a few counters; user metadata,
+//! content type and link target only when known) in `nodes`, one binding in `children`
+//! (parent, name), and up to one `u64` in the idle FIFO. The kernel's own dentries and
+//! inodes are not counted here. Handles and directory handles keep their own state
+//! (see `dir` and `handle`).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
@@ -30,6 +58,12 @@ use crate::store::ObjectType;
 pub const ROOT_INO: Ino = 1;
 /// Bound of the negative cache; it is cleared when it grows past this.
 const NEGATIVE_CAP: usize = 100_000;
+/// Most nodes kept that the kernel never referenced (see the module docs, Lifecycle).
+pub const IDLE_CAP: usize = 16_384;
+/// Most directories whose last child free is remembered individually (see
+/// [`InodeTable::free_epoch`]); beyond that every listing older than the reset counts
+/// as having seen a free.
+const FREED_IN_CAP: usize = 4096;
 
 /// One inode.
 #[derive(Debug, Clone)]
@@ -54,6 +88,17 @@ pub struct Node {
     pub local: bool,
     /// Unlinked while open: pending uploads must be dropped.
     pub unlinked: bool,
+    /// Open file and directory handles on this node (they pin it).
+    pub handles: u32,
+    /// Nodes whose parent this is (they pin it: keys are built through parents).
+    pub kids: u32,
+}
+
+impl Node {
+    /// Nothing holds this node any more: it may be freed.
+    fn unreferenced(&self) -> bool {
+        self.lookups == 0 && self.handles == 0 && self.writers == 0 && !self.local && self.kids == 0
+    }
 }
 
 #[derive(Debug)]
@@ -68,6 +113,13 @@ struct Inner {
     /// listing them does not scan every inode.
     local_set: HashSet<Ino>,
     next_ino: Ino,
+    /// Nodes created unreferenced, oldest first (see the module docs, Lifecycle).
+    idle: VecDeque<Ino>,
+    /// Nodes freed so far, and per directory the count when its last child was freed
+    /// (bounded; `freed_floor` stands for the directories forgotten at the last reset).
+    frees: u64,
+    freed_in: HashMap<Ino, u64>,
+    freed_floor: u64,
 }
 
 /// A directory listed to the end (see the module docs).
@@ -133,6 +185,8 @@ impl InodeTable {
                 writers: 0,
                 local: false,
                 unlinked: false,
+                handles: 0,
+                kids: 0,
             },
         );
         InodeTable {
@@ -143,6 +197,10 @@ impl InodeTable {
                 complete: HashMap::new(),
                 local_set: HashSet::new(),
                 next_ino: ROOT_INO + 1,
+                idle: VecDeque::new(),
+                frees: 0,
+                freed_in: HashMap::new(),
+                freed_floor: 0,
             }),
             prefix,
             ttl,
@@ -272,8 +330,30 @@ impl InodeTable {
 
     /// Records that `dir` was listed to the end (the listing began at `since` and
     /// returned `entries` names): unknown names in it do not exist until `since + ttl`.
+    /// Only for a directory none of whose nodes can have been freed since `since`
+    /// (one just made); listings use [`InodeTable::mark_complete_listed`].
     pub fn mark_complete(&self, dir: Ino, since: Instant, entries: usize) {
         self.mark_complete_with(dir, since, entries, HashSet::new());
+    }
+
+    /// [`InodeTable::mark_complete`] for a listing that registered its names as
+    /// children and began when [`InodeTable::free_epoch`] was `epoch`: nothing happens
+    /// if a child of `dir` was freed since.
+    pub fn mark_complete_listed(&self, dir: Ino, since: Instant, entries: usize, epoch: u64) {
+        {
+            let inner = self.lock();
+            let last = inner
+                .freed_in
+                .get(&dir)
+                .copied()
+                .unwrap_or(0)
+                .max(inner.freed_floor);
+            if last > epoch {
+                return;
+            }
+        }
+        // The lock is released in between: a free now drops the completeness again.
+        self.mark_complete(dir, since, entries);
     }
 
     /// Like [`InodeTable::mark_complete`], for a listing whose names were not registered
@@ -419,9 +499,15 @@ impl InodeTable {
             writers: 0,
             local: false,
             unlinked: false,
+            handles: 0,
+            kids: 0,
         };
-        inner.nodes.insert(ino, node.clone());
+        Self::add_node(&mut inner, ino, node.clone());
         inner.children.insert(k, ino);
+        Self::trim_idle(&mut inner);
+        let n = inner.nodes.len();
+        drop(inner);
+        publish_count(n);
         (ino, node)
     }
 
@@ -457,12 +543,18 @@ impl InodeTable {
             writers: 0,
             local,
             unlinked: false,
+            handles: 0,
+            kids: 0,
         };
-        inner.nodes.insert(ino, node.clone());
+        Self::add_node(&mut inner, ino, node.clone());
         inner.children.insert(k, ino);
         if local {
             inner.local_set.insert(ino);
         }
+        Self::trim_idle(&mut inner);
+        let n = inner.nodes.len();
+        drop(inner);
+        publish_count(n);
         (ino, node)
     }
 
@@ -491,6 +583,7 @@ impl InodeTable {
             n.unlinked = true;
             n.local = false;
         }
+        Self::free_if_unreferenced(&mut inner, ino);
         if !self.ttl.is_zero() {
             if let Some(exp) = Instant::now().checked_add(self.ttl) {
                 inner.negative.insert((parent, name.to_string()), exp);
@@ -515,9 +608,20 @@ impl InodeTable {
             }
         }
         inner.negative.remove(&nk);
+        let mut old_parent = None;
         if let Some(n) = inner.nodes.get_mut(&ino) {
+            old_parent = Some(n.parent);
             n.parent = new_parent;
             n.name = new_name.to_string();
+        }
+        if let Some(op) = old_parent.filter(|&op| op != new_parent) {
+            if let Some(p) = inner.nodes.get_mut(&new_parent) {
+                p.kids += 1;
+            }
+            if let Some(p) = inner.nodes.get_mut(&op) {
+                p.kids = p.kids.saturating_sub(1);
+            }
+            Self::free_if_unreferenced(&mut inner, op);
         }
         if let Some(exp) = Instant::now().checked_add(self.ttl) {
             if !self.ttl.is_zero() {
@@ -554,14 +658,107 @@ impl InodeTable {
         }
     }
 
-    /// Kernel `forget`: only the count changes (numbers are never reused).
+    /// Kernel `forget`: lowers the lookup count and frees the node when nothing holds
+    /// it any more (see the module docs, Lifecycle).
     pub fn forget(&self, ino: Ino, n: u64) {
+        self.forget_many(&[(ino, n)]);
+    }
+
+    /// Kernel `batch_forget`: [`InodeTable::forget`] for many nodes under one lock.
+    pub fn forget_many(&self, list: &[(Ino, u64)]) {
+        let mut inner = self.lock();
+        for &(ino, n) in list {
+            if let Some(node) = inner.nodes.get_mut(&ino) {
+                node.lookups = node.lookups.saturating_sub(n);
+                if node.lookups == 0 {
+                    Self::free_if_unreferenced(&mut inner, ino);
+                }
+            }
+        }
+        let n = inner.nodes.len();
+        drop(inner);
+        publish_count(n);
+    }
+
+    /// An open handle holds `ino` until [`InodeTable::unpin`].
+    pub fn pin(&self, ino: Ino) {
         if let Some(node) = self.lock().nodes.get_mut(&ino) {
-            node.lookups = node.lookups.saturating_sub(n);
+            node.handles += 1;
         }
     }
 
-    /// Number of inodes known (for tests and stats).
+    /// A handle on `ino` was released: the node is freed if nothing else holds it.
+    pub fn unpin(&self, ino: Ino) {
+        let mut inner = self.lock();
+        if let Some(node) = inner.nodes.get_mut(&ino) {
+            node.handles = node.handles.saturating_sub(1);
+            Self::free_if_unreferenced(&mut inner, ino);
+        }
+        let n = inner.nodes.len();
+        drop(inner);
+        publish_count(n);
+    }
+
+    /// The count of freed nodes; take it when a listing starts and pass it to
+    /// [`InodeTable::mark_complete_listed`], which refuses to mark the directory
+    /// complete if one of its children was freed meanwhile (the listing registered it,
+    /// the table no longer knows it, so completeness would call it missing).
+    pub fn free_epoch(&self) -> u64 {
+        self.lock().frees
+    }
+
+    fn add_node(inner: &mut Inner, ino: Ino, node: Node) {
+        if let Some(p) = inner.nodes.get_mut(&node.parent) {
+            p.kids += 1;
+        }
+        inner.nodes.insert(ino, node);
+        inner.idle.push_back(ino);
+    }
+
+    /// Frees the oldest nodes the kernel never referenced beyond [`IDLE_CAP`].
+    fn trim_idle(inner: &mut Inner) {
+        while inner.idle.len() > IDLE_CAP {
+            let Some(ino) = inner.idle.pop_front() else {
+                break;
+            };
+            Self::free_if_unreferenced(inner, ino);
+        }
+    }
+
+    /// Frees `ino` if nothing holds it, then its parent if that was its last hold.
+    fn free_if_unreferenced(inner: &mut Inner, ino: Ino) {
+        let mut cur = ino;
+        while cur != ROOT_INO && inner.nodes.get(&cur).is_some_and(Node::unreferenced) {
+            let Some(node) = inner.nodes.remove(&cur) else {
+                break;
+            };
+            let k = (node.parent, node.name);
+            if inner.children.get(&k) == Some(&cur) {
+                inner.children.remove(&k);
+                // The name still exists: its directory must not answer "no such file".
+                inner.complete.remove(&node.parent);
+            }
+            inner.complete.remove(&cur);
+            inner.local_set.remove(&cur);
+            inner.frees += 1;
+            if inner.freed_in.len() >= FREED_IN_CAP {
+                inner.freed_in.clear();
+                inner.freed_floor = inner.frees;
+            }
+            let frees = inner.frees;
+            inner.freed_in.insert(node.parent, frees);
+            inner.freed_in.remove(&cur);
+            match inner.nodes.get_mut(&node.parent) {
+                Some(p) => {
+                    p.kids = p.kids.saturating_sub(1);
+                    cur = node.parent;
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// Number of inodes known (for tests, stats and the `ossmount_inodes` gauge).
     pub fn len(&self) -> usize {
         self.lock().nodes.len()
     }
@@ -569,6 +766,11 @@ impl InodeTable {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// Sets the `ossmount_inodes` gauge.
+fn publish_count(n: usize) {
+    ::metrics::gauge!(crate::metrics::INODES).set(n as f64);
 }
 
 #[cfg(test)]
@@ -623,6 +825,8 @@ mod tests {
         let (a, _) = t.observe(ROOT_INO, "a", obs(&t, FileKind::File, "\"1\""));
         let (a2, _) = t.observe(ROOT_INO, "a", obs(&t, FileKind::File, "\"2\""));
         assert_eq!(a, a2);
+        // Stable while the kernel holds a reference.
+        t.add_lookup(a, 2);
         t.forget(a, 1);
         let (a3, _) = t.observe(ROOT_INO, "a", obs(&t, FileKind::File, "\"2\""));
         assert_eq!(a, a3);

@@ -301,9 +301,19 @@ impl Filesystem {
         })
     }
 
-    /// Kernel `forget`.
+    /// Kernel `forget`: the node is freed once nothing holds it (see `inode`).
     pub fn forget(&self, ino: Ino, nlookup: u64) {
         self.inodes.forget(ino, nlookup);
+    }
+
+    /// Kernel `batch_forget`: `(ino, nlookup)` pairs.
+    pub fn forget_many(&self, list: &[(Ino, u64)]) {
+        self.inodes.forget_many(list);
+    }
+
+    /// Number of inodes in the table (what the `ossmount_inodes` gauge shows).
+    pub fn inode_count(&self) -> usize {
+        self.inodes.len()
     }
 
     /// Counts a kernel reference taken by readdirplus for an entry it accepted.
