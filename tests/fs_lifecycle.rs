@@ -109,7 +109,11 @@ async fn handles_and_pending_writes_pin_forgotten_nodes() {
     let f = e.fs.lookup(ROOT_INO, n("f")).await.expect("lookup");
     let fh = e.fs.open(f.ino, libc::O_RDONLY).await.expect("open");
     e.fs.forget(f.ino, 1);
-    assert_eq!(e.fs.inode_count(), start + 1, "an open handle pins the node");
+    assert_eq!(
+        e.fs.inode_count(),
+        start + 1,
+        "an open handle pins the node"
+    );
     assert_eq!(e.fs.getattr(f.ino).await.expect("getattr").size, 7);
     assert_eq!(&e.fs.read(fh, 0, 100).await.expect("read")[..], b"content");
     e.fs.release(fh).await.expect("release");
@@ -129,7 +133,10 @@ async fn handles_and_pending_writes_pin_forgotten_nodes() {
     e.fs.flush(wfh).await.expect("flush");
     e.fs.release(wfh).await.expect("release");
     assert_eq!(e.store.get("new").as_deref(), Some(&b"pending"[..]));
-    assert!(matches!(e.fs.getattr(attr.ino).await, Err(FsError::NotFound)));
+    assert!(matches!(
+        e.fs.getattr(attr.ino).await,
+        Err(FsError::NotFound)
+    ));
     let again = e.fs.lookup(ROOT_INO, n("new")).await.expect("lookup");
     assert_eq!(again.size, 7);
 }
@@ -160,7 +167,9 @@ async fn rename_and_unlink_of_forgotten_nodes() {
     assert_eq!(read_all(&e, x2.ino).await, b"xx");
     // Unlink of a forgotten name, and of one forgotten after the unlink.
     e.fs.forget(x2.ino, 1);
-    e.fs.unlink(dir.ino, n("x2")).await.expect("unlink forgotten");
+    e.fs.unlink(dir.ino, n("x2"))
+        .await
+        .expect("unlink forgotten");
     let moved = e.fs.lookup(ROOT_INO, n("moved")).await.expect("lookup");
     let y = e.fs.lookup(moved.ino, n("y")).await.expect("lookup");
     let before = e.fs.inode_count();
@@ -168,7 +177,12 @@ async fn rename_and_unlink_of_forgotten_nodes() {
     assert_eq!(e.fs.inode_count(), before, "the kernel still holds y");
     e.fs.forget(y.ino, 1);
     assert_eq!(e.fs.inode_count(), before - 1);
-    assert!(e.store.keys().iter().all(|k| k != "moved/y" && k != "dir/x2"));
+    assert!(
+        e.store
+            .keys()
+            .iter()
+            .all(|k| k != "moved/y" && k != "dir/x2")
+    );
 }
 
 /// Names a listing registered but the kernel never looked up are bounded, and freeing
@@ -201,7 +215,10 @@ async fn unreferenced_listing_nodes_are_bounded_and_never_read_as_missing() {
     assert_eq!(list(&e, small.ino).await.len(), 1);
     let only = e.fs.lookup(small.ino, n("only")).await.expect("lookup");
     e.fs.forget(only.ino, 1);
-    let again = e.fs.lookup(small.ino, n("only")).await.expect("lookup again");
+    let again =
+        e.fs.lookup(small.ino, n("only"))
+            .await
+            .expect("lookup again");
     assert_eq!(again.size, 1);
     // ...and unknown names in it are still answered.
     assert!(matches!(

@@ -167,10 +167,14 @@ impl Filesystem {
     async fn fetch_page(&self, h: &mut DirHandle) -> FsResult<()> {
         let dir_key = self.inodes.key_of(h.ino).ok_or(FsError::NotFound)?;
         // The first page may be the one the directory's lookup just fetched (`probe`).
+        // Or one fetched ahead of a tree walk (`walk`).
         let probed = match h.token {
-            None => self
-                .probed
-                .take(h.ino, self.inodes.changes(), self.cfg.metadata_ttl),
+            None => match self.walk_first_page(h.ino).await {
+                Some(p) => Some(p),
+                None => self
+                    .probed
+                    .take(h.ino, self.inodes.changes(), self.cfg.metadata_ttl),
+            },
             Some(_) => None,
         };
         let page = match probed {
@@ -243,6 +247,7 @@ impl Filesystem {
                 None => h.push(entry),
             }
         }
+        self.walk_after_page(h.ino, &dir_key, &page);
         h.token = page.next_continuation_token;
         if h.token.is_none() {
             h.done = true;

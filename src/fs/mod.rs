@@ -61,6 +61,7 @@ mod probe;
 mod process;
 mod setattr;
 mod staging;
+mod walk;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -192,6 +193,8 @@ pub struct Filesystem {
     ahead: ahead::SiblingAhead,
     /// Directory lookups' LIST pages, for the readdir that follows.
     probed: probe::ProbedPages,
+    /// Listings fetched ahead of a tree walk.
+    walk: walk::WalkAhead,
     next_fh: AtomicU64,
     /// mtime of directories without a marker object.
     mounted_at: SystemTime,
@@ -224,7 +227,9 @@ impl Filesystem {
         };
         let read_cfg = cfg.read.normalized();
         let cache = BlockCache::new(&read_cfg);
+        let walk = walk::WalkAhead::new(store.clone(), rt.clone(), cfg.metadata_ttl);
         Filesystem {
+            walk,
             inodes: InodeTable::new(cfg.prefix.clone(), cfg.metadata_ttl, defaults),
             cache,
             read_cfg: Arc::new(read_cfg),
