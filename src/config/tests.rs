@@ -270,3 +270,15 @@ fn direct_io_and_read_ahead_options() {
     );
     assert!(DirectIo::Auto.applies(8 << 20) && !DirectIo::Auto.applies((8 << 20) - 1));
 }
+
+#[test]
+fn metadata_ttl_indefinite_from_flag_and_option() {
+    use super::units::{INDEFINITE_TTL, format_duration};
+    let c = resolve(&["--metadata-ttl", "indefinite", "bkt", "/m"]).unwrap();
+    assert_eq!(c.tuning.metadata_ttl, INDEFINITE_TTL);
+    let c = resolve(&["-o", "metadata_ttl=Indefinite", "bkt", "/m"]).unwrap();
+    assert_eq!(c.tuning.metadata_ttl, INDEFINITE_TTL);
+    assert_eq!(format_duration(INDEFINITE_TTL), "indefinite");
+    let err = resolve(&["-o", "metadata_ttl=forever", "bkt", "/m"]).unwrap_err();
+    assert!(err.to_string().contains("indefinite"), "{err}");
+}
