@@ -82,6 +82,18 @@ impl DirHandle {
         self.base + self.entries.len()
     }
 
+    /// Drops the entries before position `offset`: the kernel has consumed them (a
+    /// seek back before them re-lists from the start).
+    fn forget_before(&mut self, offset: usize) {
+        let drop_n = offset.saturating_sub(self.base).min(self.entries.len());
+        if drop_n > 0 {
+            self.entries.drain(..drop_n);
+            self.base += drop_n;
+            let base = self.base;
+            self.index.retain(|_, p| *p >= base);
+        }
+    }
+
     fn push(&mut self, mut e: DirEntry) {
         let pos = self.end();
         e.offset = pos as u64 + 1;
@@ -151,16 +163,12 @@ impl Filesystem {
             });
         }
         while offset >= h.end() && !h.done {
+            // Pages before `offset` (a seekdir far ahead) are dropped as they come, so
+            // the handle holds about one page whatever the offset.
+            h.forget_before(offset);
             self.fetch_page(&mut h).await?;
         }
-        // Forget what the kernel has consumed.
-        let drop_n = offset.saturating_sub(h.base).min(h.entries.len());
-        if drop_n > 0 {
-            h.entries.drain(..drop_n);
-            h.base += drop_n;
-            let base = h.base;
-            h.index.retain(|_, p| *p >= base);
-        }
+        h.forget_before(offset);
         Ok(h.entries.iter().take(BATCH).cloned().collect())
     }
 
@@ -200,7 +208,8 @@ impl Filesystem {
             }
             h.listed += 1;
             let (ino, node) = self.inodes.observe(h.ino, name, self.observed_listed(obj));
-            if super::ahead::is_small_file(&node) {
+            if super::ahead::is_small_file(&node) && h.small_files.len() <= super::ahead::MAX_ORDER
+            {
                 h.small_files.push(name.to_string());
             }
             h.push(DirEntry {
