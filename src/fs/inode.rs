@@ -30,8 +30,10 @@
 //!   freed frees its parent in turn if nothing else pins it.
 //! - Nodes a plain readdir registered and the kernel never looked up have a count of
 //!   zero from the start. They stay as a cache for the `stat` that usually follows, in
-//!   a FIFO of at most [`IDLE_CAP`] numbers; beyond that the oldest is freed if still
-//!   unreferenced. Memory for names the kernel does not hold is therefore bounded.
+//!   a FIFO of at most [`IDLE_CAP`] numbers; beyond that, or once their attributes
+//!   expired (checked at the front of the FIFO whenever nodes are added or forgotten),
+//!   the oldest is freed if still unreferenced. Memory for names the kernel does not
+//!   hold is therefore bounded.
 //! - What must outlive a forget does: pending writes and local files pin their node;
 //!   changes made here are already in OSS (chmod, utimens, rename and writes are
 //!   persisted before they return), so a node freed and looked up again reads them back.
@@ -60,6 +62,10 @@ pub const ROOT_INO: Ino = 1;
 const NEGATIVE_CAP: usize = 100_000;
 /// Most nodes kept that the kernel never referenced (see the module docs, Lifecycle).
 pub const IDLE_CAP: usize = 16_384;
+/// How long past its expiry an unreferenced node is kept anyway: a readdirplus reply
+/// takes its kernel reference after the listing registered it, so even with a zero
+/// TTL it must still be there then.
+const IDLE_GRACE: Duration = Duration::from_secs(5);
 /// Most directories whose last child free is remembered individually (see
 /// [`InodeTable::free_epoch`]); beyond that every listing older than the reset counts
 /// as having seen a free.
@@ -675,6 +681,7 @@ impl InodeTable {
                 }
             }
         }
+        Self::trim_idle(&mut inner);
         let n = inner.nodes.len();
         drop(inner);
         publish_count(n);
@@ -715,12 +722,21 @@ impl InodeTable {
         inner.idle.push_back(ino);
     }
 
-    /// Frees the oldest nodes the kernel never referenced beyond [`IDLE_CAP`].
+    /// Frees the oldest nodes the kernel never referenced beyond [`IDLE_CAP`], and
+    /// those at the front whose attributes expired (they are only a cache then).
     fn trim_idle(inner: &mut Inner) {
-        while inner.idle.len() > IDLE_CAP {
-            let Some(ino) = inner.idle.pop_front() else {
+        let now = Instant::now();
+        while let Some(&ino) = inner.idle.front() {
+            let cached = inner
+                .nodes
+                .get(&ino)
+                .is_some_and(|n| {
+                    n.unreferenced() && n.valid_until.is_some_and(|t| t + IDLE_GRACE > now)
+                });
+            if cached && inner.idle.len() <= IDLE_CAP {
                 break;
-            };
+            }
+            inner.idle.pop_front();
             Self::free_if_unreferenced(inner, ino);
         }
     }
