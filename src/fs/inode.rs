@@ -109,7 +109,8 @@ impl Node {
 
 #[derive(Debug)]
 struct Inner {
-    nodes: HashMap<Ino, Node>,
+    /// Boxed: the map's slots stay small, and growing it moves pointers, not nodes.
+    nodes: HashMap<Ino, Box<Node>>,
     children: HashMap<(Ino, String), Ino>,
     negative: HashMap<(Ino, String), Instant>,
     /// Directories whose every child is in `children`, until when, and how many entries
@@ -176,7 +177,7 @@ impl InodeTable {
         let root_attr = defaults.new_attr(ROOT_INO, FileKind::Dir, 0, SystemTime::now());
         nodes.insert(
             ROOT_INO,
-            Node {
+            Box::new(Node {
                 parent: ROOT_INO,
                 name: String::new(),
                 attr: root_attr,
@@ -193,7 +194,7 @@ impl InodeTable {
                 unlinked: false,
                 handles: 0,
                 kids: 0,
-            },
+            }),
         );
         InodeTable {
             inner: Mutex::new(Inner {
@@ -247,12 +248,12 @@ impl InodeTable {
 
     /// A copy of the node.
     pub fn get(&self, ino: Ino) -> Option<Node> {
-        self.lock().nodes.get(&ino).cloned()
+        self.lock().nodes.get(&ino).map(|n| Node::clone(n))
     }
 
     /// Runs `f` on the node, if present.
     pub fn update<R>(&self, ino: Ino, f: impl FnOnce(&mut Node) -> R) -> Option<R> {
-        let r = self.lock().nodes.get_mut(&ino).map(f);
+        let r = self.lock().nodes.get_mut(&ino).map(|n| f(n));
         self.changed();
         r
     }
@@ -314,7 +315,7 @@ impl InodeTable {
         let now = Instant::now();
         let k = (parent, name.to_string());
         if let Some(&ino) = inner.children.get(&k) {
-            if let Some(node) = inner.nodes.get(&ino) {
+            if let Some(node) = inner.nodes.get(&ino).map(|b| &**b) {
                 if node.writers > 0 || node.local || node.valid_until.is_some_and(|t| t > now) {
                     return Some(Some((ino, node.clone())));
                 }
@@ -437,7 +438,7 @@ impl InodeTable {
         let k = (parent, name.to_string());
         inner.negative.remove(&k);
         if let Some(&ino) = inner.children.get(&k) {
-            if let Some(node) = inner.nodes.get_mut(&ino) {
+            if let Some(node) = inner.nodes.get_mut(&ino).map(|b| &mut **b) {
                 if node.writers > 0 || node.local {
                     return (ino, node.clone());
                 }
@@ -718,7 +719,7 @@ impl InodeTable {
         if let Some(p) = inner.nodes.get_mut(&node.parent) {
             p.kids += 1;
         }
-        inner.nodes.insert(ino, node);
+        inner.nodes.insert(ino, Box::new(node));
         inner.idle.push_back(ino);
     }
 
@@ -727,12 +728,9 @@ impl InodeTable {
     fn trim_idle(inner: &mut Inner) {
         let now = Instant::now();
         while let Some(&ino) = inner.idle.front() {
-            let cached = inner
-                .nodes
-                .get(&ino)
-                .is_some_and(|n| {
-                    n.unreferenced() && n.valid_until.is_some_and(|t| t + IDLE_GRACE > now)
-                });
+            let cached = inner.nodes.get(&ino).is_some_and(|n| {
+                n.unreferenced() && n.valid_until.is_some_and(|t| t + IDLE_GRACE > now)
+            });
             if cached && inner.idle.len() <= IDLE_CAP {
                 break;
             }
@@ -744,7 +742,7 @@ impl InodeTable {
     /// Frees `ino` if nothing holds it, then its parent if that was its last hold.
     fn free_if_unreferenced(inner: &mut Inner, ino: Ino) {
         let mut cur = ino;
-        while cur != ROOT_INO && inner.nodes.get(&cur).is_some_and(Node::unreferenced) {
+        while cur != ROOT_INO && inner.nodes.get(&cur).is_some_and(|n| n.unreferenced()) {
             let Some(node) = inner.nodes.remove(&cur) else {
                 break;
             };
