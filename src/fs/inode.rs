@@ -109,9 +109,8 @@ impl Node {
 
 #[derive(Debug)]
 struct Inner {
-    /// Boxed: the map's slots stay small, and growing it moves pointers, not nodes.
-    nodes: HashMap<Ino, Box<Node>>,
-    children: HashMap<(Ino, String), Ino>,
+    /// The nodes and the `(parent, name)` bindings.
+    nodes: Nodes,
     negative: HashMap<(Ino, String), Instant>,
     /// Directories whose every child is in `children`, until when, and how many entries
     /// their last listing had.
@@ -173,7 +172,7 @@ pub struct Observed {
 impl InodeTable {
     /// `prefix` is "" or ends with `/`.
     pub fn new(prefix: String, ttl: Duration, defaults: AttrDefaults) -> Self {
-        let mut nodes = HashMap::new();
+        let mut nodes = Nodes::default();
         let root_attr = defaults.new_attr(ROOT_INO, FileKind::Dir, 0, SystemTime::now());
         nodes.insert(
             ROOT_INO,
@@ -199,7 +198,6 @@ impl InodeTable {
         InodeTable {
             inner: Mutex::new(Inner {
                 nodes,
-                children: HashMap::new(),
                 negative: HashMap::new(),
                 complete: HashMap::new(),
                 local_set: HashSet::new(),
@@ -248,12 +246,12 @@ impl InodeTable {
 
     /// A copy of the node.
     pub fn get(&self, ino: Ino) -> Option<Node> {
-        self.lock().nodes.get(&ino).map(|n| Node::clone(n))
+        self.lock().nodes.get(&ino).cloned()
     }
 
     /// Runs `f` on the node, if present.
     pub fn update<R>(&self, ino: Ino, f: impl FnOnce(&mut Node) -> R) -> Option<R> {
-        let r = self.lock().nodes.get_mut(&ino).map(|n| f(n));
+        let r = self.lock().nodes.get_mut(&ino).map(f);
         self.changed();
         r
     }
@@ -302,10 +300,7 @@ impl InodeTable {
 
     /// The inode currently bound to `(parent, name)`.
     pub fn child(&self, parent: Ino, name: &str) -> Option<Ino> {
-        self.lock()
-            .children
-            .get(&(parent, name.to_string()))
-            .copied()
+        self.lock().nodes.child(parent, name)
     }
 
     /// A fresh cached answer for `(parent, name)`: `Some(Some(node))` when known to exist,
@@ -314,8 +309,8 @@ impl InodeTable {
         let mut inner = self.lock();
         let now = Instant::now();
         let k = (parent, name.to_string());
-        if let Some(&ino) = inner.children.get(&k) {
-            if let Some(node) = inner.nodes.get(&ino).map(|b| &**b) {
+        if let Some(ino) = inner.nodes.child(parent, name) {
+            if let Some(node) = inner.nodes.get(&ino) {
                 if node.writers > 0 || node.local || node.valid_until.is_some_and(|t| t > now) {
                     return Some(Some((ino, node.clone())));
                 }
@@ -410,7 +405,7 @@ impl InodeTable {
         let Some(exp) = self.expiry() else { return };
         let mut inner = self.lock();
         let k = (parent, name.to_string());
-        if let Some(ino) = inner.children.get(&k).copied() {
+        if let Some(ino) = inner.nodes.child(parent, name) {
             // A node with local state keeps existing whatever OSS says.
             if inner
                 .nodes
@@ -419,7 +414,7 @@ impl InodeTable {
             {
                 return;
             }
-            inner.children.remove(&k);
+            inner.nodes.unbind(parent, name);
         }
         if self.ttl.is_zero() {
             return;
@@ -437,8 +432,8 @@ impl InodeTable {
         let mut inner = self.lock();
         let k = (parent, name.to_string());
         inner.negative.remove(&k);
-        if let Some(&ino) = inner.children.get(&k) {
-            if let Some(node) = inner.nodes.get_mut(&ino).map(|b| &mut **b) {
+        if let Some(ino) = inner.nodes.child(parent, name) {
+            if let Some(node) = inner.nodes.get_mut(&ino) {
                 if node.writers > 0 || node.local {
                     return (ino, node.clone());
                 }
@@ -510,7 +505,6 @@ impl InodeTable {
             kids: 0,
         };
         Self::add_node(&mut inner, ino, node.clone());
-        inner.children.insert(k, ino);
         Self::trim_idle(&mut inner);
         let n = inner.nodes.len();
         drop(inner);
@@ -525,7 +519,7 @@ impl InodeTable {
         let mut inner = self.lock();
         let k = (parent, name.to_string());
         inner.negative.remove(&k);
-        if let Some(old) = inner.children.get(&k).copied() {
+        if let Some(old) = inner.nodes.child(parent, name) {
             if let Some(n) = inner.nodes.get_mut(&old) {
                 n.unlinked = true;
             }
@@ -554,7 +548,6 @@ impl InodeTable {
             kids: 0,
         };
         Self::add_node(&mut inner, ino, node.clone());
-        inner.children.insert(k, ino);
         if local {
             inner.local_set.insert(ino);
         }
@@ -585,7 +578,7 @@ impl InodeTable {
     pub fn remove_child(&self, parent: Ino, name: &str) -> Option<Ino> {
         self.changed();
         let mut inner = self.lock();
-        let ino = inner.children.remove(&(parent, name.to_string()))?;
+        let ino = inner.nodes.unbind(parent, name)?;
         if let Some(n) = inner.nodes.get_mut(&ino) {
             n.unlinked = true;
             n.local = false;
@@ -604,23 +597,22 @@ impl InodeTable {
     pub fn rename(&self, parent: Ino, name: &str, new_parent: Ino, new_name: &str) -> Option<Ino> {
         self.changed();
         let mut inner = self.lock();
-        let ino = inner.children.remove(&(parent, name.to_string()))?;
+        let ino = inner.nodes.unbind(parent, name)?;
         let nk = (new_parent, new_name.to_string());
-        if let Some(old) = inner.children.insert(nk.clone(), ino) {
-            if old != ino {
-                if let Some(n) = inner.nodes.get_mut(&old) {
-                    n.unlinked = true;
-                    n.local = false;
-                }
-            }
-        }
-        inner.negative.remove(&nk);
         let mut old_parent = None;
         if let Some(n) = inner.nodes.get_mut(&ino) {
             old_parent = Some(n.parent);
             n.parent = new_parent;
             n.name = new_name.to_string();
         }
+        if let Some(old) = inner.nodes.bind(ino) {
+            if let Some(n) = inner.nodes.get_mut(&old) {
+                n.unlinked = true;
+                n.local = false;
+            }
+            Self::free_if_unreferenced(&mut inner, old);
+        }
+        inner.negative.remove(&nk);
         if let Some(op) = old_parent.filter(|&op| op != new_parent) {
             if let Some(p) = inner.nodes.get_mut(&new_parent) {
                 p.kids += 1;
@@ -720,6 +712,10 @@ impl InodeTable {
             p.kids += 1;
         }
         inner.nodes.insert(ino, Box::new(node));
+        if let Some(old) = inner.nodes.bind(ino) {
+            // Replaced (the kind changed, or created over): the old node stays while held.
+            Self::free_if_unreferenced(inner, old);
+        }
         inner.idle.push_back(ino);
     }
 
@@ -743,15 +739,15 @@ impl InodeTable {
     fn free_if_unreferenced(inner: &mut Inner, ino: Ino) {
         let mut cur = ino;
         while cur != ROOT_INO && inner.nodes.get(&cur).is_some_and(|n| n.unreferenced()) {
+            if inner.nodes.unbind_node(cur) {
+                // The name still exists: its directory must not answer "no such file".
+                if let Some(p) = inner.nodes.get(&cur).map(|n| n.parent) {
+                    inner.complete.remove(&p);
+                }
+            }
             let Some(node) = inner.nodes.remove(&cur) else {
                 break;
             };
-            let k = (node.parent, node.name);
-            if inner.children.get(&k) == Some(&cur) {
-                inner.children.remove(&k);
-                // The name still exists: its directory must not answer "no such file".
-                inner.complete.remove(&node.parent);
-            }
             inner.complete.remove(&cur);
             inner.local_set.remove(&cur);
             inner.frees += 1;
@@ -779,6 +775,105 @@ impl InodeTable {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// The nodes, and the index of their names: `(parent, name)` → number. The index holds
+/// only numbers and hashes the node's own parent and name, so each name is stored once.
+/// Invariant: every number in `names` is in `map` and sits under its node's current
+/// `(parent, name)`: a node is unbound before its name changes or it is removed.
+#[derive(Debug, Default)]
+struct Nodes {
+    /// Boxed: the map's slots stay small, and growing it moves pointers, not nodes.
+    map: HashMap<Ino, Box<Node>>,
+    names: hashbrown::HashTable<Ino>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Nodes {
+    fn get(&self, ino: &Ino) -> Option<&Node> {
+        self.map.get(ino).map(|b| &**b)
+    }
+
+    fn get_mut(&mut self, ino: &Ino) -> Option<&mut Node> {
+        self.map.get_mut(ino).map(|b| &mut **b)
+    }
+
+    /// Adds a node without binding its name (see [`Nodes::bind`]).
+    fn insert(&mut self, ino: Ino, node: Box<Node>) {
+        self.map.insert(ino, node);
+    }
+
+    /// Removes a node; it must have been unbound ([`Nodes::unbind_node`]).
+    fn remove(&mut self, ino: &Ino) -> Option<Box<Node>> {
+        self.map.remove(ino)
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    fn hash(hasher: &std::collections::hash_map::RandomState, parent: Ino, name: &str) -> u64 {
+        use std::hash::BuildHasher;
+        hasher.hash_one((parent, name))
+    }
+
+    /// The node bound to `(parent, name)`.
+    fn child(&self, parent: Ino, name: &str) -> Option<Ino> {
+        let h = Self::hash(&self.hasher, parent, name);
+        let map = &self.map;
+        self.names
+            .find(h, |i| {
+                map.get(i)
+                    .is_some_and(|n| n.parent == parent && n.name == name)
+            })
+            .copied()
+    }
+
+    /// Binds node `ino` under its own `(parent, name)`; returns the node bound there
+    /// before, if another.
+    fn bind(&mut self, ino: Ino) -> Option<Ino> {
+        let Nodes { map, names, hasher } = self;
+        let n = map.get(&ino)?;
+        let (parent, name) = (n.parent, n.name.as_str());
+        let h = Self::hash(hasher, parent, name);
+        let same = |i: &Ino| {
+            map.get(i)
+                .is_some_and(|m| m.parent == parent && m.name == name)
+        };
+        if let Some(slot) = names.find_mut(h, same) {
+            let old = std::mem::replace(slot, ino);
+            return (old != ino).then_some(old);
+        }
+        names.insert_unique(h, ino, |i| {
+            map.get(i)
+                .map_or(0, |m| Self::hash(hasher, m.parent, m.name.as_str()))
+        });
+        None
+    }
+
+    /// Removes the binding of `(parent, name)`; returns the node that was bound.
+    fn unbind(&mut self, parent: Ino, name: &str) -> Option<Ino> {
+        let Nodes { map, names, hasher } = self;
+        let h = Self::hash(hasher, parent, name);
+        let same = |i: &Ino| {
+            map.get(i)
+                .is_some_and(|m| m.parent == parent && m.name == name)
+        };
+        names.find_entry(h, same).ok().map(|e| e.remove().0)
+    }
+
+    /// Removes the binding of node `ino` if it is the one bound under its name.
+    fn unbind_node(&mut self, ino: Ino) -> bool {
+        let Nodes { map, names, hasher } = self;
+        let Some(n) = map.get(&ino) else {
+            return false;
+        };
+        let h = Self::hash(hasher, n.parent, &n.name);
+        names
+            .find_entry(h, |&i| i == ino)
+            .map(|e| e.remove())
+            .is_ok()
     }
 }
 
@@ -846,6 +941,38 @@ mod tests {
         assert_eq!(a, a3);
         let (a4, _) = t.observe(ROOT_INO, "a", obs(&t, FileKind::Dir, ""));
         assert_ne!(a, a4);
+    }
+
+    #[test]
+    fn name_index_survives_growth_renames_and_replacement() {
+        let t = table("");
+        let (d, _) = t.observe(ROOT_INO, "d", obs(&t, FileKind::Dir, ""));
+        t.add_lookup(d, 1);
+        let mut inos = Vec::new();
+        for i in 0..5000 {
+            let (ino, _) = t.observe(d, &format!("f{i}"), obs(&t, FileKind::File, "\"1\""));
+            t.add_lookup(ino, 1);
+            inos.push(ino);
+        }
+        for (i, ino) in inos.iter().enumerate() {
+            assert_eq!(t.child(d, &format!("f{i}")), Some(*ino));
+        }
+        assert_eq!(t.rename(d, "f1", ROOT_INO, "moved"), Some(inos[1]));
+        assert_eq!(t.child(d, "f1"), None);
+        assert_eq!(t.child(ROOT_INO, "moved"), Some(inos[1]));
+        // Renamed over an existing name: the old node is unbound (and kept while held).
+        assert_eq!(t.rename(d, "f2", d, "f3"), Some(inos[2]));
+        assert_eq!(t.child(d, "f3"), Some(inos[2]));
+        assert!(t.get(inos[3]).is_some_and(|n| n.unlinked));
+        t.forget(inos[3], 1);
+        assert!(t.get(inos[3]).is_none());
+        assert_eq!(t.child(d, "f3"), Some(inos[2]));
+        // A kind change binds a new node; freeing the old one leaves the new binding.
+        let (dir4, _) = t.observe(d, "f4", obs(&t, FileKind::Dir, ""));
+        assert_ne!(dir4, inos[4]);
+        t.forget(inos[4], 1);
+        assert_eq!(t.child(d, "f4"), Some(dir4));
+        assert_eq!(t.key_of(inos[1]).as_deref(), Some("moved"));
     }
 
     #[test]
