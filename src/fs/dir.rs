@@ -177,7 +177,7 @@ impl Filesystem {
         // The first page may be the one the directory's lookup just fetched (`probe`).
         // Or one fetched ahead of a tree walk (`walk`).
         let probed = match h.token {
-            None => match self.walk_first_page(h.ino).await {
+            None => match self.walk_first_page(&dir_key).await {
                 Some(p) => Some(p),
                 None => self
                     .probed
@@ -256,7 +256,7 @@ impl Filesystem {
                 None => h.push(entry),
             }
         }
-        self.walk_after_page(h.ino, &dir_key, &page);
+        self.walk_after_page(&dir_key, &page);
         h.token = page.next_continuation_token;
         if h.token.is_none() {
             h.done = true;

@@ -133,7 +133,7 @@ impl Filesystem {
             None if known_kind == Some(FileKind::Dir) => {
                 // A page listed ahead of a tree walk shows it is still a directory.
                 if let Some(ino) = known.as_ref().map(|n| n.attr.ino) {
-                    if self.walk_proves_dir(ino).await {
+                    if self.walk_proves_dir(&dir_prefix).await {
                         self.inodes.touch_valid(ino);
                         if let Some(node) = self.inodes.get(ino) {
                             return Ok((ino, node));

@@ -14,9 +14,13 @@
 //! walk too), until no listing has used a fetched page for [`WALK_IDLE`]: then the
 //! queue is dropped, and the walk has stopped.
 //!
-//! Order: the queue is a stack, and a page's sub-directories are pushed last-first, so
-//! the next directory fetched is the first child of the one listed last: the
-//! depth-first order of `find` (fts) and friends.
+//! Order: `find` (fts), `du`, `rsync` and friends walk depth first in listing order,
+//! which is (nearly) the byte order of the keys. The queue is sorted by key, the walk's
+//! position is the key of the directory it listed last, and the next directories
+//! fetched are the first queued keys after it. A page fetched ahead queues its own
+//! sub-directories too, so the queue holds the walk's next directories in the order it
+//! will want them, and pages are fetched just ahead of it (they would expire unused if
+//! fetched much earlier; see Freshness).
 //!
 //! Bounds: at most [`WALK_CONCURRENCY`] LISTs in flight, at most [`LOOKAHEAD`] pages
 //! fetched or in flight that no listing has used yet (so a walk that slows down does not
@@ -28,9 +32,11 @@
 //! metadata TTL and [`super::probe::MAX_AGE`], no local change since it was queued) and
 //! once; a page that expires unused is dropped. A fetched non-empty page also proves its
 //! directory still exists, so the lookup the kernel sends when its entry expired is
-//! answered without a LIST of its own ([`Filesystem::walk_proves_dir`]).
+//! answered without a LIST of its own ([`Filesystem::walk_proves_dir`]). Everything is
+//! keyed by the directory's key: a rename changes keys, and moves the change count, so
+//! nothing fetched before it is used.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,7 +45,6 @@ use tokio::sync::watch;
 
 use crate::store::{ListPage, ListRequest, ObjectStore};
 
-use super::attr::Ino;
 use super::{Filesystem, lock};
 
 /// Most LISTs a walk sends at once.
@@ -55,16 +60,8 @@ const RECENT: usize = 16;
 /// Sub-directories remembered per recent listing.
 const RECENT_SUBDIRS: usize = 10_000;
 
-/// A directory to list ahead: its number, its key (ends with `/`), and the inode
-/// table's change count when it was queued.
-#[derive(Debug, Clone)]
-struct Queued {
-    ino: Ino,
-    key: String,
-    changes: u64,
-}
-
-/// A page fetched ahead, with when its request was sent.
+/// A page fetched ahead, with when its request was sent and the inode table's change
+/// count when its directory was queued.
 #[derive(Debug)]
 struct Fetched {
     at: Instant,
@@ -76,10 +73,12 @@ type Slot = watch::Receiver<Option<Arc<Fetched>>>;
 
 #[derive(Debug, Default)]
 struct State {
-    stack: Vec<Queued>,
-    queued: HashSet<Ino>,
-    fetching: HashMap<Ino, Slot>,
-    ready: HashMap<Ino, Arc<Fetched>>,
+    /// Directory keys to fetch → the change count when queued.
+    queue: BTreeMap<String, u64>,
+    /// Key of the directory the walk listed last.
+    position: String,
+    fetching: HashMap<String, Slot>,
+    ready: HashMap<String, Arc<Fetched>>,
     recent: VecDeque<Listing>,
     active_until: Option<Instant>,
 }
@@ -87,9 +86,9 @@ struct State {
 /// The sub-directories a listing revealed (in listing order).
 #[derive(Debug)]
 struct Listing {
-    dir: Ino,
+    dir_key: String,
     at: Instant,
-    subdirs: Vec<Queued>,
+    subdirs: Vec<String>,
     /// Its sub-directories were queued already.
     expanded: bool,
 }
@@ -99,24 +98,34 @@ impl State {
         self.active_until.is_some_and(|t| t > now)
     }
 
-    fn push_all(&mut self, subdirs: impl DoubleEndedIterator<Item = Queued>) {
-        for q in subdirs.rev() {
-            if self.stack.len() >= QUEUE_CAP {
-                break;
-            }
-            if self.fetching.contains_key(&q.ino) || self.ready.contains_key(&q.ino) {
+    /// Queues directory keys the walk has not passed yet.
+    fn push_all<'a>(&mut self, keys: impl Iterator<Item = &'a String>, changes: u64) {
+        for key in keys {
+            if key.as_str() <= self.position.as_str()
+                || self.fetching.contains_key(key)
+                || self.ready.contains_key(key)
+            {
                 continue;
             }
-            if self.queued.insert(q.ino) {
-                self.stack.push(q);
-            } else {
-                // Queued before: move it to the top (the walk is here now).
-                if let Some(pos) = self.stack.iter().rposition(|x| x.ino == q.ino) {
-                    let item = self.stack.remove(pos);
-                    self.stack.push(item);
-                }
+            self.queue.insert(key.clone(), changes);
+            if self.queue.len() > QUEUE_CAP {
+                self.queue.pop_last();
             }
         }
+    }
+
+    /// The next queued key after the walk's position (dropping the ones it passed).
+    fn next(&mut self) -> Option<(String, u64)> {
+        if self
+            .queue
+            .first_key_value()
+            .is_some_and(|(k, _)| k.as_str() <= self.position.as_str())
+        {
+            let mut rest = self.queue.split_off(&self.position);
+            rest.remove(&self.position);
+            self.queue = rest;
+        }
+        self.queue.pop_first()
     }
 }
 
@@ -154,6 +163,15 @@ impl std::fmt::Debug for Shared {
     }
 }
 
+/// `a/b/` → `a/`; `a/` → `` (keys of directories end with `/`).
+fn parent_key(dir_key: &str) -> &str {
+    let trimmed = dir_key.strip_suffix('/').unwrap_or(dir_key);
+    match trimmed.rfind('/') {
+        Some(i) => &dir_key[..=i],
+        None => "",
+    }
+}
+
 impl Shared {
     /// Starts queued fetches while the bounds allow.
     fn pump(self: &Arc<Self>) {
@@ -162,26 +180,30 @@ impl Shared {
         let max_age = self.max_age;
         st.ready.retain(|_, f| now.duration_since(f.at) < max_age);
         if !st.active(now) {
-            st.stack.clear();
-            st.queued.clear();
+            st.queue.clear();
             return;
         }
         while st.fetching.len() < WALK_CONCURRENCY && st.fetching.len() + st.ready.len() < LOOKAHEAD
         {
-            let Some(q) = st.stack.pop() else { break };
-            if !st.queued.remove(&q.ino) {
-                continue; // taken by a listing meanwhile
-            }
+            let Some((key, changes)) = st.next() else {
+                break;
+            };
             let (tx, rx) = watch::channel(None);
-            st.fetching.insert(q.ino, rx);
+            st.fetching.insert(key.clone(), rx);
             let me = Arc::clone(self);
-            self.rt.spawn(async move { me.fetch(q, tx).await });
+            self.rt
+                .spawn(async move { me.fetch(key, changes, tx).await });
         }
     }
 
-    async fn fetch(self: Arc<Self>, q: Queued, tx: watch::Sender<Option<Arc<Fetched>>>) {
+    async fn fetch(
+        self: Arc<Self>,
+        key: String,
+        changes: u64,
+        tx: watch::Sender<Option<Arc<Fetched>>>,
+    ) {
         let req = ListRequest {
-            prefix: q.key.clone(),
+            prefix: key.clone(),
             delimiter: Some("/".into()),
             max_keys: super::dir::PAGE,
             ..Default::default()
@@ -191,19 +213,21 @@ impl Shared {
             Ok(p) => Some(p),
             Err(e) => {
                 // The listing that wants it sends its own request and reports errors.
-                tracing::debug!(key = %q.key, error = %e, "walk-ahead LIST failed");
+                tracing::debug!(key = %key, error = %e, "walk-ahead LIST failed");
                 None
             }
         };
-        let fetched = Arc::new(Fetched {
-            at,
-            changes: q.changes,
-            page,
-        });
+        let fetched = Arc::new(Fetched { at, changes, page });
         {
             let mut st = lock(&self.state);
-            if st.fetching.remove(&q.ino).is_some() && fetched.page.is_some() {
-                st.ready.insert(q.ino, Arc::clone(&fetched));
+            if st.fetching.remove(&key).is_some() && fetched.page.is_some() {
+                st.ready.insert(key.clone(), Arc::clone(&fetched));
+            }
+            // What it reveals is where the walk goes next: queue it in key order.
+            if let Some(page) = &fetched.page {
+                if st.active(Instant::now()) {
+                    st.push_all(page.common_prefixes.iter(), changes);
+                }
             }
         }
         let _ = tx.send(Some(fetched));
@@ -212,38 +236,35 @@ impl Shared {
 }
 
 impl Filesystem {
-    /// The first page of `dir`'s listing if it was fetched ahead (waiting for it when
-    /// its request is in flight), with when that request was sent. Also decides whether
-    /// a walk is going on (see the module docs).
-    pub(crate) async fn walk_first_page(&self, dir: Ino) -> Option<(Instant, ListPage)> {
+    /// The first page of the listing of `dir_key` (ends with `/`) if it was fetched
+    /// ahead (waiting for it when its request is in flight), with when that request was
+    /// sent. Also decides whether a walk is going on (see the module docs).
+    pub(crate) async fn walk_first_page(&self, dir_key: &str) -> Option<(Instant, ListPage)> {
         let shared = &self.walk.shared;
         let now = Instant::now();
+        let changes = self.inodes.changes();
         let pending = {
             let mut st = lock(&shared.state);
-            st.queued.remove(&dir);
-            let fetched = st.ready.remove(&dir);
-            let slot = st.fetching.remove(&dir);
+            st.queue.remove(dir_key);
+            let fetched = st.ready.remove(dir_key);
+            let slot = st.fetching.remove(dir_key);
             let ahead = fetched.is_some() || slot.is_some();
             // Walking into a sub-directory of a recent listing?
+            let parent = parent_key(dir_key);
             let parent_listing = st
                 .recent
                 .iter()
-                .rposition(|l| now.duration_since(l.at) < WALK_IDLE && l.has_subdir(dir));
+                .rposition(|l| now.duration_since(l.at) < WALK_IDLE && l.dir_key == parent);
             if ahead || parent_listing.is_some() {
                 st.active_until = now.checked_add(WALK_IDLE);
+                st.position = dir_key.to_string();
             }
             if let Some(i) = parent_listing {
                 if !st.recent[i].expanded {
                     st.recent[i].expanded = true;
-                    let l = &st.recent[i];
-                    let after: Vec<Queued> = l
-                        .subdirs
-                        .iter()
-                        .skip_while(|q| q.ino != dir)
-                        .skip(1)
-                        .cloned()
-                        .collect();
-                    st.push_all(after.into_iter());
+                    let siblings = std::mem::take(&mut st.recent[i].subdirs);
+                    st.push_all(siblings.iter(), changes);
+                    st.recent[i].subdirs = siblings;
                 }
             }
             match (fetched, slot) {
@@ -270,40 +291,27 @@ impl Filesystem {
         Some((fetched.at, fetched.page.clone()?))
     }
 
-    /// Records the sub-directories a page of `dir`'s listing revealed (`dir_key` ends
-    /// with `/`), and queues them when a walk is going on.
-    pub(crate) fn walk_after_page(&self, dir: Ino, dir_key: &str, page: &ListPage) {
-        let changes = self.inodes.changes();
-        let subdirs: Vec<Queued> = page
-            .common_prefixes
-            .iter()
-            .filter_map(|cp| {
-                let name = cp.strip_prefix(dir_key)?.strip_suffix('/')?;
-                let ino = self.inodes.child(dir, name)?;
-                Some(Queued {
-                    ino,
-                    key: cp.clone(),
-                    changes,
-                })
-            })
-            .take(RECENT_SUBDIRS)
-            .collect();
-        if subdirs.is_empty() {
+    /// Records the sub-directories a page of the listing of `dir_key` (ends with `/`)
+    /// revealed, and queues them when a walk is going on.
+    pub(crate) fn walk_after_page(&self, dir_key: &str, page: &ListPage) {
+        if page.common_prefixes.is_empty() {
             return;
         }
+        let changes = self.inodes.changes();
         let shared = &self.walk.shared;
         let now = Instant::now();
         {
             let mut st = lock(&shared.state);
             let active = st.active(now);
             if active {
-                st.push_all(subdirs.iter().cloned());
+                st.push_all(page.common_prefixes.iter(), changes);
             }
-            match st.recent.iter_mut().rev().find(|l| l.dir == dir) {
+            let subdirs = page.common_prefixes.iter().take(RECENT_SUBDIRS).cloned();
+            match st.recent.iter_mut().rev().find(|l| l.dir_key == dir_key) {
                 Some(l) => {
                     l.at = now;
                     let room = RECENT_SUBDIRS.saturating_sub(l.subdirs.len());
-                    l.subdirs.extend(subdirs.into_iter().take(room));
+                    l.subdirs.extend(subdirs.take(room));
                     l.expanded |= active;
                 }
                 None => {
@@ -311,9 +319,9 @@ impl Filesystem {
                         st.recent.pop_front();
                     }
                     st.recent.push_back(Listing {
-                        dir,
+                        dir_key: dir_key.to_string(),
                         at: now,
-                        subdirs,
+                        subdirs: subdirs.collect(),
                         expanded: active,
                     });
                 }
@@ -322,30 +330,55 @@ impl Filesystem {
         shared.pump();
     }
 
-    /// Whether a page fetched ahead (or in flight) shows that directory `ino` still
-    /// exists, so its expired lookup needs no LIST of its own.
-    pub(crate) async fn walk_proves_dir(&self, ino: Ino) -> bool {
+    /// Whether a page fetched ahead (or in flight) shows that the directory `dir_key`
+    /// (ends with `/`) still exists, so its expired lookup needs no LIST of its own.
+    pub(crate) async fn walk_proves_dir(&self, dir_key: &str) -> bool {
         let shared = &self.walk.shared;
         let slot = {
             let st = lock(&shared.state);
-            if let Some(f) = st.ready.get(&ino) {
+            if let Some(f) = st.ready.get(dir_key) {
                 return f.at.elapsed() < shared.max_age
+                    && f.changes == self.inodes.changes()
                     && f.page.as_ref().is_some_and(|p| !p.is_empty());
             }
-            st.fetching.get(&ino).cloned()
+            st.fetching.get(dir_key).cloned()
         };
         let Some(mut rx) = slot else { return false };
         let Ok(r) = rx.wait_for(|v| v.is_some()).await else {
             return false;
         };
-        r.as_ref()
-            .and_then(|f| f.page.as_ref())
-            .is_some_and(|p| !p.is_empty())
+        r.as_ref().is_some_and(|f| {
+            f.changes == self.inodes.changes() && f.page.as_ref().is_some_and(|p| !p.is_empty())
+        })
     }
 }
 
-impl Listing {
-    fn has_subdir(&self, ino: Ino) -> bool {
-        self.subdirs.iter().any(|q| q.ino == ino)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parent_keys() {
+        assert_eq!(parent_key("a/b/"), "a/");
+        assert_eq!(parent_key("a/"), "");
+        assert_eq!(parent_key("p/a/b/c/"), "p/a/b/");
+    }
+
+    #[test]
+    fn queue_serves_keys_after_the_position_in_order() {
+        let mut st = State::default();
+        st.position = "d1/".into();
+        let keys: Vec<String> = ["d0/", "d3/", "d1/b/", "d2/", "d1/a/"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        st.push_all(keys.iter(), 0);
+        let order: Vec<String> = std::iter::from_fn(|| st.next().map(|x| x.0)).collect();
+        assert_eq!(order, ["d1/a/", "d1/b/", "d2/", "d3/"]);
+        // Keys the walk passed are dropped.
+        st.push_all(keys.iter(), 0);
+        st.position = "d2/".into();
+        assert_eq!(st.next().map(|x| x.0).as_deref(), Some("d3/"));
+        assert!(st.next().is_none());
     }
 }
