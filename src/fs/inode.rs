@@ -70,6 +70,10 @@ const IDLE_GRACE: Duration = Duration::from_secs(5);
 /// [`InodeTable::free_epoch`]); beyond that every listing older than the reset counts
 /// as having seen a free.
 const FREED_IN_CAP: usize = 4096;
+/// After this many nodes were freed, the maps shrink to fit (when mostly empty) and
+/// malloc is asked to return free memory: a walk the kernel forgot gives its memory
+/// back to the system, not only to the allocator.
+const TRIM_FREES: u64 = 16_384;
 
 /// One inode.
 #[derive(Debug, Clone)]
@@ -124,6 +128,8 @@ struct Inner {
     /// Nodes freed so far, and per directory the count when its last child was freed
     /// (bounded; `freed_floor` stands for the directories forgotten at the last reset).
     frees: u64,
+    /// `frees` when memory was last handed back (see [`TRIM_FREES`]).
+    trimmed_at: u64,
     freed_in: HashMap<Ino, u64>,
     freed_floor: u64,
 }
@@ -204,6 +210,7 @@ impl InodeTable {
                 next_ino: ROOT_INO + 1,
                 idle: VecDeque::new(),
                 frees: 0,
+                trimmed_at: 0,
                 freed_in: HashMap::new(),
                 freed_floor: 0,
             }),
@@ -676,8 +683,17 @@ impl InodeTable {
         }
         Self::trim_idle(&mut inner);
         let n = inner.nodes.len();
+        let trim = inner.frees - inner.trimmed_at >= TRIM_FREES;
+        if trim {
+            inner.trimmed_at = inner.frees;
+            inner.nodes.shrink();
+            inner.idle.shrink_to_fit();
+        }
         drop(inner);
         publish_count(n);
+        if trim {
+            crate::read::cache::release_free_memory();
+        }
     }
 
     /// An open handle holds `ino` until [`InodeTable::unpin`].
@@ -811,6 +827,18 @@ impl Nodes {
 
     fn len(&self) -> usize {
         self.map.len()
+    }
+
+    /// Gives back the room of freed nodes when the maps are mostly empty.
+    fn shrink(&mut self) {
+        if self.map.len() < self.map.capacity() / 4 {
+            self.map.shrink_to_fit();
+            let Nodes { map, names, hasher } = self;
+            names.shrink_to_fit(|i| {
+                map.get(i)
+                    .map_or(0, |m| Self::hash(hasher, m.parent, m.name.as_str()))
+            });
+        }
     }
 
     fn hash(hasher: &std::collections::hash_map::RandomState, parent: Ino, name: &str) -> u64 {

@@ -366,8 +366,10 @@ mod tests {
 
     #[test]
     fn queue_serves_keys_after_the_position_in_order() {
-        let mut st = State::default();
-        st.position = "d1/".into();
+        let mut st = State {
+            position: "d1/".into(),
+            ..State::default()
+        };
         let keys: Vec<String> = ["d0/", "d3/", "d1/b/", "d2/", "d1/a/"]
             .iter()
             .map(|s| s.to_string())
