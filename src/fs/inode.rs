@@ -683,7 +683,10 @@ impl InodeTable {
         }
         Self::trim_idle(&mut inner);
         let n = inner.nodes.len();
-        let trim = inner.frees - inner.trimmed_at >= TRIM_FREES;
+        // Also when the table has (nearly) emptied: the last batch of a walk the kernel
+        // forgot is returned too.
+        let since = inner.frees - inner.trimmed_at;
+        let trim = since >= TRIM_FREES || (since >= 1024 && n <= 1024);
         if trim {
             inner.trimmed_at = inner.frees;
             inner.nodes.shrink();
