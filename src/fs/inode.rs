@@ -349,20 +349,30 @@ impl InodeTable {
     /// children and began when [`InodeTable::free_epoch`] was `epoch`: nothing happens
     /// if a child of `dir` was freed since.
     pub fn mark_complete_listed(&self, dir: Ino, since: Instant, entries: usize, epoch: u64) {
-        {
-            let inner = self.lock();
-            let last = inner
-                .freed_in
-                .get(&dir)
-                .copied()
-                .unwrap_or(0)
-                .max(inner.freed_floor);
-            if last > epoch {
-                return;
-            }
+        if self.ttl.is_zero() {
+            return;
         }
-        // The lock is released in between: a free now drops the completeness again.
-        self.mark_complete(dir, since, entries);
+        let Some(until) = since.checked_add(self.ttl) else {
+            return;
+        };
+        // Checked and marked under one lock: a free after this drops it again.
+        let mut inner = self.lock();
+        let last = inner
+            .freed_in
+            .get(&dir)
+            .copied()
+            .unwrap_or(0)
+            .max(inner.freed_floor);
+        if last > epoch {
+            return;
+        }
+        inner.complete.insert(
+            dir,
+            CompleteDir {
+                summary: Completeness { until, entries },
+                present: HashSet::new(),
+            },
+        );
     }
 
     /// Like [`InodeTable::mark_complete`], for a listing whose names were not registered
