@@ -5,6 +5,8 @@
 #   scripts/bench.sh --size-mib 128 --list-objects 1000 --small-files 100   # quick run
 #   scripts/bench.sh --mount-arg=--cache-size=1G    # extra ossmount options
 #   OSSMOUNT_BENCH_PEERS=0 scripts/bench.sh         # skip the s3fs/rclone comparison
+#   OSSMOUNT_BENCH_SCALE=0 scripts/bench.sh         # skip part 3 (many objects; sizes
+#     OSSMOUNT_BENCH_SCALE_N/_W/_D, default 100000 / 10000 / 1000000; see bench-scale.sh)
 #
 # Part 1 (examples/bench.rs) measures the mount against direct HTTP from the same
 # emulator, rows 1-3 alternating mount and direct for --rounds rounds (medians); rows 9-10
@@ -40,6 +42,11 @@ cargo build --release -j1 --bin ossmount --bin ossmount-emulator --example bench
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); emulator data on $base" >&2
 target/release/examples/bench --work-dir "$work" "$@"
 rm -rf "$work"
+
+if [ "${OSSMOUNT_BENCH_SCALE:-1}" != 0 ]; then
+    # Part 3: buckets of many objects (RSS per object, tree walks at 20 ms, huge directory).
+    TMPDIR=$base bash scripts/bench-scale.sh "${OSSMOUNT_BENCH_SCALE_N:-100000}" "${OSSMOUNT_BENCH_SCALE_W:-10000}" "${OSSMOUNT_BENCH_SCALE_D:-1000000}"
+fi
 
 if [ "${OSSMOUNT_BENCH_PEERS:-1}" != 0 ]; then
     size=1024 list=10000 small=1000

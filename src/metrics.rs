@@ -28,6 +28,8 @@ pub const CACHE_BYTES: &str = "ossmount_cache_bytes";
 pub const PREFETCH_IN_FLIGHT: &str = "ossmount_prefetch_in_flight";
 /// Gauge: upload parts queued or in flight.
 pub const UPLOAD_QUEUE_DEPTH: &str = "ossmount_upload_queue_depth";
+/// Gauge: inodes in the mount's inode table (see `fs::inode`, Lifecycle).
+pub const INODES: &str = "ossmount_inodes";
 /// Counter: credential refreshes, label `result` (`ok`/`error`).
 pub const CREDENTIAL_REFRESHES: &str = "ossmount_credential_refreshes_total";
 /// Counter: FUSE operations, labels `op`, `result` (`ok` or errno name).

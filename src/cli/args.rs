@@ -309,8 +309,9 @@ pub struct TuningArgs {
     #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = "Tuning")]
     pub disk_cache_size: Option<u64>,
 
-    /// How long file and directory metadata is trusted, e.g. 1s, 500ms, 60 (default 1s).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, help_heading = "Tuning")]
+    /// How long file and directory metadata is trusted, e.g. 1s, 500ms, 60 (default 1s);
+    /// `indefinite` never revalidates (for buckets no one else changes).
+    #[arg(long, value_name = "DURATION", value_parser = crate::config::units::parse_ttl, help_heading = "Tuning")]
     pub metadata_ttl: Option<Duration>,
 
     /// Multipart upload part size, 100KiB..5GiB (default 8MiB).

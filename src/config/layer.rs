@@ -134,7 +134,7 @@ impl OptionLayer {
             "cache_size" => t.cache_size = Some(parsed(opt, parse_size)?),
             "cache_dir" => t.cache_dir = Some(value(opt)?.into()),
             "disk_cache_size" => t.disk_cache_size = Some(parsed(opt, parse_size)?),
-            "metadata_ttl" => t.metadata_ttl = Some(parsed(opt, parse_duration)?),
+            "metadata_ttl" => t.metadata_ttl = Some(parsed(opt, super::units::parse_ttl)?),
             "part_size" => t.part_size = Some(parsed(opt, parse_size)?),
             "max_concurrency" => {
                 t.max_concurrency = Some(parsed(opt, |s| {

@@ -307,3 +307,15 @@ fn readdir_optimize_with_allow_other_needs_chosen_attributes() {
     assert!(c.mount.readdir_optimize && c.mount.allow_other);
     assert_eq!(c.mount.file_mode, 0o640);
 }
+
+#[test]
+fn metadata_ttl_indefinite_from_flag_and_option() {
+    use super::units::{INDEFINITE_TTL, format_duration};
+    let c = resolve(&["--metadata-ttl", "indefinite", "bkt", "/m"]).unwrap();
+    assert_eq!(c.tuning.metadata_ttl, INDEFINITE_TTL);
+    let c = resolve(&["-o", "metadata_ttl=Indefinite", "bkt", "/m"]).unwrap();
+    assert_eq!(c.tuning.metadata_ttl, INDEFINITE_TTL);
+    assert_eq!(format_duration(INDEFINITE_TTL), "indefinite");
+    let err = resolve(&["-o", "metadata_ttl=forever", "bkt", "/m"]).unwrap_err();
+    assert!(err.to_string().contains("indefinite"), "{err}");
+}

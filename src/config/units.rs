@@ -62,6 +62,18 @@ pub fn parse_duration(input: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|_| format!("invalid duration '{input}': too large"))
 }
 
+/// The metadata TTL `indefinite` stands for (about a century): cached metadata is
+/// never revalidated.
+pub const INDEFINITE_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// A metadata TTL: a duration ([`parse_duration`]) or `indefinite` ([`INDEFINITE_TTL`]).
+pub fn parse_ttl(input: &str) -> Result<Duration, String> {
+    if input.trim().eq_ignore_ascii_case("indefinite") {
+        return Ok(INDEFINITE_TTL);
+    }
+    parse_duration(input).map_err(|e| format!("{e}, or 'indefinite'"))
+}
+
 /// Formats bytes the way [`parse_size`] reads them back (`512MiB`, `1GiB`, `1000B`).
 pub fn format_size(bytes: u64) -> String {
     const UNITS: [(&str, u64); 4] = [
@@ -85,6 +97,9 @@ pub fn format_size(bytes: u64) -> String {
 
 /// Formats a duration compactly (`500ms`, `30s`, `1.5s`).
 pub fn format_duration(d: Duration) -> String {
+    if d == INDEFINITE_TTL {
+        return "indefinite".into();
+    }
     if d.subsec_nanos() == 0 {
         format!("{}s", d.as_secs())
     } else if d < Duration::from_secs(1) && d.subsec_nanos() % 1_000_000 == 0 {

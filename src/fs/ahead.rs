@@ -38,7 +38,10 @@ pub(crate) const AHEAD: usize = 8;
 /// Files larger than this are left to the reader's own prefetching.
 pub(crate) const SMALL: u64 = super::lookup::SMALL_FILE_FETCH;
 /// Directories with more small files than this keep no order.
-const MAX_ORDER: usize = 100_000;
+pub(crate) const MAX_ORDER: usize = 100_000;
+/// Most directories whose order is kept (the most recently listed): a tree walk lists
+/// many, a reader reads the few it just listed. Memory stays bounded by the walk.
+const MAX_DIRS: usize = 32;
 
 /// Whether `node` is a file the read-ahead fetches.
 pub(crate) fn is_small_file(node: &Node) -> bool {
@@ -59,6 +62,8 @@ struct DirOrder {
 #[derive(Default)]
 pub(crate) struct SiblingAhead {
     dirs: Mutex<HashMap<Ino, DirOrder>>,
+    /// Directories in `dirs`, oldest listing first (may hold numbers already removed).
+    recent: Mutex<std::collections::VecDeque<Ino>>,
 }
 
 impl SiblingAhead {
@@ -83,6 +88,14 @@ impl SiblingAhead {
                 issued_until: 0,
             },
         );
+        let mut recent = lock(&self.recent);
+        recent.retain(|&d| d != dir);
+        recent.push_back(dir);
+        while recent.len() > MAX_DIRS {
+            if let Some(old) = recent.pop_front() {
+                dirs.remove(&old);
+            }
+        }
     }
 
     /// The small file `name` of `dir` was opened for reading: the names to fetch ahead.

@@ -56,6 +56,8 @@ pub(crate) struct DirHandle {
     /// listing that reaches the end makes the directory complete (see `inode`).
     since: Option<Instant>,
     listed: usize,
+    /// [`super::inode::InodeTable::free_epoch`] when the listing began.
+    epoch: u64,
     /// Small files in listing order, for the sibling read-ahead (see `ahead`).
     small_files: Vec<String>,
     /// The whole listing so far, kept for the readdirs of one TTL (`listing_cache`);
@@ -79,6 +81,7 @@ impl DirHandle {
             done: false,
             since: None,
             listed: 0,
+            epoch: 0,
             small_files: Vec::new(),
             record: Some(Vec::new()),
             changes_at_start: 0,
@@ -88,6 +91,18 @@ impl DirHandle {
 
     fn end(&self) -> usize {
         self.base + self.entries.len()
+    }
+
+    /// Drops the entries before position `offset`: the kernel has consumed them (a
+    /// seek back before them re-lists from the start).
+    fn forget_before(&mut self, offset: usize) {
+        let drop_n = offset.saturating_sub(self.base).min(self.entries.len());
+        if drop_n > 0 {
+            self.entries.drain(..drop_n);
+            self.base += drop_n;
+            let base = self.base;
+            self.index.retain(|_, p| *p >= base);
+        }
     }
 
     fn push(&mut self, mut e: DirEntry) {
@@ -105,12 +120,17 @@ impl Filesystem {
             return Err(FsError::NotDir);
         }
         let fh = self.alloc_fh();
+        self.inodes.pin(ino);
         lock(&self.dirs).insert(fh, Arc::new(tokio::sync::Mutex::new(DirHandle::new(ino))));
         Ok(fh)
     }
 
     pub async fn releasedir(&self, fh: u64) -> FsResult<()> {
-        lock(&self.dirs).remove(&fh);
+        let handle = lock(&self.dirs).remove(&fh);
+        if let Some(handle) = handle {
+            let ino = handle.lock().await.ino;
+            self.inodes.unpin(ino);
+        }
         Ok(())
     }
 
@@ -132,6 +152,7 @@ impl Filesystem {
             h.started = true;
             h.since = Some(Instant::now());
             h.changes_at_start = self.inodes.changes();
+            h.epoch = self.inodes.free_epoch();
             let me = self.inodes.get(ino).ok_or(FsError::NotFound)?;
             let parent = self
                 .inodes
@@ -154,16 +175,12 @@ impl Filesystem {
             });
         }
         while offset >= h.end() && !h.done {
+            // Pages before `offset` (a seekdir far ahead) are dropped as they come, so
+            // the handle holds about one page whatever the offset.
+            h.forget_before(offset);
             self.fetch_page(&mut h).await?;
         }
-        // Forget what the kernel has consumed.
-        let drop_n = offset.saturating_sub(h.base).min(h.entries.len());
-        if drop_n > 0 {
-            h.entries.drain(..drop_n);
-            h.base += drop_n;
-            let base = h.base;
-            h.index.retain(|_, p| *p >= base);
-        }
+        h.forget_before(offset);
         Ok(h.entries.iter().take(BATCH).cloned().collect())
     }
 
@@ -173,10 +190,14 @@ impl Filesystem {
         }
         let dir_key = self.inodes.key_of(h.ino).ok_or(FsError::NotFound)?;
         // The first page may be the one the directory's lookup just fetched (`probe`).
+        // Or one fetched ahead of a tree walk (`walk`).
         let probed = match h.token {
-            None => self
-                .probed
-                .take(h.ino, self.inodes.changes(), self.cfg.metadata_ttl),
+            None => match self.walk_first_page(&dir_key).await {
+                Some(p) => Some(p),
+                None => self
+                    .probed
+                    .take(h.ino, self.inodes.changes(), self.cfg.metadata_ttl),
+            },
             Some(_) => None,
         };
         let page = match probed {
@@ -205,7 +226,8 @@ impl Filesystem {
             }
             h.listed += 1;
             let (ino, node) = self.inodes.observe(h.ino, name, self.observed_listed(obj));
-            if super::ahead::is_small_file(&node) {
+            if super::ahead::is_small_file(&node) && h.small_files.len() <= super::ahead::MAX_ORDER
+            {
                 h.small_files.push(name.to_string());
             }
             self.note_listed(h, ino, &node);
@@ -255,6 +277,7 @@ impl Filesystem {
                 None => h.push(entry),
             }
         }
+        self.walk_after_page(&dir_key, &page);
         h.token = page.next_continuation_token;
         if h.token.is_none() {
             h.done = true;
@@ -265,7 +288,8 @@ impl Filesystem {
                     .keep(h.ino, h.changes_at_start, self.cfg.metadata_ttl, record);
             }
             if let Some(since) = h.since {
-                self.inodes.mark_complete(h.ino, since, h.listed);
+                self.inodes
+                    .mark_complete_listed(h.ino, since, h.listed, h.epoch);
                 let small = std::mem::take(&mut h.small_files);
                 self.ahead.record_listing(h.ino, small);
             }

@@ -134,6 +134,7 @@ impl Filesystem {
             h.writers = Writers::opened_by(pid);
         }
         let fh = self.alloc_fh();
+        self.inodes.pin(h.ino);
         let entry = OpenFile {
             ino: h.ino,
             writable: h.writable,
@@ -607,6 +608,7 @@ impl Filesystem {
                 self.inodes.remove_child(parent, &name);
             }
         }
+        self.inodes.unpin(h.ino);
         result
     }
 

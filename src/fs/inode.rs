@@ -4,10 +4,12 @@
 //! - An inode is identified by its parent inode and its name, never by its key: a node's
 //!   key is rebuilt by walking up the parents ([`InodeTable::key_of`]). Renaming a
 //!   directory therefore moves one node, and everything below it follows.
-//! - Numbers are stable while mounted: a node stays in the table (and keeps its number)
-//!   until the name is unlinked, renamed over, or found to have changed kind. `forget`
-//!   only lowers the kernel's lookup count; it never frees the number, so a file seen
-//!   again gets the number it had. The cost is memory proportional to the names seen.
+//! - Numbers and lifetime (see Lifecycle below): a node lives while the kernel
+//!   holds it (lookup count > 0), a handle holds it, it has pending local state, or a
+//!   child node still names it as parent. When the last of these goes, the node and its
+//!   cached attributes are freed; the name gets a *new* number if it is seen again (as in
+//!   mountpoint-s3). A number is never reused within a mount, so the kernel can never
+//!   confuse a freed node with a new one.
 //! - Attributes are cached with an expiry (`metadata_ttl`); a negative cache remembers
 //!   names that did not exist, with the same expiry. Our own changes update both at once.
 //! - A node with open writers (`writers > 0`) or created locally and not yet uploaded
@@ -18,8 +20,36 @@
 //!   the negative cache: another client's new file shows up after at most one TTL.
 //!
 //! All state is behind one `std::sync::Mutex`, held only for short, non-async sections.
+//!
+//! # Lifecycle
+//! - The kernel's lookup count (`lookups`) rises with every lookup, create, mkdir,
+//!   symlink and accepted readdirplus entry and falls with `forget`/`batch_forget`. At
+//!   zero the node is freed at once unless it is *pinned*: an open handle
+//!   (`handles`, see [`InodeTable::pin`]), open writers, a local (not yet uploaded) file,
+//!   or child nodes (`kids`: a child's key is built through its parent). The last child
+//!   freed frees its parent in turn if nothing else pins it.
+//! - Nodes a plain readdir registered and the kernel never looked up have a count of
+//!   zero from the start. They stay as a cache for the `stat` that usually follows, in
+//!   a FIFO of at most [`IDLE_CAP`] numbers; beyond that, or once their attributes
+//!   expired (checked at the front of the FIFO whenever nodes are added or forgotten),
+//!   the oldest is freed if still unreferenced. Memory for names the kernel does not
+//!   hold is therefore bounded.
+//! - What must outlive a forget does: pending writes and local files pin their node;
+//!   changes made here are already in OSS (chmod, utimens, rename and writes are
+//!   persisted before they return), so a node freed and looked up again reads them back.
+//! - Completeness: a directory marked complete answers unknown names "no such file".
+//!   Freeing a child drops its parent's completeness, and a listing that saw a child of
+//!   its directory freed while it ran does not mark the directory complete
+//!   ([`InodeTable::free_epoch`]): a freed name never reads as missing.
+//!
+//! # Memory per node
+//! One [`Node`] (the attributes, ETag, name and a few counters; user metadata,
+//! content type and link target only when known) in `nodes`, one binding in `children`
+//! (parent, name), and up to one `u64` in the idle FIFO. The kernel's own dentries and
+//! inodes are not counted here. Handles and directory handles keep their own state
+//! (see `dir` and `handle`).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
@@ -30,6 +60,20 @@ use crate::store::ObjectType;
 pub const ROOT_INO: Ino = 1;
 /// Bound of the negative cache; it is cleared when it grows past this.
 const NEGATIVE_CAP: usize = 100_000;
+/// Most nodes kept that the kernel never referenced (see the module docs, Lifecycle).
+pub const IDLE_CAP: usize = 16_384;
+/// How long past its expiry an unreferenced node is kept anyway: a readdirplus reply
+/// takes its kernel reference after the listing registered it, so even with a zero
+/// TTL it must still be there then.
+const IDLE_GRACE: Duration = Duration::from_secs(5);
+/// Most directories whose last child free is remembered individually (see
+/// [`InodeTable::free_epoch`]); beyond that every listing older than the reset counts
+/// as having seen a free.
+const FREED_IN_CAP: usize = 4096;
+/// After this many nodes were freed, the maps shrink to fit (when mostly empty) and
+/// malloc is asked to return free memory: a walk the kernel forgot gives its memory
+/// back to the system, not only to the allocator.
+const TRIM_FREES: u64 = 16_384;
 
 /// One inode.
 #[derive(Debug, Clone)]
@@ -54,12 +98,23 @@ pub struct Node {
     pub local: bool,
     /// Unlinked while open: pending uploads must be dropped.
     pub unlinked: bool,
+    /// Open file and directory handles on this node (they pin it).
+    pub handles: u32,
+    /// Nodes whose parent this is (they pin it: keys are built through parents).
+    pub kids: u32,
+}
+
+impl Node {
+    /// Nothing holds this node any more: it may be freed.
+    fn unreferenced(&self) -> bool {
+        self.lookups == 0 && self.handles == 0 && self.writers == 0 && !self.local && self.kids == 0
+    }
 }
 
 #[derive(Debug)]
 struct Inner {
-    nodes: HashMap<Ino, Node>,
-    children: HashMap<(Ino, String), Ino>,
+    /// The nodes and the `(parent, name)` bindings.
+    nodes: Nodes,
     negative: HashMap<(Ino, String), Instant>,
     /// Directories whose every child is in `children`, until when, and how many entries
     /// their last listing had.
@@ -68,6 +123,15 @@ struct Inner {
     /// listing them does not scan every inode.
     local_set: HashSet<Ino>,
     next_ino: Ino,
+    /// Nodes created unreferenced, oldest first (see the module docs, Lifecycle).
+    idle: VecDeque<Ino>,
+    /// Nodes freed so far, and per directory the count when its last child was freed
+    /// (bounded; `freed_floor` stands for the directories forgotten at the last reset).
+    frees: u64,
+    /// `frees` when memory was last handed back (see [`TRIM_FREES`]).
+    trimmed_at: u64,
+    freed_in: HashMap<Ino, u64>,
+    freed_floor: u64,
 }
 
 /// A directory listed to the end (see the module docs).
@@ -114,11 +178,11 @@ pub struct Observed {
 impl InodeTable {
     /// `prefix` is "" or ends with `/`.
     pub fn new(prefix: String, ttl: Duration, defaults: AttrDefaults) -> Self {
-        let mut nodes = HashMap::new();
+        let mut nodes = Nodes::default();
         let root_attr = defaults.new_attr(ROOT_INO, FileKind::Dir, 0, SystemTime::now());
         nodes.insert(
             ROOT_INO,
-            Node {
+            Box::new(Node {
                 parent: ROOT_INO,
                 name: String::new(),
                 attr: root_attr,
@@ -133,16 +197,22 @@ impl InodeTable {
                 writers: 0,
                 local: false,
                 unlinked: false,
-            },
+                handles: 0,
+                kids: 0,
+            }),
         );
         InodeTable {
             inner: Mutex::new(Inner {
                 nodes,
-                children: HashMap::new(),
                 negative: HashMap::new(),
                 complete: HashMap::new(),
                 local_set: HashSet::new(),
                 next_ino: ROOT_INO + 1,
+                idle: VecDeque::new(),
+                frees: 0,
+                trimmed_at: 0,
+                freed_in: HashMap::new(),
+                freed_floor: 0,
             }),
             prefix,
             ttl,
@@ -237,10 +307,7 @@ impl InodeTable {
 
     /// The inode currently bound to `(parent, name)`.
     pub fn child(&self, parent: Ino, name: &str) -> Option<Ino> {
-        self.lock()
-            .children
-            .get(&(parent, name.to_string()))
-            .copied()
+        self.lock().nodes.child(parent, name)
     }
 
     /// A fresh cached answer for `(parent, name)`: `Some(Some(node))` when known to exist,
@@ -249,7 +316,7 @@ impl InodeTable {
         let mut inner = self.lock();
         let now = Instant::now();
         let k = (parent, name.to_string());
-        if let Some(&ino) = inner.children.get(&k) {
+        if let Some(ino) = inner.nodes.child(parent, name) {
             if let Some(node) = inner.nodes.get(&ino) {
                 if node.writers > 0 || node.local || node.valid_until.is_some_and(|t| t > now) {
                     return Some(Some((ino, node.clone())));
@@ -272,8 +339,40 @@ impl InodeTable {
 
     /// Records that `dir` was listed to the end (the listing began at `since` and
     /// returned `entries` names): unknown names in it do not exist until `since + ttl`.
+    /// Only for a directory none of whose nodes can have been freed since `since`
+    /// (one just made); listings use [`InodeTable::mark_complete_listed`].
     pub fn mark_complete(&self, dir: Ino, since: Instant, entries: usize) {
         self.mark_complete_with(dir, since, entries, HashSet::new());
+    }
+
+    /// [`InodeTable::mark_complete`] for a listing that registered its names as
+    /// children and began when [`InodeTable::free_epoch`] was `epoch`: nothing happens
+    /// if a child of `dir` was freed since.
+    pub fn mark_complete_listed(&self, dir: Ino, since: Instant, entries: usize, epoch: u64) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let Some(until) = since.checked_add(self.ttl) else {
+            return;
+        };
+        // Checked and marked under one lock: a free after this drops it again.
+        let mut inner = self.lock();
+        let last = inner
+            .freed_in
+            .get(&dir)
+            .copied()
+            .unwrap_or(0)
+            .max(inner.freed_floor);
+        if last > epoch {
+            return;
+        }
+        inner.complete.insert(
+            dir,
+            CompleteDir {
+                summary: Completeness { until, entries },
+                present: HashSet::new(),
+            },
+        );
     }
 
     /// Like [`InodeTable::mark_complete`], for a listing whose names were not registered
@@ -323,7 +422,7 @@ impl InodeTable {
         let Some(exp) = self.expiry() else { return };
         let mut inner = self.lock();
         let k = (parent, name.to_string());
-        if let Some(ino) = inner.children.get(&k).copied() {
+        if let Some(ino) = inner.nodes.child(parent, name) {
             // A node with local state keeps existing whatever OSS says.
             if inner
                 .nodes
@@ -332,7 +431,7 @@ impl InodeTable {
             {
                 return;
             }
-            inner.children.remove(&k);
+            inner.nodes.unbind(parent, name);
         }
         if self.ttl.is_zero() {
             return;
@@ -350,7 +449,7 @@ impl InodeTable {
         let mut inner = self.lock();
         let k = (parent, name.to_string());
         inner.negative.remove(&k);
-        if let Some(&ino) = inner.children.get(&k) {
+        if let Some(ino) = inner.nodes.child(parent, name) {
             if let Some(node) = inner.nodes.get_mut(&ino) {
                 if node.writers > 0 || node.local {
                     return (ino, node.clone());
@@ -427,9 +526,14 @@ impl InodeTable {
             writers: 0,
             local: false,
             unlinked: false,
+            handles: 0,
+            kids: 0,
         };
-        inner.nodes.insert(ino, node.clone());
-        inner.children.insert(k, ino);
+        Self::add_node(&mut inner, ino, node.clone());
+        Self::trim_idle(&mut inner);
+        let n = inner.nodes.len();
+        drop(inner);
+        publish_count(n);
         (ino, node)
     }
 
@@ -440,7 +544,7 @@ impl InodeTable {
         let mut inner = self.lock();
         let k = (parent, name.to_string());
         inner.negative.remove(&k);
-        if let Some(old) = inner.children.get(&k).copied() {
+        if let Some(old) = inner.nodes.child(parent, name) {
             if let Some(n) = inner.nodes.get_mut(&old) {
                 n.unlinked = true;
             }
@@ -465,12 +569,17 @@ impl InodeTable {
             writers: 0,
             local,
             unlinked: false,
+            handles: 0,
+            kids: 0,
         };
-        inner.nodes.insert(ino, node.clone());
-        inner.children.insert(k, ino);
+        Self::add_node(&mut inner, ino, node.clone());
         if local {
             inner.local_set.insert(ino);
         }
+        Self::trim_idle(&mut inner);
+        let n = inner.nodes.len();
+        drop(inner);
+        publish_count(n);
         (ino, node)
     }
 
@@ -503,11 +612,12 @@ impl InodeTable {
     pub fn remove_child(&self, parent: Ino, name: &str) -> Option<Ino> {
         self.changed();
         let mut inner = self.lock();
-        let ino = inner.children.remove(&(parent, name.to_string()))?;
+        let ino = inner.nodes.unbind(parent, name)?;
         if let Some(n) = inner.nodes.get_mut(&ino) {
             n.unlinked = true;
             n.local = false;
         }
+        Self::free_if_unreferenced(&mut inner, ino);
         if !self.ttl.is_zero() {
             if let Some(exp) = Instant::now().checked_add(self.ttl) {
                 inner.negative.insert((parent, name.to_string()), exp);
@@ -521,20 +631,30 @@ impl InodeTable {
     pub fn rename(&self, parent: Ino, name: &str, new_parent: Ino, new_name: &str) -> Option<Ino> {
         self.changed();
         let mut inner = self.lock();
-        let ino = inner.children.remove(&(parent, name.to_string()))?;
+        let ino = inner.nodes.unbind(parent, name)?;
         let nk = (new_parent, new_name.to_string());
-        if let Some(old) = inner.children.insert(nk.clone(), ino) {
-            if old != ino {
-                if let Some(n) = inner.nodes.get_mut(&old) {
-                    n.unlinked = true;
-                    n.local = false;
-                }
-            }
-        }
-        inner.negative.remove(&nk);
+        let mut old_parent = None;
         if let Some(n) = inner.nodes.get_mut(&ino) {
+            old_parent = Some(n.parent);
             n.parent = new_parent;
             n.name = new_name.to_string();
+        }
+        if let Some(old) = inner.nodes.bind(ino) {
+            if let Some(n) = inner.nodes.get_mut(&old) {
+                n.unlinked = true;
+                n.local = false;
+            }
+            Self::free_if_unreferenced(&mut inner, old);
+        }
+        inner.negative.remove(&nk);
+        if let Some(op) = old_parent.filter(|&op| op != new_parent) {
+            if let Some(p) = inner.nodes.get_mut(&new_parent) {
+                p.kids += 1;
+            }
+            if let Some(p) = inner.nodes.get_mut(&op) {
+                p.kids = p.kids.saturating_sub(1);
+            }
+            Self::free_if_unreferenced(&mut inner, op);
         }
         if let Some(exp) = Instant::now().checked_add(self.ttl) {
             if !self.ttl.is_zero() {
@@ -571,14 +691,130 @@ impl InodeTable {
         }
     }
 
-    /// Kernel `forget`: only the count changes (numbers are never reused).
+    /// Kernel `forget`: lowers the lookup count and frees the node when nothing holds
+    /// it any more (see the module docs, Lifecycle).
     pub fn forget(&self, ino: Ino, n: u64) {
-        if let Some(node) = self.lock().nodes.get_mut(&ino) {
-            node.lookups = node.lookups.saturating_sub(n);
+        self.forget_many(&[(ino, n)]);
+    }
+
+    /// Kernel `batch_forget`: [`InodeTable::forget`] for many nodes under one lock.
+    pub fn forget_many(&self, list: &[(Ino, u64)]) {
+        let mut inner = self.lock();
+        for &(ino, n) in list {
+            if let Some(node) = inner.nodes.get_mut(&ino) {
+                node.lookups = node.lookups.saturating_sub(n);
+                if node.lookups == 0 {
+                    Self::free_if_unreferenced(&mut inner, ino);
+                }
+            }
+        }
+        Self::trim_idle(&mut inner);
+        let n = inner.nodes.len();
+        // Also when the table has (nearly) emptied: the last batch of a walk the kernel
+        // forgot is returned too.
+        let since = inner.frees - inner.trimmed_at;
+        let trim = since >= TRIM_FREES || (since >= 1024 && n <= 1024);
+        if trim {
+            inner.trimmed_at = inner.frees;
+            inner.nodes.shrink();
+            inner.idle.shrink_to_fit();
+        }
+        drop(inner);
+        publish_count(n);
+        if trim {
+            crate::read::cache::release_free_memory();
         }
     }
 
-    /// Number of inodes known (for tests and stats).
+    /// An open handle holds `ino` until [`InodeTable::unpin`].
+    pub fn pin(&self, ino: Ino) {
+        if let Some(node) = self.lock().nodes.get_mut(&ino) {
+            node.handles += 1;
+        }
+    }
+
+    /// A handle on `ino` was released: the node is freed if nothing else holds it.
+    pub fn unpin(&self, ino: Ino) {
+        let mut inner = self.lock();
+        if let Some(node) = inner.nodes.get_mut(&ino) {
+            node.handles = node.handles.saturating_sub(1);
+            Self::free_if_unreferenced(&mut inner, ino);
+        }
+        let n = inner.nodes.len();
+        drop(inner);
+        publish_count(n);
+    }
+
+    /// The count of freed nodes; take it when a listing starts and pass it to
+    /// [`InodeTable::mark_complete_listed`], which refuses to mark the directory
+    /// complete if one of its children was freed meanwhile (the listing registered it,
+    /// the table no longer knows it, so completeness would call it missing).
+    pub fn free_epoch(&self) -> u64 {
+        self.lock().frees
+    }
+
+    fn add_node(inner: &mut Inner, ino: Ino, node: Node) {
+        if let Some(p) = inner.nodes.get_mut(&node.parent) {
+            p.kids += 1;
+        }
+        inner.nodes.insert(ino, Box::new(node));
+        if let Some(old) = inner.nodes.bind(ino) {
+            // Replaced (the kind changed, or created over): the old node stays while held.
+            Self::free_if_unreferenced(inner, old);
+        }
+        inner.idle.push_back(ino);
+    }
+
+    /// Frees the oldest nodes the kernel never referenced beyond [`IDLE_CAP`], and
+    /// those at the front whose attributes expired (they are only a cache then).
+    fn trim_idle(inner: &mut Inner) {
+        let now = Instant::now();
+        while let Some(&ino) = inner.idle.front() {
+            let cached = inner.nodes.get(&ino).is_some_and(|n| {
+                n.unreferenced() && n.valid_until.is_some_and(|t| t + IDLE_GRACE > now)
+            });
+            if cached && inner.idle.len() <= IDLE_CAP {
+                break;
+            }
+            inner.idle.pop_front();
+            Self::free_if_unreferenced(inner, ino);
+        }
+    }
+
+    /// Frees `ino` if nothing holds it, then its parent if that was its last hold.
+    fn free_if_unreferenced(inner: &mut Inner, ino: Ino) {
+        let mut cur = ino;
+        while cur != ROOT_INO && inner.nodes.get(&cur).is_some_and(|n| n.unreferenced()) {
+            if inner.nodes.unbind_node(cur) {
+                // The name still exists: its directory must not answer "no such file".
+                if let Some(p) = inner.nodes.get(&cur).map(|n| n.parent) {
+                    inner.complete.remove(&p);
+                }
+            }
+            let Some(node) = inner.nodes.remove(&cur) else {
+                break;
+            };
+            inner.complete.remove(&cur);
+            inner.local_set.remove(&cur);
+            inner.frees += 1;
+            if inner.freed_in.len() >= FREED_IN_CAP {
+                inner.freed_in.clear();
+                inner.freed_floor = inner.frees;
+            }
+            let frees = inner.frees;
+            inner.freed_in.insert(node.parent, frees);
+            inner.freed_in.remove(&cur);
+            match inner.nodes.get_mut(&node.parent) {
+                Some(p) => {
+                    p.kids = p.kids.saturating_sub(1);
+                    cur = node.parent;
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// Number of inodes known (for tests, stats and the `ossmount_inodes` gauge).
     pub fn len(&self) -> usize {
         self.lock().nodes.len()
     }
@@ -586,6 +822,122 @@ impl InodeTable {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The nodes, and the index of their names: `(parent, name)` → number. The index holds
+/// only numbers and hashes the node's own parent and name, so each name is stored once.
+/// Invariant: every number in `names` is in `map` and sits under its node's current
+/// `(parent, name)`: a node is unbound before its name changes or it is removed.
+#[derive(Debug, Default)]
+struct Nodes {
+    /// Boxed: the map's slots stay small, and growing it moves pointers, not nodes.
+    map: HashMap<Ino, Box<Node>>,
+    names: hashbrown::HashTable<Ino>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Nodes {
+    fn get(&self, ino: &Ino) -> Option<&Node> {
+        self.map.get(ino).map(|b| &**b)
+    }
+
+    fn get_mut(&mut self, ino: &Ino) -> Option<&mut Node> {
+        self.map.get_mut(ino).map(|b| &mut **b)
+    }
+
+    /// Adds a node without binding its name (see [`Nodes::bind`]).
+    fn insert(&mut self, ino: Ino, node: Box<Node>) {
+        self.map.insert(ino, node);
+    }
+
+    /// Removes a node; it must have been unbound ([`Nodes::unbind_node`]).
+    fn remove(&mut self, ino: &Ino) -> Option<Box<Node>> {
+        self.map.remove(ino)
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Gives back the room of freed nodes when the maps are mostly empty.
+    fn shrink(&mut self) {
+        if self.map.len() < self.map.capacity() / 4 {
+            self.map.shrink_to_fit();
+            let Nodes { map, names, hasher } = self;
+            names.shrink_to_fit(|i| {
+                map.get(i)
+                    .map_or(0, |m| Self::hash(hasher, m.parent, m.name.as_str()))
+            });
+        }
+    }
+
+    fn hash(hasher: &std::collections::hash_map::RandomState, parent: Ino, name: &str) -> u64 {
+        use std::hash::BuildHasher;
+        hasher.hash_one((parent, name))
+    }
+
+    /// The node bound to `(parent, name)`.
+    fn child(&self, parent: Ino, name: &str) -> Option<Ino> {
+        let h = Self::hash(&self.hasher, parent, name);
+        let map = &self.map;
+        self.names
+            .find(h, |i| {
+                map.get(i)
+                    .is_some_and(|n| n.parent == parent && n.name == name)
+            })
+            .copied()
+    }
+
+    /// Binds node `ino` under its own `(parent, name)`; returns the node bound there
+    /// before, if another.
+    fn bind(&mut self, ino: Ino) -> Option<Ino> {
+        let Nodes { map, names, hasher } = self;
+        let n = map.get(&ino)?;
+        let (parent, name) = (n.parent, n.name.as_str());
+        let h = Self::hash(hasher, parent, name);
+        let same = |i: &Ino| {
+            map.get(i)
+                .is_some_and(|m| m.parent == parent && m.name == name)
+        };
+        if let Some(slot) = names.find_mut(h, same) {
+            let old = std::mem::replace(slot, ino);
+            return (old != ino).then_some(old);
+        }
+        names.insert_unique(h, ino, |i| {
+            map.get(i)
+                .map_or(0, |m| Self::hash(hasher, m.parent, m.name.as_str()))
+        });
+        None
+    }
+
+    /// Removes the binding of `(parent, name)`; returns the node that was bound.
+    fn unbind(&mut self, parent: Ino, name: &str) -> Option<Ino> {
+        let Nodes { map, names, hasher } = self;
+        let h = Self::hash(hasher, parent, name);
+        let same = |i: &Ino| {
+            map.get(i)
+                .is_some_and(|m| m.parent == parent && m.name == name)
+        };
+        names.find_entry(h, same).ok().map(|e| e.remove().0)
+    }
+
+    /// Removes the binding of node `ino` if it is the one bound under its name.
+    fn unbind_node(&mut self, ino: Ino) -> bool {
+        let Nodes { map, names, hasher } = self;
+        let Some(n) = map.get(&ino) else {
+            return false;
+        };
+        let h = Self::hash(hasher, n.parent, &n.name);
+        names
+            .find_entry(h, |&i| i == ino)
+            .map(|e| e.remove())
+            .is_ok()
+    }
+}
+
+/// Sets the `ossmount_inodes` gauge.
+fn publish_count(n: usize) {
+    ::metrics::gauge!(crate::metrics::INODES).set(n as f64);
 }
 
 #[cfg(test)]
@@ -640,11 +992,45 @@ mod tests {
         let (a, _) = t.observe(ROOT_INO, "a", obs(&t, FileKind::File, "\"1\""));
         let (a2, _) = t.observe(ROOT_INO, "a", obs(&t, FileKind::File, "\"2\""));
         assert_eq!(a, a2);
+        // Stable while the kernel holds a reference.
+        t.add_lookup(a, 2);
         t.forget(a, 1);
         let (a3, _) = t.observe(ROOT_INO, "a", obs(&t, FileKind::File, "\"2\""));
         assert_eq!(a, a3);
         let (a4, _) = t.observe(ROOT_INO, "a", obs(&t, FileKind::Dir, ""));
         assert_ne!(a, a4);
+    }
+
+    #[test]
+    fn name_index_survives_growth_renames_and_replacement() {
+        let t = table("");
+        let (d, _) = t.observe(ROOT_INO, "d", obs(&t, FileKind::Dir, ""));
+        t.add_lookup(d, 1);
+        let mut inos = Vec::new();
+        for i in 0..5000 {
+            let (ino, _) = t.observe(d, &format!("f{i}"), obs(&t, FileKind::File, "\"1\""));
+            t.add_lookup(ino, 1);
+            inos.push(ino);
+        }
+        for (i, ino) in inos.iter().enumerate() {
+            assert_eq!(t.child(d, &format!("f{i}")), Some(*ino));
+        }
+        assert_eq!(t.rename(d, "f1", ROOT_INO, "moved"), Some(inos[1]));
+        assert_eq!(t.child(d, "f1"), None);
+        assert_eq!(t.child(ROOT_INO, "moved"), Some(inos[1]));
+        // Renamed over an existing name: the old node is unbound (and kept while held).
+        assert_eq!(t.rename(d, "f2", d, "f3"), Some(inos[2]));
+        assert_eq!(t.child(d, "f3"), Some(inos[2]));
+        assert!(t.get(inos[3]).is_some_and(|n| n.unlinked));
+        t.forget(inos[3], 1);
+        assert!(t.get(inos[3]).is_none());
+        assert_eq!(t.child(d, "f3"), Some(inos[2]));
+        // A kind change binds a new node; freeing the old one leaves the new binding.
+        let (dir4, _) = t.observe(d, "f4", obs(&t, FileKind::Dir, ""));
+        assert_ne!(dir4, inos[4]);
+        t.forget(inos[4], 1);
+        assert_eq!(t.child(d, "f4"), Some(dir4));
+        assert_eq!(t.key_of(inos[1]).as_deref(), Some("moved"));
     }
 
     #[test]

@@ -133,6 +133,15 @@ impl Filesystem {
                 Err(e) => return Err(FsError::store("HeadObject", &key, e)),
             },
             None if known_kind == Some(FileKind::Dir) => {
+                // A page listed ahead of a tree walk shows it is still a directory.
+                if let Some(ino) = known.as_ref().map(|n| n.attr.ino) {
+                    if self.walk_proves_dir(&dir_prefix).await {
+                        self.inodes.touch_valid(ino);
+                        if let Some(node) = self.inodes.get(ino) {
+                            return Ok((ino, node));
+                        }
+                    }
+                }
                 let list = self
                     .store
                     .list_objects(&revalidate_req)

@@ -11,7 +11,8 @@
 //! | hidden keys | Keys with empty components (`a//b`), `.`/`..` components or components over 255 bytes are not shown (logged once at warn). |
 //! | lookup | One HEAD of `key` and one LIST of `key/` (a full page of 1000, delimiter `/`), concurrently; a directory's page becomes the first page of the readdir that follows within the TTL (≤ 1 s). Positive and negative answers are cached for `metadata_ttl` (default 1 s); our own changes update the cache at once. After that a known file is revalidated by one HEAD (GET if small), a known directory by one LIST. A directory listed to the end or made by `mkdir` here answers unknown names "no such file" for one TTL without a request (then one LIST renews it, if small). An expired file of ≤ 128 KiB is revalidated with a GET that also fills the block cache. |
 //! | readdir | ListObjectsV2 pages of 1000 with delimiter `/`; the kernel gets names, numbers and types only (no READDIRPLUS unless `readdir_optimize`). A listing carries no user metadata: the first lookup/getattr/setattr of a listed entry fetches the stored attributes of it and the listing entries after it, many HEADs in flight (`attr_fanout`). Whole listings are replayed within the TTL (`listing_cache`). With `readdir_optimize`, listing attributes (defaults + `LastModified`) go to the kernel through READDIRPLUS: ~N/1000 LIST and no HEAD. |
-//! | inode numbers | Stable while mounted (never reused, not persistent across mounts). |
+//! | inode numbers | Stable while the kernel holds them; a node nothing holds is freed and its name gets a new number when seen again (never reused within a mount, not persistent across mounts). See `inode`, Lifecycle. |
+//! | tree walks | Sub-directories a walk reveals are listed ahead of it, bounded (`walk`). |
 //! | read | Through [`crate::read::ObjectReader`], pinned to the ETag seen at open: if the object changes, reads fail with `ESTALE` instead of mixing versions. Small files opened one after another in listing order are fetched ahead in parallel (`ahead`), one GET per file still. |
 //! | write (new file, sequential) | Streamed: parts upload while the application writes; small files are one PutObject at close. Nothing is visible before close/fsync succeeds. |
 //! | write (existing file, random, truncate, `O_APPEND`) | Staged in a local file under `cache_dir` (existing content downloaded on the first write), uploaded at flush/close. Appends to Appendable objects use AppendObject; appends to other objects of 1 MiB or more upload only the new bytes and copy the old ones server-side (UploadPartCopy). |
@@ -39,13 +40,23 @@
 //! - Directory mode/owner/mtime come from the `dir/` marker's metadata (read by lookup);
 //!   directories without a marker show the mount's `dir_mode` and the mount time.
 //!
+//! # Memory model
+//! | what | kept | freed |
+//! |---|---|---|
+//! | per inode (`inode`) | a `Node` (attributes, ETag, name, counters; user metadata, content type and link target only when known) and one `(parent, name)` binding | when the kernel forgets it and no handle, writer, local file or child node holds it; nodes a listing registered that the kernel never looked up: when their attributes expire, and beyond 16,384 of them |
+//! | per directory | completeness (a number and an instant, plus the names of a small re-listed directory), the sibling order of small files for the last 32 listed directories (`ahead`), a lookup's first page for up to 1 s (≤ 64 pages, `probe`) | with their TTL or the bound |
+//! | per directory handle (`dir`) | the entries of about one LIST page not yet consumed, the continuation token | as the kernel reads on; at releasedir |
+//! | per file handle (`handle`) | reader state and write buffers (charged to `--cache-size`) | at release |
+//! | a tree walk (`walk`) | up to 50,000 queued directories (number and key) and 64 pages fetched ahead | when the walk stops (no listing used a fetched page for 2 s), or after 1 s for an unused page |
+//! | negative cache | up to 100,000 names | cleared beyond that; entries expire with the TTL |
+//!
 //! # Module map
 //! [`error`] (FsError → errno), [`names`] (which keys are names), [`attr`] (stat ↔ user
 //! metadata), [`inode`] (the inode table), `attr_fanout` (stored attributes of listed
 //! entries, many HEADs at once), `listing_cache` (listings reused for a TTL), `owner`
 //! (ownership of new entries, directory times), `lookup` (lookup/getattr), `dir` (readdir,
 //! mkdir, rmdir), `namespace` (unlink, rename, symlinks), `setattr`, `copy` (large
-//! copies), `append` (server-side appends), `ahead` (sibling read-ahead of small files), `process` (whose close commits), `handle` (open files: read and write state machines), `staging` (local
+//! copies), `append` (server-side appends), `ahead` (sibling read-ahead of small files), `walk` (listings ahead of tree walks), `process` (whose close commits), `handle` (open files: read and write state machines), `staging` (local
 //! staging files).
 
 mod ahead;
@@ -66,6 +77,7 @@ mod probe;
 mod process;
 mod setattr;
 mod staging;
+mod walk;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -205,6 +217,8 @@ pub struct Filesystem {
     fanout: attr_fanout::AttrFanout,
     /// Whole listings, reused by the readdirs of one TTL (`listing_cache`).
     listings: listing_cache::ListingCache,
+    /// Listings fetched ahead of a tree walk.
+    walk: walk::WalkAhead,
     next_fh: AtomicU64,
     /// Files whose attributes were changed (chmod, chown, utimens) while an upload was
     /// pending: the commit makes sure the stored object carries them (see `setattr`).
@@ -240,7 +254,9 @@ impl Filesystem {
         };
         let read_cfg = cfg.read.normalized();
         let cache = BlockCache::new(&read_cfg);
+        let walk = walk::WalkAhead::new(store.clone(), rt.clone(), cfg.metadata_ttl);
         Filesystem {
+            walk,
             inodes: InodeTable::new(cfg.prefix.clone(), cfg.metadata_ttl, defaults),
             cache,
             read_cfg: Arc::new(read_cfg),
@@ -320,9 +336,19 @@ impl Filesystem {
         })
     }
 
-    /// Kernel `forget`.
+    /// Kernel `forget`: the node is freed once nothing holds it (see `inode`).
     pub fn forget(&self, ino: Ino, nlookup: u64) {
         self.inodes.forget(ino, nlookup);
+    }
+
+    /// Kernel `batch_forget`: `(ino, nlookup)` pairs.
+    pub fn forget_many(&self, list: &[(Ino, u64)]) {
+        self.inodes.forget_many(list);
+    }
+
+    /// Number of inodes in the table (what the `ossmount_inodes` gauge shows).
+    pub fn inode_count(&self) -> usize {
+        self.inodes.len()
     }
 
     /// Counts a kernel reference taken by readdirplus for an entry it accepted.

@@ -205,6 +205,9 @@ impl fuser::Filesystem for FuseAdapter {
         self.fs.forget(ino.0, nlookup);
     }
 
+    // batch_forget: fuser's default calls `forget` for each node (its ForgetOne type is
+    // private in 0.18).
+
     fn getattr(
         &self,
         _req: &Request,

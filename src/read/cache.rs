@@ -45,7 +45,7 @@ const TRIM_EVERY: u64 = 16 << 20;
 
 /// Asks malloc to return free pages to the system (glibc; elsewhere nothing), off the
 /// async threads: the walk holds the allocator's lock for a few milliseconds.
-fn release_free_memory() {
+pub(crate) fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         let trim = || {

@@ -1,0 +1,121 @@
+//! Tree walks on the filesystem core (MockStore with a LIST latency, no kernel): the
+//! listings of sub-directories are fetched ahead of a depth-first walk, bounded, and a
+//! plain listing of one directory sends nothing extra.
+
+use std::ffi::OsStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ossmount::fs::{FileKind, Filesystem, FsConfig, ROOT_INO};
+use ossmount::store::mock::MockStore;
+
+struct Env {
+    store: Arc<MockStore>,
+    fs: Filesystem,
+    _staging: tempfile::TempDir,
+}
+
+fn env() -> Env {
+    let store = Arc::new(MockStore::new("bkt"));
+    let staging = tempfile::tempdir().expect("tempdir");
+    let cfg = FsConfig {
+        cache_dir: staging.path().to_path_buf(),
+        ..FsConfig::default()
+    };
+    let fs = Filesystem::new(store.clone(), cfg, tokio::runtime::Handle::current());
+    Env {
+        store,
+        fs,
+        _staging: staging,
+    }
+}
+
+/// Lists `ino` through one handle: (name, ino, kind) without . and ..
+async fn list(e: &Env, ino: u64) -> Vec<(String, u64, FileKind)> {
+    let fh = e.fs.opendir(ino).await.expect("opendir");
+    let mut out = Vec::new();
+    let mut off = 0;
+    loop {
+        let batch = e.fs.readdir(ino, fh, off).await.expect("readdir");
+        let Some(last) = batch.last() else { break };
+        off = last.offset;
+        out.extend(
+            batch
+                .iter()
+                .filter(|d| d.name != "." && d.name != "..")
+                .map(|d| (d.name.clone(), d.ino, d.kind)),
+        );
+    }
+    e.fs.releasedir(fh).await.expect("releasedir");
+    out
+}
+
+/// What `find` does: list a directory, then each sub-directory in order, depth first.
+async fn walk(e: &Env, dir: u64) -> usize {
+    let mut n = 0;
+    for (name, _, kind) in list(e, dir).await {
+        n += 1;
+        if kind == FileKind::Dir {
+            let child = e.fs.lookup(dir, OsStr::new(&name)).await.expect("lookup");
+            n += Box::pin(walk(e, child.ino)).await;
+        }
+    }
+    n
+}
+
+/// 10 top directories × 10 sub-directories × 3 files: 110 directories.
+fn tree(e: &Env) -> usize {
+    for a in 0..10 {
+        for b in 0..10 {
+            for f in 0..3 {
+                e.store.put(&format!("t/d{a}/s{b}/f{f}"), "x");
+            }
+        }
+    }
+    10 + 100 + 300
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn walk_lists_ahead_within_twice_the_lists() {
+    let e = env();
+    let entries = tree(&e);
+    let t =
+        e.fs.lookup(ROOT_INO, OsStr::new("t"))
+            .await
+            .expect("lookup");
+    // 20 ms per LIST: a directory-by-directory walk of 111 directories takes ≥ 2.2 s.
+    e.store
+        .set_op_latency("ListObjectsV2", Duration::from_millis(20));
+    e.store.reset_counts();
+    let start = Instant::now();
+    assert_eq!(walk(&e, t.ino).await, entries);
+    let took = start.elapsed();
+    let lists = e.store.count("ListObjectsV2");
+    eprintln!("walk of 111 directories: {took:?}, {lists} LISTs");
+    // The first listing of `t` used the lookup's page; the other 110 directories were
+    // listed once each, plus at most what was fetched ahead and left unused.
+    assert!(lists >= 110, "{lists} LISTs");
+    assert!(lists <= 2 * 111, "{lists} LISTs, {:?}", e.store.counts());
+    assert_eq!(e.store.count("HeadObject"), 0, "{:?}", e.store.counts());
+    assert!(
+        took < Duration::from_millis(1100),
+        "walk took {took:?} with {lists} LISTs"
+    );
+}
+
+#[tokio::test]
+async fn listing_one_directory_sends_nothing_extra() {
+    let e = env();
+    tree(&e);
+    let t =
+        e.fs.lookup(ROOT_INO, OsStr::new("t"))
+            .await
+            .expect("lookup");
+    let d0 = e.fs.lookup(t.ino, OsStr::new("d0")).await.expect("lookup");
+    e.store.reset_counts();
+    // `ls t/d0`: its lookup's page is the listing; its ten sub-directories are not
+    // listed ahead.
+    assert_eq!(list(&e, d0.ino).await.len(), 10);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(e.store.total_requests(), 0, "{:?}", e.store.counts());
+}
