@@ -4,8 +4,9 @@
 //! `first_request_size` and cancels queued requests. A sequential read that continues an
 //! earlier one widens the window ([`window::should_grow`]/[`window::grow`]) and tops the
 //! queue up to `read end + window`, in block-aligned requests of at most
-//! `max_request_size`, at most `max_parallel_requests` in flight. Blocks already in the
-//! memory cache are queued without a request.
+//! `max_request_size`, at most `max_parallel_requests` in flight — or more, up to the
+//! bandwidth-delay product the mount has measured ([`super::link`]), with the window
+//! widened to match. Blocks already in the memory cache are queued without a request.
 //!
 //! Serving a read takes, for each position: the queued chunk containing it, else the cache
 //! (memory, then disk), else a *demand* request (the only kind that waits for memory).
@@ -242,7 +243,12 @@ impl ObjectReader {
             self.queue.reset_to(offset, self.block_size);
         }
         if continuing && window::should_grow(end, self.queue.end(), self.window) {
-            self.window = window::grow(self.window, self.max_window);
+            // The window may outgrow `max_window` when the link needs more bytes in
+            // flight than that to hide its round trip.
+            let max_window = self
+                .max_window
+                .max(self.parallel_now() as u64 * self.max_request);
+            self.window = window::grow(self.window, max_window);
             self.target_end = self.target_end.max(end + self.window).min(size);
         }
         self.top_up();
@@ -327,14 +333,24 @@ impl ObjectReader {
         false
     }
 
+    /// Requests to keep in flight now: the configured floor, or what the measured link
+    /// needs to hide its round trip ([`super::link`]).
+    fn parallel_now(&self) -> usize {
+        self.src
+            .cache
+            .link()
+            .parallel_requests(self.max_request, self.max_parallel)
+    }
+
     /// Queues read-ahead up to `target_end` without waiting for memory.
     fn top_up(&mut self) {
         let mut in_flight = self.queue.in_flight();
+        let parallel = self.parallel_now();
         while self.queue.end() < self.target_end {
             if self.queue_shared() {
                 continue;
             }
-            if in_flight >= self.max_parallel {
+            if in_flight >= parallel {
                 break;
             }
             let start = self.queue.end();
