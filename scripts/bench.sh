@@ -5,6 +5,7 @@
 #   scripts/bench.sh --size-mib 128 --list-objects 1000 --small-files 100   # quick run
 #   scripts/bench.sh --mount-arg=--cache-size=1G    # extra ossmount options
 #   OSSMOUNT_BENCH_PEERS=0 scripts/bench.sh         # skip the s3fs/rclone comparison
+#   OSSMOUNT_BENCH_NET=0 scripts/bench.sh           # skip the "20 ms" / TLS section
 #
 # Part 1 (examples/bench.rs) measures the mount against direct HTTP from the same
 # emulator, rows 1-3 alternating mount and direct for --rounds rounds (medians). Part 2
@@ -52,4 +53,10 @@ if [ "${OSSMOUNT_BENCH_PEERS:-1}" != 0 ]; then
         shift
     done
     TMPDIR=$base bash scripts/bench-peers.sh "$size" "$list" "$small"
+fi
+
+if [ "${OSSMOUNT_BENCH_NET:-1}" != 0 ]; then
+    echo
+    echo "== 20 ms section (scripts/bench-net.sh)"
+    OSSMOUNT_BENCH_NO_BUILD=1 bash scripts/bench-net.sh
 fi
