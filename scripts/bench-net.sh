@@ -14,7 +14,8 @@
 #      --cacert, plus the mount's CPU seconds per GiB.
 #
 # Every row is the median of --rounds rounds (each round remounts, so no cache carries
-# over). curl talks to the emulator anonymously (it runs --anonymous; the mount signs).
+# over). Waits name their pids: a bare `wait` would also wait for the emulator. curl
+# talks to the emulator anonymously (it runs --anonymous; the mount signs).
 #
 #   scripts/bench-net.sh                                   # full sizes (2 GiB, 1 GiB, …)
 #   scripts/bench-net.sh --seq-mib 512 --big-mib 256 --small 200 --rounds 1   # quick
@@ -144,14 +145,18 @@ curl_ranged() { # curl_ranged KEY MIB PAR: 8 MiB ranges, PAR curls at a time
 mount_four() {
     mount_fs
     local s; s=$(now)
-    for i in 1 2 3 4; do cat "$mnt/four/f$i" > /dev/null & done; wait
+    local pids=()
+    for i in 1 2 3 4; do cat "$mnt/four/f$i" > /dev/null & pids+=($!); done
+    wait "${pids[@]}"
     local e; e=$(now)
     umount_fs
     mbps $(( (4 * four_mib) << 20 )) "$s" "$e"
 }
 curl_four() {
     local s; s=$(now)
-    for i in 1 2 3 4; do curl -sf -o /dev/null "$(url "four/f$i")" & done; wait
+    local pids=()
+    for i in 1 2 3 4; do curl -sf -o /dev/null "$(url "four/f$i")" & pids+=($!); done
+    wait "${pids[@]}"
     local e; e=$(now)
     mbps $(( (4 * four_mib) << 20 )) "$s" "$e"
 }
@@ -166,19 +171,22 @@ mount_small() {
     mount_fs
     ls -l "$mnt/small" > /dev/null   # listing not timed
     local s; s=$(now)
-    for l in "$work"/list.*; do (cd "$mnt/small" && xargs cat < "$l" > /dev/null) & done; wait
+    local pids=()
+    for l in "$work"/list.*; do (cd "$mnt/small" && xargs cat < "$l" > /dev/null) & pids+=($!); done
+    wait "${pids[@]}"
     local e; e=$(now)
     umount_fs
     mbps $(( small * 65536 )) "$s" "$e"
 }
 curl_small() {
     split_lists
-    local s; s=$(now)
+    local pids=()
     for l in "$work"/list.*; do
         sed "s|^|url = $scheme://$addr/bench/small/|; s|$|\noutput = /dev/null|" "$l" > "$l.cfg"
     done
-    s=$(now)
-    for l in "$work"/list.*.cfg; do curl -sf -K "$l" & done; wait
+    local s; s=$(now)
+    for l in "$work"/list.*.cfg; do curl -sf -K "$l" & pids+=($!); done
+    wait "${pids[@]}"
     local e; e=$(now)
     mbps $(( small * 65536 )) "$s" "$e"
 }

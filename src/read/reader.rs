@@ -50,6 +50,9 @@ const SMALL_BLOCK: u64 = 64 * 1024;
 /// Marks a cache index as a [`SMALL_BLOCK`] piece number rather than a block number.
 const SMALL_BLOCK_TAG: u64 = 1 << 63;
 
+/// Round trip above which a sequential reader's window grows 4x per step, not 2x.
+const FAR_RTT: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// Most out-of-order data kept for the CRC check.
 const MAX_PARKED: u64 = 16 * 1024 * 1024;
 
@@ -249,6 +252,10 @@ impl ObjectReader {
                 .max_window
                 .max(self.parallel_now() as u64 * self.max_request);
             self.window = window::grow(self.window, max_window);
+            // Far away, every doubling step costs a round trip: ramp up twice as fast.
+            if self.src.cache.link().rtt() >= FAR_RTT {
+                self.window = window::grow(self.window, max_window);
+            }
             self.target_end = self.target_end.max(end + self.window).min(size);
         }
         self.top_up();
