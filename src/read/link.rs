@@ -15,6 +15,10 @@
 //! [`MAX_PARALLEL`] allows. Memory still bounds it: prefetch only takes what the budget
 //! gives without waiting ([`super::BlockCache::try_reserve_prefetch`]).
 //!
+//! When connections are slow (a per-connection cap), the product asks for more bytes in
+//! flight than [`IN_FLIGHT_CAP`]; then requests get smaller, not fewer, since the
+//! throughput comes from the number of connections: [`LinkEstimate::plan`].
+//!
 //! Pitfall: a request queued behind the mount-wide in-flight budget (`--max-inflight`) or
 //! behind a throttled server measures that wait as "round trip"; that only makes the
 //! estimate ask for more parallelism, which the budget then caps.
@@ -27,6 +31,8 @@ use std::time::Duration;
 pub const TARGET_RATE: f64 = 3.0e9;
 /// Most requests one reader keeps in flight.
 pub const MAX_PARALLEL: usize = 32;
+/// Read-ahead bytes in flight per reader before requests are made smaller instead.
+pub const IN_FLIGHT_CAP: u64 = 128 << 20;
 /// Bodies shorter than this do not say much about a connection's rate.
 pub const MIN_BODY_SAMPLE: u64 = 1 << 20;
 
@@ -85,6 +91,22 @@ impl LinkEstimate {
     }
 }
 
+impl LinkEstimate {
+    /// Requests in flight and their size for a sequential reader: `max_request`-sized
+    /// GETs as [`Self::parallel_requests`] asks, unless that exceeds [`IN_FLIGHT_CAP`];
+    /// then smaller (block-aligned, at least one block) and more of them.
+    pub fn plan(&self, max_request: u64, block: u64, min: usize) -> (usize, u64) {
+        let n = self.parallel_requests(max_request, min);
+        if n as u64 * max_request <= IN_FLIGHT_CAP {
+            return (n, max_request);
+        }
+        let size = ((IN_FLIGHT_CAP / n as u64) / block * block)
+            .max(block)
+            .min(max_request);
+        (self.parallel_requests(size, min), size)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,6 +144,9 @@ mod tests {
             Duration::from_millis(84),
         );
         assert_eq!(capped.parallel_requests(8 * MIB, 4), MAX_PARALLEL);
+        // … which would be 256 MiB in flight: smaller requests instead.
+        assert_eq!(capped.plan(8 * MIB, MIB, 4), (MAX_PARALLEL, 4 * MIB));
+        assert_eq!(far.plan(8 * MIB, MIB, 4), (n, 8 * MIB));
     }
 
     #[test]

@@ -248,9 +248,8 @@ impl ObjectReader {
         if continuing && window::should_grow(end, self.queue.end(), self.window) {
             // The window may outgrow `max_window` when the link needs more bytes in
             // flight than that to hide its round trip.
-            let max_window = self
-                .max_window
-                .max(self.parallel_now() as u64 * self.max_request);
+            let (parallel, request) = self.plan_now();
+            let max_window = self.max_window.max(parallel as u64 * request);
             self.window = window::grow(self.window, max_window);
             // Far away, every doubling step costs a round trip: ramp up twice as fast.
             if self.src.cache.link().rtt() >= FAR_RTT {
@@ -340,19 +339,19 @@ impl ObjectReader {
         false
     }
 
-    /// Requests to keep in flight now: the configured floor, or what the measured link
-    /// needs to hide its round trip ([`super::link`]).
-    fn parallel_now(&self) -> usize {
+    /// (requests in flight, request size) for read-ahead now: the configured floor, or
+    /// what the measured link needs to hide its round trip ([`super::link`]).
+    fn plan_now(&self) -> (usize, u64) {
         self.src
             .cache
             .link()
-            .parallel_requests(self.max_request, self.max_parallel)
+            .plan(self.max_request, self.block_size, self.max_parallel)
     }
 
     /// Queues read-ahead up to `target_end` without waiting for memory.
     fn top_up(&mut self) {
         let mut in_flight = self.queue.in_flight();
-        let parallel = self.parallel_now();
+        let (parallel, request) = self.plan_now();
         while self.queue.end() < self.target_end {
             if self.queue_shared() {
                 continue;
@@ -361,7 +360,7 @@ impl ObjectReader {
                 break;
             }
             let start = self.queue.end();
-            let len = self.request_len(start, self.target_end, self.max_request);
+            let len = self.request_len(start, self.target_end, request);
             let Some(permit) = self.src.cache.try_reserve_prefetch(len) else {
                 break;
             };
