@@ -251,8 +251,9 @@ impl ObjectReader {
             let (parallel, request) = self.plan_now();
             let max_window = self.max_window.max(parallel as u64 * request);
             self.window = window::grow(self.window, max_window);
-            // Far away, every doubling step costs a round trip: ramp up twice as fast.
-            if self.src.cache.link().rtt() >= FAR_RTT {
+            // When the link needs more in flight than the configured floor, every
+            // doubling step costs a round trip: ramp up twice as fast.
+            if parallel > self.max_parallel && self.src.cache.link().rtt() >= FAR_RTT {
                 self.window = window::grow(self.window, max_window);
             }
             self.target_end = self.target_end.max(end + self.window).min(size);
