@@ -155,6 +155,6 @@ mod tests {
         l.observe(Duration::from_millis(4), 4 * MIB, Duration::from_millis(4));
         l.observe(Duration::from_millis(8), 1000, Duration::from_millis(1));
         assert_eq!(l.rtt(), Duration::from_millis(5));
-        assert_eq!(l.conn_rate(), (4 * MIB * 1000 / 4) as u64);
+        assert_eq!(l.conn_rate(), 4 * MIB * 1000 / 4);
     }
 }
