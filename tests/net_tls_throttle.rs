@@ -357,3 +357,67 @@ fn throttled_mount_workload_finishes_without_errors() {
         assert_eq!(got, format!("writer {t}").as_bytes());
     }
 }
+
+#[test]
+fn emulator_answers_over_the_qps_limit_like_oss_and_paces_connections() {
+    let (f, _) = fixture(false, 0);
+    let client = f.client(None);
+    f.rt.block_on(async {
+        client
+            .put_object(
+                "paced",
+                bytes::Bytes::from(vec![5u8; 4_000_000]).into(),
+                &Default::default(),
+            )
+            .await
+            .unwrap();
+    });
+    // 20 MB/s per connection: 4 MB take at least ~0.15 s (one 64 KiB burst aside).
+    f.emulator.set_faults(FaultUpdate {
+        conn_mbytes_per_sec: Some(20),
+        ..Default::default()
+    });
+    let start = std::time::Instant::now();
+    let got =
+        f.rt.block_on(client.get_range("paced", 0..4_000_000, None))
+            .unwrap();
+    assert_eq!(got.data.len(), 4_000_000);
+    assert!(
+        start.elapsed() >= Duration::from_millis(150),
+        "{:?}",
+        start.elapsed()
+    );
+
+    // Over the QPS limit: 503, EC 0004-00000302 in the header and the XML body.
+    f.emulator.set_faults(FaultUpdate {
+        conn_mbytes_per_sec: Some(0),
+        max_qps: Some(1),
+        ..Default::default()
+    });
+    let url = format!("{}/{BUCKET}/paced", f.emulator.endpoint());
+    let (status, ec, body) = f.rt.block_on(async {
+        let http = reqwest::Client::new();
+        let mut last = None;
+        for _ in 0..3 {
+            let r = http.get(&url).send().await.unwrap();
+            let status = r.status().as_u16();
+            let ec = r
+                .headers()
+                .get("x-oss-ec")
+                .map(|v| v.to_str().unwrap().to_string());
+            last = Some((status, ec, r.text().await.unwrap()));
+            if status == 503 {
+                break;
+            }
+        }
+        last.unwrap()
+    });
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(ec.as_deref(), Some("0004-00000302"));
+    assert!(body.contains("<Code>ServiceUnavailable</Code>"), "{body}");
+    assert!(body.contains("<EC>0004-00000302</EC>"), "{body}");
+    assert!(
+        f.emulator.stats().faults_injected.get("throttled").copied() >= Some(1),
+        "not counted"
+    );
+}
