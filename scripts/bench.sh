@@ -7,6 +7,7 @@
 #   OSSMOUNT_BENCH_PEERS=0 scripts/bench.sh         # skip the s3fs/rclone comparison
 #   OSSMOUNT_BENCH_SCALE=0 scripts/bench.sh         # skip part 3 (many objects; sizes
 #     OSSMOUNT_BENCH_SCALE_N/_W/_D, default 100000 / 10000 / 1000000; see bench-scale.sh)
+#   OSSMOUNT_BENCH_NET=0 scripts/bench.sh           # skip the "20 ms" / TLS section
 #
 # Part 1 (examples/bench.rs) measures the mount against direct HTTP from the same
 # emulator, rows 1-3 alternating mount and direct for --rounds rounds (medians); rows 9-10
@@ -63,4 +64,10 @@ if [ "${OSSMOUNT_BENCH_PEERS:-1}" != 0 ]; then
         shift
     done
     TMPDIR=$base bash scripts/bench-peers.sh "$size" "$list" "$small"
+fi
+
+if [ "${OSSMOUNT_BENCH_NET:-1}" != 0 ]; then
+    echo
+    echo "== 20 ms section (scripts/bench-net.sh)"
+    OSSMOUNT_BENCH_NO_BUILD=1 bash scripts/bench-net.sh
 fi

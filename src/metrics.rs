@@ -15,6 +15,11 @@ pub const OSS_REQUESTS: &str = "ossmount_oss_requests_total";
 pub const OSS_REQUEST_SECONDS: &str = "ossmount_oss_request_duration_seconds";
 /// Counter: retries, labels `op`, `reason`.
 pub const OSS_RETRIES: &str = "ossmount_oss_retries_total";
+/// Counter: attempts refused by OSS throttling (HTTP 429, or 503 with EC 0004-00000302),
+/// label `op`. Each also halves the in-flight budget (see `OSS_INFLIGHT_LIMIT`).
+pub const OSS_THROTTLED: &str = "ossmount_oss_throttled_total";
+/// Gauge: the current mount-wide budget of OSS requests in flight (AIMD).
+pub const OSS_INFLIGHT_LIMIT: &str = "ossmount_oss_inflight_limit";
 /// Counter: payload bytes received from OSS.
 pub const OSS_BYTES_READ: &str = "ossmount_oss_bytes_read_total";
 /// Counter: payload bytes sent to OSS.

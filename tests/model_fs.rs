@@ -386,6 +386,7 @@ fn run_model(seed: u64, steps: usize) -> usize {
         reset_rate: Some(fail_rate / 4.0),
         truncate_rate: Some(fail_rate / 4.0),
         latency_ms: None,
+        ..Default::default()
     };
     emu.emu().set_faults(faults);
     let mut rng = StdRng::seed_from_u64(seed);

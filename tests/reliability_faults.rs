@@ -34,6 +34,7 @@ fn faults_on(emu: &Emu) {
         reset_rate: Some(0.02),
         truncate_rate: Some(0.02),
         latency_ms: None,
+        ..Default::default()
     });
 }
 
@@ -43,6 +44,7 @@ fn faults_off(emu: &Emu) {
         reset_rate: Some(0.0),
         truncate_rate: Some(0.0),
         latency_ms: None,
+        ..Default::default()
     });
 }
 
@@ -165,6 +167,7 @@ fn writes_under_faults_are_all_or_nothing() {
             reset_rate: Some(0.02),
             truncate_rate: Some(0.02),
             latency_ms: None,
+            ..Default::default()
         };
         emu.emu().set_faults(faults);
         for (i, &size) in sizes.iter().enumerate() {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use ossmount::credentials::Secret;
-use ossmount::emulator::{EmulatorConfig, EmulatorError, FaultSettings};
+use ossmount::emulator::{EmulatorConfig, EmulatorError, FaultSettings, TlsFiles};
 
 // No Debug derive: the struct holds the access key secret.
 #[derive(Parser)]
@@ -74,6 +74,19 @@ struct Args {
     /// Import the files under this directory into the first bucket at start.
     #[arg(long)]
     import_dir: Option<PathBuf>,
+    /// Cap each connection's send rate at N megabytes (10^6 bytes) per second; 0 = none.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    conn_mbytes_per_sec: u64,
+    /// Answer object/list requests beyond N per second with 503 (EC 0004-00000302), as
+    /// OSS does over its QPS limit; 0 = no limit.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    max_qps: u64,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, requires = "tls_key", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
 }
 
 fn main() {
@@ -100,9 +113,15 @@ fn main() {
             reset_rate: args.reset_rate,
             truncate_rate: args.truncate_rate,
             latency_ms: args.latency_ms,
+            conn_mbytes_per_sec: args.conn_mbytes_per_sec,
+            max_qps: args.max_qps,
         },
         seed: args.seed,
         import_dir: args.import_dir,
+        tls: match (args.tls_cert, args.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            _ => None,
+        },
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

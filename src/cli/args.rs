@@ -229,6 +229,17 @@ pub struct ConnectionArgs {
     /// Attempts per request, first one included (default 3).
     #[arg(long, value_name = "N", help_heading = "Network")]
     pub retries: Option<u32>,
+
+    /// Also trust the CA certificate(s) in this PEM file for HTTPS (on top of the system
+    /// store, which honours SSL_CERT_FILE and SSL_CERT_DIR).
+    #[arg(long, value_name = "FILE", help_heading = "Network")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// Most OSS requests in flight for the whole mount, shared by prefetch, listings and
+    /// uploads (default 64); halved while OSS throttles, then raised again.
+    /// --max-concurrency still bounds each single upload or prefetch stream within it.
+    #[arg(long, value_name = "N", help_heading = "Network")]
+    pub max_inflight: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -318,7 +329,8 @@ pub struct TuningArgs {
     #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = "Tuning")]
     pub part_size: Option<u64>,
 
-    /// Concurrent requests to OSS for prefetch and uploads (default 16).
+    /// Concurrent part uploads per file being written (default 16). All OSS requests of
+    /// the mount also share the --max-inflight budget.
     #[arg(long, value_name = "N", help_heading = "Tuning")]
     pub max_concurrency: Option<usize>,
 

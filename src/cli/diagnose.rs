@@ -68,7 +68,7 @@ fn network_hint(message: &str) -> Option<&'static str> {
     {
         "the endpoint host name does not resolve: check --region/--endpoint; -internal endpoints only resolve inside Alibaba Cloud"
     } else if m.contains("tls") || m.contains("certificate") || m.contains("ssl") {
-        "the TLS handshake failed: if the endpoint speaks plain HTTP use --disable-ssl; otherwise check the system CA certificates"
+        "the TLS handshake failed: if the endpoint speaks plain HTTP use --disable-ssl; for a private CA pass --ca-cert FILE (or set SSL_CERT_FILE); otherwise check the system CA certificates (ca-certificates package)"
     } else if m.contains("timed out") || m.contains("timeout") {
         "connecting timed out: check the network and firewall; internal endpoints (--internal) only work from ECS/VPC in the same region"
     } else if m.contains("reset") || m.contains("closed") {

@@ -59,6 +59,8 @@ fn client_config(
     cfg.connect_timeout = settings.connect_timeout;
     cfg.read_timeout = settings.readwrite_timeout;
     cfg.max_attempts = settings.retries;
+    cfg.ca_cert = settings.ca_cert.clone();
+    cfg.max_inflight = settings.max_inflight;
     cfg
 }
 

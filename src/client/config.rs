@@ -51,6 +51,10 @@ pub struct ClientConfig {
     pub retry_base_delay: Duration,
     pub retry_max_delay: Duration,
     pub user_agent: String,
+    /// PEM file of CA certificates trusted on top of the system store.
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// Most requests in flight at once, over all users of this client (≥ 1).
+    pub max_inflight: usize,
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -68,6 +72,9 @@ impl std::fmt::Debug for ClientConfig {
             .finish_non_exhaustive()
     }
 }
+
+/// Default budget of requests in flight per client (per mount).
+pub const DEFAULT_MAX_INFLIGHT: usize = 64;
 
 /// `ossmount/<version>`.
 pub fn default_user_agent() -> String {
@@ -96,6 +103,8 @@ impl ClientConfig {
             retry_base_delay: Duration::from_millis(200),
             retry_max_delay: Duration::from_secs(20),
             user_agent: default_user_agent(),
+            ca_cert: None,
+            max_inflight: DEFAULT_MAX_INFLIGHT,
         }
     }
 

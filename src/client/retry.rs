@@ -1,5 +1,10 @@
 //! Which failures are retried, and how long to wait.
 //!
+//! Throttling (HTTP 429, or 503 with EC 0004-00000302, OSS's QPS limit) is its own
+//! reason: such attempts also lower the in-flight budget ([`super::limiter`]) and get up
+//! to [`THROTTLED_EXTRA_ATTEMPTS`] attempts beyond the usual count, with the backoff
+//! capped at its 5th step, since the server asked us to slow down, not to give up.
+//!
 //! Retried (docs/PROTOCOL.md §5, like the Go SDK): HTTP 5xx, 408, 429; service codes
 //! `RequestTimeTooSkewed` (after adopting the server's clock) and `BadRequest`; timeouts,
 //! connection errors and resets; bodies shorter than promised; CRC mismatches of downloads.
@@ -45,6 +50,21 @@ impl RetryReason {
             RetryReason::CrcMismatch => "crc_mismatch",
         }
     }
+}
+
+/// Attempts a request may make beyond `max_attempts` when the extra failures were
+/// throttling.
+pub const THROTTLED_EXTRA_ATTEMPTS: u32 = 12;
+
+/// OSS's detailed error id for "QPS limit exceeded".
+pub const EC_QPS_LIMIT: &str = "0004-00000302";
+
+/// Classifies an OSS error reply, with its detailed error id (EC) when known.
+pub fn classify_reply(status: u16, code: &str, ec: &str) -> Option<RetryReason> {
+    if status == 503 && ec == EC_QPS_LIMIT {
+        return Some(RetryReason::Throttled);
+    }
+    classify_status(status, code)
 }
 
 /// Classifies an OSS error reply.
@@ -125,6 +145,14 @@ mod tests {
         );
         assert_eq!(classify_status(503, ""), Some(RetryReason::ServerError));
         assert_eq!(classify_status(429, ""), Some(RetryReason::Throttled));
+        assert_eq!(
+            classify_reply(503, "ServiceUnavailable", "0004-00000302"),
+            Some(RetryReason::Throttled)
+        );
+        assert_eq!(
+            classify_reply(503, "ServiceUnavailable", "0003-00000503"),
+            Some(RetryReason::ServerError)
+        );
         assert_eq!(classify_status(408, ""), Some(RetryReason::RequestTimeout));
         assert_eq!(
             classify_status(403, "RequestTimeTooSkewed"),

@@ -38,7 +38,9 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use super::OssClient;
 use super::error::{MAX_ERROR_BODY, error_from_reply, header_str};
 use super::request::{OssRequest, RequestBody, sign_headers};
-use super::retry::{Failure, RetryReason, classify_status};
+use super::retry::{
+    Failure, RetryReason, THROTTLED_EXTRA_ATTEMPTS, classify_reply, classify_status,
+};
 use super::xml;
 use crate::crc64::Crc64Hasher;
 use crate::credentials::ecs_ram_role::error_chain;
@@ -101,6 +103,9 @@ impl OssClient {
         }
         if e.is_builder() {
             return Failure::fatal(StoreError::InvalidArgument(error_chain(e)));
+        }
+        if let Some(err) = super::tls::certificate_failure(e, &self.inner.urls.endpoint_display()) {
+            return Failure::fatal(err);
         }
         Failure::retryable(
             StoreError::Network {
@@ -316,7 +321,8 @@ impl OssClient {
         let (error, server_time) =
             error_from_reply(status, &headers, &body, truncated, req.op, &resource);
         let code = error.code().unwrap_or("");
-        let retry = classify_status(status, code);
+        let ec = error.service().map(|s| s.ec.as_str()).unwrap_or("");
+        let retry = classify_reply(status, code, ec);
         let clock_offset_ms = if retry == Some(RetryReason::ClockSkew) {
             let server = header_str(&headers, "date")
                 .and_then(crate::sign::parse_http_date)
@@ -384,13 +390,40 @@ impl OssClient {
         Fut: Future<Output = Result<T, Failure>>,
     {
         let max = self.inner.cfg.max_attempts.max(1);
+        let limit = &self.inner.limit;
         let mut n = 0u32;
+        let mut throttled = 0u32;
         loop {
             n += 1;
-            let failure = match attempt().await {
-                Ok(v) => return (Ok(v), n),
+            let permit = limit.acquire().await;
+            let outcome = attempt().await;
+            drop(permit);
+            let failure = match outcome {
+                Ok(v) => {
+                    limit.succeeded();
+                    return (Ok(v), n);
+                }
                 Err(f) => f,
             };
+            match failure.retry {
+                Some(RetryReason::Throttled) => {
+                    throttled += 1;
+                    ::metrics::counter!(crate::metrics::OSS_THROTTLED, "op" => req.op).increment(1);
+                    limit.throttled();
+                }
+                // A generic 503 or a connection failure while the mount is busy is also
+                // a sign of overload: cut the budget, but keep the usual attempt count.
+                Some(RetryReason::ServerError)
+                    if failure.error.service().is_some_and(|s| s.status == 503) =>
+                {
+                    limit.throttled()
+                }
+                Some(RetryReason::Network | RetryReason::Timeout) if limit.in_flight() > 1 => {
+                    limit.throttled()
+                }
+                _ => {}
+            }
+            let budget = max.saturating_add(throttled.min(THROTTLED_EXTRA_ATTEMPTS));
             if let Some(off) = failure.clock_offset_ms {
                 self.inner.clock_offset_ms.store(off, Ordering::Relaxed);
                 tracing::warn!(
@@ -400,11 +433,13 @@ impl OssClient {
                 );
             }
             match failure.retry {
-                Some(reason) if n < max => {
+                Some(reason) if n < budget => {
                     ::metrics::counter!(crate::metrics::OSS_RETRIES, "op" => req.op, "reason" => reason.as_str())
                         .increment(1);
                     let wait = if reason == RetryReason::ClockSkew {
                         Duration::ZERO
+                    } else if reason == RetryReason::Throttled {
+                        self.inner.backoff.delay(n.min(5))
                     } else {
                         self.inner.backoff.delay(n)
                     };

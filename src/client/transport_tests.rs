@@ -595,3 +595,55 @@ async fn streaming_get_resumes_pinned_and_reports_a_changed_object() {
         }
     }
 }
+
+/// OSS's QPS limit (503, EC 0004-00000302) is retried past `max_attempts`, counted in
+/// `OSS_THROTTLED` and halves the in-flight budget; a workload it only slows down
+/// succeeds.
+#[test]
+fn qps_throttling_is_retried_beyond_max_attempts_and_counted() {
+    let recorder = TestRecorder::default();
+    metrics::with_local_recorder(&recorder, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let n = Arc::new(AtomicUsize::new(0));
+            let n2 = n.clone();
+            let server = MiniServer::start(move |_| {
+                if n2.fetch_add(1, Ordering::SeqCst) < 5 {
+                    Reply::with(
+                        503,
+                        "<Error><Code>ServiceUnavailable</Code><Message>Please reduce your request rate.</Message><RequestId>R</RequestId><EC>0004-00000302</EC></Error>",
+                    )
+                    .header("x-oss-ec", "0004-00000302")
+                } else {
+                    Reply::ok("").header("etag", "\"e\"")
+                }
+            })
+            .await;
+            let client = client_for(&server, 3);
+            let max = client.inflight_limit().max();
+            client
+                .put_object("k", Bytes::from_static(b"v").into(), &PutOptions::default())
+                .await
+                .unwrap();
+            assert_eq!(n.load(Ordering::SeqCst), 6, "5 throttled attempts, then success");
+            assert!(client.inflight_limit().limit() < max);
+        });
+    });
+    assert_eq!(
+        recorder.get(&format!(
+            "{}{{op=PutObject}}",
+            crate::metrics::OSS_THROTTLED
+        )),
+        5.0
+    );
+    assert_eq!(
+        recorder.get(&format!(
+            "{}{{op=PutObject,reason=throttled}}",
+            crate::metrics::OSS_RETRIES
+        )),
+        5.0
+    );
+}

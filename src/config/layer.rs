@@ -73,6 +73,8 @@ const KNOWN_OPTIONS: &[&str] = &[
     "debug",
     "fsname",
     "subtype",
+    "ca_cert",
+    "max_inflight",
 ];
 
 impl OptionLayer {
@@ -111,6 +113,12 @@ impl OptionLayer {
             "retries" => {
                 c.retries = Some(parsed(opt, |s| {
                     s.parse::<u32>().map_err(|e| e.to_string())
+                })?)
+            }
+            "ca_cert" => c.ca_cert = Some(value(opt)?.into()),
+            "max_inflight" => {
+                c.max_inflight = Some(parsed(opt, |s| {
+                    s.parse::<usize>().map_err(|e| e.to_string())
                 })?)
             }
             "ro" | "read_only" => m.read_only = flag(opt)?,
@@ -257,6 +265,8 @@ pub(super) fn merge_connection(cli: &ConnectionArgs, o: &ConnectionArgs) -> Conn
         connect_timeout: cli.connect_timeout.or(o.connect_timeout),
         readwrite_timeout: cli.readwrite_timeout.or(o.readwrite_timeout),
         retries: cli.retries.or(o.retries),
+        ca_cert: cli.ca_cert.clone().or_else(|| o.ca_cert.clone()),
+        max_inflight: cli.max_inflight.or(o.max_inflight),
     }
 }
 

@@ -105,6 +105,10 @@ pub struct EndpointConfig {
     pub retries: u32,
     /// Why the region is what it is (`--region`, `inferred from --endpoint`), for `--dry-run`.
     pub region_source: String,
+    /// Extra trusted CA certificates (PEM), besides the system store.
+    pub ca_cert: Option<PathBuf>,
+    /// Mount-wide budget of OSS requests in flight.
+    pub max_inflight: usize,
 }
 
 /// Explicit credential choices. What is not set here is looked up by the provider chain
@@ -514,6 +518,15 @@ fn resolve_endpoint(conn: &ConnectionArgs) -> Result<EndpointConfig, ConfigError
             });
         }
     }
+    let max_inflight = conn
+        .max_inflight
+        .unwrap_or(crate::client::config::DEFAULT_MAX_INFLIGHT);
+    if !(1..=4096).contains(&max_inflight) {
+        return Err(ConfigError::InvalidValue {
+            option: "--max-inflight".into(),
+            reason: format!("{max_inflight} is outside 1..4096"),
+        });
+    }
     let retries = conn.retries.unwrap_or(DEFAULT_RETRIES);
     if !(1..=100).contains(&retries) {
         return Err(ConfigError::InvalidValue {
@@ -536,6 +549,8 @@ fn resolve_endpoint(conn: &ConnectionArgs) -> Result<EndpointConfig, ConfigError
         readwrite_timeout,
         retries,
         region_source,
+        ca_cert: conn.ca_cert.clone(),
+        max_inflight,
     })
 }
 

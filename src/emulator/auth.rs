@@ -6,7 +6,9 @@
 //! both sides canonicalise identically); this module decides *whose* secret to check
 //! against and maps failures to OSS errors:
 //! - unknown access key id → 403 `InvalidAccessKeyId`;
-//! - STS key without its token, or with another key's token → 403 `InvalidSecurityToken`;
+//! - STS key without its token → 403 `InvalidAccessKeyId`, as OSS answers (without the
+//!   token, OSS looks the id up among long-term keys and finds nothing: EC 0002-00000005);
+//! - STS key with another key's token → 403 `InvalidSecurityToken`;
 //! - STS key past its expiry → 403 `SecurityTokenExpired` (EC 0002-00000007);
 //! - bad signature → 403 `SignatureDoesNotMatch`, echoing `StringToSign` (public data);
 //! - clock skew > 15 min → 403 `RequestTimeTooSkewed`; expired presigned URL → 403
@@ -129,23 +131,23 @@ impl Authenticator {
             self.access_key_secret.clone()
         } else {
             let map = self.sts.read().unwrap_or_else(|e| e.into_inner());
-            let Some(cred) = map.get(&auth.access_key_id) else {
-                return Err(OssError::new(
+            let unknown_key = || {
+                OssError::new(
                     403,
                     "InvalidAccessKeyId",
                     "The OSS Access Key Id you provided does not exist in our records.",
                 )
-                .with_extra("OSSAccessKeyId", auth.access_key_id.clone()));
+                .with_extra("OSSAccessKeyId", auth.access_key_id.clone())
+            };
+            let Some(cred) = map.get(&auth.access_key_id) else {
+                return Err(unknown_key());
             };
             match auth.security_token.as_deref() {
                 Some(t) if t == cred.security_token.expose() => {}
+                // Without a token OSS treats the id as a long-term key, which it is not.
+                None | Some("") => return Err(unknown_key()),
                 Some(_) => {
                     return Err(invalid_token("The security token you provided is invalid."));
-                }
-                None => {
-                    return Err(invalid_token(
-                        "The security token is missing for a temporary access key.",
-                    ));
                 }
             }
             if now >= cred.expiration {

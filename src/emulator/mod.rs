@@ -15,6 +15,7 @@
 //! - [`body`]: streaming request bodies to disk and object bodies from disk.
 //! - [`metadata`]: ECS metadata + STS (RRSA) on a second listener.
 //! - [`mmap`]: read-only maps of object data for single-copy GET bodies.
+//! - [`network`]: optional TLS and the per-connection bandwidth cap.
 //! - [`faults`], [`stats`], [`xml`], [`error`].
 //!
 //! Library use (integration tests):
@@ -34,6 +35,7 @@ pub mod error;
 pub mod faults;
 pub mod metadata;
 pub mod mmap;
+pub mod network;
 pub mod ops;
 pub mod server;
 pub mod stats;
@@ -98,6 +100,15 @@ pub struct EmulatorConfig {
     pub seed: u64,
     /// Files to import into the first bucket at start (key = relative path).
     pub import_dir: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain and private key.
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files for HTTPS serving (`--tls-cert`, `--tls-key`).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl EmulatorConfig {
@@ -117,6 +128,7 @@ impl EmulatorConfig {
             faults: FaultSettings::default(),
             seed: 0,
             import_dir: None,
+            tls: None,
         }
     }
 
@@ -172,6 +184,7 @@ impl EmulatorConfig {
 /// [`shutdown`]: RunningEmulator::shutdown
 pub struct RunningEmulator {
     addr: SocketAddr,
+    tls: bool,
     metadata_addr: Option<SocketAddr>,
     state: Arc<server::State>,
     access_key_id: String,
@@ -184,9 +197,10 @@ impl RunningEmulator {
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
-    /// `http://<addr>`, for clients.
+    /// `http://<addr>` (`https://` when serving TLS), for clients.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
     pub fn metadata_addr(&self) -> Option<SocketAddr> {
         self.metadata_addr
@@ -256,6 +270,10 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, EmulatorError> {
 /// Opens the data directory, binds the listeners and starts serving.
 pub async fn start(cfg: EmulatorConfig) -> Result<RunningEmulator, EmulatorError> {
     cfg.validate()?;
+    let tls = match &cfg.tls {
+        Some(f) => Some(network::tls_acceptor(&f.cert, &f.key)?),
+        None => None,
+    };
     let root = cfg.data_dir.clone();
     let names = cfg.buckets.clone();
     let storage = tokio::task::spawn_blocking(move || storage::Storage::open(&root, &names))
@@ -317,9 +335,15 @@ pub async fn start(cfg: EmulatorConfig) -> Result<RunningEmulator, EmulatorError
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     let st = state.clone();
+    let served_tls = tls.is_some();
+    let setup = network::ConnSetup {
+        tls,
+        rate: Some(state.faults.conn_rate()),
+    };
     tasks.push(tokio::spawn(server::accept_loop(
         listener,
         shutdown_rx.clone(),
+        setup,
         move |req| server::handle(st.clone(), req),
     )));
     if let Some(l) = meta_listener {
@@ -330,12 +354,14 @@ pub async fn start(cfg: EmulatorConfig) -> Result<RunningEmulator, EmulatorError
         tasks.push(tokio::spawn(server::accept_loop(
             l,
             shutdown_rx,
+            network::ConnSetup::default(),
             move |req| svc.clone().handle(req),
         )));
     }
-    tracing::info!(%addr, ?metadata_addr, buckets = ?cfg.buckets, region = %cfg.region, anonymous = cfg.anonymous, "emulator listening");
+    tracing::info!(%addr, ?metadata_addr, buckets = ?cfg.buckets, region = %cfg.region, anonymous = cfg.anonymous, tls = served_tls, "emulator listening");
     Ok(RunningEmulator {
         addr,
+        tls: served_tls,
         metadata_addr,
         state,
         access_key_id: cfg.access_key_id,

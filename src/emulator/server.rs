@@ -30,6 +30,7 @@ use super::auth::Authenticator;
 use super::body::{ConnSocket, RespBody, empty, full, read_small_body};
 use super::error::OssError;
 use super::faults::{FaultDecision, FaultUpdate, Faults};
+use super::network::ConnSetup;
 use super::ops::{self, Op};
 use super::stats::Stats;
 use super::storage::Storage;
@@ -344,6 +345,17 @@ async fn serve(
             tokio::time::sleep(Duration::from_millis(latency_ms)).await;
         }
         match decision {
+            FaultDecision::Throttled => {
+                state.stats.fault("throttled");
+                return Err(fail(
+                    OssError::new(
+                        503,
+                        "ServiceUnavailable",
+                        "Please reduce your request rate.",
+                    )
+                    .with_ec("0004-00000302"),
+                ));
+            }
             FaultDecision::Error(status) => {
                 state.stats.fault("error");
                 return Err(fail(if status == 503 {
@@ -425,6 +437,7 @@ async fn control(
 pub async fn accept_loop<F, Fut>(
     listener: TcpListener,
     mut shutdown: watch::Receiver<bool>,
+    setup: ConnSetup,
     serve: F,
 ) where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
@@ -453,7 +466,15 @@ pub async fn accept_loop<F, Fut>(
             serve(req)
         };
         let mut shutdown = shutdown.clone();
+        let setup = setup.clone();
         connections.spawn(async move {
+            let stream = match setup.wrap(stream).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+            };
             let conn = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
                 .serve_connection(TokioIo::new(stream), service_fn(serve));

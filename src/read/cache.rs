@@ -124,6 +124,8 @@ pub struct BlockCache {
     small_since_trim: AtomicU64,
     /// Trims asked for (tests).
     trims: AtomicU64,
+    /// Round trip and per-connection rate seen by the GETs (sizes read-ahead).
+    link: super::link::LinkEstimate,
 }
 
 impl std::fmt::Debug for BlockCache {
@@ -163,7 +165,13 @@ impl BlockCache {
             inflight: Arc::default(),
             small_since_trim: AtomicU64::new(0),
             trims: AtomicU64::new(0),
+            link: Default::default(),
         })
+    }
+
+    /// The link estimate shared by every reader of this cache (= of the mount).
+    pub fn link(&self) -> &super::link::LinkEstimate {
+        &self.link
     }
 
     /// GETs in flight, shared by all readers.

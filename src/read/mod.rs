@@ -14,6 +14,10 @@
 //!   `max_window`, fetched as several block-aligned ranged GETs in parallel tasks
 //!   ([`prefetch`]). The pure access-classification and window-growth rules live in
 //!   [`window`]. Readers of the same object share GETs in flight ([`inflight`]).
+//! - How many requests a sequential reader keeps in flight follows the measured round
+//!   trip and per-connection rate ([`link`], the bandwidth-delay product), so a far or
+//!   slow-per-connection endpoint gets more overlap than loopback: `max_parallel_requests`
+//!   and `max_window` are the floor, not the ceiling.
 //!
 //! # Pitfalls
 //! - Every GET carries `If-Match: <etag>`; a 412 becomes [`ReadError::Stale`] so the
@@ -29,6 +33,7 @@ pub mod budget;
 pub mod cache;
 pub mod disk_cache;
 pub mod inflight;
+pub mod link;
 pub mod prefetch;
 pub mod reader;
 pub mod window;

@@ -158,12 +158,15 @@ pub(crate) async fn fetch_blocks(
     size: u64,
     range: Range<u64>,
     block: u64,
+    link: Option<&super::link::LinkEstimate>,
 ) -> Result<BlockData, ReadError> {
+    let sent = std::time::Instant::now();
     let mut out = match store.get_object(key, Some(range.clone()), Some(etag)).await {
         Ok(out) => out,
         Err(e) if e.is_precondition_failed() => return Err(stale(key, etag)),
         Err(e) => return Err(e.into()),
     };
+    let headers_at = std::time::Instant::now();
     if !etag_eq(&out.meta.etag, etag) || out.meta.size != size {
         return Err(stale(key, etag));
     }
@@ -188,6 +191,15 @@ pub(crate) async fn fetch_blocks(
                 break;
             }
         }
+    }
+    if pos == range.end
+        && let Some(link) = link
+    {
+        link.observe(
+            headers_at.duration_since(sent),
+            range.end - range.start,
+            headers_at.elapsed(),
+        );
     }
     if pos < range.end {
         let rest = fetch_range(store, key, etag, size, pos..range.end).await?;
@@ -260,6 +272,7 @@ impl Source {
                     src.size,
                     range.clone(),
                     src.cache.block_size(),
+                    Some(src.cache.link()),
                 )
                 .await;
                 if let Ok(data) = &fetched {

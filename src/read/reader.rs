@@ -4,8 +4,9 @@
 //! `first_request_size` and cancels queued requests. A sequential read that continues an
 //! earlier one widens the window ([`window::should_grow`]/[`window::grow`]) and tops the
 //! queue up to `read end + window`, in block-aligned requests of at most
-//! `max_request_size`, at most `max_parallel_requests` in flight. Blocks already in the
-//! memory cache are queued without a request.
+//! `max_request_size`, at most `max_parallel_requests` in flight — or more, up to the
+//! bandwidth-delay product the mount has measured ([`super::link`]), with the window
+//! widened to match. Blocks already in the memory cache are queued without a request.
 //!
 //! Serving a read takes, for each position: the queued chunk containing it, else the cache
 //! (memory, then disk), else a *demand* request (the only kind that waits for memory).
@@ -48,6 +49,9 @@ struct CrcTracker {
 const SMALL_BLOCK: u64 = 64 * 1024;
 /// Marks a cache index as a [`SMALL_BLOCK`] piece number rather than a block number.
 const SMALL_BLOCK_TAG: u64 = 1 << 63;
+
+/// Round trip above which a sequential reader's window grows 4x per step, not 2x.
+const FAR_RTT: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Most out-of-order data kept for the CRC check.
 const MAX_PARKED: u64 = 16 * 1024 * 1024;
@@ -242,7 +246,16 @@ impl ObjectReader {
             self.queue.reset_to(offset, self.block_size);
         }
         if continuing && window::should_grow(end, self.queue.end(), self.window) {
-            self.window = window::grow(self.window, self.max_window);
+            // The window may outgrow `max_window` when the link needs more bytes in
+            // flight than that to hide its round trip.
+            let (parallel, request) = self.plan_now();
+            let max_window = self.max_window.max(parallel as u64 * request);
+            self.window = window::grow(self.window, max_window);
+            // When the link needs more in flight than the configured floor, every
+            // doubling step costs a round trip: ramp up twice as fast.
+            if parallel > self.max_parallel && self.src.cache.link().rtt() >= FAR_RTT {
+                self.window = window::grow(self.window, max_window);
+            }
             self.target_end = self.target_end.max(end + self.window).min(size);
         }
         self.top_up();
@@ -327,18 +340,28 @@ impl ObjectReader {
         false
     }
 
+    /// (requests in flight, request size) for read-ahead now: the configured floor, or
+    /// what the measured link needs to hide its round trip ([`super::link`]).
+    fn plan_now(&self) -> (usize, u64) {
+        self.src
+            .cache
+            .link()
+            .plan(self.max_request, self.block_size, self.max_parallel)
+    }
+
     /// Queues read-ahead up to `target_end` without waiting for memory.
     fn top_up(&mut self) {
         let mut in_flight = self.queue.in_flight();
+        let (parallel, request) = self.plan_now();
         while self.queue.end() < self.target_end {
             if self.queue_shared() {
                 continue;
             }
-            if in_flight >= self.max_parallel {
+            if in_flight >= parallel {
                 break;
             }
             let start = self.queue.end();
-            let len = self.request_len(start, self.target_end, self.max_request);
+            let len = self.request_len(start, self.target_end, request);
             let Some(permit) = self.src.cache.try_reserve_prefetch(len) else {
                 break;
             };

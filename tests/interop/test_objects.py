@@ -213,6 +213,14 @@ def test_sts_credentials_from_metadata(emulator, prefix):
     with pytest.raises(oss.exceptions.OperationError) as e:
         c.put_object(oss.PutObjectRequest(bucket=BUCKET, key=prefix + "bad", body=b"1"))
     assert service_error(e).status_code == 403
+    # Without its token an STS id is unknown to OSS: 403 InvalidAccessKeyId (EC 0002-00000005).
+    c = make_client(emulator, "v4", ak=ak, sk=sk, token=None)
+    with pytest.raises(oss.exceptions.OperationError) as e:
+        c.put_object(oss.PutObjectRequest(bucket=BUCKET, key=prefix + "no-token", body=b"1"))
+    err = service_error(e)
+    assert (err.status_code, err.code) == (403, "InvalidAccessKeyId")
+    assert err.message == "The OSS Access Key Id you provided does not exist in our records."
+    assert err.ec == "0002-00000005"
 
 
 @pytest.mark.xfail(reason="SignerV1 sends the STS token as a 'security-token' header "
