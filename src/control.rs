@@ -299,12 +299,12 @@ pub struct Summary {
     pub prefetch_in_flight: f64,
     pub upload_parts_in_flight: f64,
     pub oss_requests: f64,
-    /// OSS responses with status 4xx/5xx, and network errors.
+    /// OSS responses with status 4xx (but 404) or 5xx, and network errors.
     pub oss_errors: f64,
     pub oss_retries: f64,
     pub credential_refresh_errors: f64,
     pub fuse_ops: f64,
-    /// FUSE operations answered with an errno.
+    /// FUSE operations answered with an errno other than ENOENT.
     pub fuse_errors: f64,
     pub bytes_read_from_oss: f64,
     pub bytes_written_to_oss: f64,
@@ -324,8 +324,9 @@ pub fn summarize(metrics_text: &str) -> Summary {
             n if n == m::UPLOAD_QUEUE_DEPTH => s.upload_parts_in_flight += v,
             n if n == m::OSS_REQUESTS => {
                 s.oss_requests += v;
+                // 404 is how a filesystem learns a name does not exist: not an error.
                 let failed = match sample.label("status") {
-                    Some(status) => !status.starts_with(['1', '2', '3']),
+                    Some(status) => !status.starts_with(['1', '2', '3']) && status != "404",
                     None => false,
                 };
                 if failed {
@@ -340,7 +341,10 @@ pub fn summarize(metrics_text: &str) -> Summary {
             }
             n if n == m::FUSE_OPS => {
                 s.fuse_ops += v;
-                if sample.label("result").is_some_and(|r| r != "ok") {
+                if sample
+                    .label("result")
+                    .is_some_and(|r| r != "ok" && r != "ENOENT")
+                {
                     s.fuse_errors += v;
                 }
             }
@@ -363,6 +367,8 @@ mod tests {
 ossmount_oss_requests_total{op=\"GetObject\",status=\"200\"} 7
 ossmount_oss_requests_total{op=\"PutObject\",status=\"403\"} 2
 ossmount_oss_requests_total{op=\"GetObject\",status=\"error\"} 1
+ossmount_oss_requests_total{op=\"HeadObject\",status=\"404\"} 5
+ossmount_fuse_ops_total{op=\"lookup\",result=\"EIO\"} 2
 ossmount_fuse_ops_total{op=\"read\",result=\"ok\"} 10
 ossmount_fuse_ops_total{op=\"lookup\",result=\"ENOENT\"} 3
 ossmount_cache_bytes 1048576
@@ -371,10 +377,10 @@ ossmount_credential_refreshes_total{result=\"error\"} 1
 ossmount_credential_refreshes_total{result=\"ok\"} 4
 ";
         let s = summarize(text);
-        assert_eq!(s.oss_requests, 10.0);
+        assert_eq!(s.oss_requests, 15.0);
         assert_eq!(s.oss_errors, 3.0);
-        assert_eq!(s.fuse_ops, 13.0);
-        assert_eq!(s.fuse_errors, 3.0);
+        assert_eq!(s.fuse_ops, 15.0);
+        assert_eq!(s.fuse_errors, 2.0);
         assert_eq!(s.cache_bytes, 1048576.0);
         assert_eq!(s.upload_parts_in_flight, 2.0);
         assert_eq!(s.credential_refresh_errors, 1.0);

@@ -118,7 +118,7 @@ fn format_report(report: &StatusReport, now: u64) -> String {
         count(s.upload_parts_in_flight)
     ));
     out.push_str(&format!(
-        "oss: {} requests, {} errors, {} retries; {} read, {} written\n",
+        "oss: {} requests, {} errors (404 not counted), {} retries; {} read, {} written\n",
         count(s.oss_requests),
         count(s.oss_errors),
         count(s.oss_retries),
@@ -126,7 +126,7 @@ fn format_report(report: &StatusReport, now: u64) -> String {
         size(s.bytes_written_to_oss)
     ));
     out.push_str(&format!(
-        "fuse: {} operations, {} answered with an error\n",
+        "fuse: {} operations, {} answered with an error (ENOENT not counted)\n",
         count(s.fuse_ops),
         count(s.fuse_errors)
     ));
@@ -166,7 +166,7 @@ mod tests {
         assert!(text.contains("mounted 60s ago"));
         assert!(text.contains("cache: 2MiB in memory"));
         assert!(text.contains("3 upload parts"));
-        assert!(text.contains("oss: 4 requests, 4 errors"));
+        assert!(text.contains("oss: 4 requests, 4 errors"), "{text}");
     }
 
     #[test]
