@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks for building and testing ossmount. Idempotent.
 # - Rust components rustfmt and clippy (the toolchain itself comes with the machine).
-# - Debian packages used by the tests: rsync (shell-tool tests), util-linux mount (fstab test).
+# - Debian packages used by the tests: rsync (shell-tool tests), util-linux mount (fstab test),
+#   fuse3 (dependency of the .deb that the package test installs).
 # - A Python venv in .venv with the official OSS SDK (alibabacloud-oss-v2) and pytest,
 #   used by the interop suite that drives our emulator with the reference client.
 set -euo pipefail
@@ -18,6 +19,8 @@ missing=()
 have rsync || missing+=(rsync)
 have mount || missing+=(mount)
 have attr || true
+# fuse3: the Debian package (scripts/package.sh) depends on it; its test installs the .deb.
+have dpkg && ! dpkg -s fuse3 >/dev/null 2>&1 && missing+=(fuse3)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && have apt-get; then
     echo "setup: installing ${missing[*]}"
