@@ -334,10 +334,8 @@ pub fn summarize(metrics_text: &str) -> Summary {
                 }
             }
             n if n == m::OSS_RETRIES => s.oss_retries += v,
-            n if n == m::CREDENTIAL_REFRESHES => {
-                if sample.label("result") == Some("error") {
-                    s.credential_refresh_errors += v;
-                }
+            n if n == m::CREDENTIAL_REFRESHES && sample.label("result") == Some("error") => {
+                s.credential_refresh_errors += v;
             }
             n if n == m::FUSE_OPS => {
                 s.fuse_ops += v;

@@ -57,7 +57,6 @@ pub const OSSFS_ONLY_OPTIONS: &[&str] = &[
     "listobjectsv2",
     "storage_class",
     "default_acl",
-    "public_bucket",
     "kernel_cache",
     "big_writes",
     "max_write",
@@ -553,6 +552,23 @@ mod tests {
             &[],
         );
         assert!(plan(&r, &no_env).unwrap_err().0.contains("OIDC"));
+    }
+
+    #[test]
+    fn ossfs_only_options_are_those_ossmount_lacks() {
+        for name in OSSFS_ONLY_OPTIONS {
+            assert!(
+                !is_known_option(name),
+                "{name} is implemented now: drop it from the list"
+            );
+        }
+        let docs = include_str!("../../docs/kubernetes.md");
+        for name in OSSFS_ONLY_OPTIONS {
+            assert!(
+                docs.contains(&format!("`{name}`")),
+                "docs/kubernetes.md does not list {name}"
+            );
+        }
     }
 
     #[test]
