@@ -216,6 +216,40 @@ fn process_ended(pid: u32) -> bool {
     }
 }
 
+/// Reads `key` with the official Python SDK (alibabacloud-oss-v2 in `.venv`, installed by
+/// scripts/setup.sh); None when the venv is missing.
+fn sdk_get(emulator: &RunningEmulator, key: &str) -> Option<Vec<u8>> {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    if !python.exists() {
+        eprintln!("no .venv (scripts/setup.sh): skipping the Python SDK read-back");
+        return None;
+    }
+    let script = r#"
+import sys, alibabacloud_oss_v2 as oss
+cfg = oss.config.load_default()
+cfg.credentials_provider = oss.credentials.StaticCredentialsProvider("emulator-ak", "emulator-secret")
+cfg.region = "cn-hangzhou"
+cfg.endpoint = sys.argv[1]
+cfg.use_path_style = True
+res = oss.Client(cfg).get_object(oss.GetObjectRequest(bucket=sys.argv[2], key=sys.argv[3]))
+sys.stdout.buffer.write(res.body.read())
+"#;
+    let out = Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .arg(emulator.endpoint())
+        .arg(BUCKET)
+        .arg(key)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "Python SDK GetObject failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(out.stdout)
+}
+
 #[test]
 fn csi_node_plugin_serves_kubelet() {
     if !is_root() {
@@ -300,6 +334,9 @@ fn csi_node_plugin_serves_kubelet() {
         .unwrap()
         .data;
     assert_eq!(&data[..], b"hello from a pod");
+    if let Some(body) = sdk_get(&emulator, "data/hello.txt") {
+        assert_eq!(body, b"hello from a pod");
+    }
 
     // Publish again: OK, still one mount, same process.
     let pid_a = mount_pid(&rt, &ta);

@@ -1,7 +1,7 @@
 //! The command line, declared with clap's derive API.
 //!
 //! Shape: `ossmount [OPTIONS] BUCKET[:PREFIX/] MOUNTPOINT` mounts; subcommands do the
-//! rest (`regions`, `cleanup`, `man`, `completions`). Subcommands and the mount
+//! rest (`regions`, `cleanup`, `man`, `completions`, `status`, `csi`). Subcommands and the mount
 //! positionals conflict (`args_conflicts_with_subcommands`), so a bucket that happens to
 //! be named like a subcommand is written with an explicit empty prefix: `ossmount man: /mnt`.
 //!
