@@ -74,7 +74,14 @@ impl Identity for IdentityService {
     }
 }
 
+/// The Node service. Publish and unpublish run in their own tasks: when kubelet gives up
+/// on a slow call (its gRPC deadline), the work still finishes and is recorded, so the
+/// retry finds a consistent target instead of an unrecorded mount.
 pub struct NodeService {
+    inner: Arc<NodeInner>,
+}
+
+struct NodeInner {
     node_id: String,
     /// The ossmount binary to run for each volume (this very executable).
     exe: PathBuf,
@@ -85,15 +92,23 @@ pub struct NodeService {
 impl NodeService {
     pub fn new(node_id: String, exe: PathBuf, states: StateDir) -> NodeService {
         NodeService {
-            node_id,
-            exe,
-            states,
-            locks: Mutex::new(HashMap::new()),
+            inner: Arc::new(NodeInner {
+                node_id,
+                exe,
+                states,
+                locks: Mutex::new(HashMap::new()),
+            }),
         }
     }
 
     /// Logs the volumes recorded by an earlier run and whether each is still served.
     pub fn report_recovered(&self) {
+        self.inner.report_recovered();
+    }
+}
+
+impl NodeInner {
+    fn report_recovered(&self) {
         for state in self.states.list() {
             let health = match mount_health(&state.target) {
                 Health::Alive => "mounted",
@@ -169,8 +184,7 @@ impl NodeService {
         cmd.envs(set)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .stderr(Stdio::piped());
         tracing::info!(
             volume = %plan.volume_id,
             target = %target.display(),
@@ -264,9 +278,14 @@ impl Node for NodeService {
             );
         }
         tracing::debug!(volume = %plan.volume_id, attributes = ?describe_context(&req), "publish request");
-        let lock = self.lock_for(&plan.target);
-        let _guard = lock.lock().await;
-        self.publish(plan).await?;
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            let lock = inner.lock_for(&plan.target);
+            let _guard = lock.lock().await;
+            inner.publish(plan).await
+        })
+        .await
+        .map_err(|e| Status::internal(format!("publish task failed: {e}")))??;
         Ok(Response::new(NodePublishVolumeResponse {}))
     }
 
@@ -280,9 +299,14 @@ impl Node for NodeService {
         }
         let target = required_path(&req.target_path, "target_path")
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let lock = self.lock_for(&target);
-        let _guard = lock.lock().await;
-        self.unpublish(&req.volume_id, &target).await?;
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            let lock = inner.lock_for(&target);
+            let _guard = lock.lock().await;
+            inner.unpublish(&req.volume_id, &target).await
+        })
+        .await
+        .map_err(|e| Status::internal(format!("unpublish task failed: {e}")))??;
         Ok(Response::new(NodeUnpublishVolumeResponse {}))
     }
 
@@ -301,7 +325,7 @@ impl Node for NodeService {
         _request: Request<NodeGetInfoRequest>,
     ) -> Result<Response<NodeGetInfoResponse>, Status> {
         Ok(Response::new(NodeGetInfoResponse {
-            node_id: self.node_id.clone(),
+            node_id: self.inner.node_id.clone(),
             max_volumes_per_node: 0,
             accessible_topology: None,
         }))
