@@ -446,6 +446,18 @@ fn csi_node_plugin_serves_kubelet() {
     assert!(!ta.exists());
     rt.block_on(node.node_unpublish_volume(unpublish_request("vol-a", &ta)))
         .unwrap();
+    // A busy target is detached lazily: the open file keeps working and the mount is gone
+    // from the table. (Its process then ends within serve::FLUSH_TIMEOUT: once the kernel
+    // drops the detached connection, the last file's release never reaches it.)
+    let mut busy = std::fs::File::open(tb.join("hello.txt")).unwrap();
+    rt.block_on(node.node_unpublish_volume(unpublish_request("vol-a", &tb)))
+        .unwrap();
+    assert_eq!(mount_count(&tb), 0);
+    let mut text = String::new();
+    use std::io::Read;
+    busy.read_to_string(&mut text).unwrap();
+    assert_eq!(text, "hello from a pod");
+    drop(busy);
     for (id, t) in [("vol-a", &tb), ("vol-c", &tc)] {
         rt.block_on(node.node_unpublish_volume(unpublish_request(id, t)))
             .unwrap();
