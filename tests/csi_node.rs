@@ -446,9 +446,9 @@ fn csi_node_plugin_serves_kubelet() {
     assert!(!ta.exists());
     rt.block_on(node.node_unpublish_volume(unpublish_request("vol-a", &ta)))
         .unwrap();
-    // A busy target is detached lazily: the open file keeps working and the mount is gone
-    // from the table. (Its process then ends within serve::FLUSH_TIMEOUT: once the kernel
-    // drops the detached connection, the last file's release never reaches it.)
+    // A busy target is detached lazily: the open file keeps working, the mount is gone
+    // from the table, and the volume's process ends once the file is closed.
+    let pid_b = mount_pid(&rt, &tb);
     let mut busy = std::fs::File::open(tb.join("hello.txt")).unwrap();
     rt.block_on(node.node_unpublish_volume(unpublish_request("vol-a", &tb)))
         .unwrap();
@@ -458,6 +458,9 @@ fn csi_node_plugin_serves_kubelet() {
     busy.read_to_string(&mut text).unwrap();
     assert_eq!(text, "hello from a pod");
     drop(busy);
+    wait_until("the lazily unmounted volume's process to end", || {
+        process_ended(pid_b)
+    });
     for (id, t) in [("vol-a", &tb), ("vol-c", &tc)] {
         rt.block_on(node.node_unpublish_volume(unpublish_request(id, t)))
             .unwrap();
