@@ -3,6 +3,7 @@
 # - Rust components rustfmt and clippy (the toolchain itself comes with the machine).
 # - Debian packages used by the tests: rsync (shell-tool tests), util-linux mount (fstab test),
 #   autoconf automake libtool (to build pjdfstest from ../shared/thirdparty in the tests).
+#   fuse3 (dependency of the .deb that the package test installs).
 # - A Python venv in .venv with the official OSS SDK (alibabacloud-oss-v2) and pytest,
 #   used by the interop suite that drives our emulator with the reference client.
 set -euo pipefail
@@ -22,6 +23,8 @@ have autoreconf || missing+=(autoconf)
 have automake || missing+=(automake)
 have libtoolize || missing+=(libtool)
 have attr || true
+# fuse3: the Debian package (scripts/package.sh) depends on it; its test installs the .deb.
+have dpkg && ! dpkg -s fuse3 >/dev/null 2>&1 && missing+=(fuse3)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && have apt-get; then
     echo "setup: installing ${missing[*]}"

@@ -16,8 +16,10 @@
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod control;
 pub mod crc64;
 pub mod credentials;
+pub mod csi;
 pub mod daemon;
 pub mod emulator;
 pub mod endpoint;

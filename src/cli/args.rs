@@ -1,7 +1,7 @@
 //! The command line, declared with clap's derive API.
 //!
 //! Shape: `ossmount [OPTIONS] BUCKET[:PREFIX/] MOUNTPOINT` mounts; subcommands do the
-//! rest (`regions`, `cleanup`, `man`, `completions`). Subcommands and the mount
+//! rest (`regions`, `cleanup`, `man`, `completions`, `status`, `csi`). Subcommands and the mount
 //! positionals conflict (`args_conflicts_with_subcommands`), so a bucket that happens to
 //! be named like a subcommand is written with an explicit empty prefix: `ossmount man: /mnt`.
 //!
@@ -104,6 +104,10 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Show a running mount's endpoint, credential source, cache, uploads and errors.
+    Status(StatusArgs),
+    /// Run the CSI node plugin (Kubernetes): serve Identity and Node on a Unix socket.
+    Csi(CsiArgs),
 }
 
 /// Everything needed to mount.
@@ -387,6 +391,37 @@ pub struct CleanupArgs {
     /// List what would be aborted without aborting.
     #[arg(long)]
     pub dry_run: bool,
+
+    /// Debug logging.
+    #[arg(short = 'd', long)]
+    pub debug: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// The mountpoint of a running ossmount mount.
+    #[arg(value_name = "MOUNTPOINT")]
+    pub mountpoint: PathBuf,
+
+    /// Print the full report as JSON (facts and the metrics text).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CsiArgs {
+    /// gRPC endpoint to serve, e.g. unix:///csi/csi.sock (a Unix socket path).
+    #[arg(long, value_name = "ENDPOINT", env = "CSI_ENDPOINT")]
+    pub endpoint: String,
+
+    /// This node's id, reported by NodeGetInfo (on Kubernetes: the node name).
+    #[arg(long, value_name = "NODE", env = "KUBE_NODE_NAME")]
+    pub node_id: String,
+
+    /// Where the plugin keeps the state of published volumes and their logs; must
+    /// survive a restart of the plugin (a hostPath on Kubernetes).
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/ossmount-csi")]
+    pub data_dir: PathBuf,
 
     /// Debug logging.
     #[arg(short = 'd', long)]

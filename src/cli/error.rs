@@ -43,6 +43,12 @@ pub enum CliError {
     Mount(String),
     #[error("cannot write output: {0}")]
     Output(#[source] io::Error),
+    /// `ossmount status` could not get a report.
+    #[error("{0}")]
+    Status(String),
+    /// The CSI plugin could not start or stopped with an error.
+    #[error("csi plugin: {0}")]
+    Csi(String),
 }
 
 impl CliError {

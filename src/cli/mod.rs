@@ -10,6 +10,7 @@ pub mod filesystem;
 pub mod helper;
 pub mod run;
 pub mod serve;
+pub mod status;
 
 pub use error::CliError;
 pub use run::main_with_args;

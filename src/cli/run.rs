@@ -78,6 +78,8 @@ pub fn main_with_args(argv: Vec<OsString>) -> ExitCode {
             Ok(())
         }
         Some(Command::Regions(r)) => run_regions(&r),
+        Some(Command::Status(s)) => super::status::run_status(&s),
+        Some(Command::Csi(c)) => crate::csi::run_plugin(&c),
         None if cli.list_regions => run_regions(&RegionsArgs {
             connection: cli.mount.connection.clone(),
             offline: false,
@@ -220,12 +222,46 @@ async fn mount_async(config: &Config, notifier: &mut ReadyNotifier) -> Result<()
         endpoint = %conn.endpoint.config.base_url(),
         "mounted"
     );
+    let control = start_control_socket(config, &conn, &metrics);
     notifier.ready();
     let reason = super::serve::serve_until_stopped(fs, signals, Some(metrics))
         .await
         .map_err(|e| CliError::Mount(format!("unmount failed: {e}")))?;
+    drop(control);
     tracing::info!(?reason, "ossmount exiting");
     Ok(())
+}
+
+/// The per-mount control socket `ossmount status` talks to ([`crate::control`]). A mount
+/// works without it, so a failure is only logged.
+fn start_control_socket(
+    config: &Config,
+    conn: &connect::Connection,
+    metrics: &metrics_exporter_prometheus::PrometheusHandle,
+) -> Option<crate::control::ControlServer> {
+    let mountpoint = std::fs::canonicalize(&config.mountpoint).unwrap_or(config.mountpoint.clone());
+    let facts = crate::control::MountFacts {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        pid: std::process::id(),
+        bucket: config.bucket.clone(),
+        prefix: config.prefix.clone(),
+        mountpoint,
+        endpoint: conn.endpoint.config.base_url(),
+        credentials: conn.credentials_source.clone(),
+        read_only: config.mount.read_only,
+        mounted_at: crate::control::now_epoch_secs(),
+    };
+    let handle = metrics.clone();
+    match crate::control::ControlServer::start(facts, Box::new(move || handle.render())) {
+        Ok(server) => {
+            tracing::debug!(socket = %server.path().display(), "control socket ready");
+            Some(server)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "`ossmount status` will not work for this mount");
+            None
+        }
+    }
 }
 
 /// Endpoint, credentials, client, then a one-key listing to prove it all works.

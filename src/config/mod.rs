@@ -30,6 +30,7 @@ use crate::endpoint::{
     EndpointConfig as EndpointConfigParse, EndpointError, normalize_region, region_from_host,
     validate_bucket_name,
 };
+pub use layer::is_known_option;
 use layer::{OptionLayer, merge_connection, merge_logging, merge_mount, merge_tuning};
 use mount_options::parse_option_lists;
 use units::{format_duration, format_size};

@@ -187,6 +187,13 @@ impl MountHandle {
         &self.mountpoint
     }
 
+    /// True once the session thread has stopped: the kernel ended the connection (for a
+    /// lazily detached mount, when its last user let go), so no request — no release of
+    /// a still-open file either — will arrive any more.
+    pub fn session_ended(&self) -> bool {
+        self.session.as_ref().is_none_or(|s| s.guard.is_finished())
+    }
+
     /// Unmounts and waits for the session thread.
     pub fn unmount(mut self) -> Result<(), MountError> {
         match self.session.take() {
