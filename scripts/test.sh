@@ -31,7 +31,7 @@ if [ -d tests/interop ]; then
 fi
 
 echo "== cargo test"
-cargo test --all-targets -- --test-threads=2
+cargo test --all-targets --no-fail-fast -- --test-threads=2
 
 stale=$(awk '$3 ~ /^fuse/ && $1 ~ /ossmount/ {print $2}' /proc/mounts || true)
 if [ -n "$stale" ]; then

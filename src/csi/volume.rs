@@ -62,7 +62,6 @@ pub const OSSFS_ONLY_OPTIONS: &[&str] = &[
     "max_write",
     "max_background",
     "direct_read",
-    "readdir_optimize",
     "symlink_in_meta",
 ];
 

@@ -334,21 +334,27 @@ impl Filesystem {
         let Some(kept) = self.listings.get(h.ino, self.inodes.changes()) else {
             return false;
         };
-        h.record = None;
+        // A kept entry whose node was freed since (the kernel forgot it, see `inode`)
+        // cannot be replayed under its old number: list again instead of dropping it.
+        let mut entries = Vec::with_capacity(kept.len());
         for e in kept.iter() {
             if h.index.contains_key(&e.name) {
                 continue;
             }
             let Some(node) = self.inodes.get(e.ino) else {
-                continue;
+                return false;
             };
-            h.push(DirEntry {
+            entries.push(DirEntry {
                 ino: e.ino,
                 offset: 0,
                 kind: e.kind,
                 name: e.name.clone(),
                 attr: node.attr,
             });
+        }
+        h.record = None;
+        for e in entries {
+            h.push(e);
         }
         h.done = true;
         true
