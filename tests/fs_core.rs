@@ -1329,3 +1329,31 @@ async fn ctime_moves_and_mtime_keeps_its_nanoseconds() {
     let c = fresh.lookup(ROOT_INO, n("f")).await.expect("lookup");
     assert_eq!((c.perm, c.mtime), (0o600, when));
 }
+
+/// The ctime is that of the last write, not of the upload that lands after close: a
+/// revalidation (HEAD after the TTL) of the unchanged object keeps it. pjdfstest checks
+/// that a failed rename leaves ctime alone; an upload slower than its `sleep 1` made the
+/// ctime jump under load.
+#[tokio::test]
+async fn upload_landing_later_does_not_move_ctime() {
+    let e = env_with(|c| c.metadata_ttl = Duration::from_millis(1));
+    let (attr, fh) =
+        e.fs.create(&CTX, ROOT_INO, n("late"), 0o100644, 0o022, libc::O_WRONLY)
+            .await
+            .expect("create");
+    e.fs.write(fh, 0, b"payload").await.expect("write");
+    let written = e.fs.getattr(attr.ino).await.expect("getattr").ctime;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    e.fs.flush(fh).await.expect("flush");
+    e.fs.release(fh).await.expect("release");
+    assert!(e.store.object("late").is_some(), "uploaded at close");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let after = e.fs.lookup(ROOT_INO, n("late")).await.expect("lookup");
+    assert_eq!(after.ctime, written, "the upload moved the ctime");
+    // A change made elsewhere (new ETag) still moves it.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    e.store.put("late", &b"other writer"[..]);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let changed = e.fs.lookup(ROOT_INO, n("late")).await.expect("lookup");
+    assert!(changed.ctime > written, "a new object moves the ctime");
+}

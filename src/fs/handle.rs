@@ -739,9 +739,9 @@ impl Filesystem {
             n.crc64 = result.crc64;
             n.attr.size = size;
             n.attr.from_meta = true;
-            // Not before the object's Last-Modified, which a later HEAD reports (in
-            // whole seconds): the ctime must not jump forward on revalidation.
-            n.attr.ctime = n.attr.ctime.max(SystemTime::now());
+            // The ctime stays that of the last write or change: the upload landing later
+            // (after close) changes nothing a program did. Revalidation keeps it while
+            // the ETag and the stored attributes are unchanged (`InodeTable::observe`).
             n.object_type = ObjectType::Normal;
             n.user_meta = meta;
         });

@@ -478,8 +478,19 @@ impl InodeTable {
                         attr.merge_listing(size, Some(mtime));
                     }
                     if node.etag == obs.etag {
-                        // Unchanged object: a ctime moved in memory does not go back.
-                        attr.ctime = attr.ctime.max(node.attr.ctime);
+                        let same_meta = (attr.perm, attr.uid, attr.gid, attr.mtime)
+                            == (node.attr.perm, node.attr.uid, node.attr.gid, node.attr.mtime);
+                        attr.ctime = if same_meta {
+                            // Unchanged object and attributes: the ctime this mount keeps
+                            // is the true one. Last-Modified is only when the upload
+                            // landed (after close, in whole seconds): it must not move a
+                            // ctime that no change of the file moved.
+                            node.attr.ctime
+                        } else {
+                            // Attributes changed elsewhere (CopyObject onto itself keeps
+                            // the ETag): the change is at least as late as Last-Modified.
+                            attr.ctime.max(node.attr.ctime)
+                        };
                     }
                     // HEAD of a link reports the *target's* ETag and a listing the
                     // link's own, so ETags cannot tell whether a link was re-pointed. A
