@@ -77,6 +77,7 @@ mod probe;
 mod process;
 mod setattr;
 mod staging;
+mod symlink;
 mod walk;
 
 use std::collections::HashMap;
@@ -123,6 +124,10 @@ pub struct FsConfig {
     /// Attributes of listed entries come from the listing and the defaults, with no HEAD
     /// per entry (the kernel gets them through readdirplus). Off: see `attr_fanout`.
     pub readdir_optimize: bool,
+    /// With `readdir_optimize`: listed regular objects of 1 to this many bytes are
+    /// HEADed while listing, since one may be an ossfs-style link (see `symlink`); 0 lists
+    /// them as files with no HEAD. Default 4095, every size a link text can have.
+    pub readdir_check_size: u64,
 }
 
 impl Default for FsConfig {
@@ -142,6 +147,7 @@ impl Default for FsConfig {
             upload: UploadConfig::default(),
             allow_other: false,
             readdir_optimize: false,
+            readdir_check_size: symlink::MAX_LINK_TEXT as u64,
         }
     }
 }
