@@ -21,7 +21,7 @@
 //! | mkdir / rmdir | PUT / DELETE of the `dir/` marker; rmdir of a non-empty directory → `ENOTEMPTY`. |
 //! | rename | Files: CopyObject (multipart UploadPartCopy above 1 GiB) then DeleteObject. Directories: object by object — **not atomic**; a failure midway leaves both trees partially present (nothing is deleted before all copies succeeded). |
 //! | chmod/chown/utimens | Persisted as `x-oss-meta-mode/uid/gid/mtime` (ossfs format) plus `mtime-nsec`, by CopyObject onto itself, or with the pending upload at close (a multipart upload already initiated gets a metadata copy after it completes). New entries belong to the requesting uid/gid (`owner`). ctime and directory mtime/nlink move in memory. atime is not stored. |
-//! | symlinks | PutSymlink/GetSymlink; objects of type Symlink are shown as links (also ossfs-style links: mode with `S_IFLNK`). |
+//! | symlinks | any text, back byte for byte (`symlink`): relative texts under the prefix are OSS Symlinks to the resolved key (text kept in metadata), others ossfs-style objects (body = text, mode with `S_IFLNK`); a link's own owner/mode come from GetSymlink. |
 //! | hard links, devices, FIFOs, sockets | `EPERM`. |
 //! | `--read-only` | Every change → `EROFS`. |
 //! | statfs | Effectively unlimited (2^50 free blocks). |
