@@ -47,7 +47,7 @@ use crate::store::{ListEntry, ObjectType, PutOptions, SymlinkInfo};
 use super::attr_fanout::ATTR_FANOUT_WIDTH;
 use super::inode::Observed;
 
-use super::attr::META_MODE;
+use super::attr::{FileKind, META_MODE};
 use super::error::FsError;
 use super::names::KEY_MAX;
 use super::{Filesystem, FsResult};
@@ -209,7 +209,8 @@ impl Filesystem {
     /// With `readdir_optimize`, whose listings hand the kernel a type and attributes at
     /// once: the listed objects of `objects` that may be ossfs-style links (1 to
     /// `readdir_check_size` bytes), observed through a HEAD each, many in flight. Name →
-    /// what its HEAD showed; an object whose HEAD fails keeps the listing's guess.
+    /// what its HEAD showed, for the links among them; the others (and an object whose
+    /// HEAD fails) keep the listing's guess.
     pub(crate) async fn check_listed_links(
         &self,
         dir_key: &str,
@@ -231,7 +232,9 @@ impl Filesystem {
             .map(|key| async move {
                 let meta = self.store.head_object(&key).await.ok()?;
                 let obs = self.observed_from_head(&key, &meta).await.ok()?;
-                Some((key, obs))
+                // Files keep the listing's attributes: that is readdir_optimize's trade,
+                // and with --allow-other what the user configured is what is enforced.
+                (obs.kind == FileKind::Symlink).then_some((key, obs))
             })
             .buffer_unordered(ATTR_FANOUT_WIDTH)
             .collect()
