@@ -150,6 +150,10 @@ fn symlinks_of_every_kind_survive_remount_and_tar() {
     std::fs::write(d.join("sub/s2/s3/deep.txt"), "deep\n").unwrap();
     for (name, text) in matrix() {
         std::os::unix::fs::symlink(OsString::from_vec(text), d.join(name)).unwrap();
+        // An old mtime, so the check after tar x means something.
+        run(Command::new("touch")
+            .args(["-h", "-d", "@1000000000"])
+            .arg(d.join(name)));
     }
     let archive = top.path().join("links.tar");
     run(Command::new("tar")
@@ -191,6 +195,14 @@ fn symlinks_of_every_kind_survive_remount_and_tar() {
             assert!(meta.file_type().is_symlink(), "{name} {extra:?}");
             assert_eq!(meta.len(), text.len() as u64, "{name}");
             assert_eq!(readlink(&p), text, "{name} after a remount {extra:?}");
+        }
+        // tar x set each link's mtime (lutimes): stored with the link.
+        for (name, _) in matrix() {
+            let want = std::fs::symlink_metadata(d.join(name)).unwrap().mtime();
+            let got = std::fs::symlink_metadata(x.join("d").join(name))
+                .unwrap()
+                .mtime();
+            assert_eq!(got, want, "{name}: mtime {extra:?}");
         }
         for (name, owner) in [("same_dir", (123, 456)), ("absolute", (321, 654))] {
             let meta = std::fs::symlink_metadata(x.join("d").join(name)).unwrap();
