@@ -74,28 +74,47 @@ fn bench_runs_every_row() {
             .to_string()
     };
     // At emulator latency with --metadata-ttl 60s: the default mode costs a HEAD per
-    // entry once, --readdir-optimize only the LIST (and the lookup's HEAD of the name);
-    // a repeat within the TTL sends nothing; find -type f sends no HEAD per file.
+    // entry once; --readdir-optimize a HEAD per object small enough to be an ossfs-style
+    // link (all 30 are 1 byte) while listing, and with --readdir-check-size 0 only the LIST
+    // (and the lookup's HEAD of the name); a repeat within the TTL sends nothing; find -type
+    // f sends no HEAD per file but with the link check.
     let ls = row("| 9. ls -l 30 objects, 5 ms latency, default ");
     assert!(
         ls.contains("32.000 req (HeadObject 31.000, ListObjectsV2 1.000)")
             && ls.contains("again within the TTL: 0.000 req"),
         "{ls}"
     );
-    let ls = row("| 9. ls -l 30 objects, 5 ms latency, --readdir-optimize ");
+    let ls = row("| 9. ls -l 30 objects, 5 ms latency, --readdir-optimize |");
+    assert!(
+        ls.contains("32.000 req (HeadObject 31.000, ListObjectsV2 1.000)")
+            && ls.contains("again within the TTL: 0.000 req"),
+        "{ls}"
+    );
+    let ls =
+        row("| 9. ls -l 30 objects, 5 ms latency, --readdir-optimize --readdir-check-size 0 |");
     assert!(
         ls.contains("2.000 req (HeadObject 1.000, ListObjectsV2 1.000)")
             && ls.contains("again within the TTL: 0.000 req"),
         "{ls}"
     );
-    for mode in ["default", "--readdir-optimize"] {
+    for (mode, req) in [
+        (
+            "default",
+            "2.000 req (HeadObject 1.000, ListObjectsV2 1.000)",
+        ),
+        (
+            "--readdir-optimize",
+            "32.000 req (HeadObject 31.000, ListObjectsV2 1.000)",
+        ),
+        (
+            "--readdir-optimize --readdir-check-size 0",
+            "2.000 req (HeadObject 1.000, ListObjectsV2 1.000)",
+        ),
+    ] {
         let find = row(&format!(
-            "| 10. find -type f 30 objects, 5 ms latency, {mode} "
+            "| 10. find -type f 30 objects, 5 ms latency, {mode} |"
         ));
-        assert!(
-            find.contains("30 found; 2.000 req (HeadObject 1.000, ListObjectsV2 1.000)"),
-            "{find}"
-        );
+        assert!(find.contains(&format!("30 found; {req}")), "{find}");
     }
     let row5 = stdout
         .lines()

@@ -150,6 +150,10 @@ pub fn fs_config(config: &Config) -> Result<FsConfig, CliError> {
         cache_dir,
         allow_other: config.mount.allow_other,
         readdir_optimize: config.mount.readdir_optimize,
+        readdir_check_size: config
+            .mount
+            .readdir_check_size
+            .unwrap_or(FsConfig::default().readdir_check_size),
     })
 }
 

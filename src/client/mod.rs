@@ -317,6 +317,10 @@ impl ObjectStore for OssClient {
     }
 
     async fn get_symlink(&self, key: &str) -> StoreResult<String> {
+        Ok(self.get_symlink_impl(key).await?.target)
+    }
+
+    async fn get_symlink_info(&self, key: &str) -> StoreResult<crate::store::SymlinkInfo> {
         self.get_symlink_impl(key).await
     }
 }

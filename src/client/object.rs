@@ -572,7 +572,11 @@ impl OssClient {
         self.execute(&req).await.map(|_| ())
     }
 
-    pub(crate) async fn get_symlink_impl(&self, key: &str) -> StoreResult<String> {
+    /// GetSymlink: the target and the link's own headers (its `x-oss-meta-*`).
+    pub(crate) async fn get_symlink_impl(
+        &self,
+        key: &str,
+    ) -> StoreResult<crate::store::SymlinkInfo> {
         validate_key(key)?;
         let req = OssRequest::object("GetSymlink", Method::GET, key).bare("symlink");
         let sent = self.execute(&req).await?;
@@ -582,7 +586,11 @@ impl OssClient {
                 message: "reply has no x-oss-symlink-target header".into(),
             }
         })?;
-        Ok(uri_decode(raw).unwrap_or_else(|| raw.to_string()))
+        let target = uri_decode(raw).unwrap_or_else(|| raw.to_string());
+        let mut meta = meta_from_headers(key, sent.resp.headers(), 0);
+        meta.object_type = ObjectType::Symlink;
+        meta.crc64 = None;
+        Ok(crate::store::SymlinkInfo { target, meta })
     }
 }
 

@@ -58,6 +58,7 @@ const KNOWN_OPTIONS: &[&str] = &[
     "file_mode",
     "dir_mode",
     "readdir_optimize",
+    "readdir_check_size",
     "nonempty",
     "recover_stale_mount",
     "cache_size",
@@ -137,6 +138,11 @@ impl OptionLayer {
             "file_mode" => m.file_mode = Some(parsed(opt, parse_mode)?),
             "dir_mode" => m.dir_mode = Some(parsed(opt, parse_mode)?),
             "readdir_optimize" => m.readdir_optimize = flag(opt)?,
+            "readdir_check_size" => {
+                m.readdir_check_size = Some(parsed(opt, |s| {
+                    s.parse::<u64>().map_err(|e| e.to_string())
+                })?)
+            }
             "recover_stale_mount" => m.recover_stale_mount = flag(opt)?,
             "nonempty" => self.nonempty = flag(opt)?,
             "cache_size" => t.cache_size = Some(parsed(opt, parse_size)?),
@@ -280,6 +286,7 @@ pub(super) fn merge_mount(cli: &MountOptionArgs, o: &MountOptionArgs) -> MountOp
         file_mode: cli.file_mode.or(o.file_mode),
         dir_mode: cli.dir_mode.or(o.dir_mode),
         readdir_optimize: cli.readdir_optimize || o.readdir_optimize,
+        readdir_check_size: cli.readdir_check_size.or(o.readdir_check_size),
         foreground: cli.foreground,
         recover_stale_mount: cli.recover_stale_mount || o.recover_stale_mount,
         options: Vec::new(),

@@ -141,6 +141,8 @@ pub struct MountConfig {
     pub dir_mode: u32,
     /// Attributes from listings and mount defaults, no HEAD per entry (see the README).
     pub readdir_optimize: bool,
+    /// With readdir_optimize: listed objects up to this size are HEADed (links?).
+    pub readdir_check_size: Option<u64>,
     pub nonempty: bool,
     pub foreground: bool,
     pub recover_stale_mount: bool,
@@ -292,6 +294,7 @@ impl Config {
                 file_mode: mount.file_mode.unwrap_or(DEFAULT_FILE_MODE),
                 dir_mode: mount.dir_mode.unwrap_or(DEFAULT_DIR_MODE),
                 readdir_optimize: mount.readdir_optimize,
+                readdir_check_size: mount.readdir_check_size,
                 nonempty: from_options.nonempty,
                 foreground: mount.foreground,
                 recover_stale_mount: mount.recover_stale_mount,

@@ -319,3 +319,21 @@ fn metadata_ttl_indefinite_from_flag_and_option() {
     let err = resolve(&["-o", "metadata_ttl=forever", "bkt", "/m"]).unwrap_err();
     assert!(err.to_string().contains("indefinite"), "{err}");
 }
+
+#[test]
+fn readdir_check_size_from_flag_and_option() {
+    let base = ["--region", "cn-hangzhou", "bkt", "/m"];
+    let with = |extra: &[&str]| {
+        let mut v: Vec<&str> = extra.to_vec();
+        v.extend_from_slice(&base);
+        resolve(&v)
+    };
+    assert_eq!(with(&[]).unwrap().mount.readdir_check_size, None);
+    let size = |extra: &[&str]| with(extra).unwrap().mount.readdir_check_size;
+    assert_eq!(size(&["--readdir-check-size", "0"]), Some(0));
+    assert_eq!(
+        size(&["-o", "readdir_optimize,readdir_check_size=48"]),
+        Some(48)
+    );
+    assert!(with(&["-o", "readdir_check_size=big"]).is_err());
+}

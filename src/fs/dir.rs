@@ -210,6 +210,7 @@ impl Filesystem {
         if h.token.is_none() {
             self.fanout.restart(h.ino);
         }
+        let mut checked = self.check_listed_links(&dir_key, &page.objects).await;
         for obj in &page.objects {
             if obj.key == dir_key {
                 continue; // the directory's own marker
@@ -225,7 +226,10 @@ impl Filesystem {
                 continue;
             }
             h.listed += 1;
-            let (ino, node) = self.inodes.observe(h.ino, name, self.observed_listed(obj));
+            let obs = checked
+                .remove(name)
+                .unwrap_or_else(|| self.observed_listed(obj));
+            let (ino, node) = self.inodes.observe(h.ino, name, obs);
             if super::ahead::is_small_file(&node) && h.small_files.len() <= super::ahead::MAX_ORDER
             {
                 h.small_files.push(name.to_string());

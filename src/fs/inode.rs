@@ -89,7 +89,8 @@ pub struct Node {
     /// Other tools' user metadata, kept when we rewrite the object.
     pub user_meta: BTreeMap<String, String>,
     pub content_type: Option<String>,
-    pub symlink_target: Option<String>,
+    /// A link's text as the program wrote it (any bytes; see `symlink`).
+    pub symlink_target: Option<std::ffi::OsString>,
     /// Kernel lookup count (informational; numbers are never reused).
     pub lookups: u64,
     /// Open handles that may write this file.
@@ -172,7 +173,7 @@ pub struct Observed {
     pub object_type: ObjectType,
     pub user_meta: Option<BTreeMap<String, String>>,
     pub content_type: Option<String>,
-    pub symlink_target: Option<String>,
+    pub symlink_target: Option<std::ffi::OsString>,
 }
 
 impl InodeTable {
@@ -479,7 +480,12 @@ impl InodeTable {
                     }
                     if node.etag == obs.etag {
                         let same_meta = (attr.perm, attr.uid, attr.gid, attr.mtime)
-                            == (node.attr.perm, node.attr.uid, node.attr.gid, node.attr.mtime);
+                            == (
+                                node.attr.perm,
+                                node.attr.uid,
+                                node.attr.gid,
+                                node.attr.mtime,
+                            );
                         attr.ctime = if same_meta {
                             // Unchanged object and attributes: the ctime this mount keeps
                             // is the true one. Last-Modified is only when the upload

@@ -36,7 +36,8 @@
 //! - Nodes with local state (open writers, not yet uploaded) are answered from memory:
 //!   OSS does not know them yet.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStringExt;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -62,9 +63,16 @@ impl Filesystem {
     /// FUSE lookup: takes a kernel reference on success.
     pub async fn lookup(&self, parent: Ino, name: &OsStr) -> FsResult<Attr> {
         let name = names::name_from_kernel(name)?;
-        let (ino, _) = self.lookup_name(parent, name).await?;
+        let (mut ino, _) = self.lookup_name(parent, name).await?;
         // The kernel enforces what it is given: never a listing's guess (`attr_fanout`).
-        let node = self.known_attrs(ino).await?;
+        let mut node = self.known_attrs(ino).await;
+        // Stored attributes that showed another kind (an ossfs-style link listed as a
+        // file) bound the name to a new inode: answer with that one.
+        if let Some(cur) = self.inodes.child(parent, name).filter(|c| *c != ino) {
+            ino = cur;
+            node = self.known_attrs(ino).await;
+        }
+        let node = node?;
         self.inodes.add_lookup(ino, 1);
         Ok(node.attr)
     }
@@ -286,6 +294,13 @@ impl Filesystem {
         meta: &ObjectMeta,
     ) -> FsResult<Observed> {
         let kind = kind_from_meta(meta.object_type, &meta.user_meta);
+        if meta.object_type == ObjectType::Symlink {
+            // HEAD answered with the target's metadata: the link's own is GetSymlink's.
+            let mut obs = self.observed_native_link(key).await?;
+            obs.etag = meta.etag.clone();
+            obs.crc64 = meta.crc64;
+            return Ok(obs);
+        }
         let mut attr = self.inodes.defaults().from_object_meta(0, kind, meta);
         let mut target = None;
         if kind == FileKind::Symlink {
@@ -307,29 +322,39 @@ impl Filesystem {
         })
     }
 
-    pub(crate) async fn observed_dangling_link(&self, key: &str) -> FsResult<Observed> {
-        let target = self
+    /// A native link as GetSymlink shows it: its text and its own owner/mode/mtime.
+    async fn observed_native_link(&self, key: &str) -> FsResult<Observed> {
+        let info = self
             .store
-            .get_symlink(key)
+            .get_symlink_info(key)
             .await
             .map_err(|e| not_found_or("GetSymlink", key, e))?;
-        let mut attr = self.inodes.defaults().new_attr(
-            0,
-            FileKind::Symlink,
-            target.len() as u64,
-            self.mounted_at,
-        );
-        attr.from_meta = false;
+        let text = super::symlink::native_text(&self.cfg.prefix, key, &info);
+        let mut attr = self
+            .inodes
+            .defaults()
+            .from_object_meta(0, FileKind::Symlink, &info.meta);
+        if info.meta.last_modified.is_none() && !info.meta.user_meta.contains_key("mtime") {
+            attr.mtime = self.mounted_at;
+            attr.ctime = self.mounted_at;
+        }
+        attr.size = text.len() as u64;
         Ok(Observed {
             kind: FileKind::Symlink,
             attr_template: attr,
-            etag: String::new(),
+            etag: info.meta.etag.clone(),
             crc64: None,
             object_type: ObjectType::Symlink,
-            user_meta: None,
+            user_meta: Some(info.meta.user_meta),
             content_type: None,
-            symlink_target: Some(target),
+            symlink_target: Some(text),
         })
+    }
+
+    pub(crate) async fn observed_dangling_link(&self, key: &str) -> FsResult<Observed> {
+        let mut obs = self.observed_native_link(key).await?;
+        obs.etag = String::new();
+        Ok(obs)
     }
 
     /// The target of a link object: GetSymlink for OSS symlinks, the content for
@@ -339,16 +364,17 @@ impl Filesystem {
         key: &str,
         object_type: ObjectType,
         size: u64,
-    ) -> FsResult<String> {
+    ) -> FsResult<OsString> {
         if object_type == ObjectType::Symlink {
-            return self
+            let info = self
                 .store
-                .get_symlink(key)
+                .get_symlink_info(key)
                 .await
-                .map_err(|e| not_found_or("GetSymlink", key, e));
+                .map_err(|e| not_found_or("GetSymlink", key, e))?;
+            return Ok(super::symlink::native_text(&self.cfg.prefix, key, &info));
         }
         if size == 0 {
-            return Ok(String::new());
+            return Ok(OsString::new());
         }
         if size > MAX_LINK_OBJECT {
             return Err(FsError::InvalidArgument(format!(
@@ -360,8 +386,8 @@ impl Filesystem {
             .get_range(key, 0..size, None)
             .await
             .map_err(|e| not_found_or("GetObject", key, e))?;
-        String::from_utf8(out.data.to_vec())
-            .map_err(|_| FsError::InvalidArgument(format!("{key}: link target is not UTF-8")))
+        // The body is the text, byte for byte (ossfs 1.x format; any bytes).
+        Ok(OsString::from_vec(out.data.to_vec()))
     }
 
     /// FUSE getattr.

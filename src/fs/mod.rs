@@ -10,7 +10,7 @@
 //! | namespace | The mount shows `BUCKET:PREFIX/`. Directories are key prefixes and `dir/` marker objects; a file `x` and keys under `x/` at once → the directory wins. |
 //! | hidden keys | Keys with empty components (`a//b`), `.`/`..` components or components over 255 bytes are not shown (logged once at warn). |
 //! | lookup | One HEAD of `key` and one LIST of `key/` (a full page of 1000, delimiter `/`), concurrently; a directory's page becomes the first page of the readdir that follows within the TTL (≤ 1 s). Positive and negative answers are cached for `metadata_ttl` (default 1 s); our own changes update the cache at once. After that a known file is revalidated by one HEAD (GET if small), a known directory by one LIST. A directory listed to the end or made by `mkdir` here answers unknown names "no such file" for one TTL without a request (then one LIST renews it, if small). An expired file of ≤ 128 KiB is revalidated with a GET that also fills the block cache. |
-//! | readdir | ListObjectsV2 pages of 1000 with delimiter `/`; the kernel gets names, numbers and types only (no READDIRPLUS unless `readdir_optimize`). A listing carries no user metadata: the first lookup/getattr/setattr of a listed entry fetches the stored attributes of it and the listing entries after it, many HEADs in flight (`attr_fanout`). Whole listings are replayed within the TTL (`listing_cache`). With `readdir_optimize`, listing attributes (defaults + `LastModified`) go to the kernel through READDIRPLUS: ~N/1000 LIST and no HEAD. |
+//! | readdir | ListObjectsV2 pages of 1000 with delimiter `/`; the kernel gets names, numbers and types only (no READDIRPLUS unless `readdir_optimize`). A listing carries no user metadata: the first lookup/getattr/setattr of a listed entry fetches the stored attributes of it and the listing entries after it, many HEADs in flight (`attr_fanout`). Whole listings are replayed within the TTL (`listing_cache`). With `readdir_optimize`, listing attributes (defaults + `LastModified`) go to the kernel through READDIRPLUS: ~N/1000 LIST and no HEAD, but for objects of 1 to `readdir_check_size` bytes, HEADed while listing since one may be an ossfs-style link (`symlink`). |
 //! | inode numbers | Stable while the kernel holds them; a node nothing holds is freed and its name gets a new number when seen again (never reused within a mount, not persistent across mounts). See `inode`, Lifecycle. |
 //! | tree walks | Sub-directories a walk reveals are listed ahead of it, bounded (`walk`). |
 //! | read | Through [`crate::read::ObjectReader`], pinned to the ETag seen at open: if the object changes, reads fail with `ESTALE` instead of mixing versions. Small files opened one after another in listing order are fetched ahead in parallel (`ahead`), one GET per file still. |
@@ -21,7 +21,7 @@
 //! | mkdir / rmdir | PUT / DELETE of the `dir/` marker; rmdir of a non-empty directory → `ENOTEMPTY`. |
 //! | rename | Files: CopyObject (multipart UploadPartCopy above 1 GiB) then DeleteObject. Directories: object by object — **not atomic**; a failure midway leaves both trees partially present (nothing is deleted before all copies succeeded). |
 //! | chmod/chown/utimens | Persisted as `x-oss-meta-mode/uid/gid/mtime` (ossfs format) plus `mtime-nsec`, by CopyObject onto itself, or with the pending upload at close (a multipart upload already initiated gets a metadata copy after it completes). New entries belong to the requesting uid/gid (`owner`). ctime and directory mtime/nlink move in memory. atime is not stored. |
-//! | symlinks | PutSymlink/GetSymlink; objects of type Symlink are shown as links (also ossfs-style links: mode with `S_IFLNK`). |
+//! | symlinks | any text, back byte for byte (`symlink`): relative texts under the prefix are OSS Symlinks to the resolved key (text kept in metadata), others ossfs-style objects (body = text, mode with `S_IFLNK`); a link's own owner/mode come from GetSymlink. |
 //! | hard links, devices, FIFOs, sockets | `EPERM`. |
 //! | `--read-only` | Every change → `EROFS`. |
 //! | statfs | Effectively unlimited (2^50 free blocks). |
@@ -77,6 +77,7 @@ mod probe;
 mod process;
 mod setattr;
 mod staging;
+mod symlink;
 mod walk;
 
 use std::collections::HashMap;
@@ -123,6 +124,10 @@ pub struct FsConfig {
     /// Attributes of listed entries come from the listing and the defaults, with no HEAD
     /// per entry (the kernel gets them through readdirplus). Off: see `attr_fanout`.
     pub readdir_optimize: bool,
+    /// With `readdir_optimize`: listed regular objects of 1 to this many bytes are
+    /// HEADed while listing, since one may be an ossfs-style link (see `symlink`); 0 lists
+    /// them as files with no HEAD. Default 4095, every size a link text can have.
+    pub readdir_check_size: u64,
 }
 
 impl Default for FsConfig {
@@ -142,6 +147,7 @@ impl Default for FsConfig {
             upload: UploadConfig::default(),
             allow_other: false,
             readdir_optimize: false,
+            readdir_check_size: symlink::MAX_LINK_TEXT as u64,
         }
     }
 }

@@ -4,19 +4,21 @@
 //! - a file is CopyObject (multipart copy above 1 GiB, see `copy`) then DeleteObject of
 //!   the source; the copy keeps the metadata. A file still being written here and not
 //!   uploaded yet only moves in the inode table (its upload goes to the new name);
-//! - a symlink is re-created with PutSymlink (copying links is not portable);
+//! - a symlink is stored again at the new place from its text (`symlink`: its form and
+//!   native target key depend on where it is);
 //! - a directory is copied object by object (listing the whole subtree without a
 //!   delimiter, 16 copies in flight), and the sources are deleted (DeleteMultipleObjects)
 //!   only after every copy succeeded. This is **not atomic**: other clients can see both
 //!   trees for a while, and a failure leaves the copies made so far next to the intact
-//!   source.
+//!   source. Native links inside are re-stored from their text, so relative links keep
+//!   pointing where their text says.
 //! - `RENAME_NOREPLACE` is honoured; `RENAME_EXCHANGE` is `ENOTSUP`. Replacing a
 //!   non-empty directory is `ENOTEMPTY`; moving a directory below itself is `EINVAL`.
 //!
 //! Unlink of a file with open writers drops their pending upload (the inode is marked
 //! unlinked), so a deleted file is not resurrected by a later close.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::path::Path;
 
 use bytes::Bytes;
@@ -27,11 +29,10 @@ use crate::store::{ListRequest, ObjectType, PutOptions};
 use super::attr::{FileKind, Ino, to_user_meta};
 use super::error::{FsError, not_found_or};
 use super::inode::ROOT_INO;
+use super::symlink::MAX_LINK_TEXT;
 use super::{Attr, Ctx, Filesystem, FsResult, names};
 
 const DIR_COPY_PARALLELISM: usize = 16;
-/// Longest symlink target accepted (PATH_MAX).
-const MAX_TARGET: usize = 4095;
 
 impl Filesystem {
     /// FUSE unlink.
@@ -123,15 +124,13 @@ impl Filesystem {
             }
             FileKind::Symlink => {
                 let target = self.readlink(sino).await?;
-                let opts = PutOptions {
-                    user_meta: to_user_meta(&snode.attr, &snode.user_meta),
-                    ..Default::default()
-                };
-                self.store
-                    .put_symlink(&dst_key, &target, &opts)
-                    .await
-                    .map_err(|e| FsError::store("PutSymlink", &dst_key, e))?;
+                let meta = to_user_meta(&snode.attr, &snode.user_meta);
+                let stored = self.store_link(&dst_key, &target, meta).await?;
                 self.delete_after_copy(&src_key).await?;
+                self.inodes.update(sino, |n| {
+                    n.object_type = stored.object_type;
+                    n.user_meta = stored.user_meta;
+                });
             }
             FileKind::Dir => self.rename_dir(&src_key, &dst_key).await?,
         }
@@ -210,15 +209,12 @@ impl Filesystem {
                 let to = format!("{dst}{rest}");
                 names::check_key_len(&to)?;
                 if e.object_type == ObjectType::Symlink {
-                    let target = self
+                    let info = self
                         .store
-                        .get_symlink(&e.key)
+                        .get_symlink_info(&e.key)
                         .await
                         .map_err(|err| not_found_or("GetSymlink", &e.key, err))?;
-                    self.store
-                        .put_symlink(&to, &target, &PutOptions::default())
-                        .await
-                        .map_err(|err| FsError::store("PutSymlink", &to, err))?;
+                    self.move_native_link(&e.key, &to, info).await?;
                 } else {
                     self.copy_any(&e.key, &to, e.size, None).await?;
                 }
@@ -236,7 +232,7 @@ impl Filesystem {
         Ok(())
     }
 
-    /// FUSE symlink: PutSymlink with the target as given (not resolved).
+    /// FUSE symlink: the text is stored as given, in the form `symlink` picks.
     pub async fn symlink(
         &self,
         ctx: &Ctx,
@@ -246,10 +242,8 @@ impl Filesystem {
     ) -> FsResult<Attr> {
         self.check_writable()?;
         let name = names::name_from_kernel(name)?;
-        let target = target
-            .to_str()
-            .ok_or_else(|| FsError::InvalidName(format!("{target:?} is not UTF-8")))?;
-        if target.is_empty() || target.len() > MAX_TARGET {
+        let target = target.as_os_str();
+        if target.is_empty() || target.len() > MAX_LINK_TEXT {
             return Err(FsError::InvalidArgument("bad symlink target length".into()));
         }
         match self.lookup_name(parent, name).await {
@@ -263,22 +257,18 @@ impl Filesystem {
             .ok_or(FsError::NotFound)?;
         names::check_key_len(&key)?;
         let attr = self.new_owned_attr(ctx, parent, FileKind::Symlink, target.len() as u64, 0o777);
-        let opts = PutOptions {
-            user_meta: to_user_meta(&attr, &Default::default()),
-            ..Default::default()
-        };
-        self.store
-            .put_symlink(&key, target, &opts)
-            .await
-            .map_err(|e| FsError::store("PutSymlink", &key, e))?;
+        let stored = self
+            .store_link(&key, target, to_user_meta(&attr, &Default::default()))
+            .await?;
         // Not before the object's Last-Modified (a later HEAD must not move the ctime).
         let mut attr = attr;
         attr.ctime = attr.ctime.max(std::time::SystemTime::now());
         let (ino, node) = self.inodes.insert_local(parent, name, attr, false);
         self.inodes.update(ino, |n| {
-            n.symlink_target = Some(target.to_string());
-            n.object_type = ObjectType::Symlink;
-            n.user_meta = opts.user_meta.clone();
+            n.symlink_target = Some(target.to_os_string());
+            n.object_type = stored.object_type;
+            n.etag = stored.etag;
+            n.user_meta = stored.user_meta;
         });
         self.inodes.add_lookup(ino, 1);
         self.dir_entries_changed(parent, 0);
@@ -286,7 +276,7 @@ impl Filesystem {
     }
 
     /// FUSE readlink (the target is cached in the inode).
-    pub async fn readlink(&self, ino: Ino) -> FsResult<String> {
+    pub async fn readlink(&self, ino: Ino) -> FsResult<OsString> {
         let node = self.inodes.get(ino).ok_or(FsError::NotFound)?;
         if node.attr.kind != FileKind::Symlink {
             return Err(FsError::InvalidArgument("not a symlink".into()));

@@ -102,15 +102,14 @@ impl Filesystem {
             }
             FileKind::Symlink => {
                 let target = self.readlink(ino).await?;
-                let opts = PutOptions {
-                    user_meta: to_user_meta(attr, &node.user_meta),
-                    ..Default::default()
+                let meta = to_user_meta(attr, &node.user_meta);
+                let stored = self.store_link(&key, &target, meta).await?;
+                let etag = if stored.etag.is_empty() {
+                    node.etag.clone()
+                } else {
+                    stored.etag
                 };
-                self.store
-                    .put_symlink(&key, &target, &opts)
-                    .await
-                    .map_err(|e| FsError::store("PutSymlink", &key, e))?;
-                (node.etag.clone(), node.crc64, opts.user_meta)
+                (etag, node.crc64, stored.user_meta)
             }
             FileKind::Dir => {
                 let opts = PutOptions {

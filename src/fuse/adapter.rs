@@ -272,7 +272,7 @@ impl fuser::Filesystem for FuseAdapter {
             ino.0,
             |fs| async move { fs.readlink(ino.0).await },
             move |r| match r {
-                Ok(t) => reply.data(t.as_bytes()),
+                Ok(t) => reply.data(std::os::unix::ffi::OsStrExt::as_bytes(t.as_os_str())),
                 Err(e) => reply.error(err(&e)),
             },
         );

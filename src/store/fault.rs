@@ -32,6 +32,7 @@ use rand::{Rng, SeedableRng};
 use super::{
     AppendResult, GetObjectOutput, GetRangeOutput, ListPage, ListRequest, MultipartUploadInfo,
     ObjectMeta, ObjectStore, PartInfo, PutBody, PutOptions, PutResult, StoreError, StoreResult,
+    SymlinkInfo,
 };
 
 /// What to inject, and how often. Probabilities are per call, in `0.0..=1.0`.
@@ -368,6 +369,11 @@ impl<S: ObjectStore> ObjectStore for FaultStore<S> {
         self.before("GetSymlink")?;
         self.inner.get_symlink(key).await
     }
+
+    async fn get_symlink_info(&self, key: &str) -> StoreResult<SymlinkInfo> {
+        self.before("GetSymlink")?;
+        self.inner.get_symlink_info(key).await
+    }
 }
 
 /// A shared store is a store: lets a test wrap an `Arc<MockStore>` it keeps inspecting,
@@ -480,6 +486,9 @@ impl<T: ObjectStore + ?Sized> ObjectStore for std::sync::Arc<T> {
     }
     async fn get_symlink(&self, key: &str) -> StoreResult<String> {
         (**self).get_symlink(key).await
+    }
+    async fn get_symlink_info(&self, key: &str) -> StoreResult<SymlinkInfo> {
+        (**self).get_symlink_info(key).await
     }
 }
 

@@ -441,6 +441,29 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn put_symlink(&self, key: &str, target: &str, opts: &PutOptions) -> StoreResult<()>;
 
     async fn get_symlink(&self, key: &str) -> StoreResult<String>;
+
+    /// GetSymlink with the link's *own* metadata (Last-Modified, ETag, `x-oss-meta-*`):
+    /// HEAD of a link answers with its target's. The default knows the target only
+    /// (empty metadata); stores that can read the headers override it.
+    async fn get_symlink_info(&self, key: &str) -> StoreResult<SymlinkInfo> {
+        let target = self.get_symlink(key).await?;
+        Ok(SymlinkInfo {
+            target,
+            meta: ObjectMeta {
+                key: key.to_string(),
+                object_type: ObjectType::Symlink,
+                ..Default::default()
+            },
+        })
+    }
+}
+
+/// What GetSymlink says of a link: its target key and its own metadata (`size` 0,
+/// `object_type` Symlink).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SymlinkInfo {
+    pub target: String,
+    pub meta: ObjectMeta,
 }
 
 /// Aborts a multipart upload, trying harder than one request's own retries do: an upload

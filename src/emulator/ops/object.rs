@@ -563,6 +563,14 @@ pub async fn put_symlink(ctx: &Ctx, bucket: &Arc<Bucket>) -> Result<Response<Res
             "The symlink target is too long.",
         ));
     }
+    // The target follows the object-name rules: no leading `/` or `\`.
+    if target.starts_with(['/', '\\']) {
+        return Err(OssError::new(
+            400,
+            "InvalidObjectName",
+            "The symlink target is not a valid object name.",
+        ));
+    }
     let forbid = forbid_overwrite(ctx);
     let new = NewObject {
         kind: ObjectKind::Symlink,

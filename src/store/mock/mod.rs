@@ -49,7 +49,7 @@ use md5::{Digest, Md5};
 use super::{
     AppendResult, GetObjectOutput, GetRangeOutput, ListPage, ListRequest, MultipartUploadInfo,
     ObjectMeta, ObjectStore, ObjectType, PartInfo, PutBody, PutOptions, PutResult, StoreError,
-    StoreResult,
+    StoreResult, SymlinkInfo,
 };
 
 /// Smallest allowed size of a non-last multipart part (OSS: 100 KB).
@@ -694,6 +694,8 @@ impl ObjectStore for MockStore {
     async fn put_symlink(&self, key: &str, target: &str, opts: &PutOptions) -> StoreResult<()> {
         self.begin("PutSymlink").await?;
         check_key(key)?;
+        // The target follows the object-name rules (as on OSS and the emulator).
+        check_key(target)?;
         let mut st = lock(&self.state);
         if opts.forbid_overwrite && st.objects.contains_key(key) {
             return Err(StoreError::from_service(
@@ -719,11 +721,26 @@ impl ObjectStore for MockStore {
     }
 
     async fn get_symlink(&self, key: &str) -> StoreResult<String> {
+        Ok(self.get_symlink_info(key).await?.target)
+    }
+
+    async fn get_symlink_info(&self, key: &str) -> StoreResult<SymlinkInfo> {
         self.begin("GetSymlink").await?;
         let st = lock(&self.state);
         let obj = st.objects.get(key).ok_or_else(|| not_found(key))?;
         match (&obj.object_type, &obj.symlink_target) {
-            (ObjectType::Symlink, Some(t)) => Ok(t.clone()),
+            (ObjectType::Symlink, Some(t)) => Ok(SymlinkInfo {
+                target: t.clone(),
+                meta: ObjectMeta {
+                    key: key.to_string(),
+                    etag: obj.etag.clone(),
+                    last_modified: Some(obj.last_modified),
+                    object_type: ObjectType::Symlink,
+                    content_type: obj.content_type.clone(),
+                    user_meta: obj.user_meta.clone(),
+                    ..Default::default()
+                },
+            }),
             _ => Err(StoreError::from_service(
                 400,
                 "NotSymlink",
