@@ -8,7 +8,7 @@
 //!
 //! Another user is `setpriv --reuid=65534 --regid=65534 --clear-groups` (nobody).
 
-mod reliability_support;
+mod common;
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -16,7 +16,9 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use reliability_support::{BinMount, Emu, unique_suffix};
+use common::emulator::Emu;
+use common::mount::BinMount;
+use common::unique_suffix;
 
 const NOBODY: u32 = 65534;
 

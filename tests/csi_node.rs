@@ -9,6 +9,8 @@
 //! unpublish twice. Every mount is lazily unmounted on drop, even when an assertion fails.
 //! Needs root (FUSE mounts by a daemon); skipped otherwise.
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -112,11 +114,6 @@ fn mount_count(path: &Path) -> usize {
         .iter()
         .filter(|e| e.mount_point == path)
         .count()
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
 }
 
 async fn connect(socket: &Path) -> (IdentityClient<Channel>, NodeClient<Channel>) {
@@ -252,8 +249,7 @@ sys.stdout.buffer.write(res.body.read())
 
 #[test]
 fn csi_node_plugin_serves_kubelet() {
-    if !is_root() {
-        eprintln!("skipping: the CSI plugin test mounts FUSE filesystems and needs root");
+    if !common::require_root("csi_node_plugin_serves_kubelet") {
         return;
     }
     let rt = tokio::runtime::Builder::new_multi_thread()

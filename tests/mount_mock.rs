@@ -3,12 +3,15 @@
 //! Every test mounts on its own temporary directory; `Mounted` unmounts on drop (also
 //! when the test panics), falling back to `umount -l` so no stale mount survives.
 
+mod common;
+
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::mount::is_mounted;
 use ossmount::fs::{Filesystem, FsConfig};
 use ossmount::fuse::{MountHandle, MountOptions, mount};
 use ossmount::store::mock::MockStore;
@@ -96,12 +99,6 @@ impl Drop for Mounted {
             rt.shutdown_timeout(Duration::from_secs(5));
         }
     }
-}
-
-fn is_mounted(p: &Path) -> bool {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .map(|s| s.contains(&p.display().to_string()))
-        .unwrap_or(false)
 }
 
 #[test]
@@ -399,9 +396,7 @@ fn kernel_readahead_is_raised_after_init() {
         libc::major(dev),
         libc::minor(dev)
     );
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("not root: readahead cannot be raised, skipping");
+    if !common::require_root("kernel_readahead_is_raised_after_init") {
         return;
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(5);

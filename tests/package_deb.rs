@@ -7,6 +7,8 @@
 //! skipped with a message otherwise, and also when ossmount is already installed on the
 //! machine (the test must not replace or remove someone's installation).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -48,10 +50,6 @@ fn succeeds(cmd: &mut Command) -> bool {
 }
 
 fn skip_reason() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("needs root to install a package".into());
-    }
     if !succeeds(Command::new("dpkg-deb").arg("--version")) {
         return Some("dpkg-deb not found (not a Debian system)".into());
     }
@@ -69,6 +67,9 @@ fn skip_reason() -> Option<String> {
 
 #[test]
 fn deb_installs_mounts_through_fstab_and_removes_cleanly() {
+    if !common::require_root("deb_installs_mounts_through_fstab_and_removes_cleanly") {
+        return;
+    }
     if let Some(reason) = skip_reason() {
         eprintln!("skipping the Debian package test: {reason}");
         return;

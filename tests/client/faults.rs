@@ -1,13 +1,12 @@
 //! Retries under injected faults (emulator fault injection, fixed seed).
 
-mod client_support;
-
 use bytes::Bytes;
 use futures::StreamExt;
 use ossmount::emulator::FaultUpdate;
 use ossmount::store::{ObjectStore, PutOptions, StoreError};
 
-use client_support::{pattern, start_emulator};
+use crate::common::emulator::start_emulator;
+use crate::common::pattern;
 
 #[tokio::test]
 async fn server_errors_are_retried_until_success() {

@@ -4,11 +4,13 @@
 //!
 //! Every test unmounts through [`MountGuard`] even when it fails.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common::mount::{MountGuard, is_mounted};
+use crate::common::wait_until;
 use ossmount::client::{ClientConfig, OssClient, UrlStyle};
 use ossmount::credentials::StaticProvider;
 use ossmount::emulator::{EmulatorConfig, RunningEmulator, start};
@@ -23,17 +25,6 @@ struct Fixture {
     dir: tempfile::TempDir,
 }
 
-/// Lazily unmounts on drop, so a failing assertion never leaves a mount behind.
-struct MountGuard(PathBuf);
-
-impl Drop for MountGuard {
-    fn drop(&mut self) {
-        if is_mounted(&self.0) {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-}
-
 /// Kills a foreground ossmount on drop.
 struct ChildGuard(Child);
 
@@ -41,26 +32,6 @@ impl Drop for ChildGuard {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-fn is_mounted(path: &Path) -> bool {
-    let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    ossmount::mount_check::find_mount(&canonical)
-        .ok()
-        .flatten()
-        .is_some_and(|e| e.source.starts_with("ossmount"))
-        || ossmount::mount_check::find_mount(path)
-            .ok()
-            .flatten()
-            .is_some()
-}
-
-fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -1,12 +1,11 @@
 //! Read path: ObjectReader + BlockCache against an in-memory store.
 
-mod io_support;
-
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use io_support::{MockStore, pattern};
+use crate::common::mock::MockStore;
+use crate::common::pattern;
 use ossmount::read::{BlockCache, ObjectReader, ReadConfig, ReadError};
 
 const K: u64 = 1024;
@@ -42,7 +41,7 @@ impl Fixture {
     }
 
     fn object(&self, key: &str, len: usize) -> (Vec<u8>, ObjectReader) {
-        let data = pattern(len, key.len() as u8);
+        let data = pattern(len, key.len() as u64);
         let (etag, crc) = self.store.put(key, data.clone());
         (data, self.reader(key, etag, len as u64, Some(crc)))
     }

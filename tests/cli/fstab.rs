@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
+use crate::common::require_root;
 use ossmount::client::{ClientConfig, OssClient, UrlStyle};
 use ossmount::credentials::StaticProvider;
 use ossmount::emulator::{EmulatorConfig, start};
@@ -40,17 +41,15 @@ impl Drop for Cleanup {
     }
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
 #[test]
 fn fstab_line_mounts_through_the_helper() {
-    if !is_root() || !Path::new("/sbin").is_dir() {
-        eprintln!("skipping: needs root and /sbin for a mount(8) helper");
+    if !require_root("fstab_line_mounts_through_the_helper") {
         return;
     }
+    assert!(
+        Path::new("/sbin").is_dir(),
+        "needs /sbin for a mount(8) helper"
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

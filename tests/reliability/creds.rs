@@ -9,12 +9,12 @@
 //! long version (60 s credentials, 5 minutes, 30 s outage) through the same test with
 //! RELIABILITY_STS_SECS / RELIABILITY_CREDS_SECS / RELIABILITY_OUTAGE_SECS.
 
-mod reliability_support;
-
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use reliability_support::{BinMount, Emu, close_checked, ossmount_cmd, pattern};
+use crate::common::emulator::Emu;
+use crate::common::mount::{BinMount, ossmount_cmd};
+use crate::common::{close_checked, pattern};
 
 fn env_secs(name: &str, default: u64) -> Duration {
     Duration::from_secs(
@@ -35,7 +35,7 @@ fn ram_role_credentials_expire_and_refresh_without_failed_ops() {
         c.sts_lifetime = lifetime;
         c
     });
-    let big = pattern(3, 2 << 20);
+    let big = pattern(2 << 20, 3);
     emu.put("shared.bin", big.clone());
     let meta = emu.emu().metadata_addr().expect("metadata listener");
     let dir = tempfile::tempdir().unwrap();
@@ -75,7 +75,7 @@ fn ram_role_credentials_expire_and_refresh_without_failed_ops() {
         }
 
         let name = format!("f{}.bin", i % 7);
-        let data = pattern(1000 + i, 50_000 + (i as usize % 5) * 30_000);
+        let data = pattern(50_000 + (i as usize % 5) * 30_000, 1000 + i);
         let path = mnt.path(&name);
         let mut f = std::fs::File::create(&path)
             .unwrap_or_else(|e| panic!("create {name} at {:?}: {e}", started.elapsed()));

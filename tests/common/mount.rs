@@ -1,144 +1,27 @@
-//! Shared fixtures of the reliability, model, hostile-input and security tests.
+//! Mounts that always go away, and the mount table.
 //!
-//! - [`Emu`]: the in-process emulator on its own runtime, plus a client with the
-//!   emulator's static keys for looking at what the server really holds (bypassing the
-//!   mount and its caches).
 //! - [`BinMount`]: the real `ossmount` binary in the foreground (`-f`) against the
 //!   emulator, its stderr captured to a file. Dropping it unmounts (plain `umount`, then
 //!   SIGKILL and `umount -l` as fallbacks), so a failing test never leaves a mount behind.
 //!
 //! Everything waits with a deadline: a hung mount fails the test instead of hanging CI.
 
-#![allow(dead_code)] // Each test binary uses a different subset.
-
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ossmount::client::{ClientConfig, OssClient};
-use ossmount::credentials::StaticProvider;
-use ossmount::emulator::{EmulatorConfig, RunningEmulator, start};
-use ossmount::store::{MultipartUploadInfo, ObjectStore, PutOptions};
-
-pub const BIN: &str = env!("CARGO_BIN_EXE_ossmount");
-
-/// The emulator, its runtime and its data directory.
-pub struct Emu {
-    pub emu: Option<RunningEmulator>,
-    pub client: Arc<OssClient>,
-    pub bucket: String,
-    pub dir: tempfile::TempDir,
-    rt: Option<tokio::runtime::Runtime>,
-}
-
-impl Emu {
-    /// Starts an emulator serving `bucket`; `tweak` adjusts the config (faults, metadata).
-    pub fn start(bucket: &str, tweak: impl FnOnce(EmulatorConfig) -> EmulatorConfig) -> Emu {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let dir = tempfile::tempdir().expect("temp dir");
-        let cfg = tweak(EmulatorConfig::new(dir.path().join("emu"), bucket));
-        let emu = rt.block_on(start(cfg)).expect("emulator");
-        let provider = Arc::new(StaticProvider {
-            creds: emu.credentials(),
-            source: "test".into(),
-        });
-        let mut ccfg = ClientConfig::new(emu.endpoint(), bucket, emu.region(), provider);
-        ccfg.retry_base_delay = Duration::from_millis(5);
-        ccfg.max_attempts = 10;
-        let client = Arc::new(OssClient::new(ccfg).expect("client"));
-        Emu {
-            emu: Some(emu),
-            client,
-            bucket: bucket.to_string(),
-            dir,
-            rt: Some(rt),
-        }
-    }
-
-    /// Stops the emulator (connections refused from now on) until [`Emu::restart`].
-    pub fn stop(&mut self) {
-        if let Some(e) = self.emu.take() {
-            self.block_on(e.shutdown());
-        }
-    }
-
-    /// Starts the emulator again on the same address and data directory.
-    pub fn restart(&mut self, addr: std::net::SocketAddr) {
-        let mut cfg = EmulatorConfig::new(self.dir.path().join("emu"), &self.bucket);
-        cfg.listen = addr;
-        let emu = self.block_on(start(cfg)).expect("restart emulator");
-        self.emu = Some(emu);
-    }
-
-    pub fn emu(&self) -> &RunningEmulator {
-        self.emu.as_ref().expect("emulator running")
-    }
-
-    pub fn endpoint(&self) -> String {
-        self.emu().endpoint()
-    }
-
-    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
-        self.rt.as_ref().expect("runtime").block_on(f)
-    }
-
-    /// The object's bytes as the server holds them (None when absent).
-    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
-        self.block_on(async {
-            let meta = self.client.head_object(key).await.ok()?;
-            if meta.size == 0 {
-                return Some(Vec::new());
-            }
-            let out = self.client.get_range(key, 0..meta.size, None).await.ok()?;
-            Some(out.data.to_vec())
-        })
-    }
-
-    pub fn put(&self, key: &str, data: Vec<u8>) {
-        self.block_on(
-            self.client
-                .put_object(key, data.into(), &PutOptions::default()),
-        )
-        .expect("put");
-    }
-
-    /// Open multipart uploads in the whole bucket.
-    pub fn uploads(&self) -> Vec<MultipartUploadInfo> {
-        self.block_on(self.client.list_multipart_uploads(""))
-            .expect("list uploads")
-    }
-
-    /// Directory holding the bucket's object files (for corrupting them behind the
-    /// emulator's back).
-    pub fn objects_dir(&self) -> PathBuf {
-        self.dir
-            .path()
-            .join("emu")
-            .join(&self.bucket)
-            .join("objects")
-    }
-}
-
-impl Drop for Emu {
-    fn drop(&mut self) {
-        drop(self.emu.take());
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_timeout(Duration::from_secs(5));
-        }
-    }
-}
+use super::BIN;
+use super::emulator::Emu;
+use super::unique_suffix;
 
 /// Whether `path` is a mountpoint right now (from /proc/self/mountinfo).
 pub fn is_mounted(path: &Path) -> bool {
     let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return false;
     };
+    // A stale mount fails stat (ENOTCONN), so canonicalize falls back to the given path.
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let want = path.to_string_lossy().replace(' ', "\\040");
     table
         .lines()
@@ -321,61 +204,15 @@ impl Drop for StaleGuard {
     }
 }
 
-pub fn unique_suffix() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
+/// Lazily unmounts `path` on drop when it is still a mountpoint, so a failing assertion
+/// never leaves a mount behind (for mounts made by `mount(8)`, the CSI plugin, or a
+/// daemonizing `ossmount`).
+pub struct MountGuard(pub PathBuf);
 
-/// Deterministic pseudo-random bytes (xorshift), so content is checkable without storing
-/// a copy and differs at every offset.
-pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        if is_mounted(&self.0) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
     }
-    out.truncate(len);
-    out
-}
-
-/// SHA-256 hex of `data`.
-pub fn sha256(data: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(data))
-}
-
-/// Closes `file` explicitly and returns close(2)'s error: dropping a `File` ignores it,
-/// and close is where FUSE reports a failed upload.
-pub fn close_checked(file: std::fs::File) -> std::io::Result<()> {
-    use std::os::fd::IntoRawFd;
-    let fd = file.into_raw_fd();
-    // SAFETY: `fd` was just released by `into_raw_fd`, so we own it and close it once.
-    let rc = unsafe { libc::close(fd) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-/// Runs `f` on a thread and fails the test if it does not finish within `limit`.
-pub fn with_timeout<T: Send + 'static>(
-    what: &str,
-    limit: Duration,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(limit)
-        .unwrap_or_else(|_| panic!("{what} did not finish within {limit:?}"))
 }

@@ -1,7 +1,5 @@
 //! Temporary credentials (ECS metadata, RRSA/OIDC) and clock skew against the emulator.
 
-mod client_support;
-
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,7 +14,7 @@ use ossmount::credentials::refresh::{RefreshPolicy, RefreshingProvider};
 use ossmount::sign::SignatureVersion;
 use ossmount::store::{ObjectStore, PutOptions, StoreError};
 
-use client_support::{TestEnv, start_emulator};
+use crate::common::emulator::{TestEnv, start_emulator};
 
 async fn ecs_provider(env: &TestEnv) -> Arc<dyn CredentialsProvider> {
     let addr = env.emu.metadata_addr().expect("metadata listener");
@@ -150,7 +148,7 @@ async fn chain_reaches_ecs_role_via_metadata_endpoint_override() {
     );
     let provider = resolve_chain_with(ChainInputs {
         explicit: Default::default(),
-        bucket: client_support::BUCKET,
+        bucket: crate::common::emulator::BUCKET,
         ram_role: None,
         env: &vars,
         home: Some(home.path().to_path_buf()),

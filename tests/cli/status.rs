@@ -1,35 +1,17 @@
 //! `ossmount status MOUNTPOINT` against a real background mount of the emulator (no
 //! `--metrics-addr`): it reports the endpoint, the credential source without the secret,
 //! cache and upload figures and error counters; a path that is not a mount gets a clear
-//! error. Needs root for the FUSE mount; skipped otherwise.
+//! error. Needs root for the FUSE mount (see `common::require_root`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
+use crate::common::mount::MountGuard;
+use crate::common::require_root;
 use ossmount::emulator::{EmulatorConfig, start};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ossmount");
 const BUCKET: &str = "status-bucket";
-
-/// Lazily unmounts on drop.
-struct MountGuard(PathBuf);
-
-impl Drop for MountGuard {
-    fn drop(&mut self) {
-        if ossmount::mount_check::find_mount(&self.0)
-            .ok()
-            .flatten()
-            .is_some()
-        {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
 
 fn status(path: &Path, extra: &[&str]) -> (bool, String, String) {
     let out = Command::new(BIN)
@@ -47,8 +29,7 @@ fn status(path: &Path, extra: &[&str]) -> (bool, String, String) {
 
 #[test]
 fn status_reports_a_running_mount() {
-    if !is_root() {
-        eprintln!("skipping: needs root for a FUSE mount");
+    if !require_root("status_reports_a_running_mount") {
         return;
     }
     let rt = tokio::runtime::Builder::new_multi_thread()

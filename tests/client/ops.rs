@@ -1,7 +1,5 @@
 //! Every OssClient operation against the in-process emulator.
 
-mod client_support;
-
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
@@ -10,7 +8,8 @@ use ossmount::client::{RegionSource, UrlStyle};
 use ossmount::sign::SignatureVersion;
 use ossmount::store::{ListRequest, ObjectStore, ObjectType, PutBody, PutOptions, StoreError};
 
-use client_support::{BUCKET, pattern, start_emulator};
+use crate::common::emulator::{BUCKET, start_emulator};
+use crate::common::pattern;
 
 const ODD_KEYS: &[&str] = &[
     "with space.txt",
@@ -139,7 +138,7 @@ async fn odd_keys_every_operation() {
     for version in [SignatureVersion::V4, SignatureVersion::V1] {
         let c = env.client_with(|cfg| cfg.signature_version = version);
         for (i, key) in ODD_KEYS.iter().enumerate() {
-            let data = Bytes::from(pattern(1000 + i, i as u8));
+            let data = Bytes::from(pattern(1000 + i, i as u64));
             c.put_object(key, data.clone().into(), &PutOptions::default())
                 .await
                 .unwrap_or_else(|e| panic!("{version} put {key:?}: {e}"));

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::common::pattern;
 use bytes::Bytes;
 use ossmount::read::{BlockCache, ObjectReader, ReadConfig, ReadError};
 use ossmount::store::fault::{FaultConfig, FaultStore};
@@ -11,12 +12,6 @@ use ossmount::store::{ObjectStore, PutOptions};
 use ossmount::write::{StreamingUpload, UploadConfig, upload_file};
 
 const K: u64 = 1024;
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| ((i as u64).wrapping_mul(2654435761) >> 9) as u8 ^ seed)
-        .collect()
-}
 
 fn read_cfg() -> Arc<ReadConfig> {
     Arc::new(ReadConfig {
@@ -49,7 +44,7 @@ fn faulty(seed: u64, short_range_data: bool, ops: &[&str]) -> Arc<FaultStore<Moc
 async fn reads_are_exact_or_errors_under_faults() {
     for (seed, short_data) in [(1, false), (2, true), (3, true), (4, false)] {
         let store = faulty(seed, short_data, &["GetObject"]);
-        let data = pattern(3 * 1024 * K as usize + 77, seed as u8);
+        let data = pattern(3 * 1024 * K as usize + 77, seed);
         store.inner().put("obj", Bytes::from(data.clone()));
         let meta = store.inner().object("obj").unwrap();
         let cache = BlockCache::new(&read_cfg());
@@ -110,7 +105,7 @@ async fn streaming_uploads_are_all_or_nothing_under_faults() {
         } else {
             9 * part as usize + 1234
         };
-        let data = pattern(len, seed as u8);
+        let data = pattern(len, seed);
         let dyn_store: Arc<dyn ObjectStore> = store.clone();
         let mut up =
             StreamingUpload::new(dyn_store, cfg.clone(), "f".into(), PutOptions::default());

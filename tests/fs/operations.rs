@@ -1,108 +1,49 @@
 //! The filesystem core against MockStore, without the kernel: semantics and request costs.
 
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::common;
+use crate::common::core::{CTX, CoreEnv, core_env, n, readdir_all};
 use ossmount::fs::{Ctx, FileKind, Filesystem, FsConfig, FsError, ROOT_INO, SetAttr, TimeSet};
-use ossmount::store::mock::MockStore;
 use ossmount::store::{ObjectStore, ObjectType, StoreError};
 use ossmount::write::UploadConfig;
 
-struct Env {
-    store: Arc<MockStore>,
-    fs: Filesystem,
-    _staging: tempfile::TempDir,
-}
+type Env = CoreEnv;
 
 fn env_with(f: impl FnOnce(&mut FsConfig)) -> Env {
-    let store = Arc::new(MockStore::new("bkt"));
-    let staging = tempfile::tempdir().expect("tempdir");
-    let mut cfg = FsConfig {
-        uid: 1000,
-        gid: 1000,
-        metadata_ttl: Duration::from_secs(60),
-        cache_dir: staging.path().to_path_buf(),
-        upload: UploadConfig {
+    core_env(|cfg| {
+        cfg.uid = 1000;
+        cfg.gid = 1000;
+        cfg.metadata_ttl = Duration::from_secs(60);
+        cfg.upload = UploadConfig {
             part_size: 1 << 20,
             max_concurrency: 4,
             single_put_threshold: 1 << 20,
-        },
-        ..FsConfig::default()
-    };
-    f(&mut cfg);
-    let fs = Filesystem::new(store.clone(), cfg, tokio::runtime::Handle::current());
-    Env {
-        store,
-        fs,
-        _staging: staging,
-    }
+        };
+        f(cfg);
+    })
 }
 
 fn env() -> Env {
     env_with(|_| {})
 }
 
-fn n(s: &str) -> &OsStr {
-    OsStr::new(s)
-}
-
-const CTX: Ctx = Ctx {
-    uid: 0,
-    gid: 0,
-    pid: 1,
-};
-
 async fn names(e: &Env, ino: u64) -> Vec<(String, FileKind)> {
-    let fh = e.fs.opendir(ino).await.expect("opendir");
-    let mut out = Vec::new();
-    let mut off = 0;
-    loop {
-        let batch = e.fs.readdir(ino, fh, off).await.expect("readdir");
-        if batch.is_empty() {
-            break;
-        }
-        for d in &batch {
-            out.push((d.name.clone(), d.kind));
-        }
-        off = batch.last().map(|d| d.offset).unwrap_or(off);
-    }
-    e.fs.releasedir(fh).await.expect("releasedir");
-    out
+    readdir_all(&e.fs, ino)
+        .await
+        .into_iter()
+        .map(|d| (d.name, d.kind))
+        .collect()
 }
 
 async fn write_file(e: &Env, parent: u64, name: &str, data: &[u8]) -> u64 {
-    let (attr, fh) =
-        e.fs.create(&CTX, parent, n(name), 0o100644, 0o022, libc::O_WRONLY)
-            .await
-            .expect("create");
-    let mut off = 0;
-    for chunk in data.chunks(128 * 1024) {
-        e.fs.write(fh, off, chunk).await.expect("write");
-        off += chunk.len() as u64;
-    }
-    e.fs.flush(fh).await.expect("flush");
-    e.fs.release(fh).await.expect("release");
-    attr.ino
+    common::core::write_file(&e.fs, parent, name, data).await
 }
 
 async fn read_all(e: &Env, ino: u64) -> Vec<u8> {
-    let fh = e.fs.open(ino, libc::O_RDONLY).await.expect("open");
-    let mut out = Vec::new();
-    loop {
-        let b =
-            e.fs.read(fh, out.len() as u64, 256 * 1024)
-                .await
-                .expect("read");
-        if b.is_empty() {
-            break;
-        }
-        out.extend_from_slice(&b);
-    }
-    e.fs.release(fh).await.expect("release");
-    out
+    common::core::read_all(&e.fs, ino).await
 }
 
 #[tokio::test]
@@ -778,7 +719,7 @@ async fn chmod_chown_utimens_persist_in_ossfs_format() {
             tokio::runtime::Handle::current(),
         ),
         store: e.store.clone(),
-        _staging: tempfile::tempdir().expect("tempdir"),
+        staging: tempfile::tempdir().expect("tempdir"),
     };
     let b = e2.fs.lookup(ROOT_INO, n("m")).await.expect("lookup");
     assert_eq!((b.perm, b.uid, b.gid, b.mtime), (0o751, 42, 43, when));

@@ -2,19 +2,19 @@
 //! handle returns the *old* bytes or fails with ESTALE — never a mix of versions — and a
 //! new open sees the new object.
 
-mod reliability_support;
-
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
-use reliability_support::{BinMount, Emu, close_checked, pattern, with_timeout};
+use crate::common::emulator::Emu;
+use crate::common::mount::BinMount;
+use crate::common::{close_checked, pattern, with_timeout};
 
 #[test]
 fn reads_never_mix_object_versions() {
     let emu = Emu::start("versions", |c| c);
     let size = 16 << 20;
-    let old = pattern(1, size);
-    let new = pattern(2, size);
+    let old = pattern(size, 1);
+    let new = pattern(size, 2);
     emu.put("v.bin", old.clone());
     let dir = tempfile::tempdir().unwrap();
     // Small memory cache: most of the object must come from the server after the change.
@@ -70,13 +70,13 @@ fn reads_never_mix_object_versions() {
 fn a_child_closing_an_inherited_descriptor_commits_nothing() {
     use std::io::Write;
     let emu = Emu::start("inherited-fd", |c| c);
-    let old = pattern(1, 3 << 20);
+    let old = pattern(3 << 20, 1);
     emu.put("out.bin", old.clone());
     emu.put("small.txt", b"old".to_vec());
     let dir = tempfile::tempdir().unwrap();
     let mnt =
         BinMount::start(&emu, &dir.path().join("mnt"), &["--part-size", "1MiB"]).expect("mount");
-    let new = pattern(2, 5 << 20);
+    let new = pattern(5 << 20, 2);
     let (path, small) = (mnt.path("out.bin"), mnt.path("small.txt"));
     let (new2, emu_get) = (new.clone(), |k: &str| emu.get(k));
     let (mut f, mut g) = with_timeout("open", Duration::from_secs(60), move || {

@@ -1,12 +1,11 @@
 //! Write path: StreamingUpload and upload_file against an in-memory store.
 
-mod io_support;
-
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use io_support::{MockStore, Req, pattern};
+use crate::common::mock::{MockStore, Req};
+use crate::common::pattern;
 use ossmount::store::{ObjectStore, PutOptions};
 use ossmount::write::{StreamingUpload, UploadConfig, WriteError, upload_file};
 

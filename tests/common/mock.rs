@@ -1,8 +1,6 @@
 //! A small in-memory `ObjectStore` for the read/write path tests: records every request,
 //! honours `If-Match`, can delay requests (to observe parallelism) and fail chosen parts.
 
-#![allow(dead_code)]
-
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::Mutex;
@@ -15,13 +13,6 @@ use ossmount::store::*;
 
 pub fn crc64(data: &[u8]) -> u64 {
     crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Xz, data)
-}
-
-/// Deterministic test content.
-pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| ((i as u64).wrapping_mul(2654435761) >> 7) as u8 ^ seed)
-        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -3,56 +3,29 @@
 //! plain listing of one directory sends nothing extra.
 
 use std::ffi::OsStr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ossmount::fs::{FileKind, Filesystem, FsConfig, ROOT_INO};
-use ossmount::store::mock::MockStore;
+use crate::common::core::{CoreEnv, core_env, readdir_all};
+use ossmount::fs::{FileKind, ROOT_INO};
 
-struct Env {
-    store: Arc<MockStore>,
-    fs: Filesystem,
-    _staging: tempfile::TempDir,
-}
+type Env = CoreEnv;
 
 fn env() -> Env {
     env_with(false)
 }
 
 fn env_with(readdir_optimize: bool) -> Env {
-    let store = Arc::new(MockStore::new("bkt"));
-    let staging = tempfile::tempdir().expect("tempdir");
-    let cfg = FsConfig {
-        cache_dir: staging.path().to_path_buf(),
-        readdir_optimize,
-        ..FsConfig::default()
-    };
-    let fs = Filesystem::new(store.clone(), cfg, tokio::runtime::Handle::current());
-    Env {
-        store,
-        fs,
-        _staging: staging,
-    }
+    core_env(|cfg| cfg.readdir_optimize = readdir_optimize)
 }
 
 /// Lists `ino` through one handle: (name, ino, kind) without . and ..
 async fn list(e: &Env, ino: u64) -> Vec<(String, u64, FileKind)> {
-    let fh = e.fs.opendir(ino).await.expect("opendir");
-    let mut out = Vec::new();
-    let mut off = 0;
-    loop {
-        let batch = e.fs.readdir(ino, fh, off).await.expect("readdir");
-        let Some(last) = batch.last() else { break };
-        off = last.offset;
-        out.extend(
-            batch
-                .iter()
-                .filter(|d| d.name != "." && d.name != "..")
-                .map(|d| (d.name.clone(), d.ino, d.kind)),
-        );
-    }
-    e.fs.releasedir(fh).await.expect("releasedir");
-    out
+    readdir_all(&e.fs, ino)
+        .await
+        .into_iter()
+        .filter(|d| d.name != "." && d.name != "..")
+        .map(|d| (d.name, d.ino, d.kind))
+        .collect()
 }
 
 /// What `find` does: list a directory, then each sub-directory in order, depth first.

@@ -4,16 +4,16 @@
 //! test when one makes no progress for 60 s: a deadlock), and the mount process's RSS
 //! must stay bounded.
 
-mod reliability_support;
-
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::common::emulator::Emu;
+use crate::common::mount::BinMount;
+use crate::common::{close_checked, pattern};
 use rand::{Rng, SeedableRng};
-use reliability_support::{BinMount, Emu, close_checked, pattern};
 
 const SHARED: usize = 4;
 const SHARED_SIZE: usize = 8 << 20;
@@ -40,7 +40,7 @@ fn sixteen_readers_and_writers_no_error_no_deadlock_bounded_rss() {
     for i in 0..SHARED {
         emu.put(
             &format!("shared/{i}.bin"),
-            pattern(500 + i as u64, SHARED_SIZE),
+            pattern(SHARED_SIZE, 500 + i as u64),
         );
     }
     let dir = tempfile::tempdir().unwrap();
@@ -142,7 +142,7 @@ fn sixteen_readers_and_writers_no_error_no_deadlock_bounded_rss() {
 /// A whole sequential read or a few random reads of a shared object, verified.
 fn reader_step(root: &std::path::Path, rng: &mut rand::rngs::StdRng) -> std::io::Result<u64> {
     let i = rng.random_range(0..SHARED);
-    let want = pattern(500 + i as u64, SHARED_SIZE);
+    let want = pattern(SHARED_SIZE, 500 + i as u64);
     let path = root.join(format!("shared/{i}.bin"));
     if rng.random_bool(0.3) {
         let mut f = std::fs::File::open(&path)?;
@@ -187,7 +187,7 @@ fn writer_step(
         _ => rng.random_range(200_000..3 << 20),
     };
     let seed = (t as u64) << 32 | round;
-    let data = pattern(seed, size);
+    let data = pattern(size, seed);
     let path = root.join(format!("out/t{t}-{}.bin", round % 4));
     let mut f = std::fs::File::create(&path)?;
     for chunk in data.chunks(128 << 10) {

@@ -4,17 +4,17 @@
 //! a write that cannot be uploaded fails at close with EIO and leaves nothing. After the
 //! outage the same mount works again without a remount.
 
-mod reliability_support;
-
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use reliability_support::{BinMount, Emu, close_checked, pattern, with_timeout};
+use crate::common::emulator::Emu;
+use crate::common::mount::BinMount;
+use crate::common::{close_checked, pattern, with_timeout};
 
 #[test]
 fn server_outage_gives_clean_errors_then_the_mount_recovers() {
     let mut emu = Emu::start("outage", |c| c);
-    emu.put("before.bin", pattern(1, 3 << 20));
+    emu.put("before.bin", pattern(3 << 20, 1));
     let addr = emu.emu().addr();
     let dir = tempfile::tempdir().unwrap();
     let mnt = BinMount::start(
@@ -54,7 +54,7 @@ fn server_outage_gives_clean_errors_then_the_mount_recovers() {
     let p = mnt.path("during.bin");
     let r = with_timeout("write during outage", Duration::from_secs(60), move || {
         let mut f = std::fs::File::create(p)?;
-        f.write_all(&pattern(2, 2 << 20))?;
+        f.write_all(&pattern(2 << 20, 2))?;
         close_checked(f)
     });
     errors.push(("write", r.err()));
@@ -92,7 +92,7 @@ fn server_outage_gives_clean_errors_then_the_mount_recovers() {
         std::fs::read(p)
     })
     .expect("read after outage");
-    assert!(back == pattern(1, 3 << 20));
+    assert!(back == pattern(3 << 20, 1));
     std::fs::write(mnt.path("after.bin"), b"after").expect("write after outage");
     assert_eq!(emu.get("after.bin").as_deref(), Some(&b"after"[..]));
     assert!(emu.uploads().is_empty(), "uploads left open");

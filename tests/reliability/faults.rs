@@ -11,15 +11,15 @@
 //!
 //! Sizes here are CI-sized; `scripts/reliability-faults.sh` runs the 1 GiB version.
 
-mod reliability_support;
-
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
+use crate::common::emulator::Emu;
+use crate::common::mount::BinMount;
+use crate::common::{close_checked, pattern, sha256, with_timeout};
 use ossmount::emulator::FaultUpdate;
 use rand::{Rng, SeedableRng};
-use reliability_support::{BinMount, Emu, close_checked, pattern, sha256, with_timeout};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -56,7 +56,7 @@ fn reads_under_faults_return_exact_bytes() {
         c.seed = 11;
         c
     });
-    let data = pattern(1, size);
+    let data = pattern(size, 1);
     let want = sha256(&data);
     emu.put("big.bin", data.clone());
     let dir = tempfile::tempdir().unwrap();
@@ -172,7 +172,7 @@ fn writes_under_faults_are_all_or_nothing() {
         emu.emu().set_faults(faults);
         for (i, &size) in sizes.iter().enumerate() {
             let key = format!("w-{i}.bin");
-            let data = pattern(100 + i as u64 + round * 1000, size);
+            let data = pattern(size, 100 + i as u64 + round * 1000);
             let path = mnt.path(&key);
             let fsync = i % 2 == 1;
             let outcome = with_timeout("write", Duration::from_secs(120), move || {
@@ -189,7 +189,7 @@ fn writes_under_faults_are_all_or_nothing() {
             faults_off(&emu);
             let server = emu.get(&key);
             emu.emu().set_faults(faults);
-            let expected = pattern(100 + i as u64 + round * 1000, size);
+            let expected = pattern(size, 100 + i as u64 + round * 1000);
             match outcome {
                 Ok(()) => {
                     let got = server.unwrap_or_else(|| panic!("{key}: closed ok but absent"));
@@ -239,7 +239,7 @@ fn writes_under_faults_are_all_or_nothing() {
 fn corrupted_object_reads_fail_with_eio_not_bad_data() {
     let emu = Emu::start("lying-server", |c| c);
     let size = 3 << 20;
-    let data = pattern(7, size);
+    let data = pattern(size, 7);
     emu.put("victim.bin", data.clone());
     emu.put("small.txt", b"hello, world".to_vec());
     // Flip bytes in the stored content files; the sidecars keep the old CRC64.
@@ -299,7 +299,7 @@ fn corrupted_object_reads_fail_with_eio_not_bad_data() {
 fn corrupted_disk_cache_blocks_are_misses_not_bad_data() {
     let emu = Emu::start("disk-cache", |c| c);
     let size = 24 << 20;
-    let data = pattern(77, size);
+    let data = pattern(size, 77);
     emu.put("cached.bin", data.clone());
     let dir = tempfile::tempdir().unwrap();
     // A tiny memory tier, so blocks are evicted to the disk tier.

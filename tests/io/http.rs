@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::pattern;
 use ossmount::client::{ClientConfig, OssClient};
 use ossmount::credentials::StaticProvider;
 use ossmount::emulator::{EmulatorConfig, FaultUpdate, RunningEmulator, start};
@@ -12,12 +13,6 @@ use ossmount::write::{StreamingUpload, UploadConfig, upload_file};
 
 const MIB: u64 = 1024 * 1024;
 const BUCKET: &str = "io-test";
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| ((i as u64).wrapping_mul(2654435761) >> 11) as u8 ^ seed)
-        .collect()
-}
 
 async fn setup() -> (tempfile::TempDir, RunningEmulator, Arc<dyn ObjectStore>) {
     let dir = tempfile::tempdir().unwrap();

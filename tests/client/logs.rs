@@ -3,8 +3,6 @@
 //! A separate test binary with a single test: tracing caches callsite interest
 //! process-wide, so capturing logs next to other tests that install subscribers is racy.
 
-mod client_support;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,7 +11,7 @@ use ossmount::credentials::{Secret, StaticProvider};
 use ossmount::emulator::FaultUpdate;
 use ossmount::store::{ObjectStore, PutOptions};
 
-use client_support::start_emulator;
+use crate::common::emulator::start_emulator;
 
 #[derive(Clone, Default)]
 struct LogBuffer(Arc<Mutex<Vec<u8>>>);

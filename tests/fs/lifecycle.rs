@@ -1,71 +1,31 @@
 //! Inode lifecycle on the filesystem core (MockStore, no kernel): lookup counts, forget,
 //! what pins a node, and that freed nodes never change what a name means.
 
-use std::ffi::OsStr;
-use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common;
+use crate::common::core::{CTX, CoreEnv, core_env, n, readdir_all};
 use ossmount::fs::inode::IDLE_CAP;
-use ossmount::fs::{Ctx, FileKind, Filesystem, FsConfig, FsError, ROOT_INO};
-use ossmount::store::mock::MockStore;
+use ossmount::fs::{FileKind, FsError, ROOT_INO};
 
-struct Env {
-    store: Arc<MockStore>,
-    fs: Filesystem,
-    _staging: tempfile::TempDir,
-}
+type Env = CoreEnv;
 
 fn env() -> Env {
-    let store = Arc::new(MockStore::new("bkt"));
-    let staging = tempfile::tempdir().expect("tempdir");
-    let cfg = FsConfig {
-        metadata_ttl: Duration::from_secs(60),
-        cache_dir: staging.path().to_path_buf(),
-        ..FsConfig::default()
-    };
-    let fs = Filesystem::new(store.clone(), cfg, tokio::runtime::Handle::current());
-    Env {
-        store,
-        fs,
-        _staging: staging,
-    }
+    core_env(|cfg| cfg.metadata_ttl = Duration::from_secs(60))
 }
-
-fn n(s: &str) -> &OsStr {
-    OsStr::new(s)
-}
-
-const CTX: Ctx = Ctx {
-    uid: 0,
-    gid: 0,
-    pid: 1,
-};
 
 /// Reads the whole directory through one handle; returns (name, ino) without . and ..
 async fn list(e: &Env, ino: u64) -> Vec<(String, u64)> {
-    let fh = e.fs.opendir(ino).await.expect("opendir");
-    let mut out = Vec::new();
-    let mut off = 0;
-    loop {
-        let batch = e.fs.readdir(ino, fh, off).await.expect("readdir");
-        let Some(last) = batch.last() else { break };
-        off = last.offset;
-        out.extend(
-            batch
-                .iter()
-                .filter(|d| d.name != "." && d.name != "..")
-                .map(|d| (d.name.clone(), d.ino)),
-        );
-    }
-    e.fs.releasedir(fh).await.expect("releasedir");
-    out
+    readdir_all(&e.fs, ino)
+        .await
+        .into_iter()
+        .filter(|d| d.name != "." && d.name != "..")
+        .map(|d| (d.name, d.ino))
+        .collect()
 }
 
 async fn read_all(e: &Env, ino: u64) -> Vec<u8> {
-    let fh = e.fs.open(ino, libc::O_RDONLY).await.expect("open");
-    let data = e.fs.read(fh, 0, 1 << 20).await.expect("read").to_vec();
-    e.fs.release(fh).await.expect("release");
-    data
+    common::core::read_all(&e.fs, ino).await
 }
 
 #[tokio::test]

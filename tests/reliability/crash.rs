@@ -5,19 +5,19 @@
 //! - the abandoned multipart upload is listed and aborted by the documented
 //!   `ossmount cleanup --older-than 0` command.
 
-mod reliability_support;
-
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use reliability_support::{BinMount, Emu, close_checked, is_mounted, ossmount_cmd, pattern};
+use crate::common::emulator::Emu;
+use crate::common::mount::{BinMount, is_mounted, ossmount_cmd};
+use crate::common::{close_checked, pattern};
 
 #[test]
 fn kill_9_during_large_write_leaves_nothing_and_recovers() {
     let emu = Emu::start("crash-bucket", |c| c);
     emu.put("before.txt", b"survives".to_vec());
     // Overwritten (O_TRUNC) while the crash happens: the old content must survive.
-    let precious = pattern(8, 3 << 20);
+    let precious = pattern(3 << 20, 8);
     emu.put("precious.bin", precious.clone());
     let dir = tempfile::tempdir().unwrap();
     let mnt_path = dir.path().join("mnt");
@@ -31,7 +31,7 @@ fn kill_9_during_large_write_leaves_nothing_and_recovers() {
             Ok(f) => f,
             Err(e) => return (0, Some(e)),
         };
-        let chunk = pattern(9, 256 << 10);
+        let chunk = pattern(256 << 10, 9);
         let mut written = 0u64;
         for _ in 0..(256 * 4) {
             if let Err(e) = f.write_all(&chunk) {
@@ -48,7 +48,7 @@ fn kill_9_during_large_write_leaves_nothing_and_recovers() {
             Ok(f) => f,
             Err(e) => return Some(e),
         };
-        let chunk = pattern(10, 64 << 10);
+        let chunk = pattern(64 << 10, 10);
         loop {
             if let Err(e) = f.write_all(&chunk) {
                 return Some(e);
