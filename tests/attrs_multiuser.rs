@@ -26,7 +26,7 @@ const NOBODY: u32 = 65534;
 fn shared_dir(tag: &str) -> tempfile::TempDir {
     let d = tempfile::Builder::new()
         .prefix(&format!("ossmount-{tag}-"))
-        .tempdir_in("/tmp")
+        .tempdir()
         .expect("tempdir");
     std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     d

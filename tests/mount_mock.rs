@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::mount::is_mounted;
+use common::wait_until;
 use ossmount::fs::{Filesystem, FsConfig};
 use ossmount::fuse::{MountHandle, MountOptions, mount};
 use ossmount::store::mock::MockStore;
@@ -288,9 +289,16 @@ fn a_slow_read_does_not_stall_the_mount() {
     m.sh("stat slow.bin other.txt > /dev/null");
     m.store
         .set_op_latency("GetObject", Duration::from_millis(1500));
+    m.store.reset_counts();
     let slow_path = m.path("slow.bin");
     let reader = std::thread::spawn(move || std::fs::read(slow_path).map(|d| d.len()));
-    std::thread::sleep(Duration::from_millis(200));
+    // The mock counts a request before its latency: once the GET is counted, the slow
+    // read is in flight and everything below runs while it is outstanding.
+    wait_until(
+        "the slow GET to reach the store",
+        Duration::from_secs(10),
+        || m.store.count("GetObject") > 0,
+    );
     let start = std::time::Instant::now();
     let names: Vec<_> = std::fs::read_dir(m.dir.path())
         .expect("readdir")

@@ -49,7 +49,7 @@ fn pjdfstest_failures_are_only_the_listed_ones() {
     let emu = Emu::start("pjdfstest", |c| c);
     let top = tempfile::Builder::new()
         .prefix("ossmount-pjdfstest-")
-        .tempdir_in("/tmp")
+        .tempdir()
         .expect("tempdir");
     std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let m = BinMount::start(&emu, &top.path().join("m"), &["--allow-other"]).expect("mount");
