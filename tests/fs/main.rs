@@ -6,5 +6,6 @@ mod common;
 
 mod faults;
 mod lifecycle;
+mod model;
 mod operations;
 mod walk;
