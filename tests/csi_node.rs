@@ -18,8 +18,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ossmount::client::{ClientConfig, OssClient, UrlStyle};
-use ossmount::credentials::StaticProvider;
 use ossmount::csi::proto::identity_client::IdentityClient;
 use ossmount::csi::proto::node_client::NodeClient;
 use ossmount::csi::proto::volume_capability::access_mode::Mode;
@@ -314,17 +312,7 @@ fn csi_node_plugin_serves_kubelet() {
         .unwrap();
     assert_eq!(mount_count(&ta), 1);
     std::fs::write(ta.join("hello.txt"), b"hello from a pod").unwrap();
-    let mut cfg = ClientConfig::new(
-        emulator.endpoint(),
-        BUCKET,
-        "cn-hangzhou",
-        Arc::new(StaticProvider {
-            creds: emulator.credentials(),
-            source: "test".into(),
-        }),
-    );
-    cfg.url_style = UrlStyle::Path;
-    let client = OssClient::new(cfg).unwrap();
+    let client = common::emulator::client_for(&emulator, BUCKET);
     let data = rt
         .block_on(client.get_range("data/hello.txt", 0..16, None))
         .unwrap()

@@ -13,8 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::mount::{MountGuard, is_mounted};
-use ossmount::client::{ClientConfig, OssClient, UrlStyle};
-use ossmount::credentials::StaticProvider;
+use ossmount::client::OssClient;
 use ossmount::emulator::{EmulatorConfig, FaultUpdate, RunningEmulator, TlsFiles, start};
 use ossmount::store::ObjectStore;
 
@@ -106,17 +105,7 @@ impl Fixture {
     }
 
     fn client(&self, ca: Option<&Path>) -> OssClient {
-        let provider = StaticProvider {
-            creds: self.emulator.credentials(),
-            source: "test".into(),
-        };
-        let mut cfg = ClientConfig::new(
-            self.emulator.endpoint(),
-            BUCKET,
-            "cn-hangzhou",
-            Arc::new(provider),
-        );
-        cfg.url_style = UrlStyle::Path;
+        let mut cfg = common::emulator::client_config(&self.emulator, BUCKET);
         cfg.ca_cert = ca.map(Path::to_path_buf);
         OssClient::new(cfg).unwrap()
     }

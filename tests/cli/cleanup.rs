@@ -2,10 +2,7 @@
 //! honours `--older-than` and `--dry-run`, and aborts them.
 
 use std::process::Command;
-use std::sync::Arc;
 
-use ossmount::client::{ClientConfig, OssClient, UrlStyle};
-use ossmount::credentials::StaticProvider;
 use ossmount::emulator::{EmulatorConfig, start};
 use ossmount::store::{ObjectStore, PutOptions};
 
@@ -23,18 +20,7 @@ fn cleanup_lists_and_aborts_uploads() {
     let emulator = rt
         .block_on(start(EmulatorConfig::new(dir.path(), BUCKET)))
         .unwrap();
-    let provider = StaticProvider {
-        creds: emulator.credentials(),
-        source: "test".into(),
-    };
-    let mut cfg = ClientConfig::new(
-        emulator.endpoint(),
-        BUCKET,
-        "cn-hangzhou",
-        Arc::new(provider),
-    );
-    cfg.url_style = UrlStyle::Path;
-    let client = OssClient::new(cfg).unwrap();
+    let client = crate::common::emulator::client_for(&emulator, BUCKET);
     rt.block_on(async {
         client
             .initiate_multipart_upload("logs/big.bin", &PutOptions::default())

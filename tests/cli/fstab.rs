@@ -8,11 +8,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
 use crate::common::require_root;
-use ossmount::client::{ClientConfig, OssClient, UrlStyle};
-use ossmount::credentials::StaticProvider;
 use ossmount::emulator::{EmulatorConfig, start};
 use ossmount::store::ObjectStore;
 
@@ -27,16 +24,7 @@ struct Cleanup {
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        if ossmount::mount_check::find_mount(&self.mountpoint)
-            .ok()
-            .flatten()
-            .is_some()
-        {
-            let _ = Command::new("umount")
-                .arg("-l")
-                .arg(&self.mountpoint)
-                .status();
-        }
+        crate::common::mount::unmount_lazily(&self.mountpoint);
         let _ = std::fs::remove_file(&self.helper);
     }
 }
@@ -105,18 +93,7 @@ fn fstab_line_mounts_through_the_helper() {
     );
 
     std::fs::write(mountpoint.join("note.txt"), b"via fstab").unwrap();
-    let provider = StaticProvider {
-        creds: emulator.credentials(),
-        source: "test".into(),
-    };
-    let mut cfg = ClientConfig::new(
-        emulator.endpoint(),
-        BUCKET,
-        "cn-hangzhou",
-        Arc::new(provider),
-    );
-    cfg.url_style = UrlStyle::Path;
-    let client = OssClient::new(cfg).unwrap();
+    let client = crate::common::emulator::client_for(&emulator, BUCKET);
     let data = rt
         .block_on(client.get_range("docs/note.txt", 0..9, None))
         .unwrap()

@@ -6,13 +6,10 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::mount::{MountGuard, is_mounted};
 use crate::common::wait_until;
-use ossmount::client::{ClientConfig, OssClient, UrlStyle};
-use ossmount::credentials::StaticProvider;
 use ossmount::emulator::{EmulatorConfig, RunningEmulator, start};
 use ossmount::store::ObjectStore;
 
@@ -75,18 +72,7 @@ impl Fixture {
     }
 
     fn object(&self, key: &str) -> Option<Vec<u8>> {
-        let provider = StaticProvider {
-            creds: self.emulator.credentials(),
-            source: "test".into(),
-        };
-        let mut cfg = ClientConfig::new(
-            self.emulator.endpoint(),
-            BUCKET,
-            "cn-hangzhou",
-            Arc::new(provider),
-        );
-        cfg.url_style = UrlStyle::Path;
-        let client = OssClient::new(cfg).unwrap();
+        let client = crate::common::emulator::client_for(&self.emulator, BUCKET);
         self.rt.block_on(async {
             let meta = client.head_object(key).await.ok()?;
             if meta.size == 0 {

@@ -172,3 +172,20 @@ impl Drop for Emu {
         }
     }
 }
+
+/// Config of a client of `emulator`'s `bucket` with its static keys, path-style URLs and
+/// the library's default retries (what the mount itself would use).
+pub fn client_config(emulator: &RunningEmulator, bucket: &str) -> ClientConfig {
+    let provider = Arc::new(StaticProvider {
+        creds: emulator.credentials(),
+        source: "test".into(),
+    });
+    let mut cfg = ClientConfig::new(emulator.endpoint(), bucket, emulator.region(), provider);
+    cfg.url_style = ossmount::client::UrlStyle::Path;
+    cfg
+}
+
+/// A client of `emulator`'s `bucket` ([`client_config`]).
+pub fn client_for(emulator: &RunningEmulator, bucket: &str) -> OssClient {
+    OssClient::new(client_config(emulator, bucket)).expect("client")
+}

@@ -211,8 +211,13 @@ pub struct MountGuard(pub PathBuf);
 
 impl Drop for MountGuard {
     fn drop(&mut self) {
-        if is_mounted(&self.0) {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
+        unmount_lazily(&self.0);
+    }
+}
+
+/// `umount -l PATH` when `path` is a mountpoint (for guards' Drop: never fails).
+pub fn unmount_lazily(path: &Path) {
+    if is_mounted(path) {
+        let _ = Command::new("umount").arg("-l").arg(path).status();
     }
 }
