@@ -221,3 +221,63 @@ pub fn unmount_lazily(path: &Path) {
         let _ = Command::new("umount").arg("-l").arg(path).status();
     }
 }
+
+/// The filesystem core mounted in this process (`ossmount::fuse::mount`) on a fresh temp
+/// dir. Dropping it (or [`InProcessMount::unmount`]) unmounts, with `umount -l` as the
+/// fallback, so a failing test never leaves the mount behind. Drop it before the runtime
+/// the filesystem runs on.
+pub struct InProcessMount {
+    handle: Option<ossmount::fuse::MountHandle>,
+    pub dir: tempfile::TempDir,
+}
+
+impl InProcessMount {
+    pub fn new(
+        fs: std::sync::Arc<ossmount::fs::Filesystem>,
+        opts: &ossmount::fuse::MountOptions,
+    ) -> InProcessMount {
+        let dir = tempfile::tempdir().expect("mountpoint");
+        let handle = ossmount::fuse::mount(fs, dir.path(), opts).expect("mount");
+        InProcessMount {
+            handle: Some(handle),
+            dir,
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Runs `script` with `sh -c` in the mount; fails the test when it fails.
+    pub fn sh(&self, script: &str) -> String {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(self.dir.path())
+            .output()
+            .expect("run sh");
+        assert!(
+            out.status.success(),
+            "`{script}` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn unmount(&mut self) {
+        if let Some(h) = self.handle.take()
+            && h.unmount().is_err()
+        {
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(self.dir.path())
+                .status();
+        }
+    }
+}
+
+impl Drop for InProcessMount {
+    fn drop(&mut self) {
+        self.unmount();
+    }
+}

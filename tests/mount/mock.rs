@@ -3,24 +3,21 @@
 //! Every test mounts on its own temporary directory; `Mounted` unmounts on drop (also
 //! when the test panics), falling back to `umount -l` so no stale mount survives.
 
-mod common;
-
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::mount::is_mounted;
-use common::wait_until;
+use crate::common::mount::{InProcessMount, is_mounted};
+use crate::common::wait_until;
 use ossmount::fs::{Filesystem, FsConfig};
-use ossmount::fuse::{MountHandle, MountOptions, mount};
+use ossmount::fuse::MountOptions;
 use ossmount::store::mock::MockStore;
 use ossmount::write::UploadConfig;
 
 struct Mounted {
-    handle: Option<MountHandle>,
-    dir: tempfile::TempDir,
+    mount: InProcessMount,
     store: Arc<MockStore>,
     rt: Option<tokio::runtime::Runtime>,
     _staging: tempfile::TempDir,
@@ -39,7 +36,6 @@ impl Mounted {
             .expect("runtime");
         let store = Arc::new(MockStore::new("mnt-bucket"));
         let staging = tempfile::tempdir().expect("staging dir");
-        let dir = tempfile::tempdir().expect("mountpoint");
         let mut cfg = FsConfig {
             uid: 0,
             gid: 0,
@@ -56,10 +52,8 @@ impl Mounted {
         let mut opts = MountOptions::for_bucket("mnt-bucket");
         opts.read_only = cfg.read_only;
         let fs = Arc::new(Filesystem::new(store.clone(), cfg, rt.handle().clone()));
-        let handle = mount(fs, dir.path(), &opts).expect("mount");
         Mounted {
-            handle: Some(handle),
-            dir,
+            mount: InProcessMount::new(fs, &opts),
             store,
             rt: Some(rt),
             _staging: staging,
@@ -67,35 +61,17 @@ impl Mounted {
     }
 
     fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
+        self.mount.path(rel)
     }
 
     fn sh(&self, script: &str) -> String {
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .current_dir(self.dir.path())
-            .output()
-            .expect("run sh");
-        assert!(
-            out.status.success(),
-            "`{script}` failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.mount.sh(script)
     }
 }
 
 impl Drop for Mounted {
     fn drop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            if h.unmount().is_err() {
-                let _ = Command::new("umount")
-                    .arg("-l")
-                    .arg(self.dir.path())
-                    .status();
-            }
-        }
+        self.mount.unmount();
         if let Some(rt) = self.rt.take() {
             rt.shutdown_timeout(Duration::from_secs(5));
         }
@@ -134,7 +110,7 @@ fn std_fs_operations() {
     std::fs::remove_dir(m.path("d")).expect("rmdir");
     assert!(!m.store.contains("d/"));
 
-    let mut names: Vec<String> = std::fs::read_dir(m.dir.path())
+    let mut names: Vec<String> = std::fs::read_dir(m.mount.dir.path())
         .expect("readdir")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
@@ -274,7 +250,7 @@ fn read_only_mount() {
 #[test]
 fn unmount_on_drop() {
     let m = Mounted::new();
-    let p = m.dir.path().to_path_buf();
+    let p = m.mount.dir.path().to_path_buf();
     assert!(is_mounted(&p));
     drop(m);
     assert!(!is_mounted(&p));
@@ -300,7 +276,7 @@ fn a_slow_read_does_not_stall_the_mount() {
         || m.store.count("GetObject") > 0,
     );
     let start = std::time::Instant::now();
-    let names: Vec<_> = std::fs::read_dir(m.dir.path())
+    let names: Vec<_> = std::fs::read_dir(m.mount.dir.path())
         .expect("readdir")
         .map(|e| e.expect("entry").file_name())
         .collect();
@@ -395,7 +371,7 @@ fn parallel_writers_and_readers() {
 #[test]
 fn kernel_readahead_is_raised_after_init() {
     let m = Mounted::new();
-    let meta = std::fs::metadata(m.dir.path()).expect("stat mount");
+    let meta = std::fs::metadata(m.mount.dir.path()).expect("stat mount");
     // Preferred I/O size: cp/cat/stdio size their buffers (= FUSE requests) by it.
     assert_eq!(meta.blksize(), 1 << 20);
     let dev = meta.dev();
@@ -404,7 +380,7 @@ fn kernel_readahead_is_raised_after_init() {
         libc::major(dev),
         libc::minor(dev)
     );
-    if !common::require_root("kernel_readahead_is_raised_after_init") {
+    if !crate::common::require_root("kernel_readahead_is_raised_after_init") {
         return;
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(5);

@@ -2,23 +2,22 @@
 //! in-process emulator. Checks what the emulator then holds and what it was asked.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::mount::InProcessMount;
 use ossmount::client::{ClientConfig, OssClient};
 use ossmount::credentials::StaticProvider;
 use ossmount::emulator::{EmulatorConfig, RunningEmulator, start};
 use ossmount::fs::{Filesystem, FsConfig};
-use ossmount::fuse::{MountHandle, MountOptions, mount};
+use ossmount::fuse::MountOptions;
 use ossmount::store::{ObjectStore, ObjectType, PutOptions};
 use ossmount::write::UploadConfig;
 
 const BUCKET: &str = "mount-test";
 
 struct Env {
-    handle: Option<MountHandle>,
-    mnt: tempfile::TempDir,
+    mnt: InProcessMount,
     client: Arc<OssClient>,
     emu: Option<RunningEmulator>,
     rt: Option<tokio::runtime::Runtime>,
@@ -58,10 +57,8 @@ impl Env {
         };
         let store: Arc<dyn ObjectStore> = client.clone();
         let fs = Arc::new(Filesystem::new(store, cfg, rt.handle().clone()));
-        let mnt = tempfile::tempdir().expect("mountpoint");
-        let handle = mount(fs, mnt.path(), &MountOptions::for_bucket(BUCKET)).expect("mount");
+        let mnt = InProcessMount::new(fs, &MountOptions::for_bucket(BUCKET));
         Env {
-            handle: Some(handle),
             mnt,
             client,
             emu: Some(emu),
@@ -75,22 +72,11 @@ impl Env {
     }
 
     fn path(&self, rel: &str) -> PathBuf {
-        self.mnt.path().join(rel)
+        self.mnt.path(rel)
     }
 
     fn sh(&self, script: &str) -> String {
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .current_dir(self.mnt.path())
-            .output()
-            .expect("run sh");
-        assert!(
-            out.status.success(),
-            "`{script}` failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.mnt.sh(script)
     }
 
     fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
@@ -111,14 +97,7 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            if h.unmount().is_err() {
-                let _ = Command::new("umount")
-                    .arg("-l")
-                    .arg(self.mnt.path())
-                    .status();
-            }
-        }
+        self.mnt.unmount();
         drop(self.emu.take());
         if let Some(rt) = self.rt.take() {
             rt.shutdown_timeout(Duration::from_secs(5));
