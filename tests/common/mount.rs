@@ -3,6 +3,11 @@
 //! - [`BinMount`]: the real `ossmount` binary in the foreground (`-f`) against the
 //!   emulator, its stderr captured to a file. Dropping it unmounts (plain `umount`, then
 //!   SIGKILL and `umount -l` as fallbacks), so a failing test never leaves a mount behind.
+//! - [`InProcessMount`]: the filesystem core mounted by this process; drop unmounts.
+//! - [`MountGuard`], [`StaleGuard`], [`unmount_lazily`]: `umount -l` on drop for mounts
+//!   made some other way (mount(8), the CSI plugin, a daemonizing `ossmount`, a crash).
+//! - [`is_mounted`], [`mount_line`]: the mount table; [`ossmount_cmd`]: the binary with a
+//!   clean environment (no ambient credentials).
 //!
 //! Everything waits with a deadline: a hung mount fails the test instead of hanging CI.
 
