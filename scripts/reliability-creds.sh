@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Long version of tests/reliability_creds.rs: `ossmount --ram-role` with 60 s STS
+# Long version of tests/reliability/creds.rs: `ossmount --ram-role` with 60 s STS
 # credentials from the emulator's ECS metadata service, 5 minutes of continuous writes and
 # reads, the metadata service down for 30 s right after a refresh. Zero failed operations.
 set -euo pipefail
@@ -8,4 +8,4 @@ export RELIABILITY_STS_SECS="${RELIABILITY_STS_SECS:-60}"
 export RELIABILITY_CREDS_SECS="${RELIABILITY_CREDS_SECS:-300}"
 export RELIABILITY_OUTAGE_SECS="${RELIABILITY_OUTAGE_SECS:-30}"
 cargo build --bins
-timeout 900 cargo test --test reliability_creds -- --nocapture
+timeout 900 cargo test --test reliability creds:: -- --nocapture

@@ -2,7 +2,7 @@
 # Runs the whole test suite: formatting, lints, Rust unit and integration tests (real FUSE
 # mounts against the local emulator), the Python SDK interop suite, and the man page
 # generation. Every mounting test unmounts on failure; this script also fails if a FUSE
-# mount of ours is left behind.
+# mount made by the tests (under their private TMPDIR) is left behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
@@ -31,11 +31,21 @@ if [ -d tests/interop ]; then
 fi
 
 echo "== cargo test"
-cargo test --all-targets --no-fail-fast -- --test-threads=2
+# Every mountpoint the tests make is a temp dir, so a private TMPDIR holds all of them:
+# the leftover check below looks only there, never at mounts others made on this machine.
+# 0755 so the tests that switch to other users (pjdfstest, attrs_multiuser) can reach it.
+# Tests that need root fail without it; OSSMOUNT_TESTS_WITHOUT_ROOT=skip skips them.
+test_tmp=$(mktemp -d "${TMPDIR:-/tmp}/ossmount-tests.XXXXXX")
+chmod 755 "$test_tmp"
+status=0
+TMPDIR="$test_tmp" cargo test --all-targets --no-fail-fast -- --test-threads=2 || status=$?
 
-stale=$(awk '$3 ~ /^fuse/ && $1 ~ /ossmount/ {print $2}' /proc/mounts || true)
+stale=$(awk -v dir="$test_tmp/" '$3 ~ /^fuse/ && index($2, dir) == 1 {print $2}' /proc/mounts || true)
 if [ -n "$stale" ]; then
-  echo "stale ossmount mounts left behind by the tests:" >&2
+  echo "FUSE mounts left behind by the tests:" >&2
   echo "$stale" >&2
   exit 1
 fi
+# --one-file-system: never descend into a mount, whatever happened above.
+rm -rf --one-file-system "$test_tmp"
+exit "$status"

@@ -8,7 +8,7 @@
 //!
 //! Another user is `setpriv --reuid=65534 --regid=65534 --clear-groups` (nobody).
 
-mod reliability_support;
+mod common;
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -16,7 +16,9 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use reliability_support::{BinMount, Emu, unique_suffix};
+use common::emulator::Emu;
+use common::mount::BinMount;
+use common::unique_suffix;
 
 const NOBODY: u32 = 65534;
 
@@ -24,7 +26,7 @@ const NOBODY: u32 = 65534;
 fn shared_dir(tag: &str) -> tempfile::TempDir {
     let d = tempfile::Builder::new()
         .prefix(&format!("ossmount-{tag}-"))
-        .tempdir_in("/tmp")
+        .tempdir()
         .expect("tempdir");
     std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     d

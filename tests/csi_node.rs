@@ -9,6 +9,8 @@
 //! unpublish twice. Every mount is lazily unmounted on drop, even when an assertion fails.
 //! Needs root (FUSE mounts by a daemon); skipped otherwise.
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -16,8 +18,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ossmount::client::{ClientConfig, OssClient, UrlStyle};
-use ossmount::credentials::StaticProvider;
 use ossmount::csi::proto::identity_client::IdentityClient;
 use ossmount::csi::proto::node_client::NodeClient;
 use ossmount::csi::proto::volume_capability::access_mode::Mode;
@@ -112,11 +112,6 @@ fn mount_count(path: &Path) -> usize {
         .iter()
         .filter(|e| e.mount_point == path)
         .count()
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
 }
 
 async fn connect(socket: &Path) -> (IdentityClient<Channel>, NodeClient<Channel>) {
@@ -252,8 +247,7 @@ sys.stdout.buffer.write(res.body.read())
 
 #[test]
 fn csi_node_plugin_serves_kubelet() {
-    if !is_root() {
-        eprintln!("skipping: the CSI plugin test mounts FUSE filesystems and needs root");
+    if !common::require_root("csi_node_plugin_serves_kubelet") {
         return;
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -318,17 +312,7 @@ fn csi_node_plugin_serves_kubelet() {
         .unwrap();
     assert_eq!(mount_count(&ta), 1);
     std::fs::write(ta.join("hello.txt"), b"hello from a pod").unwrap();
-    let mut cfg = ClientConfig::new(
-        emulator.endpoint(),
-        BUCKET,
-        "cn-hangzhou",
-        Arc::new(StaticProvider {
-            creds: emulator.credentials(),
-            source: "test".into(),
-        }),
-    );
-    cfg.url_style = UrlStyle::Path;
-    let client = OssClient::new(cfg).unwrap();
+    let client = common::emulator::client_for(&emulator, BUCKET);
     let data = rt
         .block_on(client.get_range("data/hello.txt", 0..16, None))
         .unwrap()

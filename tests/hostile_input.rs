@@ -4,13 +4,15 @@
 //! real mount, plus names over 255 bytes and keys over 1023 bytes created through it.
 //! Every case gets a clear error or errno; nothing panics, hangs or leaks a secret.
 
-mod reliability_support;
+mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Output;
 use std::time::Duration;
 
-use reliability_support::{BinMount, Emu, ossmount_cmd, with_timeout};
+use common::emulator::Emu;
+use common::mount::{BinMount, ossmount_cmd};
+use common::with_timeout;
 
 fn run(mut cmd: std::process::Command) -> (Output, String) {
     let out = with_timeout("ossmount", Duration::from_secs(60), move || {
@@ -333,7 +335,7 @@ fn odd_option_values_are_refused_or_work() {
                 });
                 assert_eq!(got.expect("read probe").as_slice(), b"probe", "{extra:?}");
                 let big = m.path("written.bin");
-                let data = reliability_support::pattern(5, 3 << 20);
+                let data = common::pattern(3 << 20, 5);
                 let expected = data.clone();
                 with_timeout("write", Duration::from_secs(60), move || {
                     std::fs::write(&big, &data)?;

@@ -7,7 +7,7 @@
 //! (The client's own unit tests cover these shapes at the transport level; this checks
 //! what a user of the binary sees.)
 
-mod reliability_support;
+mod common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use reliability_support::ossmount_cmd;
+use common::mount::ossmount_cmd;
 
 const SECRET: &str = "hostile-SeCrEt-0123456789abcdef";
 const TOKEN: &str = "hostile-ToKeN-fedcba9876543210";

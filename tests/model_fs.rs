@@ -15,16 +15,18 @@
 //! CI runs a short sequence; `scripts/reliability-model.sh` runs long ones over many
 //! seeds (RELIABILITY_MODEL_SEED, RELIABILITY_MODEL_STEPS).
 
-mod reliability_support;
+mod common;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use common::emulator::Emu;
+use common::mount::BinMount;
+use common::{close_checked, pattern};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use reliability_support::{BinMount, Emu, close_checked, pattern};
 
 const DIRS: &[&str] = &["d1", "d2", "d1/d3", "d2/d4"];
 const FILE_NAMES: &[&str] = &["f1", "f2", "f3"];
@@ -240,7 +242,7 @@ fn apply(root: &Path, op: &Op) -> Outcome {
     let res: std::io::Result<Outcome> = (|| match op {
         Op::Create { path, len, seed } => {
             let mut f = std::fs::File::create(p(path))?;
-            f.write_all(&pattern(*seed, *len))?;
+            f.write_all(&pattern(*len, *seed))?;
             close_checked(f)?;
             Ok(Outcome::Done)
         }
@@ -256,7 +258,7 @@ fn apply(root: &Path, op: &Op) -> Outcome {
                 .truncate(false)
                 .open(p(path))?;
             f.seek(SeekFrom::Start(*off))?;
-            f.write_all(&pattern(*seed, *len))?;
+            f.write_all(&pattern(*len, *seed))?;
             close_checked(f)?;
             Ok(Outcome::Done)
         }
@@ -289,7 +291,7 @@ fn apply(root: &Path, op: &Op) -> Outcome {
         }
         Op::Append { path, len, seed } => {
             let mut f = std::fs::OpenOptions::new().append(true).open(p(path))?;
-            f.write_all(&pattern(*seed, *len))?;
+            f.write_all(&pattern(*len, *seed))?;
             close_checked(f)?;
             Ok(Outcome::Done)
         }
@@ -341,7 +343,7 @@ fn snapshot(root: &Path) -> Result<BTreeMap<String, Node>, String> {
                     rel,
                     Node::File {
                         size: meta.len(),
-                        hash: reliability_support::sha256(&data),
+                        hash: common::sha256(&data),
                         perm: meta.permissions().mode() & 0o777,
                     },
                 );
@@ -400,7 +402,7 @@ fn run_model(seed: u64, steps: usize) -> usize {
                 if !behind_applicable(&model, path) {
                     continue;
                 }
-                let data = pattern(*seed, *len);
+                let data = pattern(*len, *seed);
                 // The new object replaces whatever the key was (a symlink too).
                 let _ = std::fs::remove_file(model.join(path));
                 std::fs::write(model.join(path), &data).unwrap();
@@ -469,11 +471,7 @@ fn run_model(seed: u64, steps: usize) -> usize {
 
 fn short(o: &Outcome) -> String {
     match o {
-        Outcome::Bytes(b) => format!(
-            "Bytes(len {}, sha {})",
-            b.len(),
-            &reliability_support::sha256(b)[..12]
-        ),
+        Outcome::Bytes(b) => format!("Bytes(len {}, sha {})", b.len(), &common::sha256(b)[..12]),
         other => format!("{other:?}"),
     }
 }

@@ -2,25 +2,26 @@
 //! the kernel forgets, and directory offsets stay right across listing pages and
 //! seekdir/telldir.
 
+mod common;
+
 use std::ffi::{CStr, CString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::mount::InProcessMount;
 use ossmount::client::{ClientConfig, OssClient};
 use ossmount::credentials::StaticProvider;
 use ossmount::emulator::{EmulatorConfig, RunningEmulator, start};
 use ossmount::fs::{Filesystem, FsConfig};
-use ossmount::fuse::{MountHandle, MountOptions, mount};
+use ossmount::fuse::MountOptions;
 use ossmount::store::ObjectStore;
 
 const BUCKET: &str = "scale-test";
 
 struct Env {
-    handle: Option<MountHandle>,
-    mnt: tempfile::TempDir,
+    mnt: InProcessMount,
     fs: Arc<Filesystem>,
     emu: Option<RunningEmulator>,
     rt: Option<tokio::runtime::Runtime>,
@@ -54,11 +55,8 @@ impl Env {
         };
         let store: Arc<dyn ObjectStore> = client;
         let fs = Arc::new(Filesystem::new(store, cfg, rt.handle().clone()));
-        let mnt = tempfile::tempdir().expect("mountpoint");
-        let handle =
-            mount(fs.clone(), mnt.path(), &MountOptions::for_bucket(BUCKET)).expect("mount");
+        let mnt = InProcessMount::new(fs.clone(), &MountOptions::for_bucket(BUCKET));
         Env {
-            handle: Some(handle),
             mnt,
             fs,
             emu: Some(emu),
@@ -68,31 +66,13 @@ impl Env {
     }
 
     fn sh(&self, script: &str) -> String {
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .current_dir(self.mnt.path())
-            .output()
-            .expect("run sh");
-        assert!(
-            out.status.success(),
-            "`{script}` failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.mnt.sh(script)
     }
 }
 
 impl Drop for Env {
     fn drop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            if h.unmount().is_err() {
-                let _ = Command::new("umount")
-                    .arg("-l")
-                    .arg(self.mnt.path())
-                    .status();
-            }
-        }
+        self.mnt.unmount();
         drop(self.emu.take());
         if let Some(rt) = self.rt.take() {
             rt.shutdown_timeout(Duration::from_secs(5));
@@ -230,7 +210,7 @@ fn seekdir_across_listing_pages_matches_a_local_directory() {
     }
     let env = Env::new(src.path());
     let mut local = check_seekdir(&big);
-    let mut mounted = check_seekdir(&env.mnt.path().join("big"));
+    let mut mounted = check_seekdir(&env.mnt.dir.path().join("big"));
     assert_eq!(mounted.len(), 5000);
     local.sort();
     mounted.sort();

@@ -4,7 +4,7 @@
 //! Python SDK follows the native links made here; links other tools made (ossfs 1.x
 //! format, SDK symlinks) read as links, also with `--readdir-optimize`.
 
-mod reliability_support;
+mod common;
 
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -12,7 +12,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use reliability_support::{BinMount, Emu};
+use common::{emulator::Emu, mount::BinMount};
 
 const BUCKET: &str = "symlinks";
 

@@ -5,37 +5,20 @@
 //! Certificates are made here with rcgen (a CA and a server certificate for 127.0.0.1 and
 //! localhost). Every mount is unmounted by [`MountGuard`], even when a test fails.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ossmount::client::{ClientConfig, OssClient, UrlStyle};
-use ossmount::credentials::StaticProvider;
+use common::mount::{MountGuard, is_mounted};
+use ossmount::client::OssClient;
 use ossmount::emulator::{EmulatorConfig, FaultUpdate, RunningEmulator, TlsFiles, start};
 use ossmount::store::ObjectStore;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ossmount");
 const BUCKET: &str = "net-bucket";
-
-/// Lazily unmounts on drop, so a failing assertion never leaves a mount behind.
-struct MountGuard(PathBuf);
-
-impl Drop for MountGuard {
-    fn drop(&mut self) {
-        if is_mounted(&self.0) {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-}
-
-fn is_mounted(path: &Path) -> bool {
-    let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    ossmount::mount_check::find_mount(&canonical)
-        .ok()
-        .flatten()
-        .is_some()
-}
 
 struct Pki {
     ca: PathBuf,
@@ -122,17 +105,7 @@ impl Fixture {
     }
 
     fn client(&self, ca: Option<&Path>) -> OssClient {
-        let provider = StaticProvider {
-            creds: self.emulator.credentials(),
-            source: "test".into(),
-        };
-        let mut cfg = ClientConfig::new(
-            self.emulator.endpoint(),
-            BUCKET,
-            "cn-hangzhou",
-            Arc::new(provider),
-        );
-        cfg.url_style = UrlStyle::Path;
+        let mut cfg = common::emulator::client_config(&self.emulator, BUCKET);
         cfg.ca_cert = ca.map(Path::to_path_buf);
         OssClient::new(cfg).unwrap()
     }

@@ -7,12 +7,11 @@
 //! skipped with a message otherwise, and also when ossmount is already installed on the
 //! machine (the test must not replace or remove someone's installation).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
-use ossmount::client::{ClientConfig, OssClient, UrlStyle};
-use ossmount::credentials::StaticProvider;
 use ossmount::emulator::{EmulatorConfig, start};
 use ossmount::store::ObjectStore;
 
@@ -27,16 +26,7 @@ struct Cleanup {
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        if ossmount::mount_check::find_mount(&self.mountpoint)
-            .ok()
-            .flatten()
-            .is_some()
-        {
-            let _ = Command::new("umount")
-                .arg("-l")
-                .arg(&self.mountpoint)
-                .status();
-        }
+        common::mount::unmount_lazily(&self.mountpoint);
         if self.installed {
             let _ = Command::new("dpkg").args(["-r", "ossmount"]).output();
         }
@@ -48,10 +38,6 @@ fn succeeds(cmd: &mut Command) -> bool {
 }
 
 fn skip_reason() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("needs root to install a package".into());
-    }
     if !succeeds(Command::new("dpkg-deb").arg("--version")) {
         return Some("dpkg-deb not found (not a Debian system)".into());
     }
@@ -69,6 +55,9 @@ fn skip_reason() -> Option<String> {
 
 #[test]
 fn deb_installs_mounts_through_fstab_and_removes_cleanly() {
+    if !common::require_root("deb_installs_mounts_through_fstab_and_removes_cleanly") {
+        return;
+    }
     if let Some(reason) = skip_reason() {
         eprintln!("skipping the Debian package test: {reason}");
         return;
@@ -195,17 +184,7 @@ fn deb_installs_mounts_through_fstab_and_removes_cleanly() {
         String::from_utf8_lossy(&out.stderr)
     );
     std::fs::write(mountpoint.join("from-deb.txt"), b"installed").unwrap();
-    let mut cfg = ClientConfig::new(
-        emulator.endpoint(),
-        BUCKET,
-        "cn-hangzhou",
-        Arc::new(StaticProvider {
-            creds: emulator.credentials(),
-            source: "test".into(),
-        }),
-    );
-    cfg.url_style = UrlStyle::Path;
-    let client = OssClient::new(cfg).unwrap();
+    let client = common::emulator::client_for(&emulator, BUCKET);
     let data = rt
         .block_on(client.get_range("pkg/from-deb.txt", 0..9, None))
         .unwrap()

@@ -11,13 +11,13 @@
 //! page-aligned reads and writes), each with its own seeds. `-N` is chosen so the whole
 //! binary stays near a minute on a loaded 2-core CI machine.
 
-mod reliability_support;
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use reliability_support::{BinMount, Emu};
+use common::{emulator::Emu, mount::BinMount};
 
 const FSX_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/thirdparty/fsx");
 /// (name, fsx flags, operations per run, seeds). Runs that stay in the local staging

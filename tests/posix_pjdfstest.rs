@@ -16,7 +16,7 @@
 //! The mount uses `--allow-other` (pjdfstest switches to other users) and lives in a
 //! directory every user can traverse.
 
-mod reliability_support;
+mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
@@ -24,7 +24,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use reliability_support::{BinMount, Emu};
+use common::emulator::Emu;
+use common::mount::BinMount;
 
 const TARBALL: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -48,7 +49,7 @@ fn pjdfstest_failures_are_only_the_listed_ones() {
     let emu = Emu::start("pjdfstest", |c| c);
     let top = tempfile::Builder::new()
         .prefix("ossmount-pjdfstest-")
-        .tempdir_in("/tmp")
+        .tempdir()
         .expect("tempdir");
     std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let m = BinMount::start(&emu, &top.path().join("m"), &["--allow-other"]).expect("mount");

@@ -8,14 +8,16 @@
 //!   handed out by the ECS metadata service, appear in any log or error output — also
 //!   when requests fail.
 
-mod reliability_support;
+mod common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::emulator::Emu;
+use common::mount::{BinMount, mount_line, ossmount_cmd};
+use common::with_timeout;
 use ossmount::credentials::ecs_ram_role::{EcsRamRoleConfig, EcsRamRoleFetcher};
 use ossmount::credentials::refresh::CredentialsFetcher;
-use reliability_support::{BinMount, Emu, mount_line, ossmount_cmd, with_timeout};
 
 const STATIC_SECRET: &str = "StAtIc-SeCrEt-4f1d2c3b5a697887";
 

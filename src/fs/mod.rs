@@ -4,27 +4,10 @@
 //! adapter ([`crate::fuse`]) only converts arguments and replies. Everything here is
 //! testable against [`crate::store::mock::MockStore`].
 //!
-//! # Semantics (facts the README table is built from)
-//! | area | behaviour |
-//! |---|---|
-//! | namespace | The mount shows `BUCKET:PREFIX/`. Directories are key prefixes and `dir/` marker objects; a file `x` and keys under `x/` at once → the directory wins. |
-//! | hidden keys | Keys with empty components (`a//b`), `.`/`..` components or components over 255 bytes are not shown (logged once at warn). |
-//! | lookup | One HEAD of `key` and one LIST of `key/` (a full page of 1000, delimiter `/`), concurrently; a directory's page becomes the first page of the readdir that follows within the TTL (≤ 1 s). Positive and negative answers are cached for `metadata_ttl` (default 1 s); our own changes update the cache at once. After that a known file is revalidated by one HEAD (GET if small), a known directory by one LIST. A directory listed to the end or made by `mkdir` here answers unknown names "no such file" for one TTL without a request (then one LIST renews it, if small). An expired file of ≤ 128 KiB is revalidated with a GET that also fills the block cache. |
-//! | readdir | ListObjectsV2 pages of 1000 with delimiter `/`; the kernel gets names, numbers and types only (no READDIRPLUS unless `readdir_optimize`). A listing carries no user metadata: the first lookup/getattr/setattr of a listed entry fetches the stored attributes of it and the listing entries after it, many HEADs in flight (`attr_fanout`). Whole listings are replayed within the TTL (`listing_cache`). With `readdir_optimize`, listing attributes (defaults + `LastModified`) go to the kernel through READDIRPLUS: ~N/1000 LIST and no HEAD, but for objects of 1 to `readdir_check_size` bytes, HEADed while listing since one may be an ossfs-style link (`symlink`). |
-//! | inode numbers | Stable while the kernel holds them; a node nothing holds is freed and its name gets a new number when seen again (never reused within a mount, not persistent across mounts). See `inode`, Lifecycle. |
-//! | tree walks | Sub-directories a walk reveals are listed ahead of it, bounded (`walk`). |
-//! | read | Through [`crate::read::ObjectReader`], pinned to the ETag seen at open: if the object changes, reads fail with `ESTALE` instead of mixing versions. Small files opened one after another in listing order are fetched ahead in parallel (`ahead`), one GET per file still. |
-//! | write (new file, sequential) | Streamed: parts upload while the application writes; small files are one PutObject at close. Nothing is visible before close/fsync succeeds. |
-//! | write (existing file, random, truncate, `O_APPEND`) | Staged in a local file under `cache_dir` (existing content downloaded on the first write), uploaded at flush/close. Appends to Appendable objects use AppendObject; appends to other objects of 1 MiB or more upload only the new bytes and copy the old ones server-side (UploadPartCopy). |
-//! | close/fsync | Commit, and return upload errors (`EIO`, `EACCES`…) to the application. A close commits only when it comes from a writer (the opener, or a process that wrote through the descriptor): a child's exec or exit closing a descriptor it merely inherited commits nothing; fsync and the last close always commit. |
-//! | concurrent writers | Last close wins; readers see the old object until then (close-to-open). |
-//! | mkdir / rmdir | PUT / DELETE of the `dir/` marker; rmdir of a non-empty directory → `ENOTEMPTY`. |
-//! | rename | Files: CopyObject (multipart UploadPartCopy above 1 GiB) then DeleteObject. Directories: object by object — **not atomic**; a failure midway leaves both trees partially present (nothing is deleted before all copies succeeded). |
-//! | chmod/chown/utimens | Persisted as `x-oss-meta-mode/uid/gid/mtime` (ossfs format) plus `mtime-nsec`, by CopyObject onto itself, or with the pending upload at close (a multipart upload already initiated gets a metadata copy after it completes). New entries belong to the requesting uid/gid (`owner`). ctime and directory mtime/nlink move in memory. atime is not stored. |
-//! | symlinks | any text, back byte for byte (`symlink`): relative texts under the prefix are OSS Symlinks to the resolved key (text kept in metadata), others ossfs-style objects (body = text, mode with `S_IFLNK`); a link's own owner/mode come from GetSymlink. |
-//! | hard links, devices, FIFOs, sockets | `EPERM`. |
-//! | `--read-only` | Every change → `EROFS`. |
-//! | statfs | Effectively unlimited (2^50 free blocks). |
+//! # Semantics
+//! The user-visible semantics (what each operation does, and the OSS requests it costs)
+//! are the table in `docs/SEMANTICS.md`, one row per behaviour; `tests/semantics.rs`
+//! checks every row against this core over the mock store.
 //!
 //! # Known limits
 //! - A new file written sequentially past its first 8 MiB cannot then be written at an

@@ -1,0 +1,12 @@
+//! The filesystem core (`ossmount::fs`) over the mock store, without the kernel: request
+//! costs of lookups and listings, writes, renames, node lifecycle, walks, store faults.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod faults;
+mod lifecycle;
+mod model;
+mod operations;
+mod symlink;
+mod walk;
