@@ -26,12 +26,13 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::store::{ListEntry, ListPage, ListRequest, ObjectType, PutOptions};
+use crate::store::{ListEntry, ListPage, ListRequest, ObjectType};
 
-use super::attr::{FileKind, Ino, to_user_meta};
+use super::attr::{FileKind, Ino};
 use super::error::FsError;
 use super::inode::Observed;
 use super::listing_cache::{ListedName, MAX_ENTRIES};
+use super::new_entry::requested_perm;
 use super::{Attr, Ctx, DirEntry, Filesystem, FsResult, lock, names};
 
 /// Keys per ListObjectsV2 page.
@@ -377,38 +378,22 @@ impl Filesystem {
             Err(FsError::NotFound) => {}
             Err(e) => return Err(e),
         }
-        let key = format!(
-            "{}/",
-            self.inodes
-                .child_key(parent, name)
-                .ok_or(FsError::NotFound)?
-        );
-        names::check_key_len(&key)?;
-        let attr = self.new_owned_attr(
+        let entry = self.prepare_new_entry(
             ctx,
             parent,
+            name,
             FileKind::Dir,
             0,
-            (mode & !umask & 0o7777) as u16,
-        );
-        let opts = PutOptions {
-            user_meta: to_user_meta(&attr, &Default::default()),
-            ..Default::default()
-        };
+            requested_perm(mode, umask),
+        )?;
+        let opts = entry.put_options();
         self.store
-            .put_object(&key, Bytes::new().into(), &opts)
+            .put_object(&entry.key, Bytes::new().into(), &opts)
             .await
-            .map_err(|e| FsError::store("PutObject", &key, e))?;
-        // Not before the object's Last-Modified (a later HEAD must not move the ctime).
-        let mut attr = attr;
-        attr.ctime = attr.ctime.max(std::time::SystemTime::now());
-        let (ino, node) = self.inodes.insert_local(parent, name, attr, false);
-        self.inodes
-            .update(ino, |n| n.user_meta = opts.user_meta.clone());
-        self.inodes.add_lookup(ino, 1);
+            .map_err(|e| FsError::store("PutObject", &entry.key, e))?;
+        let (ino, node) = self.insert_new_entry(entry, Some(&opts), |_| {});
         // Nothing was under `name/` when we looked: the new directory is complete.
         self.inodes.mark_complete(ino, checked_at, 0);
-        self.dir_entries_changed(parent, 1);
         Ok(node.attr)
     }
 

@@ -54,15 +54,17 @@
 //! [`error`] (FsError → errno), [`names`] (which keys are names), [`attr`] (stat ↔ user
 //! metadata), [`inode`] (the inode table), `attr_fanout` (stored attributes of listed
 //! entries, many HEADs at once), `listing_cache` (listings reused for a TTL), `owner`
-//! (ownership of new entries, directory times), `lookup` (lookup/getattr), `dir` (readdir,
+//! (ownership of new entries, directory times), `new_entry` (what every creation shares:
+//! key, owner, mode, times, inode insertion), `lookup` (lookup/getattr), `dir` (readdir,
 //! mkdir, rmdir), `namespace` (unlink, rename, symlinks), `setattr`, `copy` (large
-//! copies), `append` (server-side appends), `ahead` (sibling read-ahead of small files), `walk` (listings ahead of tree walks), `process` (whose close commits), `handle` (open files: read and write state machines), `staging` (local
+//! copies), `append` (server-side appends), `ahead` (sibling read-ahead of small files), `walk` (listings ahead of tree walks), `process` (whose close commits), `handle` (the open-file table and the FUSE operations on it), `write_state` (the write state machine of an open file), `commit` (upload at flush/fsync/release), `staging` (local
 //! staging files).
 
 mod ahead;
 mod append;
 pub mod attr;
 mod attr_fanout;
+mod commit;
 mod copy;
 mod dir;
 pub mod error;
@@ -72,12 +74,14 @@ mod listing_cache;
 mod lookup;
 pub mod names;
 mod namespace;
+mod new_entry;
 mod owner;
 mod probe;
 mod process;
 mod setattr;
 mod staging;
 mod walk;
+mod write_state;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
