@@ -32,7 +32,7 @@ use crate::crc64::{Crc64Hasher, crc64, parse_header};
 use crate::sign::{uri_decode, uri_encode};
 use crate::store::{
     AppendResult, GetObjectOutput, GetRangeOutput, ObjectMeta, ObjectType, PutBody, PutOptions,
-    PutResult, StoreError, StoreResult,
+    PutResult, ServiceCode, StoreError, StoreResult,
 };
 
 /// CopyObject and friends may take a while on the server side for big objects.
@@ -156,7 +156,7 @@ impl OssClient {
         {
             return Err(StoreError::Service(Box::new(crate::store::ServiceError {
                 status: 412,
-                code: "PreconditionFailed".into(),
+                code: ServiceCode::PreconditionFailed,
                 message: "ETag changed".into(),
                 operation: "GetObject".into(),
                 resource: format!("{}/{key}", self.inner.cfg.bucket),
@@ -192,7 +192,7 @@ impl OssClient {
             .run(&req, || self.get_range_attempt(&req, key, &range))
             .await;
         match result {
-            Err(e) if range.start == 0 && e.code() == Some("InvalidRange") => {
+            Err(e) if range.start == 0 && e.has_code(&ServiceCode::InvalidRange) => {
                 // Reading from 0 of an empty object is an empty read, not an error.
                 let out = self.empty_range(key, if_match).await?;
                 if out.object_size == 0 {
@@ -358,7 +358,7 @@ impl OssClient {
             Ok(s) => s,
             Err(e)
                 if range.as_ref().is_some_and(|r| r.start == 0)
-                    && e.code() == Some("InvalidRange") =>
+                    && e.has_code(&ServiceCode::InvalidRange) =>
             {
                 let out = self.empty_range(key, if_match).await?;
                 if out.object_size != 0 {
@@ -433,7 +433,7 @@ impl OssClient {
             Err(e)
                 if opts.forbid_overwrite
                     && attempts > 1
-                    && e.code() == Some("FileAlreadyExists") =>
+                    && e.has_code(&ServiceCode::FileAlreadyExists) =>
             {
                 // Did our own earlier attempt create it? Then the object is exactly our
                 // body. The CRC is known up front only for in-memory bodies.
@@ -464,7 +464,7 @@ impl OssClient {
         let req = OssRequest::object("DeleteObject", Method::DELETE, key);
         match self.execute(&req).await {
             Ok(_) => Ok(()),
-            Err(e) if e.code() == Some("NoSuchKey") => Ok(()),
+            Err(e) if e.has_code(&ServiceCode::NoSuchKey) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -526,7 +526,7 @@ impl OssClient {
             Ok(s) => s,
             Err(e)
                 if attempts > 1
-                    && e.code() == Some("PositionNotEqualToLength")
+                    && e.has_code(&ServiceCode::PositionNotEqualToLength)
                     && expected_crc.is_some() =>
             {
                 // Did an earlier attempt of ours land? Then the object is exactly it.

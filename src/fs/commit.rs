@@ -87,9 +87,9 @@ impl Filesystem {
                 }
                 return Ok(());
             }
-            WriteState::Failed(msg) => {
-                h.state = WriteState::Failed(msg.clone());
-                return Err(FsError::DataPath(msg));
+            WriteState::Failed(cause) => {
+                h.state = WriteState::Failed(cause.clone());
+                return Err(FsError::EarlierFailure(cause));
             }
             WriteState::ServerAppend(p) if p.tail.size() == 0 => {
                 h.state = WriteState::ServerAppend(p);
@@ -157,11 +157,7 @@ impl Filesystem {
                         }
                         r
                     }
-                    Err(e) => {
-                        let err = write_error(&upload_key, e);
-                        h.state = WriteState::Failed(err.to_string());
-                        return Err(err);
-                    }
+                    Err(e) => return Err(h.upload_failed(write_error(&upload_key, e))),
                 }
             }
         };

@@ -62,7 +62,10 @@ fn read_error(key: &str, e: ReadError) -> FsError {
         ReadError::Store(s) => FsError::store("GetObject", key, s),
         e @ ReadError::CrcMismatch { .. } => {
             tracing::error!(key, error = %e, "data corruption detected while reading");
-            FsError::DataPath(e.to_string())
+            FsError::Read {
+                key: key.to_string(),
+                source: e,
+            }
         }
     }
 }
@@ -223,7 +226,7 @@ impl Filesystem {
                         "reading back a large file while it is being uploaded",
                     ));
             }
-            WriteState::Failed(msg) => return Err(FsError::DataPath(msg.clone())),
+            WriteState::Failed(cause) => return Err(FsError::EarlierFailure(cause.clone())),
             WriteState::Clean | WriteState::Appending { .. } | WriteState::ServerAppend(_) => {}
         }
         let node = self.inodes.get(ino).ok_or(FsError::NotFound)?;
@@ -285,8 +288,7 @@ impl Filesystem {
         h.writers.wrote(pid);
         if let Err(e) = h.write(self, offset, &data).await {
             // All or nothing (see `FileHandle::fail`).
-            h.fail(offset, &e).await;
-            return Err(e);
+            return Err(h.fail(offset, e).await);
         }
         let end = offset + data.len() as u64;
         let now = SystemTime::now();

@@ -42,7 +42,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use futures::StreamExt;
 
-use crate::store::{ListPage, ListRequest, ObjectMeta, ObjectType, StoreError};
+use crate::store::{ListPage, ListRequest, ObjectMeta, ObjectType, ServiceCode, StoreError};
 
 use super::attr::{Attr, FileKind, Ino, kind_from_meta};
 use super::error::{FsError, not_found_or};
@@ -170,7 +170,7 @@ impl Filesystem {
                 let obs = self.observed_from_head(&key, &meta).await?;
                 Ok(self.inodes.observe(parent, name, obs))
             }
-            Err(e) if e.code() == Some("SymlinkTargetNotExist") => {
+            Err(e) if e.has_code(&ServiceCode::SymlinkTargetNotExist) => {
                 let obs = self.observed_dangling_link(&key).await?;
                 Ok(self.inodes.observe(parent, name, obs))
             }
@@ -399,7 +399,7 @@ impl Filesystem {
                 let (_, n) = self.inodes.observe(node.parent, &node.name, obs);
                 Ok(n.attr)
             }
-            Err(e) if e.code() == Some("SymlinkTargetNotExist") => {
+            Err(e) if e.has_code(&ServiceCode::SymlinkTargetNotExist) => {
                 self.inodes.touch_valid(ino);
                 Ok(node.attr)
             }

@@ -47,6 +47,8 @@
 //! - A state is taken out of the handle (`mem::replace` with `Clean`) while a transition
 //!   awaits; every error path puts the right state back before returning.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use crate::store::ObjectType;
@@ -82,15 +84,18 @@ pub(super) enum WriteState {
     },
     /// New bytes after the end of an existing object, joined server-side at commit.
     ServerAppend(PendingAppend),
-    Failed(String),
+    /// The first failure; every later operation reports [`FsError::EarlierFailure`].
+    Failed(Arc<FsError>),
 }
 
 pub(super) fn write_error(key: &str, e: WriteError) -> FsError {
     match e {
         WriteError::Store(s) => FsError::store("upload", key, s),
         WriteError::Io(io) => FsError::io("upload from staging file", io),
-        e @ WriteError::TooLarge { .. } => FsError::TooLarge(e.to_string()),
-        e @ WriteError::Failed { .. } => FsError::DataPath(e.to_string()),
+        e @ (WriteError::TooLarge { .. } | WriteError::Failed { .. }) => FsError::Write {
+            key: key.to_string(),
+            source: e,
+        },
     }
 }
 
@@ -110,16 +115,25 @@ impl FileHandle {
     /// Any state → `Failed` after a refused write (`e`): what this handle holds is not
     /// what the application meant to write, so no later flush may commit it (it would
     /// replace the object's previous content with a partial file). A streaming upload is
-    /// aborted.
-    pub(super) async fn fail(&mut self, offset: u64, e: &FsError) {
+    /// aborted. Returns the error to report for this write.
+    pub(super) async fn fail(&mut self, offset: u64, e: FsError) -> FsError {
         if matches!(self.state, WriteState::Failed(_)) {
-            return;
+            return e;
         }
         tracing::warn!(ino = self.ino, offset, error = %e, "write failed; the file will not be uploaded");
-        let failed = WriteState::Failed(format!("an earlier write failed: {e}"));
+        let e = Arc::new(e);
+        let failed = WriteState::Failed(e.clone());
         if let WriteState::Streaming { upload, .. } = std::mem::replace(&mut self.state, failed) {
             upload.abort().await;
         }
+        FsError::Shared(e)
+    }
+
+    /// → `Failed` after the streaming upload itself failed (nothing left to abort).
+    pub(super) fn upload_failed(&mut self, e: FsError) -> FsError {
+        let e = Arc::new(e);
+        self.state = WriteState::Failed(e.clone());
+        FsError::Shared(e)
     }
 
     /// Drops a streaming upload without finishing it (release, unlink): → `Clean`.
@@ -209,9 +223,7 @@ impl FileHandle {
         match &mut self.state {
             WriteState::Streaming { upload, .. } if offset == upload.bytes_written() => {
                 if let Err(e) = upload.write_bytes(data.clone()).await {
-                    let err = write_error(&key, e);
-                    self.state = WriteState::Failed(err.to_string());
-                    return Err(err);
+                    return Err(self.upload_failed(write_error(&key, e)));
                 }
                 Ok(())
             }
@@ -285,7 +297,7 @@ impl FileHandle {
                     _ => Err(FsError::BadHandle),
                 }
             }
-            WriteState::Failed(msg) => Err(FsError::DataPath(msg.clone())),
+            WriteState::Failed(cause) => Err(FsError::EarlierFailure(cause.clone())),
             WriteState::Clean => Err(FsError::BadHandle),
         }
     }
@@ -362,9 +374,9 @@ impl FileHandle {
                 self.state = WriteState::Staged { file, dirty: true };
                 Ok(())
             }
-            WriteState::Failed(msg) => {
-                self.state = WriteState::Failed(msg.clone());
-                Err(FsError::DataPath(msg))
+            WriteState::Failed(cause) => {
+                self.state = WriteState::Failed(cause.clone());
+                Err(FsError::EarlierFailure(cause))
             }
         }
     }
