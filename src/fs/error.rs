@@ -88,7 +88,7 @@ pub enum FsError {
     /// An open file's earlier write or upload failed, so what it holds is not what the
     /// application wrote: every later operation on it reports `EIO` (the data is lost,
     /// whatever the first cause was, which is the source).
-    #[error("an earlier write or upload of this file failed")]
+    #[error("an earlier write or upload of this file failed: {0}")]
     EarlierFailure(#[source] Arc<FsError>),
 }
 
