@@ -33,8 +33,7 @@ use crate::write::upload_file;
 
 use super::attr::{FileKind, Ino, to_user_meta};
 use super::error::FsError;
-use super::handle::FileHandle;
-use super::write_state::{WriteState, write_error};
+use super::write_state::{WriteSide, WriteState, write_error};
 use super::{Filesystem, FsResult, lock};
 
 impl Filesystem {
@@ -50,17 +49,15 @@ impl Filesystem {
         }
     }
 
-    /// Uploads what `h` holds (see the module docs); a no-op for a read-only handle, an
-    /// unlinked file or a state with nothing pending.
-    pub(super) async fn commit(&self, h: &mut FileHandle) -> FsResult<()> {
-        if !h.writable {
-            return Ok(());
-        }
+    /// Uploads what `h` holds (see the module docs); a no-op for an unlinked file or a
+    /// state with nothing pending. `Ok(true)` when new content was uploaded (a reader of
+    /// the old object is then stale).
+    pub(super) async fn commit(&self, h: &mut WriteSide) -> FsResult<bool> {
         let ino = h.ino;
         let node = self.inodes.get(ino).ok_or(FsError::NotFound)?;
         if node.unlinked {
             h.abort_streaming().await;
-            return Ok(());
+            return Ok(false);
         }
         let key = self.inodes.key_of(ino).ok_or(FsError::NotFound)?;
         let size;
@@ -77,7 +74,7 @@ impl Filesystem {
                     .await
                     .map_err(|e| FsError::store("PutObject", &key, e))?
             }
-            WriteState::Clean => return Ok(()),
+            WriteState::Clean => return Ok(false),
             s @ WriteState::Appending { .. } => {
                 h.state = s;
                 if lock(&self.meta_pending).remove(&ino) {
@@ -85,7 +82,7 @@ impl Filesystem {
                     let attr = self.inodes.get(ino).ok_or(FsError::NotFound)?.attr;
                     self.persist_attr(ino, &attr).await?;
                 }
-                return Ok(());
+                return Ok(false);
             }
             WriteState::Failed(cause) => {
                 h.state = WriteState::Failed(cause.clone());
@@ -93,7 +90,7 @@ impl Filesystem {
             }
             WriteState::ServerAppend(p) if p.tail.size() == 0 => {
                 h.state = WriteState::ServerAppend(p);
-                return Ok(());
+                return Ok(false);
             }
             WriteState::ServerAppend(p) => {
                 size = p.end();
@@ -108,7 +105,7 @@ impl Filesystem {
             }
             WriteState::Staged { file, dirty: false } => {
                 h.state = WriteState::Staged { file, dirty: false };
-                return Ok(());
+                return Ok(false);
             }
             WriteState::Staged { file, dirty: true } => {
                 size = file.size();
@@ -162,7 +159,6 @@ impl Filesystem {
             }
         };
         h.new_content = false;
-        h.reader = None;
         let meta = self.upload_opts(ino).user_meta;
         let stale_meta = explicit_meta && carried.is_some_and(|c| c.user_meta != meta);
         self.inodes.update(ino, |n| {
@@ -186,7 +182,7 @@ impl Filesystem {
         if explicit_meta {
             lock(&self.meta_pending).remove(&ino);
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Truncate of a file no handle writes: the object is rewritten now (an empty PUT,

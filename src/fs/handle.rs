@@ -26,7 +26,7 @@ use super::attr::{FileKind, Ino};
 use super::error::FsError;
 use super::new_entry::requested_perm;
 use super::process::Writers;
-use super::write_state::WriteState;
+use super::write_state::{WriteSide, WriteState};
 use super::{Attr, Ctx, Filesystem, FsResult, lock, names};
 
 /// An entry of the open-file table: what can be known without waiting for the handle.
@@ -40,15 +40,12 @@ pub(crate) struct OpenFile {
 /// One open file.
 #[derive(Debug)]
 pub(crate) struct FileHandle {
-    pub(super) ino: Ino,
+    ino: Ino,
     readable: bool,
-    pub(super) writable: bool,
-    /// Opened with `O_APPEND`.
-    pub(super) append: bool,
-    /// The old content is discarded (O_TRUNC, truncate to 0): nothing is downloaded.
-    pub(super) new_content: bool,
-    pub(super) reader: Option<ObjectReader>,
-    pub(super) state: WriteState,
+    writable: bool,
+    reader: Option<ObjectReader>,
+    /// What the handle holds that OSS does not have yet (see `write_state`).
+    writes: WriteSide,
     /// Whose close commits (see [`super::process`]).
     writers: Writers,
 }
@@ -134,10 +131,8 @@ impl Filesystem {
                 ino,
                 readable,
                 writable,
-                append: flags & libc::O_APPEND != 0,
-                new_content: trunc,
                 reader: None,
-                state: WriteState::Clean,
+                writes: WriteSide::new(ino, flags & libc::O_APPEND != 0, trunc),
                 writers: Writers::default(),
             },
             pid,
@@ -193,10 +188,8 @@ impl Filesystem {
                 ino,
                 readable: acc == libc::O_RDONLY || acc == libc::O_RDWR,
                 writable: true,
-                append: flags & libc::O_APPEND != 0,
-                new_content: true,
                 reader: None,
-                state: WriteState::Clean,
+                writes: WriteSide::new(ino, flags & libc::O_APPEND != 0, true),
                 writers: Writers::default(),
             },
             ctx.pid,
@@ -212,10 +205,10 @@ impl Filesystem {
             return Err(FsError::BadHandle);
         }
         let ino = h.ino;
-        if matches!(h.state, WriteState::ServerAppend(_)) {
-            h.materialize(self).await?;
+        if matches!(h.writes.state, WriteState::ServerAppend(_)) {
+            h.writes.materialize(self).await?;
         }
-        match &h.state {
+        match &h.writes.state {
             WriteState::Staged { file, .. } => {
                 return Ok(Bytes::from(file.read_at(offset, size).await?));
             }
@@ -230,7 +223,7 @@ impl Filesystem {
             WriteState::Clean | WriteState::Appending { .. } | WriteState::ServerAppend(_) => {}
         }
         let node = self.inodes.get(ino).ok_or(FsError::NotFound)?;
-        if h.new_content || node.local {
+        if h.writes.new_content || node.local {
             return Ok(Bytes::new());
         }
         let key = self.inodes.key_of(ino).ok_or(FsError::NotFound)?;
@@ -286,9 +279,9 @@ impl Filesystem {
             return Err(FsError::BadHandle);
         }
         h.writers.wrote(pid);
-        if let Err(e) = h.write(self, offset, &data).await {
+        if let Err(e) = h.writes.write(self, offset, &data).await {
             // All or nothing (see `FileHandle::fail`).
-            return Err(h.fail(offset, e).await);
+            return Err(h.writes.fail(offset, e).await);
         }
         let end = offset + data.len() as u64;
         let now = SystemTime::now();
@@ -323,7 +316,20 @@ impl Filesystem {
             );
             return Ok(());
         }
-        self.commit(&mut h).await
+        self.commit_handle(&mut h).await
+    }
+
+    /// Commits a writable handle (see `commit`). The reader is dropped unless the
+    /// commit was a no-op: after an upload it would read the old object.
+    async fn commit_handle(&self, h: &mut FileHandle) -> FsResult<()> {
+        if !h.writable {
+            return Ok(());
+        }
+        let result = self.commit(&mut h.writes).await;
+        if !matches!(result, Ok(false)) {
+            h.reader = None;
+        }
+        result.map(|_| ())
     }
 
     /// FUSE fsync: same as flush (data is durable only once in OSS).
@@ -335,12 +341,8 @@ impl Filesystem {
     pub async fn release(&self, fh: u64) -> FsResult<()> {
         let h = lock(&self.files).remove(&fh).ok_or(FsError::BadHandle)?;
         let mut h = h.handle.lock().await;
-        let result = if h.writable {
-            self.commit(&mut h).await
-        } else {
-            Ok(())
-        };
-        h.abort_streaming().await;
+        let result = self.commit_handle(&mut h).await;
+        h.writes.abort_streaming().await;
         if h.writable {
             let ino = h.ino;
             let failed = result.is_err();
@@ -373,7 +375,7 @@ impl Filesystem {
         if let Some(h) = handle {
             let mut h = h.handle.lock().await;
             if h.writable {
-                h.truncate(self, size).await?;
+                h.writes.truncate(self, size).await?;
                 let now = SystemTime::now();
                 self.inodes.update(ino, |n| {
                     n.attr.size = size;
@@ -404,7 +406,7 @@ impl Filesystem {
             .collect();
         for f in files {
             let h = f.handle.lock().await;
-            let pending = h.has_pending_data();
+            let pending = h.writes.has_pending_data();
             if pending {
                 return true;
             }

@@ -34,8 +34,8 @@
 //!   (a write was refused, or the streaming upload failed). Nothing is ever uploaded from
 //!   it; every later read, write, truncate and flush reports the failure again.
 //!
-//! Transitions are the methods of [`FileHandle`] below ([`FileHandle::write`],
-//! [`FileHandle::truncate`], [`FileHandle::materialize`], [`FileHandle::fail`]); the
+//! Transitions are the methods of [`WriteSide`] below ([`WriteSide::write`],
+//! [`WriteSide::truncate`], [`WriteSide::materialize`], [`WriteSide::fail`]); the
 //! commit (upload at flush/fsync/release) is in `commit`. A new state is added by
 //! extending [`WriteState`], these methods and `commit`: each `match` is exhaustive.
 //!
@@ -55,8 +55,8 @@ use crate::store::ObjectType;
 use crate::write::{StreamingUpload, WriteError};
 
 use super::append::{PendingAppend, SERVER_APPEND_MIN};
+use super::attr::Ino;
 use super::error::FsError;
-use super::handle::FileHandle;
 use super::inode::Node;
 use super::staging::StagingFile;
 use super::{Filesystem, FsResult};
@@ -99,7 +99,28 @@ pub(super) fn write_error(key: &str, e: WriteError) -> FsError {
     }
 }
 
-impl FileHandle {
+/// The write side of an open file: its state and what decides the first transition.
+#[derive(Debug)]
+pub(super) struct WriteSide {
+    pub(super) ino: Ino,
+    /// Opened with `O_APPEND`.
+    pub(super) append: bool,
+    /// The old content is discarded (O_TRUNC, truncate to 0, created here): nothing is
+    /// downloaded, and a commit in `Clean` uploads an empty object.
+    pub(super) new_content: bool,
+    pub(super) state: WriteState,
+}
+
+impl WriteSide {
+    pub(super) fn new(ino: Ino, append: bool, new_content: bool) -> WriteSide {
+        WriteSide {
+            ino,
+            append,
+            new_content,
+            state: WriteState::Clean,
+        }
+    }
+
     /// Whether the next commit of this handle uploads something.
     pub(super) fn has_pending_data(&self) -> bool {
         match &self.state {
