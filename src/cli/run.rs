@@ -355,7 +355,7 @@ fn run_regions(args: &RegionsArgs) -> Result<(), CliError> {
     let (rows, source) = if args.offline {
         (region_listing(), "built-in table".to_string())
     } else {
-        runtime()?.block_on(super::filesystem::describe_regions(&args.connection))
+        runtime()?.block_on(super::connect::describe_regions(&args.connection))
     };
     let text = format!("{}\n({source})\n", format_region_table(&rows).trim_end());
     std::io::stdout()

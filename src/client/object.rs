@@ -23,7 +23,7 @@ use reqwest::Method;
 use reqwest::header::HeaderMap;
 
 use super::OssClient;
-use super::download::{BodyStream, Resume};
+use super::download::{BodyStream, Resume, parse_content_range};
 use super::error::header_str;
 use super::request::{OssRequest, RequestBody, validate_key};
 use super::retry::{Failure, RetryReason};
@@ -44,18 +44,6 @@ pub(crate) fn etag_of(h: &HeaderMap) -> String {
 
 pub(crate) fn crc_of(h: &HeaderMap) -> Option<u64> {
     header_str(h, "x-oss-hash-crc64ecma").and_then(parse_header)
-}
-
-/// `bytes a-b/total` → (a, b, total).
-pub(crate) fn parse_content_range(v: &str) -> Option<(u64, u64, u64)> {
-    let rest = v.trim().strip_prefix("bytes ")?;
-    let (span, total) = rest.split_once('/')?;
-    let (a, b) = span.split_once('-')?;
-    Some((
-        a.trim().parse().ok()?,
-        b.trim().parse().ok()?,
-        total.trim().parse().ok()?,
-    ))
 }
 
 /// Object metadata from HEAD/GET headers; `size` is the whole object's size.
