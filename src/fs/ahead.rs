@@ -31,14 +31,9 @@ use crate::store::ObjectType;
 
 use super::attr::{FileKind, Ino};
 use super::inode::Node;
+use super::limits::{READ_AHEAD_FILES, READ_AHEAD_MAX_ORDER, SMALL_FILE};
 use super::{Filesystem, lock};
 
-/// Small files fetched ahead of a sequential reader (and GETs in flight for it).
-pub(crate) const AHEAD: usize = 8;
-/// Files larger than this are left to the reader's own prefetching.
-pub(crate) const SMALL: u64 = super::lookup::SMALL_FILE_FETCH;
-/// Directories with more small files than this keep no order.
-pub(crate) const MAX_ORDER: usize = 100_000;
 /// Most directories whose order is kept (the most recently listed): a tree walk lists
 /// many, a reader reads the few it just listed. Memory stays bounded by the walk.
 const MAX_DIRS: usize = 32;
@@ -47,7 +42,7 @@ const MAX_DIRS: usize = 32;
 pub(crate) fn is_small_file(node: &Node) -> bool {
     node.attr.kind == FileKind::File
         && node.object_type != ObjectType::Symlink
-        && (1..=SMALL).contains(&node.attr.size)
+        && (1..=SMALL_FILE).contains(&node.attr.size)
 }
 
 struct DirOrder {
@@ -70,7 +65,7 @@ impl SiblingAhead {
     /// A complete listing of `dir` returned these small files, in this order.
     pub(crate) fn record_listing(&self, dir: Ino, names: Vec<String>) {
         let mut dirs = lock(&self.dirs);
-        if names.len() < 2 || names.len() > MAX_ORDER {
+        if names.len() < 2 || names.len() > READ_AHEAD_MAX_ORDER {
             dirs.remove(&dir);
             return;
         }
@@ -114,7 +109,7 @@ impl SiblingAhead {
             return Vec::new();
         }
         let from = d.issued_until.max(i + 1);
-        let to = (i + 1 + AHEAD).min(d.names.len());
+        let to = (i + 1 + READ_AHEAD_FILES).min(d.names.len());
         if from >= to {
             return Vec::new();
         }
@@ -143,10 +138,9 @@ impl Filesystem {
     /// (run in the background by the FUSE adapter).
     pub async fn read_ahead(&self, dir: Ino, names: Vec<String>) {
         futures::stream::iter(names)
-            .for_each_concurrent(
-                AHEAD,
-                |name| async move { self.fetch_sibling(dir, &name).await },
-            )
+            .for_each_concurrent(READ_AHEAD_FILES, |name| async move {
+                self.fetch_sibling(dir, &name).await
+            })
             .await;
     }
 

@@ -31,12 +31,11 @@ use crate::store::{ListEntry, ListPage, ListRequest, ObjectType};
 use super::attr::{FileKind, Ino};
 use super::error::FsError;
 use super::inode::Observed;
+use super::limits::{LIST_PAGE, READ_AHEAD_MAX_ORDER};
 use super::listing_cache::{ListedName, MAX_ENTRIES};
 use super::new_entry::requested_perm;
 use super::{Attr, Ctx, DirEntry, Filesystem, FsResult, lock, names};
 
-/// Keys per ListObjectsV2 page.
-pub(crate) const PAGE: u32 = 1000;
 /// Most entries returned by one readdir call (the kernel's buffer holds fewer anyway;
 /// returning the whole page each time would copy it over and over).
 const BATCH: usize = 512;
@@ -227,8 +226,7 @@ impl Filesystem {
             }
             h.listed += 1;
             let (ino, node) = self.inodes.observe(h.ino, name, self.observed_listed(obj));
-            if super::ahead::is_small_file(&node) && h.small_files.len() <= super::ahead::MAX_ORDER
-            {
+            if super::ahead::is_small_file(&node) && h.small_files.len() <= READ_AHEAD_MAX_ORDER {
                 h.small_files.push(name.to_string());
             }
             self.note_listed(h, ino, &node);
@@ -403,7 +401,7 @@ impl Filesystem {
             prefix: dir_key.to_string(),
             delimiter: Some("/".into()),
             continuation_token: token,
-            max_keys: PAGE,
+            max_keys: LIST_PAGE,
             ..Default::default()
         };
         self.store

@@ -47,13 +47,11 @@ use crate::store::{ListPage, ListRequest, ObjectMeta, ObjectType, ServiceCode, S
 use super::attr::{Attr, FileKind, Ino, kind_from_meta};
 use super::error::{FsError, not_found_or};
 use super::inode::{Node, Observed};
+use super::limits::{LIST_PAGE, SMALL_FILE};
 use super::{Filesystem, FsResult, names};
 
 /// A complete directory with fewer entries than this is re-listed (one page) on a miss.
 const RELIST_MAX_ENTRIES: usize = 900;
-
-/// Files up to this size are revalidated with a GET instead of a HEAD.
-pub(crate) const SMALL_FILE_FETCH: u64 = 128 * 1024;
 
 /// Longest symlink target read from an ossfs-style link object.
 const MAX_LINK_OBJECT: u64 = 4096;
@@ -101,7 +99,7 @@ impl Filesystem {
         let list_req = ListRequest {
             prefix: dir_prefix.clone(),
             delimiter: Some("/".into()),
-            max_keys: super::dir::PAGE,
+            max_keys: LIST_PAGE,
             ..Default::default()
         };
         // A known directory is revalidated with a one-key LIST: a path walk through a
@@ -248,13 +246,13 @@ impl Filesystem {
         }
         let out = self
             .store
-            .get_object(key, Some(0..SMALL_FILE_FETCH), None)
+            .get_object(key, Some(0..SMALL_FILE), None)
             .await?;
         let mut data = BytesMut::new();
         let mut body = out.body;
         while let Some(chunk) = body.next().await {
             data.extend_from_slice(&chunk?);
-            if data.len() as u64 > SMALL_FILE_FETCH {
+            if data.len() as u64 > SMALL_FILE {
                 break; // a server ignoring the range: do not buffer a large object
             }
         }

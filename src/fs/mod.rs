@@ -70,6 +70,7 @@ mod dir;
 pub mod error;
 mod handle;
 pub mod inode;
+mod limits;
 mod listing_cache;
 mod lookup;
 pub mod names;

@@ -205,7 +205,7 @@ impl Shared {
         let req = ListRequest {
             prefix: key.clone(),
             delimiter: Some("/".into()),
-            max_keys: super::dir::PAGE,
+            max_keys: super::limits::LIST_PAGE,
             ..Default::default()
         };
         let at = Instant::now();
