@@ -214,7 +214,7 @@ async fn mount_async(config: &Config, notifier: &mut ReadyNotifier) -> Result<()
     report_stale_uploads(config, &conn).await;
     let signals = Signals::register()
         .map_err(|e| CliError::Mount(format!("cannot install signal handlers: {e}")))?;
-    let fs = super::filesystem::mount(config, conn.store.clone()).await?;
+    let fs = super::fuse_mount::mount(config, conn.store.clone()).await?;
     tracing::info!(
         bucket = %config.bucket,
         prefix = %config.prefix,

@@ -5,7 +5,7 @@
 //! asks for higher offsets. Every entry is registered in the inode table with the size
 //! and mtime of the listing, so the `stat` calls that follow (`ls -l`) are answered from
 //! the cache: N entries cost ~N/1000 LIST requests and no HEAD. When the directory's
-//! lookup has just listed it, its page is the first page (see `probe`).
+//! lookup has just listed it, its page is the first page (see `lookup_page`).
 //!
 //! Offsets are positions in the handle's entry list (`.` = 0, `..` = 1, …); the cookie
 //! returned with an entry is its position + 1. The handle keeps only entries the kernel
@@ -58,7 +58,7 @@ pub(crate) struct DirHandle {
     listed: usize,
     /// [`super::inode::InodeTable::free_epoch`] when the listing began.
     epoch: u64,
-    /// Small files in listing order, for the sibling read-ahead (see `ahead`).
+    /// Small files in listing order, for the sibling read-ahead (see `small_file_readahead`).
     small_files: Vec<String>,
     /// The whole listing so far, kept for the readdirs of one TTL (`listing_cache`);
     /// None once too large, or when this pass replays a kept listing.
@@ -189,7 +189,7 @@ impl Filesystem {
             return Ok(());
         }
         let dir_key = self.inodes.key_of(h.ino).ok_or(FsError::NotFound)?;
-        // The first page may be the one the directory's lookup just fetched (`probe`).
+        // The first page may be the one the directory's lookup just fetched (`lookup_page`).
         // Or one fetched ahead of a tree walk (`walk`).
         let probed = match h.token {
             None => match self.walk_first_page(&dir_key).await {
@@ -226,7 +226,9 @@ impl Filesystem {
             }
             h.listed += 1;
             let (ino, node) = self.inodes.observe(h.ino, name, self.observed_listed(obj));
-            if super::ahead::is_small_file(&node) && h.small_files.len() <= READ_AHEAD_MAX_ORDER {
+            if super::small_file_readahead::is_small_file(&node)
+                && h.small_files.len() <= READ_AHEAD_MAX_ORDER
+            {
                 h.small_files.push(name.to_string());
             }
             self.note_listed(h, ino, &node);

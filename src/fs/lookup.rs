@@ -2,7 +2,7 @@
 //!
 //! A name `n` in directory `d/` is resolved with two requests sent concurrently
 //! (`tokio::join!`): HEAD `d/n` and LIST prefix `d/n/`, delimiter `/`, max-keys 1000 (a
-//! directory's page is kept as the first page of the readdir that follows, see `probe`;
+//! directory's page is kept as the first page of the readdir that follows, see `lookup_page`;
 //! a file's comes back empty, at the cost of a one-key page; a *known* directory is
 //! revalidated with max-keys 1, so path walks stay cheap). If the
 //! LIST finds anything (a marker `d/n/` or any key below), `n` is a directory — even when
@@ -110,7 +110,7 @@ impl Filesystem {
             max_keys: 1,
             ..list_req.clone()
         };
-        let sent = super::probe::Stamp::now(&self.inodes);
+        let sent = super::lookup_page::Stamp::now(&self.inodes);
         let known = self
             .inodes
             .child(parent, name)
@@ -188,7 +188,7 @@ impl Filesystem {
         name: &str,
         dir_prefix: &str,
         list: &ListPage,
-        sent: super::probe::Stamp,
+        sent: super::lookup_page::Stamp,
     ) -> (Ino, Node) {
         let (ino, node) = self
             .observe_listed_dir(parent, name, dir_prefix, list)
@@ -241,7 +241,7 @@ impl Filesystem {
         key: &str,
         known: Option<&Node>,
     ) -> Result<ObjectMeta, StoreError> {
-        if !known.is_some_and(super::ahead::is_small_file) {
+        if !known.is_some_and(super::small_file_readahead::is_small_file) {
             return self.store.head_object(key).await;
         }
         let out = self

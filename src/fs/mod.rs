@@ -13,7 +13,7 @@
 //! | readdir | ListObjectsV2 pages of 1000 with delimiter `/`; the kernel gets names, numbers and types only (no READDIRPLUS unless `readdir_optimize`). A listing carries no user metadata: the first lookup/getattr/setattr of a listed entry fetches the stored attributes of it and the listing entries after it, many HEADs in flight (`attr_fanout`). Whole listings are replayed within the TTL (`listing_cache`). With `readdir_optimize`, listing attributes (defaults + `LastModified`) go to the kernel through READDIRPLUS: ~N/1000 LIST and no HEAD. |
 //! | inode numbers | Stable while the kernel holds them; a node nothing holds is freed and its name gets a new number when seen again (never reused within a mount, not persistent across mounts). See `inode`, Lifecycle. |
 //! | tree walks | Sub-directories a walk reveals are listed ahead of it, bounded (`walk`). |
-//! | read | Through [`crate::read::ObjectReader`], pinned to the ETag seen at open: if the object changes, reads fail with `ESTALE` instead of mixing versions. Small files opened one after another in listing order are fetched ahead in parallel (`ahead`), one GET per file still. |
+//! | read | Through [`crate::read::ObjectReader`], pinned to the ETag seen at open: if the object changes, reads fail with `ESTALE` instead of mixing versions. Small files opened one after another in listing order are fetched ahead in parallel (`small_file_readahead`), one GET per file still. |
 //! | write (new file, sequential) | Streamed: parts upload while the application writes; small files are one PutObject at close. Nothing is visible before close/fsync succeeds. |
 //! | write (existing file, random, truncate, `O_APPEND`) | Staged in a local file under `cache_dir` (existing content downloaded on the first write), uploaded at flush/close. Appends to Appendable objects use AppendObject; appends to other objects of 1 MiB or more upload only the new bytes and copy the old ones server-side (UploadPartCopy). |
 //! | close/fsync | Commit, and return upload errors (`EIO`, `EACCES`…) to the application. A close commits only when it comes from a writer (the opener, or a process that wrote through the descriptor): a child's exec or exit closing a descriptor it merely inherited commits nothing; fsync and the last close always commit. |
@@ -44,7 +44,7 @@
 //! | what | kept | freed |
 //! |---|---|---|
 //! | per inode (`inode`) | a `Node` (attributes, ETag, name, counters; user metadata, content type and link target only when known) and one `(parent, name)` binding | when the kernel forgets it and no handle, writer, local file or child node holds it; nodes a listing registered that the kernel never looked up: when their attributes expire, and beyond 16,384 of them |
-//! | per directory | completeness (a number and an instant, plus the names of a small re-listed directory), the sibling order of small files for the last 32 listed directories (`ahead`), a lookup's first page for up to 1 s (≤ 64 pages, `probe`) | with their TTL or the bound |
+//! | per directory | completeness (a number and an instant, plus the names of a small re-listed directory), the sibling order of small files for the last 32 listed directories (`small_file_readahead`), a lookup's first page for up to 1 s (≤ 64 pages, `lookup_page`) | with their TTL or the bound |
 //! | per directory handle (`dir`) | the entries of about one LIST page not yet consumed, the continuation token | as the kernel reads on; at releasedir |
 //! | per file handle (`handle`) | reader state and write buffers (charged to `--cache-size`) | at release |
 //! | a tree walk (`walk`) | up to 50,000 queued directories (number and key) and 64 pages fetched ahead | when the walk stops (no listing used a fetched page for 2 s), or after 1 s for an unused page |
@@ -57,10 +57,9 @@
 //! (ownership of new entries, directory times), `new_entry` (what every creation shares:
 //! key, owner, mode, times, inode insertion), `lookup` (lookup/getattr), `dir` (readdir,
 //! mkdir, rmdir), `namespace` (unlink, rename, symlinks), `setattr`, `copy` (large
-//! copies), `append` (server-side appends), `ahead` (sibling read-ahead of small files), `walk` (listings ahead of tree walks), `process` (whose close commits), `handle` (the open-file table and the FUSE operations on it), `write_state` (the write state machine of an open file), `commit` (upload at flush/fsync/release), `staging` (local
+//! copies), `append` (server-side appends), `small_file_readahead` (sibling read-ahead of small files; large files are prefetched by `read::prefetch`), `lookup_page` (a directory lookup's LIST page kept for the readdir that follows), `limits` (LIST page size and small-file limits shared by lookup, readdir and read-ahead), `walk` (listings ahead of tree walks), `process` (whose close commits), `handle` (the open-file table and the FUSE operations on it), `write_state` (the write state machine of an open file), `commit` (upload at flush/fsync/release), `staging_file` (local
 //! staging files).
 
-mod ahead;
 mod append;
 pub mod attr;
 mod attr_fanout;
@@ -73,14 +72,15 @@ pub mod inode;
 mod limits;
 mod listing_cache;
 mod lookup;
+mod lookup_page;
 pub mod names;
 mod namespace;
 mod new_entry;
 mod owner;
-mod probe;
 mod process;
 mod setattr;
-mod staging;
+mod small_file_readahead;
+mod staging_file;
 mod walk;
 mod write_state;
 
@@ -215,9 +215,9 @@ pub struct Filesystem {
     upload_cfg: Arc<UploadConfig>,
     files: Mutex<HashMap<u64, Arc<OpenFile>>>,
     dirs: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<DirHandle>>>>,
-    ahead: ahead::SiblingAhead,
+    ahead: small_file_readahead::SiblingAhead,
     /// Directory lookups' LIST pages, for the readdir that follows.
-    probed: probe::ProbedPages,
+    probed: lookup_page::ProbedPages,
     /// Listed entries whose stored attributes are still to be fetched (`attr_fanout`).
     fanout: attr_fanout::AttrFanout,
     /// Whole listings, reused by the readdirs of one TTL (`listing_cache`).
@@ -271,8 +271,8 @@ impl Filesystem {
             rt,
             files: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
-            ahead: ahead::SiblingAhead::default(),
-            probed: probe::ProbedPages::default(),
+            ahead: small_file_readahead::SiblingAhead::default(),
+            probed: lookup_page::ProbedPages::default(),
             fanout: attr_fanout::AttrFanout::default(),
             listings: listing_cache::ListingCache::default(),
             next_fh: AtomicU64::new(1),

@@ -58,7 +58,7 @@ use super::append::{PendingAppend, SERVER_APPEND_MIN};
 use super::attr::Ino;
 use super::error::FsError;
 use super::inode::Node;
-use super::staging::StagingFile;
+use super::staging_file::StagingFile;
 use super::{Filesystem, FsResult};
 
 /// Largest prefix of a streamed file kept in memory to allow an early seek back (one

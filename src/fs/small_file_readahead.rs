@@ -1,9 +1,13 @@
-//! Sibling read-ahead: the small files of a directory read one after another.
+//! Small-file read-ahead: the small files of a directory read one after another.
+//!
+//! (Large files are prefetched within the file by `read::prefetch`; this module fetches
+//! whole small *sibling* files ahead of the reader.)
 //!
 //! `cp -r`, `tar`, `rsync`, `cat dir/*` and data loaders walking a directory open its
 //! small files one by one, and each costs a GET round trip between open and read, one at
 //! a time. Once two small files of a directory have been opened for reading in listing
-//! order (the order its last complete listing returned them), the next [`AHEAD`] small
+//! order (the order its last complete listing returned them), the next
+//! [`READ_AHEAD_FILES`] small
 //! files are fetched into the block cache in parallel, so the reader finds them there.
 //! Every file still costs one GET: the read-ahead's GET replaces the reader's, and a
 //! reader that arrives while it is in flight follows it (`read::inflight`).
@@ -15,7 +19,7 @@
 //!   fetching it ahead would cost a second request.
 //! - Random access never triggers it (two consecutive opens in listing order are
 //!   needed), so a reader jumping around a listed directory pays nothing extra; a reader
-//!   that stops early leaves at most [`AHEAD`] files fetched for nothing.
+//!   that stops early leaves at most [`READ_AHEAD_FILES`] files fetched for nothing.
 //! - Listing order is byte order; a shell glob sorts by locale and may differ (then this
 //!   simply does not trigger).
 //! - The fetched blocks live in the block cache, under its memory budget.
@@ -134,7 +138,7 @@ impl Filesystem {
         (!names.is_empty()).then_some((node.parent, names))
     }
 
-    /// Fetches the small files `names` of `dir` into the block cache, [`AHEAD`] at a time
+    /// Fetches the small files `names` of `dir` into the block cache, [`READ_AHEAD_FILES`] at a time
     /// (run in the background by the FUSE adapter).
     pub async fn read_ahead(&self, dir: Ino, names: Vec<String>) {
         futures::stream::iter(names)
@@ -190,7 +194,7 @@ mod tests {
         a.record_listing(1, names(20));
         assert!(a.opened(1, "f000").is_empty(), "one open proves nothing");
         assert_eq!(a.opened(1, "f001"), names(10)[2..10].to_vec());
-        // Each further open keeps AHEAD files fetched ahead: one new name.
+        // Each further open keeps READ_AHEAD_FILES files fetched ahead: one new name.
         assert_eq!(a.opened(1, "f002"), vec!["f010".to_string()]);
         // A jump resets; sequential again from there.
         assert!(a.opened(1, "f015").is_empty());
