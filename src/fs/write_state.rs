@@ -45,7 +45,12 @@
 //!   (rewriting a header) falls back to staging; seeking back further is `ENOTSUP`
 //!   (logged).
 //! - A state is taken out of the handle (`mem::replace` with `Clean`) while a transition
-//!   awaits; every error path puts the right state back before returning.
+//!   awaits. Paths that can fail before the transition completes put the old state back
+//!   where the data must survive (a failed commit keeps it for the retry); a failed
+//!   write moves the handle to `Failed` (see [`WriteSide::fail`]). Known gap (kept as it
+//!   was when this module was split out): an error inside [`WriteSide::truncate`] (local
+//!   I/O on the staging file, the download of a `ServerAppend` base) or inside the
+//!   [`WriteSide::materialize`] a read triggers leaves `Clean`, dropping what was pending.
 
 use std::sync::Arc;
 
