@@ -10,7 +10,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::store::{ListRequest, MultipartUploadInfo, ObjectStore, StoreError};
+use crate::store::{ListRequest, MultipartUploadInfo, ObjectStore, ServiceCode, StoreError};
 
 /// The result of probing the bucket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +79,7 @@ pub async fn abort_uploads(
             .await
         {
             Ok(()) => report.aborted.push(upload),
-            Err(e) if e.code() == Some("NoSuchUpload") => report.aborted.push(upload),
+            Err(e) if e.has_code(&ServiceCode::NoSuchUpload) => report.aborted.push(upload),
             Err(e) => report.failed.push((upload, e.to_string())),
         }
     }

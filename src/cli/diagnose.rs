@@ -5,7 +5,7 @@
 //! on the transport failure (refused, DNS, TLS, timeout), matched on the lower-cased
 //! message because the client flattens network errors into text.
 
-use crate::store::StoreError;
+use crate::store::{ServiceCode, StoreError};
 
 /// A hint for `err`, or None when there is nothing better to say than the error itself.
 pub fn hint(err: &StoreError) -> Option<&'static str> {
@@ -25,30 +25,30 @@ pub fn hint(err: &StoreError) -> Option<&'static str> {
     }
 }
 
-fn service_hint(code: &str, message: &str, status: u16) -> Option<&'static str> {
+fn service_hint(code: &ServiceCode, message: &str, status: u16) -> Option<&'static str> {
     Some(match code {
-        "NoSuchBucket" => {
+        ServiceCode::NoSuchBucket => {
             "the bucket does not exist: check its name and --region (`ossmount regions` lists regions)"
         }
-        "AccessDenied" if message.contains("specified endpoint") => {
+        ServiceCode::AccessDenied if message.contains("specified endpoint") => {
             "the bucket lives in another region: pass that region with --region (or its endpoint with --endpoint)"
         }
-        "AccessDenied" => {
+        ServiceCode::AccessDenied => {
             "the credentials were accepted but lack permission on this bucket or prefix: check the RAM policy (oss:ListObjects, oss:GetObject, oss:PutObject…) and the bucket policy"
         }
-        "InvalidAccessKeyId" => {
+        ServiceCode::InvalidAccessKeyId => {
             "OSS does not know this AccessKey id (typo, deleted or disabled key): check the id and where it was read from"
         }
-        "SignatureDoesNotMatch" => {
+        ServiceCode::SignatureDoesNotMatch => {
             "the AccessKey secret does not match the id: check the secret (stray spaces or quotes?) and --signature-version"
         }
-        "SecurityTokenExpired" | "InvalidSecurityToken" => {
+        ServiceCode::SecurityTokenExpired | ServiceCode::InvalidSecurityToken => {
             "the STS security token is expired or does not belong to this AccessKey: get fresh temporary credentials"
         }
-        "RequestTimeTooSkewed" => {
+        ServiceCode::RequestTimeTooSkewed => {
             "the local clock is more than 15 minutes off: synchronise it (chrony, systemd-timesyncd)"
         }
-        "InvalidBucketName" => "the bucket name is not valid for OSS",
+        ServiceCode::InvalidBucketName => "the bucket name is not valid for OSS",
         _ if status == 301 || status == 307 => {
             "OSS redirected the request: the bucket is probably in another region; pass its --region"
         }

@@ -6,7 +6,7 @@ pub mod bucket_check;
 pub mod connect;
 pub mod diagnose;
 pub mod error;
-pub mod filesystem;
+pub mod fuse_mount;
 pub mod helper;
 pub mod run;
 pub mod serve;

@@ -214,7 +214,7 @@ async fn mount_async(config: &Config, notifier: &mut ReadyNotifier) -> Result<()
     report_stale_uploads(config, &conn).await;
     let signals = Signals::register()
         .map_err(|e| CliError::Mount(format!("cannot install signal handlers: {e}")))?;
-    let fs = super::filesystem::mount(config, conn.store.clone()).await?;
+    let fs = super::fuse_mount::mount(config, conn.store.clone()).await?;
     tracing::info!(
         bucket = %config.bucket,
         prefix = %config.prefix,
@@ -355,7 +355,7 @@ fn run_regions(args: &RegionsArgs) -> Result<(), CliError> {
     let (rows, source) = if args.offline {
         (region_listing(), "built-in table".to_string())
     } else {
-        runtime()?.block_on(super::filesystem::describe_regions(&args.connection))
+        runtime()?.block_on(super::connect::describe_regions(&args.connection))
     };
     let text = format!("{}\n({source})\n", format_region_table(&rows).trim_end());
     std::io::stdout()

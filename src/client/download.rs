@@ -13,7 +13,6 @@ use futures::StreamExt;
 
 use super::OssClient;
 use super::error::header_str;
-use super::object::parse_content_range;
 use super::retry::RetryReason;
 use crate::crc64::Crc64Hasher;
 use crate::store::{StoreError, StoreResult};
@@ -195,6 +194,18 @@ impl BodyStream {
         })
         .boxed()
     }
+}
+
+/// `bytes a-b/total` → (a, b, total).
+pub(crate) fn parse_content_range(v: &str) -> Option<(u64, u64, u64)> {
+    let rest = v.trim().strip_prefix("bytes ")?;
+    let (span, total) = rest.split_once('/')?;
+    let (a, b) = span.split_once('-')?;
+    Some((
+        a.trim().parse().ok()?,
+        b.trim().parse().ok()?,
+        total.trim().parse().ok()?,
+    ))
 }
 
 #[cfg(test)]

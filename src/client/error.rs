@@ -14,7 +14,7 @@ use base64::Engine;
 use reqwest::header::HeaderMap;
 
 use super::xml::{self, ErrorXml};
-use crate::store::{ServiceError, StoreError};
+use crate::store::{ServiceCode, ServiceError, StoreError};
 
 /// Error bodies larger than this are not parsed (real ones are < 1 KiB).
 pub const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -116,9 +116,9 @@ pub(crate) fn error_from_reply(
         }
     };
     let code = if p.code.is_empty() {
-        code_for_status(status).to_string()
+        ServiceCode::parse(code_for_status(status))
     } else {
-        p.code
+        ServiceCode::from(p.code)
     };
     let err = ServiceError {
         status,

@@ -24,7 +24,8 @@ use super::xml::{
     ListMultipartUploadsResult,
 };
 use crate::store::{
-    MultipartUploadInfo, PartInfo, PutBody, PutOptions, PutResult, StoreError, StoreResult,
+    MultipartUploadInfo, PartInfo, PutBody, PutOptions, PutResult, ServiceCode, StoreError,
+    StoreResult,
 };
 
 /// OSS limits on part numbers.
@@ -150,7 +151,9 @@ impl OssClient {
                 })
             }
             Err(e)
-                if attempts > 1 && e.code() == Some("NoSuchUpload") && expected_crc.is_some() =>
+                if attempts > 1
+                    && e.has_code(&ServiceCode::NoSuchUpload)
+                    && expected_crc.is_some() =>
             {
                 let meta = self
                     .head_object_impl(key)
@@ -183,7 +186,7 @@ impl OssClient {
             .param("uploadId", upload_id);
         match self.execute(&req).await {
             Ok(_) => Ok(()),
-            Err(e) if e.code() == Some("NoSuchUpload") => Ok(()),
+            Err(e) if e.has_code(&ServiceCode::NoSuchUpload) => Ok(()),
             Err(e) => Err(e),
         }
     }

@@ -23,7 +23,7 @@ use reqwest::Method;
 use reqwest::header::HeaderMap;
 
 use super::OssClient;
-use super::download::{BodyStream, Resume};
+use super::download::{BodyStream, Resume, parse_content_range};
 use super::error::header_str;
 use super::request::{OssRequest, RequestBody, validate_key};
 use super::retry::{Failure, RetryReason};
@@ -32,7 +32,7 @@ use crate::crc64::{Crc64Hasher, crc64, parse_header};
 use crate::sign::{uri_decode, uri_encode};
 use crate::store::{
     AppendResult, GetObjectOutput, GetRangeOutput, ObjectMeta, ObjectType, PutBody, PutOptions,
-    PutResult, StoreError, StoreResult,
+    PutResult, ServiceCode, StoreError, StoreResult,
 };
 
 /// CopyObject and friends may take a while on the server side for big objects.
@@ -44,18 +44,6 @@ pub(crate) fn etag_of(h: &HeaderMap) -> String {
 
 pub(crate) fn crc_of(h: &HeaderMap) -> Option<u64> {
     header_str(h, "x-oss-hash-crc64ecma").and_then(parse_header)
-}
-
-/// `bytes a-b/total` → (a, b, total).
-pub(crate) fn parse_content_range(v: &str) -> Option<(u64, u64, u64)> {
-    let rest = v.trim().strip_prefix("bytes ")?;
-    let (span, total) = rest.split_once('/')?;
-    let (a, b) = span.split_once('-')?;
-    Some((
-        a.trim().parse().ok()?,
-        b.trim().parse().ok()?,
-        total.trim().parse().ok()?,
-    ))
 }
 
 /// Object metadata from HEAD/GET headers; `size` is the whole object's size.
@@ -156,7 +144,7 @@ impl OssClient {
         {
             return Err(StoreError::Service(Box::new(crate::store::ServiceError {
                 status: 412,
-                code: "PreconditionFailed".into(),
+                code: ServiceCode::PreconditionFailed,
                 message: "ETag changed".into(),
                 operation: "GetObject".into(),
                 resource: format!("{}/{key}", self.inner.cfg.bucket),
@@ -192,7 +180,7 @@ impl OssClient {
             .run(&req, || self.get_range_attempt(&req, key, &range))
             .await;
         match result {
-            Err(e) if range.start == 0 && e.code() == Some("InvalidRange") => {
+            Err(e) if range.start == 0 && e.has_code(&ServiceCode::InvalidRange) => {
                 // Reading from 0 of an empty object is an empty read, not an error.
                 let out = self.empty_range(key, if_match).await?;
                 if out.object_size == 0 {
@@ -358,7 +346,7 @@ impl OssClient {
             Ok(s) => s,
             Err(e)
                 if range.as_ref().is_some_and(|r| r.start == 0)
-                    && e.code() == Some("InvalidRange") =>
+                    && e.has_code(&ServiceCode::InvalidRange) =>
             {
                 let out = self.empty_range(key, if_match).await?;
                 if out.object_size != 0 {
@@ -433,7 +421,7 @@ impl OssClient {
             Err(e)
                 if opts.forbid_overwrite
                     && attempts > 1
-                    && e.code() == Some("FileAlreadyExists") =>
+                    && e.has_code(&ServiceCode::FileAlreadyExists) =>
             {
                 // Did our own earlier attempt create it? Then the object is exactly our
                 // body. The CRC is known up front only for in-memory bodies.
@@ -464,7 +452,7 @@ impl OssClient {
         let req = OssRequest::object("DeleteObject", Method::DELETE, key);
         match self.execute(&req).await {
             Ok(_) => Ok(()),
-            Err(e) if e.code() == Some("NoSuchKey") => Ok(()),
+            Err(e) if e.has_code(&ServiceCode::NoSuchKey) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -526,7 +514,7 @@ impl OssClient {
             Ok(s) => s,
             Err(e)
                 if attempts > 1
-                    && e.code() == Some("PositionNotEqualToLength")
+                    && e.has_code(&ServiceCode::PositionNotEqualToLength)
                     && expected_crc.is_some() =>
             {
                 // Did an earlier attempt of ours land? Then the object is exactly it.

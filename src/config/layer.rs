@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 
-use crate::cli::args::{
+use super::options::{
     ConnectionArgs, LoggingArgs, MountOptionArgs, SignatureVersionArg, TuningArgs, parse_mode,
 };
 
@@ -159,7 +159,7 @@ impl OptionLayer {
             // Bare `direct_io` is the libfuse flag: always.
             "direct_io" => {
                 t.direct_io = Some(match opt.value.as_deref() {
-                    None => crate::fuse::DirectIo::Always,
+                    None => super::options::DirectIo::Always,
                     Some(_) => parsed(opt, str::parse)?,
                 })
             }

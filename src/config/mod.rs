@@ -1,6 +1,6 @@
 //! The resolved, validated configuration of one mount.
 //!
-//! Inputs are the parsed command line ([`crate::cli::args::MountArgs`]) and its `-o`
+//! Inputs are the parsed command line ([`options::MountArgs`]) and its `-o`
 //! lists. Resolution happens in three steps:
 //! 1. every `-o` item is applied, in order, to an empty copy of the argument structs
 //!    (so a later `-o` wins over an earlier one);
@@ -18,13 +18,13 @@
 
 mod layer;
 pub mod mount_options;
+pub mod options;
 pub mod units;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::args::{ConnectionArgs, MountArgs, SignatureVersionArg};
 use crate::credentials::Secret;
 use crate::endpoint::{
     EndpointConfig as EndpointConfigParse, EndpointError, normalize_region, region_from_host,
@@ -33,6 +33,7 @@ use crate::endpoint::{
 pub use layer::is_known_option;
 use layer::{OptionLayer, merge_connection, merge_logging, merge_mount, merge_tuning};
 use mount_options::parse_option_lists;
+use options::{ConnectionArgs, MountArgs, SignatureVersionArg};
 use units::{format_duration, format_size};
 
 /// Default memory block cache.
@@ -158,7 +159,7 @@ pub struct TuningConfig {
     pub max_concurrency: usize,
     /// Kernel readahead in bytes.
     pub read_ahead: u64,
-    pub direct_io: crate::fuse::DirectIo,
+    pub direct_io: options::DirectIo,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

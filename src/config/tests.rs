@@ -234,7 +234,7 @@ fn option_values_are_validated() {
 
 #[test]
 fn direct_io_and_read_ahead_options() {
-    use crate::fuse::DirectIo;
+    use crate::config::options::DirectIo;
     let base = ["--region", "cn-hangzhou", "bkt", "/m"];
     let c = resolve(&base).unwrap();
     assert_eq!(c.tuning.direct_io, DirectIo::Auto);

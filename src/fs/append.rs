@@ -22,7 +22,7 @@ use futures::{StreamExt, TryStreamExt};
 use crate::store::{PartInfo, PutBody, PutOptions, PutResult};
 
 use super::error::{FsError, not_found_or};
-use super::staging::StagingFile;
+use super::staging_file::StagingFile;
 use super::{Filesystem, FsResult};
 
 /// Smallest object extended server-side (below, downloading it is cheaper).

@@ -31,6 +31,8 @@ use futures::StreamExt;
 use std::collections::HashMap;
 use tokio::sync::watch;
 
+use crate::store::ServiceCode;
+
 use super::attr::{FileKind, Ino};
 use super::error::FsError;
 use super::inode::{Node, ROOT_INO};
@@ -215,7 +217,7 @@ impl Filesystem {
                 let obs = self.observed_from_head(&key, &meta).await?;
                 self.inodes.observe(node.parent, &node.name, obs);
             }
-            (_, Err(e)) if e.code() == Some("SymlinkTargetNotExist") => {
+            (_, Err(e)) if e.has_code(&ServiceCode::SymlinkTargetNotExist) => {
                 let obs = self.observed_dangling_link(&key).await?;
                 let (i, _) = self.inodes.observe(node.parent, &node.name, obs);
                 // A link's mode is always 0777; owner unknown stays the default.

@@ -5,7 +5,7 @@
 //! asks for higher offsets. Every entry is registered in the inode table with the size
 //! and mtime of the listing, so the `stat` calls that follow (`ls -l`) are answered from
 //! the cache: N entries cost ~N/1000 LIST requests and no HEAD. When the directory's
-//! lookup has just listed it, its page is the first page (see `probe`).
+//! lookup has just listed it, its page is the first page (see `lookup_page`).
 //!
 //! Offsets are positions in the handle's entry list (`.` = 0, `..` = 1, …); the cookie
 //! returned with an entry is its position + 1. The handle keeps only entries the kernel
@@ -26,16 +26,16 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::store::{ListEntry, ListPage, ListRequest, ObjectType, PutOptions};
+use crate::store::{ListEntry, ListPage, ListRequest, ObjectType};
 
-use super::attr::{FileKind, Ino, to_user_meta};
+use super::attr::{FileKind, Ino};
 use super::error::FsError;
 use super::inode::Observed;
+use super::limits::{LIST_PAGE, READ_AHEAD_MAX_ORDER};
 use super::listing_cache::{ListedName, MAX_ENTRIES};
+use super::new_entry::requested_perm;
 use super::{Attr, Ctx, DirEntry, Filesystem, FsResult, lock, names};
 
-/// Keys per ListObjectsV2 page.
-pub(crate) const PAGE: u32 = 1000;
 /// Most entries returned by one readdir call (the kernel's buffer holds fewer anyway;
 /// returning the whole page each time would copy it over and over).
 const BATCH: usize = 512;
@@ -58,7 +58,7 @@ pub(crate) struct DirHandle {
     listed: usize,
     /// [`super::inode::InodeTable::free_epoch`] when the listing began.
     epoch: u64,
-    /// Small files in listing order, for the sibling read-ahead (see `ahead`).
+    /// Small files in listing order, for the sibling read-ahead (see `small_file_readahead`).
     small_files: Vec<String>,
     /// The whole listing so far, kept for the readdirs of one TTL (`listing_cache`);
     /// None once too large, or when this pass replays a kept listing.
@@ -189,7 +189,7 @@ impl Filesystem {
             return Ok(());
         }
         let dir_key = self.inodes.key_of(h.ino).ok_or(FsError::NotFound)?;
-        // The first page may be the one the directory's lookup just fetched (`probe`).
+        // The first page may be the one the directory's lookup just fetched (`lookup_page`).
         // Or one fetched ahead of a tree walk (`walk`).
         let probed = match h.token {
             None => match self.walk_first_page(&dir_key).await {
@@ -230,7 +230,8 @@ impl Filesystem {
                 .remove(name)
                 .unwrap_or_else(|| self.observed_listed(obj));
             let (ino, node) = self.inodes.observe(h.ino, name, obs);
-            if super::ahead::is_small_file(&node) && h.small_files.len() <= super::ahead::MAX_ORDER
+            if super::small_file_readahead::is_small_file(&node)
+                && h.small_files.len() <= READ_AHEAD_MAX_ORDER
             {
                 h.small_files.push(name.to_string());
             }
@@ -381,38 +382,22 @@ impl Filesystem {
             Err(FsError::NotFound) => {}
             Err(e) => return Err(e),
         }
-        let key = format!(
-            "{}/",
-            self.inodes
-                .child_key(parent, name)
-                .ok_or(FsError::NotFound)?
-        );
-        names::check_key_len(&key)?;
-        let attr = self.new_owned_attr(
+        let entry = self.prepare_new_entry(
             ctx,
             parent,
+            name,
             FileKind::Dir,
             0,
-            (mode & !umask & 0o7777) as u16,
-        );
-        let opts = PutOptions {
-            user_meta: to_user_meta(&attr, &Default::default()),
-            ..Default::default()
-        };
+            requested_perm(mode, umask),
+        )?;
+        let opts = entry.put_options();
         self.store
-            .put_object(&key, Bytes::new().into(), &opts)
+            .put_object(&entry.key, Bytes::new().into(), &opts)
             .await
-            .map_err(|e| FsError::store("PutObject", &key, e))?;
-        // Not before the object's Last-Modified (a later HEAD must not move the ctime).
-        let mut attr = attr;
-        attr.ctime = attr.ctime.max(std::time::SystemTime::now());
-        let (ino, node) = self.inodes.insert_local(parent, name, attr, false);
-        self.inodes
-            .update(ino, |n| n.user_meta = opts.user_meta.clone());
-        self.inodes.add_lookup(ino, 1);
+            .map_err(|e| FsError::store("PutObject", &entry.key, e))?;
+        let (ino, node) = self.insert_new_entry(entry, Some(&opts), |_| {});
         // Nothing was under `name/` when we looked: the new directory is complete.
         self.inodes.mark_complete(ino, checked_at, 0);
-        self.dir_entries_changed(parent, 1);
         Ok(node.attr)
     }
 
@@ -422,7 +407,7 @@ impl Filesystem {
             prefix: dir_key.to_string(),
             delimiter: Some("/".into()),
             continuation_token: token,
-            max_keys: PAGE,
+            max_keys: LIST_PAGE,
             ..Default::default()
         };
         self.store

@@ -5,7 +5,11 @@
 //! cannot be added without deciding its errno, and the same store failure always gives the
 //! same errno whatever operation hit it.
 //!
-//! Store errors are classified by [`StoreError`] status/code:
+//! Errors keep their source (`#[source]`) up to the FUSE reply, so the log line of a
+//! failed operation shows the whole chain, and the errno is decided from the source
+//! itself (a store error inside a failed upload maps like any store error).
+//!
+//! Store errors are classified by [`StoreError`] status and [`ServiceCode`]:
 //! - 404 / `NoSuchKey` → `ENOENT`; 412 / `PreconditionFailed` → `ESTALE` (the object
 //!   changed under an open handle);
 //! - 403 (`AccessDenied`, bad keys, expired tokens) and missing credentials → `EACCES`;
@@ -14,7 +18,11 @@
 //! - network failures, timeouts, 5xx, CRC mismatches, unparsable replies → `EIO` (the
 //!   client already retried; the log line carries the OSS request id).
 
-use crate::store::StoreError;
+use std::sync::Arc;
+
+use crate::read::ReadError;
+use crate::store::{ServiceCode, StoreError};
+use crate::write::WriteError;
 
 /// Errors of filesystem operations.
 #[derive(Debug, thiserror::Error)]
@@ -45,8 +53,6 @@ pub enum FsError {
     InvalidArgument(String),
     #[error("bad file handle")]
     BadHandle,
-    #[error("file too large: {0}")]
-    TooLarge(String),
     /// A store request failed; `op` is what the filesystem was doing.
     #[error("{op} {key}: {source}")]
     Store {
@@ -61,9 +67,29 @@ pub enum FsError {
         #[source]
         source: std::io::Error,
     },
-    /// An upload or download failed for a reason that maps to plain EIO.
-    #[error("{0}")]
-    DataPath(String),
+    /// Reading an object failed in the data path (e.g. its bytes do not match its CRC).
+    #[error("read {key}: {source}")]
+    Read {
+        key: String,
+        #[source]
+        source: ReadError,
+    },
+    /// An upload failed in the data path (too large, or an earlier part failed).
+    #[error("upload {key}: {source}")]
+    Write {
+        key: String,
+        #[source]
+        source: WriteError,
+    },
+    /// An error an open file also keeps (its write state is failed): reported as itself,
+    /// with its own errno, the first time.
+    #[error(transparent)]
+    Shared(Arc<FsError>),
+    /// An open file's earlier write or upload failed, so what it holds is not what the
+    /// application wrote: every later operation on it reports `EIO` (the data is lost,
+    /// whatever the first cause was, which is the source).
+    #[error("an earlier write or upload of this file failed: {0}")]
+    EarlierFailure(#[source] Arc<FsError>),
 }
 
 impl FsError {
@@ -95,10 +121,21 @@ impl FsError {
             FsError::NotSupported(_) => libc::ENOTSUP,
             FsError::InvalidArgument(_) => libc::EINVAL,
             FsError::BadHandle => libc::EBADF,
-            FsError::TooLarge(_) => libc::EFBIG,
             FsError::Store { source, .. } => store_errno(source),
-            FsError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
-            FsError::DataPath(_) => libc::EIO,
+            FsError::Io { source, .. } => io_errno(source),
+            FsError::Read { source, .. } => match source {
+                ReadError::Stale { .. } => libc::ESTALE,
+                ReadError::Store(e) => store_errno(e),
+                ReadError::CrcMismatch { .. } => libc::EIO,
+            },
+            FsError::Write { source, .. } => match source {
+                WriteError::Store(e) => store_errno(e),
+                WriteError::Io(e) => io_errno(e),
+                WriteError::TooLarge { .. } => libc::EFBIG,
+                WriteError::Failed { .. } => libc::EIO,
+            },
+            FsError::Shared(e) => e.errno(),
+            FsError::EarlierFailure(_) => libc::EIO,
         }
     }
 
@@ -117,6 +154,10 @@ impl FsError {
     }
 }
 
+fn io_errno(e: &std::io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(libc::EIO)
+}
+
 /// errno for a store failure (see the module docs for the table).
 pub fn store_errno(e: &StoreError) -> i32 {
     match e {
@@ -127,10 +168,10 @@ pub fn store_errno(e: &StoreError) -> i32 {
             if e.is_precondition_failed() {
                 return libc::ESTALE;
             }
-            match s.code.as_str() {
-                "FileAlreadyExists" => libc::EEXIST,
-                "EntityTooLarge" => libc::EFBIG,
-                "InvalidObjectName" | "KeyTooLong" => libc::EINVAL,
+            match s.code {
+                ServiceCode::FileAlreadyExists => libc::EEXIST,
+                ServiceCode::EntityTooLarge => libc::EFBIG,
+                ServiceCode::InvalidObjectName | ServiceCode::KeyTooLong => libc::EINVAL,
                 _ => match s.status {
                     401 | 403 => libc::EACCES,
                     _ => libc::EIO,
@@ -138,7 +179,7 @@ pub fn store_errno(e: &StoreError) -> i32 {
             }
         }
         StoreError::Credentials(_) => libc::EACCES,
-        StoreError::Io(io) => io.raw_os_error().unwrap_or(libc::EIO),
+        StoreError::Io(io) => io_errno(io),
         StoreError::InvalidArgument(_) => libc::EINVAL,
         StoreError::Network { .. }
         | StoreError::Timeout { .. }
@@ -208,5 +249,38 @@ mod tests {
         assert_eq!(FsError::NameTooLong("x".into()).errno(), libc::ENAMETOOLONG);
         assert_eq!(FsError::NotEmpty.errno(), libc::ENOTEMPTY);
         assert_eq!(FsError::Stale { key: "k".into() }.errno(), libc::ESTALE);
+    }
+
+    #[test]
+    fn data_path_errors_keep_source_and_errno() {
+        use std::error::Error as _;
+        let too_large = FsError::Write {
+            key: "k".into(),
+            source: WriteError::TooLarge { size: 2, max: 1 },
+        };
+        assert_eq!(too_large.errno(), libc::EFBIG);
+        let denied = FsError::Write {
+            key: "k".into(),
+            source: WriteError::Store(StoreError::from_service(403, "AccessDenied", "")),
+        };
+        assert_eq!(denied.errno(), libc::EACCES);
+        let crc = FsError::Read {
+            key: "k".into(),
+            source: ReadError::CrcMismatch {
+                key: "k".into(),
+                computed: 1,
+                expected: 2,
+            },
+        };
+        assert_eq!(crc.errno(), libc::EIO);
+        assert!(crc.source().unwrap().to_string().contains("CRC64"));
+        // A failed handle: the first report keeps the errno, later ones are EIO and
+        // carry the first error as their source.
+        let first = Arc::new(denied);
+        assert_eq!(FsError::Shared(first.clone()).errno(), libc::EACCES);
+        let again = FsError::EarlierFailure(first);
+        assert_eq!(again.errno(), libc::EIO);
+        let cause = again.source().unwrap().to_string();
+        assert!(cause.starts_with("upload k: OSS error"), "{cause}");
     }
 }

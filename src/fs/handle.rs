@@ -1,46 +1,19 @@
-//! Open files: create/open/read/write/flush/fsync/release and truncate.
+//! Open files: the handle table and the FUSE operations on handles (create, open, read,
+//! write, flush, fsync, release, truncate).
 //!
 //! Each handle has a read side (an [`ObjectReader`] created on the first read, pinned
-//! to the ETag current at open) and a write state machine:
+//! to the ETag current at open) and a write side: the write state machine of
+//! `write_state` (what the handle holds that OSS does not have yet), uploaded by
+//! `commit` at flush, fsync and release.
 //!
-//! ```text
-//!            write@0 on new content            non-sequential write (≤ 8 MiB)
-//!   Clean ───────────────────────────► Streaming ─────────────────────────► Staged
-//!     │  write on existing content                                            ▲
-//!     ├──────────────────────────────────────────────────────────────────────┘
-//!     │  O_APPEND write on an Appendable object
-//!     ├──────────────────────────────► Appending (AppendObject per write)
-//!     │  write at the end of an object ≥ 1 MiB
-//!     └──────────────────────────────► ServerAppend (see `append`; → Staged on any
-//!                                       earlier write, truncate or read)
-//! ```
-//! "New content" = created by this mount and not uploaded yet, or opened with `O_TRUNC`
-//! (or truncated to 0): the old bytes are not needed, so the data streams to OSS while
-//! the application writes ([`StreamingUpload`]), and nothing is visible until flush.
-//! Everything else is staged in a local file (see `staging`) and uploaded at flush.
-//!
-//! flush (every `close` by a writer: the opener or a process that wrote; a child closing
-//! a descriptor it merely inherited is not one, see `process`), fsync and release
-//! commit: they finish the streaming upload or upload the staging file, and return the
-//! upload's error to the application. After a streaming upload failed the handle is
-//! `Failed`: later flushes report the error again and nothing (in particular no empty
-//! object) is uploaded. A failed staged upload keeps the staging file dirty, so the next
-//! flush/release retries it.
-//!
-//! A new file nobody wrote to is uploaded (empty) at its first flush, so `touch` gets any
-//! error. Shells flush a redirected descriptor once before writing through its duplicate,
-//! so `echo x > new` costs an empty PUT and then the real one (deferring the empty PUT to
-//! release would hide its failure from the application: release errors are not seen).
+//! The table maps a FUSE file handle to an [`OpenFile`]: what is known without waiting
+//! (inode, writable) plus the [`FileHandle`] behind an async mutex, held across the
+//! store requests of one operation so that operations on one handle run in order.
 //!
 //! Pitfalls:
-//! - A streaming upload cannot seek back: it keeps its first `MIRROR_LIMIT` bytes
-//!   readable (the part buffers themselves, no copy) so a program that seeks back early
-//!   (rewriting a header) falls back to staging; seeking back further is `ENOTSUP`
-//!   (logged).
-//! - The key is fixed when a streaming upload starts; if the file is renamed meanwhile,
-//!   the finished object is moved to the new name (copy + delete).
-//! - An unlinked file's pending data is dropped, never uploaded.
 //! - Truncate with `O_TRUNC` support (`FUSE_ATOMIC_O_TRUNC`) avoids an extra empty PUT.
+//! - A flush by a process that merely inherited the descriptor does not commit (see
+//!   `process`).
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -48,39 +21,13 @@ use std::time::SystemTime;
 use bytes::Bytes;
 
 use crate::read::{ObjectReader, ReadError};
-use crate::store::{ObjectType, PutOptions, PutResult};
-use crate::write::{StreamingUpload, WriteError, upload_file};
 
-use super::append::{PendingAppend, SERVER_APPEND_MIN};
-use super::attr::{FileKind, Ino, to_user_meta};
+use super::attr::{FileKind, Ino};
 use super::error::FsError;
+use super::new_entry::requested_perm;
 use super::process::Writers;
-use super::staging::StagingFile;
+use super::write_state::{WriteSide, WriteState};
 use super::{Attr, Ctx, Filesystem, FsResult, lock, names};
-
-/// Largest prefix of a streamed file kept in memory to allow an early seek back (one
-/// default part: free while the first part is unsent).
-const MIRROR_LIMIT: u64 = 8 << 20;
-
-#[derive(Debug)]
-enum WriteState {
-    Clean,
-    Streaming {
-        upload: Box<StreamingUpload>,
-        key: String,
-    },
-    Staged {
-        file: StagingFile,
-        dirty: bool,
-    },
-    Appending {
-        position: u64,
-        crc: Option<u64>,
-    },
-    /// New bytes after the end of an existing object, joined server-side at commit.
-    ServerAppend(PendingAppend),
-    Failed(String),
-}
 
 /// An entry of the open-file table: what can be known without waiting for the handle.
 #[derive(Debug)]
@@ -96,11 +43,9 @@ pub(crate) struct FileHandle {
     ino: Ino,
     readable: bool,
     writable: bool,
-    append: bool,
-    /// The old content is discarded (O_TRUNC, truncate to 0): nothing is downloaded.
-    new_content: bool,
     reader: Option<ObjectReader>,
-    state: WriteState,
+    /// What the handle holds that OSS does not have yet (see `write_state`).
+    writes: WriteSide,
     /// Whose close commits (see [`super::process`]).
     writers: Writers,
 }
@@ -114,17 +59,11 @@ fn read_error(key: &str, e: ReadError) -> FsError {
         ReadError::Store(s) => FsError::store("GetObject", key, s),
         e @ ReadError::CrcMismatch { .. } => {
             tracing::error!(key, error = %e, "data corruption detected while reading");
-            FsError::DataPath(e.to_string())
+            FsError::Read {
+                key: key.to_string(),
+                source: e,
+            }
         }
-    }
-}
-
-fn write_error(key: &str, e: WriteError) -> FsError {
-    match e {
-        WriteError::Store(s) => FsError::store("upload", key, s),
-        WriteError::Io(io) => FsError::io("upload from staging file", io),
-        e @ WriteError::TooLarge { .. } => FsError::TooLarge(e.to_string()),
-        e @ WriteError::Failed { .. } => FsError::DataPath(e.to_string()),
     }
 }
 
@@ -192,10 +131,8 @@ impl Filesystem {
                 ino,
                 readable,
                 writable,
-                append: flags & libc::O_APPEND != 0,
-                new_content: trunc,
                 reader: None,
-                state: WriteState::Clean,
+                writes: WriteSide::new(ino, flags & libc::O_APPEND != 0, trunc),
                 writers: Writers::default(),
             },
             pid,
@@ -235,51 +172,29 @@ impl Filesystem {
             Err(FsError::NotFound) => {}
             Err(e) => return Err(e),
         }
-        let key = self
-            .inodes
-            .child_key(parent, name_s)
-            .ok_or(FsError::NotFound)?;
-        names::check_key_len(&key)?;
-        let attr = self.new_owned_attr(
+        let entry = self.prepare_new_entry(
             ctx,
             parent,
+            name_s,
             FileKind::File,
             0,
-            (mode & !umask & 0o7777) as u16,
-        );
-        let (ino, node) = self.inodes.insert_local(parent, name_s, attr, true);
-        self.dir_entries_changed(parent, 0);
-        self.inodes.update(ino, |n| {
-            n.writers = 1;
-            n.lookups = 1;
-        });
+            requested_perm(mode, umask),
+        )?;
+        // Local until the first flush uploads it (see `commit`).
+        let (ino, node) = self.insert_new_entry(entry, None, |n| n.writers = 1);
         let acc = flags & libc::O_ACCMODE;
         let fh = self.register_handle(
             FileHandle {
                 ino,
                 readable: acc == libc::O_RDONLY || acc == libc::O_RDWR,
                 writable: true,
-                append: flags & libc::O_APPEND != 0,
-                new_content: true,
                 reader: None,
-                state: WriteState::Clean,
+                writes: WriteSide::new(ino, flags & libc::O_APPEND != 0, true),
                 writers: Writers::default(),
             },
             ctx.pid,
         );
         Ok((node.attr, fh))
-    }
-
-    /// Options (metadata) for uploading the current content of `ino`.
-    fn upload_opts(&self, ino: Ino) -> PutOptions {
-        match self.inodes.get(ino) {
-            Some(n) => PutOptions {
-                content_type: n.content_type.clone(),
-                user_meta: to_user_meta(&n.attr, &n.user_meta),
-                forbid_overwrite: false,
-            },
-            None => PutOptions::default(),
-        }
     }
 
     /// FUSE read.
@@ -290,10 +205,10 @@ impl Filesystem {
             return Err(FsError::BadHandle);
         }
         let ino = h.ino;
-        if matches!(h.state, WriteState::ServerAppend(_)) {
-            self.materialize(&mut h).await?;
+        if matches!(h.writes.state, WriteState::ServerAppend(_)) {
+            h.writes.materialize(self).await?;
         }
-        match &h.state {
+        match &h.writes.state {
             WriteState::Staged { file, .. } => {
                 return Ok(Bytes::from(file.read_at(offset, size).await?));
             }
@@ -304,11 +219,11 @@ impl Filesystem {
                         "reading back a large file while it is being uploaded",
                     ));
             }
-            WriteState::Failed(msg) => return Err(FsError::DataPath(msg.clone())),
+            WriteState::Failed(cause) => return Err(FsError::EarlierFailure(cause.clone())),
             WriteState::Clean | WriteState::Appending { .. } | WriteState::ServerAppend(_) => {}
         }
         let node = self.inodes.get(ino).ok_or(FsError::NotFound)?;
-        if h.new_content || node.local {
+        if h.writes.new_content || node.local {
             return Ok(Bytes::new());
         }
         let key = self.inodes.key_of(ino).ok_or(FsError::NotFound)?;
@@ -364,21 +279,9 @@ impl Filesystem {
             return Err(FsError::BadHandle);
         }
         h.writers.wrote(pid);
-        if let Err(e) = self.write_locked(&mut h, offset, &data).await {
-            // All or nothing: once a write was refused, what this handle holds is not what
-            // the application meant to write, so no later flush may commit it (it would
-            // replace the object's previous content with a partial file). A streaming
-            // upload is aborted here.
-            if !matches!(h.state, WriteState::Failed(_)) {
-                tracing::warn!(ino = h.ino, offset, error = %e, "write failed; the file will not be uploaded");
-                let failed = WriteState::Failed(format!("an earlier write failed: {e}"));
-                if let WriteState::Streaming { upload, .. } =
-                    std::mem::replace(&mut h.state, failed)
-                {
-                    upload.abort().await;
-                }
-            }
-            return Err(e);
+        if let Err(e) = h.writes.write(self, offset, &data).await {
+            // All or nothing (see `FileHandle::fail`).
+            return Err(h.writes.fail(offset, e).await);
         }
         let end = offset + data.len() as u64;
         let now = SystemTime::now();
@@ -389,159 +292,6 @@ impl Filesystem {
         });
         ::metrics::counter!(crate::metrics::FUSE_BYTES_WRITTEN).increment(data.len() as u64);
         Ok(data.len() as u32)
-    }
-
-    async fn write_locked(&self, h: &mut FileHandle, offset: u64, data: &Bytes) -> FsResult<()> {
-        let ino = h.ino;
-        let node = self.inodes.get(ino).ok_or(FsError::NotFound)?;
-        let key = self.inodes.key_of(ino).ok_or(FsError::NotFound)?;
-        if matches!(h.state, WriteState::Clean) {
-            // An empty object has no old bytes to keep either: this is the common
-            // `cmd > file` case, where the shell's dup+close flushed an empty PUT before
-            // the first write. Appendable objects keep their own path.
-            let new_content = h.new_content
-                || node.local
-                || (node.attr.size == 0 && node.object_type != ObjectType::Appendable);
-            h.state = if new_content && offset == 0 {
-                WriteState::Streaming {
-                    upload: Box::new(
-                        StreamingUpload::new(
-                            self.store.clone(),
-                            self.upload_cfg.clone(),
-                            key.clone(),
-                            self.upload_opts(ino),
-                        )
-                        .with_memory(self.cache.clone())
-                        .retain_prefix(MIRROR_LIMIT),
-                    ),
-                    key: key.clone(),
-                }
-            } else if new_content {
-                WriteState::Staged {
-                    file: StagingFile::create(&self.cfg.cache_dir).await?,
-                    dirty: true,
-                }
-            } else if h.append
-                && node.object_type == ObjectType::Appendable
-                && offset == node.attr.size
-            {
-                WriteState::Appending {
-                    position: node.attr.size,
-                    crc: node.crc64,
-                }
-            } else if offset == node.attr.size
-                && node.attr.size >= SERVER_APPEND_MIN
-                && node.object_type != ObjectType::Appendable
-                && !node.etag.is_empty()
-            {
-                WriteState::ServerAppend(PendingAppend {
-                    base_size: node.attr.size,
-                    base_etag: node.etag.clone(),
-                    tail: StagingFile::create(&self.cfg.cache_dir).await?,
-                })
-            } else {
-                WriteState::Staged {
-                    file: self.download(&key, &node.etag, node.attr.size).await?,
-                    dirty: true,
-                }
-            };
-        }
-        match &mut h.state {
-            WriteState::Streaming { upload, .. } if offset == upload.bytes_written() => {
-                if let Err(e) = upload.write_bytes(data.clone()).await {
-                    let err = write_error(&key, e);
-                    h.state = WriteState::Failed(err.to_string());
-                    return Err(err);
-                }
-                Ok(())
-            }
-            WriteState::Streaming { upload, .. } if upload.has_prefix() => {
-                // Seek back (or a hole) early in a new file: switch to staging.
-                let WriteState::Streaming { upload, .. } =
-                    std::mem::replace(&mut h.state, WriteState::Clean)
-                else {
-                    return Err(FsError::BadHandle);
-                };
-                let prefix = upload.into_prefix().await.unwrap_or_default();
-                let mut file = StagingFile::from_bytes(&self.cfg.cache_dir, prefix).await?;
-                file.write_at(offset, data.to_vec()).await?;
-                h.state = WriteState::Staged { file, dirty: true };
-                Ok(())
-            }
-            WriteState::Streaming { upload, .. } => {
-                tracing::warn!(
-                    key,
-                    offset,
-                    streamed = upload.bytes_written(),
-                    "non-sequential write after the first part of a new file was uploaded; \
-                     write such files sequentially or create them with truncate first"
-                );
-                Err(FsError::NotSupported(
-                    "non-sequential write to a new file after its first 8 MiB",
-                ))
-            }
-            WriteState::Staged { file, dirty } => {
-                file.write_at(offset, data.to_vec()).await?;
-                *dirty = true;
-                Ok(())
-            }
-            WriteState::Appending { position, crc } if offset == *position => {
-                let opts = self.upload_opts(ino);
-                let r = self
-                    .store
-                    .append_object(&key, *position, data.clone(), *crc, &opts)
-                    .await
-                    .map_err(|e| FsError::store("AppendObject", &key, e))?;
-                *position = r.next_position;
-                *crc = r.crc64;
-                self.inodes.update(ino, |n| {
-                    n.crc64 = r.crc64;
-                    n.attr.size = r.next_position;
-                    // AppendObject changes the ETag; readers must HEAD again.
-                    n.valid_until = None;
-                });
-                self.cache.invalidate_key(&key);
-                Ok(())
-            }
-            WriteState::Appending { .. } => {
-                let mut file = self.download(&key, "", node.attr.size).await?;
-                file.write_at(offset, data.to_vec()).await?;
-                h.state = WriteState::Staged { file, dirty: true };
-                Ok(())
-            }
-            WriteState::ServerAppend(p) if offset == p.end() => {
-                let at = offset - p.base_size;
-                p.tail.write_at(at, data.to_vec()).await
-            }
-            WriteState::ServerAppend(_) => {
-                // A write before the end: continue as an ordinary local file.
-                self.materialize(h).await?;
-                match &mut h.state {
-                    WriteState::Staged { file, dirty } => {
-                        file.write_at(offset, data.to_vec()).await?;
-                        *dirty = true;
-                        Ok(())
-                    }
-                    _ => Err(FsError::BadHandle),
-                }
-            }
-            WriteState::Failed(msg) => Err(FsError::DataPath(msg.clone())),
-            WriteState::Clean => Err(FsError::BadHandle),
-        }
-    }
-
-    /// Turns a pending server-side append into a full local staging file.
-    async fn materialize(&self, h: &mut FileHandle) -> FsResult<()> {
-        if let WriteState::ServerAppend(p) = std::mem::replace(&mut h.state, WriteState::Clean) {
-            let key = self.inodes.key_of(h.ino).ok_or(FsError::NotFound)?;
-            let file = self.materialize_append(&key, p).await?;
-            h.state = WriteState::Staged { file, dirty: true };
-        }
-        Ok(())
-    }
-
-    async fn download(&self, key: &str, etag: &str, size: u64) -> FsResult<StagingFile> {
-        StagingFile::download(&self.cfg.cache_dir, &*self.store, key, etag, size).await
     }
 
     /// Flush that commits whoever closes (see [`Self::flush_as`]).
@@ -566,7 +316,20 @@ impl Filesystem {
             );
             return Ok(());
         }
-        self.commit(&mut h).await
+        self.commit_handle(&mut h).await
+    }
+
+    /// Commits a writable handle (see `commit`). The reader is dropped unless the
+    /// commit was a no-op: after an upload it would read the old object.
+    async fn commit_handle(&self, h: &mut FileHandle) -> FsResult<()> {
+        if !h.writable {
+            return Ok(());
+        }
+        let result = self.commit(&mut h.writes).await;
+        if !matches!(result, Ok(false)) {
+            h.reader = None;
+        }
+        result.map(|_| ())
     }
 
     /// FUSE fsync: same as flush (data is durable only once in OSS).
@@ -578,18 +341,8 @@ impl Filesystem {
     pub async fn release(&self, fh: u64) -> FsResult<()> {
         let h = lock(&self.files).remove(&fh).ok_or(FsError::BadHandle)?;
         let mut h = h.handle.lock().await;
-        let result = if h.writable {
-            self.commit(&mut h).await
-        } else {
-            Ok(())
-        };
-        if let WriteState::Streaming { .. } = h.state {
-            if let WriteState::Streaming { upload, .. } =
-                std::mem::replace(&mut h.state, WriteState::Clean)
-            {
-                upload.abort().await;
-            }
-        }
+        let result = self.commit_handle(&mut h).await;
+        h.writes.abort_streaming().await;
         if h.writable {
             let ino = h.ino;
             let failed = result.is_err();
@@ -612,151 +365,6 @@ impl Filesystem {
         result
     }
 
-    async fn commit(&self, h: &mut FileHandle) -> FsResult<()> {
-        if !h.writable {
-            return Ok(());
-        }
-        let ino = h.ino;
-        let node = self.inodes.get(ino).ok_or(FsError::NotFound)?;
-        if node.unlinked {
-            if let WriteState::Streaming { upload, .. } =
-                std::mem::replace(&mut h.state, WriteState::Clean)
-            {
-                upload.abort().await;
-            }
-            return Ok(());
-        }
-        let key = self.inodes.key_of(ino).ok_or(FsError::NotFound)?;
-        let size;
-        // chmod/chown/utimens made while this upload was pending (see `setattr`): the
-        // metadata the upload carries, when it is not what the attributes say now, is
-        // rewritten by a metadata copy once the data is in.
-        let explicit_meta = lock(&self.meta_pending).contains(&ino);
-        let mut carried: Option<PutOptions> = None;
-        let result: PutResult = match std::mem::replace(&mut h.state, WriteState::Clean) {
-            WriteState::Clean if h.new_content || node.local => {
-                size = 0;
-                self.store
-                    .put_object(&key, Bytes::new().into(), &self.upload_opts(ino))
-                    .await
-                    .map_err(|e| FsError::store("PutObject", &key, e))?
-            }
-            WriteState::Clean => return Ok(()),
-            s @ WriteState::Appending { .. } => {
-                h.state = s;
-                if lock(&self.meta_pending).remove(&ino) {
-                    // Appends are written as they come; only the metadata is pending.
-                    let attr = self.inodes.get(ino).ok_or(FsError::NotFound)?.attr;
-                    self.persist_attr(ino, &attr).await?;
-                }
-                return Ok(());
-            }
-            WriteState::Failed(msg) => {
-                h.state = WriteState::Failed(msg.clone());
-                return Err(FsError::DataPath(msg));
-            }
-            WriteState::ServerAppend(p) if p.tail.size() == 0 => {
-                h.state = WriteState::ServerAppend(p);
-                return Ok(());
-            }
-            WriteState::ServerAppend(p) => {
-                size = p.end();
-                match self.commit_append(&key, &p, &self.upload_opts(ino)).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        // Keep the new bytes: the next flush/release retries.
-                        h.state = WriteState::ServerAppend(p);
-                        return Err(e);
-                    }
-                }
-            }
-            WriteState::Staged { file, dirty: false } => {
-                h.state = WriteState::Staged { file, dirty: false };
-                return Ok(());
-            }
-            WriteState::Staged { file, dirty: true } => {
-                size = file.size();
-                let opts = self.upload_opts(ino);
-                let r = upload_file(
-                    self.store.clone(),
-                    &self.upload_cfg,
-                    &key,
-                    &file.path(),
-                    size,
-                    &opts,
-                )
-                .await;
-                match r {
-                    Ok(r) => {
-                        h.state = WriteState::Staged { file, dirty: false };
-                        r
-                    }
-                    Err(e) => {
-                        // Keep the data: the next flush/release retries.
-                        h.state = WriteState::Staged { file, dirty: true };
-                        return Err(write_error(&key, e));
-                    }
-                }
-            }
-            WriteState::Streaming {
-                upload,
-                key: upload_key,
-                ..
-            } => {
-                size = upload.bytes_written();
-                let mut upload = upload;
-                let wanted = self.upload_opts(ino);
-                if !upload.set_options(wanted) {
-                    carried = Some(upload.options().clone());
-                }
-                match upload.finish().await {
-                    Ok(r) => {
-                        if upload_key != key {
-                            // Renamed while being written: move the finished object.
-                            self.copy_any(&upload_key, &key, size, None).await?;
-                            self.store
-                                .delete_object(&upload_key)
-                                .await
-                                .map_err(|e| FsError::store("DeleteObject", &upload_key, e))?;
-                        }
-                        r
-                    }
-                    Err(e) => {
-                        let err = write_error(&upload_key, e);
-                        h.state = WriteState::Failed(err.to_string());
-                        return Err(err);
-                    }
-                }
-            }
-        };
-        h.new_content = false;
-        h.reader = None;
-        let meta = self.upload_opts(ino).user_meta;
-        let stale_meta = explicit_meta && carried.is_some_and(|c| c.user_meta != meta);
-        self.inodes.update(ino, |n| {
-            n.local = false;
-            n.etag = result.etag.clone();
-            n.crc64 = result.crc64;
-            n.attr.size = size;
-            n.attr.from_meta = true;
-            // The ctime stays that of the last write or change: the upload landing later
-            // (after close) changes nothing a program did. Revalidation keeps it while
-            // the ETag and the stored attributes are unchanged (`InodeTable::observe`).
-            n.object_type = ObjectType::Normal;
-            n.user_meta = meta;
-        });
-        self.inodes.touch_valid(ino);
-        self.cache.invalidate_key(&key);
-        if stale_meta {
-            let attr = self.inodes.get(ino).ok_or(FsError::NotFound)?.attr;
-            self.persist_attr(ino, &attr).await?;
-        }
-        if explicit_meta {
-            lock(&self.meta_pending).remove(&ino);
-        }
-        Ok(())
-    }
-
     /// Truncate (setattr size): through the open handle when there is one.
     pub(crate) async fn truncate(&self, ino: Ino, size: u64, fh: Option<u64>) -> FsResult<()> {
         self.check_writable()?;
@@ -767,7 +375,7 @@ impl Filesystem {
         if let Some(h) = handle {
             let mut h = h.handle.lock().await;
             if h.writable {
-                self.truncate_handle(&mut h, size).await?;
+                h.writes.truncate(self, size).await?;
                 let now = SystemTime::now();
                 self.inodes.update(ino, |n| {
                     n.attr.size = size;
@@ -778,46 +386,7 @@ impl Filesystem {
             }
         }
         // No open writer: rewrite the object now.
-        let node = self.inodes.get(ino).ok_or(FsError::NotFound)?;
-        if node.attr.kind != FileKind::File {
-            return Err(FsError::IsDir);
-        }
-        let key = self.inodes.key_of(ino).ok_or(FsError::NotFound)?;
-        let now = SystemTime::now();
-        self.inodes.update(ino, |n| {
-            n.attr.mtime = now;
-            n.attr.ctime = now;
-        });
-        let opts = self.upload_opts(ino);
-        let result = if size == 0 {
-            self.store
-                .put_object(&key, Bytes::new().into(), &opts)
-                .await
-                .map_err(|e| FsError::store("PutObject", &key, e))?
-        } else {
-            let mut file = self.download(&key, &node.etag, node.attr.size).await?;
-            file.set_len(size).await?;
-            upload_file(
-                self.store.clone(),
-                &self.upload_cfg,
-                &key,
-                &file.path(),
-                size,
-                &opts,
-            )
-            .await
-            .map_err(|e| write_error(&key, e))?
-        };
-        self.inodes.update(ino, |n| {
-            n.etag = result.etag;
-            n.crc64 = result.crc64;
-            n.attr.size = size;
-            n.object_type = ObjectType::Normal;
-            n.user_meta = opts.user_meta.clone();
-        });
-        self.inodes.touch_valid(ino);
-        self.cache.invalidate_key(&key);
-        Ok(())
+        self.rewrite_truncated(ino, size).await
     }
 
     fn writable_handle_of(&self, ino: Ino) -> Option<Arc<OpenFile>> {
@@ -837,83 +406,11 @@ impl Filesystem {
             .collect();
         for f in files {
             let h = f.handle.lock().await;
-            let pending = match &h.state {
-                WriteState::Clean => h.new_content,
-                WriteState::Staged { dirty, .. } => *dirty,
-                WriteState::Streaming { .. }
-                | WriteState::Appending { .. }
-                | WriteState::ServerAppend(_) => true,
-                WriteState::Failed(_) => false,
-            };
+            let pending = h.writes.has_pending_data();
             if pending {
                 return true;
             }
         }
         false
-    }
-
-    async fn truncate_handle(&self, h: &mut FileHandle, size: u64) -> FsResult<()> {
-        let ino = h.ino;
-        let node = self.inodes.get(ino).ok_or(FsError::NotFound)?;
-        let key = self.inodes.key_of(ino).ok_or(FsError::NotFound)?;
-        match std::mem::replace(&mut h.state, WriteState::Clean) {
-            WriteState::Clean if size == 0 => {
-                h.new_content = true;
-                Ok(())
-            }
-            WriteState::Clean => {
-                let mut file = if h.new_content || node.local {
-                    StagingFile::create(&self.cfg.cache_dir).await?
-                } else {
-                    self.download(&key, &node.etag, node.attr.size).await?
-                };
-                file.set_len(size).await?;
-                h.state = WriteState::Staged { file, dirty: true };
-                Ok(())
-            }
-            WriteState::Streaming { upload, key: k } => {
-                if size == upload.bytes_written() {
-                    h.state = WriteState::Streaming { upload, key: k };
-                    return Ok(());
-                }
-                if size == 0 {
-                    upload.abort().await;
-                    h.new_content = true;
-                    return Ok(());
-                }
-                if !upload.has_prefix() {
-                    h.state = WriteState::Streaming { upload, key: k };
-                    return Err(FsError::NotSupported(
-                        "truncating a new file after its first 8 MiB were uploaded",
-                    ));
-                }
-                let prefix = upload.into_prefix().await.unwrap_or_default();
-                let mut file = StagingFile::from_bytes(&self.cfg.cache_dir, prefix).await?;
-                file.set_len(size).await?;
-                h.state = WriteState::Staged { file, dirty: true };
-                Ok(())
-            }
-            WriteState::Staged { mut file, .. } => {
-                file.set_len(size).await?;
-                h.state = WriteState::Staged { file, dirty: true };
-                Ok(())
-            }
-            WriteState::Appending { .. } => {
-                let mut file = self.download(&key, "", node.attr.size).await?;
-                file.set_len(size).await?;
-                h.state = WriteState::Staged { file, dirty: true };
-                Ok(())
-            }
-            WriteState::ServerAppend(p) => {
-                let mut file = self.materialize_append(&key, p).await?;
-                file.set_len(size).await?;
-                h.state = WriteState::Staged { file, dirty: true };
-                Ok(())
-            }
-            WriteState::Failed(msg) => {
-                h.state = WriteState::Failed(msg.clone());
-                Err(FsError::DataPath(msg))
-            }
-        }
     }
 }

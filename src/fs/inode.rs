@@ -159,7 +159,7 @@ pub struct InodeTable {
     ttl: Duration,
     defaults: AttrDefaults,
     /// Counts changes made by this mount (not observations of OSS): something fetched
-    /// before the count moved may predate one of our own changes (see `probe`).
+    /// before the count moved may predate one of our own changes (see `lookup_page`).
     changes: AtomicU64,
 }
 

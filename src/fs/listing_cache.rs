@@ -7,7 +7,7 @@
 //!
 //! Pitfalls:
 //! - A listing must not hide what this mount changed after it was taken: like the probe
-//!   pages (`probe`), it is used only while the inode table's change count is what it
+//!   pages (`lookup_page`), it is used only while the inode table's change count is what it
 //!   was when the listing began. Any local change retires it; the next readdir lists
 //!   OSS again. Changes by other clients show up after at most one TTL, the same
 //!   staleness as every other cached answer.

@@ -2,7 +2,7 @@
 //!
 //! A name `n` in directory `d/` is resolved with two requests sent concurrently
 //! (`tokio::join!`): HEAD `d/n` and LIST prefix `d/n/`, delimiter `/`, max-keys 1000 (a
-//! directory's page is kept as the first page of the readdir that follows, see `probe`;
+//! directory's page is kept as the first page of the readdir that follows, see `lookup_page`;
 //! a file's comes back empty, at the cost of a one-key page; a *known* directory is
 //! revalidated with max-keys 1, so path walks stay cheap). If the
 //! LIST finds anything (a marker `d/n/` or any key below), `n` is a directory — even when
@@ -43,18 +43,16 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use futures::StreamExt;
 
-use crate::store::{ListPage, ListRequest, ObjectMeta, ObjectType, StoreError};
+use crate::store::{ListPage, ListRequest, ObjectMeta, ObjectType, ServiceCode, StoreError};
 
 use super::attr::{Attr, FileKind, Ino, kind_from_meta};
 use super::error::{FsError, not_found_or};
 use super::inode::{Node, Observed};
+use super::limits::{LIST_PAGE, SMALL_FILE};
 use super::{Filesystem, FsResult, names};
 
 /// A complete directory with fewer entries than this is re-listed (one page) on a miss.
 const RELIST_MAX_ENTRIES: usize = 900;
-
-/// Files up to this size are revalidated with a GET instead of a HEAD.
-pub(crate) const SMALL_FILE_FETCH: u64 = 128 * 1024;
 
 /// Longest symlink target read from an ossfs-style link object.
 const MAX_LINK_OBJECT: u64 = 4096;
@@ -109,7 +107,7 @@ impl Filesystem {
         let list_req = ListRequest {
             prefix: dir_prefix.clone(),
             delimiter: Some("/".into()),
-            max_keys: super::dir::PAGE,
+            max_keys: LIST_PAGE,
             ..Default::default()
         };
         // A known directory is revalidated with a one-key LIST: a path walk through a
@@ -120,7 +118,7 @@ impl Filesystem {
             max_keys: 1,
             ..list_req.clone()
         };
-        let sent = super::probe::Stamp::now(&self.inodes);
+        let sent = super::lookup_page::Stamp::now(&self.inodes);
         let known = self
             .inodes
             .child(parent, name)
@@ -178,7 +176,7 @@ impl Filesystem {
                 let obs = self.observed_from_head(&key, &meta).await?;
                 Ok(self.inodes.observe(parent, name, obs))
             }
-            Err(e) if e.code() == Some("SymlinkTargetNotExist") => {
+            Err(e) if e.has_code(&ServiceCode::SymlinkTargetNotExist) => {
                 let obs = self.observed_dangling_link(&key).await?;
                 Ok(self.inodes.observe(parent, name, obs))
             }
@@ -198,7 +196,7 @@ impl Filesystem {
         name: &str,
         dir_prefix: &str,
         list: &ListPage,
-        sent: super::probe::Stamp,
+        sent: super::lookup_page::Stamp,
     ) -> (Ino, Node) {
         let (ino, node) = self
             .observe_listed_dir(parent, name, dir_prefix, list)
@@ -251,18 +249,18 @@ impl Filesystem {
         key: &str,
         known: Option<&Node>,
     ) -> Result<ObjectMeta, StoreError> {
-        if !known.is_some_and(super::ahead::is_small_file) {
+        if !known.is_some_and(super::small_file_readahead::is_small_file) {
             return self.store.head_object(key).await;
         }
         let out = self
             .store
-            .get_object(key, Some(0..SMALL_FILE_FETCH), None)
+            .get_object(key, Some(0..SMALL_FILE), None)
             .await?;
         let mut data = BytesMut::new();
         let mut body = out.body;
         while let Some(chunk) = body.next().await {
             data.extend_from_slice(&chunk?);
-            if data.len() as u64 > SMALL_FILE_FETCH {
+            if data.len() as u64 > SMALL_FILE {
                 break; // a server ignoring the range: do not buffer a large object
             }
         }
@@ -425,7 +423,7 @@ impl Filesystem {
                 let (_, n) = self.inodes.observe(node.parent, &node.name, obs);
                 Ok(n.attr)
             }
-            Err(e) if e.code() == Some("SymlinkTargetNotExist") => {
+            Err(e) if e.has_code(&ServiceCode::SymlinkTargetNotExist) => {
                 self.inodes.touch_valid(ino);
                 Ok(node.attr)
             }

@@ -27,7 +27,7 @@
 //! | what | kept | freed |
 //! |---|---|---|
 //! | per inode (`inode`) | a `Node` (attributes, ETag, name, counters; user metadata, content type and link target only when known) and one `(parent, name)` binding | when the kernel forgets it and no handle, writer, local file or child node holds it; nodes a listing registered that the kernel never looked up: when their attributes expire, and beyond 16,384 of them |
-//! | per directory | completeness (a number and an instant, plus the names of a small re-listed directory), the sibling order of small files for the last 32 listed directories (`ahead`), a lookup's first page for up to 1 s (≤ 64 pages, `probe`) | with their TTL or the bound |
+//! | per directory | completeness (a number and an instant, plus the names of a small re-listed directory), the sibling order of small files for the last 32 listed directories (`small_file_readahead`), a lookup's first page for up to 1 s (≤ 64 pages, `lookup_page`) | with their TTL or the bound |
 //! | per directory handle (`dir`) | the entries of about one LIST page not yet consumed, the continuation token | as the kernel reads on; at releasedir |
 //! | per file handle (`handle`) | reader state and write buffers (charged to `--cache-size`) | at release |
 //! | a tree walk (`walk`) | up to 50,000 queued directories (number and key) and 64 pages fetched ahead | when the walk stops (no listing used a fetched page for 2 s), or after 1 s for an unused page |
@@ -37,31 +37,36 @@
 //! [`error`] (FsError → errno), [`names`] (which keys are names), [`attr`] (stat ↔ user
 //! metadata), [`inode`] (the inode table), `attr_fanout` (stored attributes of listed
 //! entries, many HEADs at once), `listing_cache` (listings reused for a TTL), `owner`
-//! (ownership of new entries, directory times), `lookup` (lookup/getattr), `dir` (readdir,
+//! (ownership of new entries, directory times), `new_entry` (what every creation shares:
+//! key, owner, mode, times, inode insertion), `lookup` (lookup/getattr), `dir` (readdir,
 //! mkdir, rmdir), `namespace` (unlink, rename, symlinks), `setattr`, `copy` (large
-//! copies), `append` (server-side appends), `ahead` (sibling read-ahead of small files), `walk` (listings ahead of tree walks), `process` (whose close commits), `handle` (open files: read and write state machines), `staging` (local
+//! copies), `append` (server-side appends), `small_file_readahead` (sibling read-ahead of small files; large files are prefetched by `read::prefetch`), `lookup_page` (a directory lookup's LIST page kept for the readdir that follows), `limits` (LIST page size and small-file limits shared by lookup, readdir and read-ahead), `walk` (listings ahead of tree walks), `process` (whose close commits), `handle` (the open-file table and the FUSE operations on it), `write_state` (the write state machine of an open file), `commit` (upload at flush/fsync/release), `staging_file` (local
 //! staging files).
 
-mod ahead;
 mod append;
 pub mod attr;
 mod attr_fanout;
+mod commit;
 mod copy;
 mod dir;
 pub mod error;
 mod handle;
 pub mod inode;
+mod limits;
 mod listing_cache;
 mod lookup;
+mod lookup_page;
 pub mod names;
 mod namespace;
+mod new_entry;
 mod owner;
-mod probe;
 mod process;
 mod setattr;
-mod staging;
+mod small_file_readahead;
+mod staging_file;
 mod symlink;
 mod walk;
+mod write_state;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -199,9 +204,9 @@ pub struct Filesystem {
     upload_cfg: Arc<UploadConfig>,
     files: Mutex<HashMap<u64, Arc<OpenFile>>>,
     dirs: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<DirHandle>>>>,
-    ahead: ahead::SiblingAhead,
+    ahead: small_file_readahead::SiblingAhead,
     /// Directory lookups' LIST pages, for the readdir that follows.
-    probed: probe::ProbedPages,
+    probed: lookup_page::ProbedPages,
     /// Listed entries whose stored attributes are still to be fetched (`attr_fanout`).
     fanout: attr_fanout::AttrFanout,
     /// Whole listings, reused by the readdirs of one TTL (`listing_cache`).
@@ -255,8 +260,8 @@ impl Filesystem {
             rt,
             files: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
-            ahead: ahead::SiblingAhead::default(),
-            probed: probe::ProbedPages::default(),
+            ahead: small_file_readahead::SiblingAhead::default(),
+            probed: lookup_page::ProbedPages::default(),
             fanout: attr_fanout::AttrFanout::default(),
             listings: listing_cache::ListingCache::default(),
             next_fh: AtomicU64::new(1),

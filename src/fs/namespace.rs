@@ -24,11 +24,12 @@ use std::path::Path;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
-use crate::store::{ListRequest, ObjectType, PutOptions};
+use crate::store::{ListRequest, ObjectType};
 
 use super::attr::{FileKind, Ino, to_user_meta};
 use super::error::{FsError, not_found_or};
 use super::inode::ROOT_INO;
+use super::new_entry::requested_perm;
 use super::symlink::MAX_LINK_TEXT;
 use super::{Attr, Ctx, Filesystem, FsResult, names};
 
@@ -251,27 +252,24 @@ impl Filesystem {
             Err(FsError::NotFound) => {}
             Err(e) => return Err(e),
         }
-        let key = self
-            .inodes
-            .child_key(parent, name)
-            .ok_or(FsError::NotFound)?;
-        names::check_key_len(&key)?;
-        let attr = self.new_owned_attr(ctx, parent, FileKind::Symlink, target.len() as u64, 0o777);
+        let entry = self.prepare_new_entry(
+            ctx,
+            parent,
+            name,
+            FileKind::Symlink,
+            target.len() as u64,
+            0o777,
+        )?;
+        let opts = entry.put_options();
         let stored = self
-            .store_link(&key, target, to_user_meta(&attr, &Default::default()))
+            .store_link(&entry.key, target, opts.user_meta.clone())
             .await?;
-        // Not before the object's Last-Modified (a later HEAD must not move the ctime).
-        let mut attr = attr;
-        attr.ctime = attr.ctime.max(std::time::SystemTime::now());
-        let (ino, node) = self.inodes.insert_local(parent, name, attr, false);
-        self.inodes.update(ino, |n| {
+        let (_, node) = self.insert_new_entry(entry, Some(&opts), |n| {
             n.symlink_target = Some(target.to_os_string());
             n.object_type = stored.object_type;
             n.etag = stored.etag;
             n.user_meta = stored.user_meta;
         });
-        self.inodes.add_lookup(ino, 1);
-        self.dir_entries_changed(parent, 0);
         Ok(node.attr)
     }
 
@@ -317,38 +315,24 @@ impl Filesystem {
             Err(FsError::NotFound) => {}
             Err(e) => return Err(e),
         }
-        let key = self
-            .inodes
-            .child_key(parent, name)
-            .ok_or(FsError::NotFound)?;
-        names::check_key_len(&key)?;
-        let attr = self.new_owned_attr(
+        let entry = self.prepare_new_entry(
             ctx,
             parent,
+            name,
             FileKind::File,
             0,
-            (mode & !umask & 0o7777) as u16,
-        );
-        let opts = PutOptions {
-            user_meta: to_user_meta(&attr, &Default::default()),
-            ..Default::default()
-        };
+            requested_perm(mode, umask),
+        )?;
+        let opts = entry.put_options();
         let put = self
             .store
-            .put_object(&key, Bytes::new().into(), &opts)
+            .put_object(&entry.key, Bytes::new().into(), &opts)
             .await
-            .map_err(|e| FsError::store("PutObject", &key, e))?;
-        // Not before the object's Last-Modified (a later HEAD must not move the ctime).
-        let mut attr = attr;
-        attr.ctime = attr.ctime.max(std::time::SystemTime::now());
-        let (ino, node) = self.inodes.insert_local(parent, name, attr, false);
-        self.inodes.update(ino, |n| {
+            .map_err(|e| FsError::store("PutObject", &entry.key, e))?;
+        let (_, node) = self.insert_new_entry(entry, Some(&opts), |n| {
             n.etag = put.etag.clone();
             n.crc64 = put.crc64;
-            n.user_meta = opts.user_meta.clone();
         });
-        self.inodes.add_lookup(ino, 1);
-        self.dir_entries_changed(parent, 0);
         Ok(node.attr)
     }
 }

@@ -28,8 +28,8 @@
 //! [`QUEUE_CAP`] queued directories (a number and a key each). Only first pages are
 //! fetched ahead; a directory of more than 1000 entries lists the rest as readdir asks.
 //!
-//! Freshness: a fetched page is used under the rules of `probe` (younger than the
-//! metadata TTL and [`super::probe::MAX_AGE`], no local change since it was queued) and
+//! Freshness: a fetched page is used under the rules of `lookup_page` (younger than the
+//! metadata TTL and [`super::lookup_page::MAX_AGE`], no local change since it was queued) and
 //! once; a page that expires unused is dropped. A fetched non-empty page also proves its
 //! directory still exists, so the lookup the kernel sends when its entry expired is
 //! answered without a LIST of its own ([`Filesystem::walk_proves_dir`]). Everything is
@@ -149,7 +149,7 @@ impl WalkAhead {
                 state: Mutex::new(State::default()),
                 store,
                 rt,
-                max_age: ttl.min(super::probe::MAX_AGE),
+                max_age: ttl.min(super::lookup_page::MAX_AGE),
             }),
         }
     }
@@ -205,7 +205,7 @@ impl Shared {
         let req = ListRequest {
             prefix: key.clone(),
             delimiter: Some("/".into()),
-            max_keys: super::dir::PAGE,
+            max_keys: super::limits::LIST_PAGE,
             ..Default::default()
         };
         let at = Instant::now();

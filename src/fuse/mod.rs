@@ -38,53 +38,7 @@ use adapter::FuseAdapter;
 /// Largest write (and read) request the kernel sends.
 pub(crate) const MAX_IO: u32 = 1 << 20;
 
-/// When read-only opens bypass the kernel page cache (`FOPEN_DIRECT_IO`).
-///
-/// With the page cache every byte is copied twice more (our reply into the cache, the
-/// cache into the application) into pages the kernel must allocate first, and a scan
-/// of a large dataset evicts everything else the machine had cached; our own block
-/// cache serves re-reads either way. Measured with `scripts/bench.sh` (1 GiB sequential
-/// read): direct 1.20x of raw HTTP at 0.37 CPU s/GiB, page cache 0.45-0.8x at 0.6-2.3
-/// CPU s/GiB. The price is one FUSE round trip per `read(2)`: reading a large file 4 KiB
-/// at a time ran at ~100 MB/s direct against ~960 MB/s through the page cache. `Auto`
-/// therefore keeps the page cache for small files (read in one or two requests anyway).
-/// Write-only opens are direct unless `Never` (each write(2) is one request either way);
-/// read-write opens keep the page cache. mmap works either way
-/// (`FUSE_DIRECT_IO_ALLOW_MMAP`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum DirectIo {
-    /// Direct for files of at least [`DIRECT_IO_MIN_SIZE`].
-    #[default]
-    Auto,
-    Always,
-    Never,
-}
-
-/// Smallest file `DirectIo::Auto` opens without the page cache.
-pub const DIRECT_IO_MIN_SIZE: u64 = 8 << 20;
-
-impl DirectIo {
-    /// Whether a read-only open of a file of `size` bytes bypasses the page cache.
-    pub fn applies(self, size: u64) -> bool {
-        match self {
-            DirectIo::Auto => size >= DIRECT_IO_MIN_SIZE,
-            DirectIo::Always => true,
-            DirectIo::Never => false,
-        }
-    }
-}
-
-impl std::str::FromStr for DirectIo {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(DirectIo::Auto),
-            "always" => Ok(DirectIo::Always),
-            "never" => Ok(DirectIo::Never),
-            _ => Err(format!("'{s}' is not one of auto, always, never")),
-        }
-    }
-}
+pub use crate::config::options::{DIRECT_IO_MIN_SIZE, DirectIo};
 
 /// How to mount.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,7 +22,7 @@ use bytes::Bytes;
 use lru::LruCache;
 use sha2::{Digest, Sha256};
 
-use super::cache::BlockId;
+use super::block::BlockId;
 
 const TRAILER: usize = 8;
 

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
 
-use super::cache::{BlockData, BlockId};
+use super::block::{BlockData, BlockId};
 
 /// State of a shared fetch as seen by followers.
 #[derive(Debug, Clone)]

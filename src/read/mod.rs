@@ -29,6 +29,7 @@
 //! - The whole-object CRC64 is checked only when the application has read every byte in
 //!   order; random readers are not verified (their ranges are still ETag-pinned).
 
+pub mod block;
 pub mod budget;
 pub mod cache;
 pub mod disk_cache;

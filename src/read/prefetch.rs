@@ -30,8 +30,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::ReadError;
+use super::block::{BlockData, BlockId};
 use super::budget::BudgetPermit;
-use super::cache::{BlockCache, BlockData, BlockId};
+use super::cache::BlockCache;
 use super::inflight::{FetchOutcome, Inflight, Registration, follow};
 use super::window::block_floor;
 use crate::store::{ObjectStore, StoreError};

@@ -19,6 +19,9 @@
 
 pub mod fault;
 pub mod mock;
+mod service_code;
+
+pub use service_code::ServiceCode;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -240,7 +243,7 @@ impl From<Vec<u8>> for PutBody {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServiceError {
     pub status: u16,
-    pub code: String,
+    pub code: ServiceCode,
     pub message: String,
     pub request_id: String,
     pub host_id: String,
@@ -317,8 +320,17 @@ impl StoreError {
             _ => None,
         }
     }
+    /// The OSS error code of a service error, for decisions.
+    pub fn service_code(&self) -> Option<&ServiceCode> {
+        self.service().map(|e| &e.code)
+    }
+    /// Whether this is a service error with code `code`.
+    pub fn has_code(&self, code: &ServiceCode) -> bool {
+        self.service_code() == Some(code)
+    }
+    /// The code as OSS spelled it, for messages (decide with [`Self::has_code`]).
     pub fn code(&self) -> Option<&str> {
-        self.service().map(|e| e.code.as_str())
+        self.service_code().map(ServiceCode::as_str)
     }
     pub fn status(&self) -> Option<u16> {
         self.service().map(|e| e.status)
@@ -326,18 +338,18 @@ impl StoreError {
     /// NoSuchKey (or a 404 on HEAD, which has no body).
     pub fn is_not_found(&self) -> bool {
         matches!(
-            self.code(),
-            Some("NoSuchKey") | Some("SymlinkTargetNotExist")
-        ) || (self.status() == Some(404) && self.code().is_none_or(|c| c.is_empty()))
+            self.service_code(),
+            Some(ServiceCode::NoSuchKey | ServiceCode::SymlinkTargetNotExist)
+        ) || (self.status() == Some(404) && self.service_code().is_none_or(ServiceCode::is_none))
     }
     pub fn is_precondition_failed(&self) -> bool {
-        self.status() == Some(412) || self.code() == Some("PreconditionFailed")
+        self.status() == Some(412) || self.has_code(&ServiceCode::PreconditionFailed)
     }
     /// Shorthand used by implementations and tests.
     pub fn from_service(status: u16, code: &str, message: &str) -> StoreError {
         StoreError::Service(Box::new(ServiceError {
             status,
-            code: code.to_string(),
+            code: ServiceCode::parse(code),
             message: message.to_string(),
             ..Default::default()
         }))
@@ -479,7 +491,7 @@ pub async fn abort_upload_persistently<S: ObjectStore + ?Sized>(
     for round in 1..=6 {
         match store.abort_multipart_upload(key, upload_id).await {
             Ok(()) => return true,
-            Err(e) if e.code() == Some("NoSuchUpload") => return true,
+            Err(e) if e.has_code(&ServiceCode::NoSuchUpload) => return true,
             Err(e) if round == 6 => {
                 tracing::warn!(
                     key,

@@ -6,7 +6,7 @@
 //!   `max_concurrency` upload tasks while the application keeps writing; `write()` waits
 //!   when all tasks are busy, so memory stays ≤ `(max_concurrency + 1) × part_size`.
 //!   A file that never filled a part becomes a single PutObject at `finish()`.
-//! - [`upload_file`] ([`staged`]) uploads a finished staging file (random writes,
+//! - [`upload_file`] ([`file_upload`]) uploads a finished staging file (random writes,
 //!   overwrites): one PutObject when small, otherwise parallel UploadPart requests that
 //!   each stream their slice of the file.
 //! - Part sizes ([`part_size`]) respect OSS limits: ≤ 10,000 parts, every part but the last
@@ -21,11 +21,11 @@
 //! - Part bodies are `Bytes`/file slices, never borrowed buffers, so the store can retry
 //!   them.
 
+pub mod file_upload;
 pub mod part_size;
-pub mod staged;
 pub mod streaming;
 
-pub use staged::upload_file;
+pub use file_upload::upload_file;
 pub use streaming::StreamingUpload;
 
 use crate::store::StoreError;

@@ -1,9 +1,13 @@
-//! Sibling read-ahead: the small files of a directory read one after another.
+//! Small-file read-ahead: the small files of a directory read one after another.
+//!
+//! (Large files are prefetched within the file by `read::prefetch`; this module fetches
+//! whole small *sibling* files ahead of the reader.)
 //!
 //! `cp -r`, `tar`, `rsync`, `cat dir/*` and data loaders walking a directory open its
 //! small files one by one, and each costs a GET round trip between open and read, one at
 //! a time. Once two small files of a directory have been opened for reading in listing
-//! order (the order its last complete listing returned them), the next [`AHEAD`] small
+//! order (the order its last complete listing returned them), the next
+//! [`READ_AHEAD_FILES`] small
 //! files are fetched into the block cache in parallel, so the reader finds them there.
 //! Every file still costs one GET: the read-ahead's GET replaces the reader's, and a
 //! reader that arrives while it is in flight follows it (`read::inflight`).
@@ -15,7 +19,7 @@
 //!   fetching it ahead would cost a second request.
 //! - Random access never triggers it (two consecutive opens in listing order are
 //!   needed), so a reader jumping around a listed directory pays nothing extra; a reader
-//!   that stops early leaves at most [`AHEAD`] files fetched for nothing.
+//!   that stops early leaves at most [`READ_AHEAD_FILES`] files fetched for nothing.
 //! - Listing order is byte order; a shell glob sorts by locale and may differ (then this
 //!   simply does not trigger).
 //! - The fetched blocks live in the block cache, under its memory budget.
@@ -31,14 +35,9 @@ use crate::store::ObjectType;
 
 use super::attr::{FileKind, Ino};
 use super::inode::Node;
+use super::limits::{READ_AHEAD_FILES, READ_AHEAD_MAX_ORDER, SMALL_FILE};
 use super::{Filesystem, lock};
 
-/// Small files fetched ahead of a sequential reader (and GETs in flight for it).
-pub(crate) const AHEAD: usize = 8;
-/// Files larger than this are left to the reader's own prefetching.
-pub(crate) const SMALL: u64 = super::lookup::SMALL_FILE_FETCH;
-/// Directories with more small files than this keep no order.
-pub(crate) const MAX_ORDER: usize = 100_000;
 /// Most directories whose order is kept (the most recently listed): a tree walk lists
 /// many, a reader reads the few it just listed. Memory stays bounded by the walk.
 const MAX_DIRS: usize = 32;
@@ -47,7 +46,7 @@ const MAX_DIRS: usize = 32;
 pub(crate) fn is_small_file(node: &Node) -> bool {
     node.attr.kind == FileKind::File
         && node.object_type != ObjectType::Symlink
-        && (1..=SMALL).contains(&node.attr.size)
+        && (1..=SMALL_FILE).contains(&node.attr.size)
 }
 
 struct DirOrder {
@@ -70,7 +69,7 @@ impl SiblingAhead {
     /// A complete listing of `dir` returned these small files, in this order.
     pub(crate) fn record_listing(&self, dir: Ino, names: Vec<String>) {
         let mut dirs = lock(&self.dirs);
-        if names.len() < 2 || names.len() > MAX_ORDER {
+        if names.len() < 2 || names.len() > READ_AHEAD_MAX_ORDER {
             dirs.remove(&dir);
             return;
         }
@@ -114,7 +113,7 @@ impl SiblingAhead {
             return Vec::new();
         }
         let from = d.issued_until.max(i + 1);
-        let to = (i + 1 + AHEAD).min(d.names.len());
+        let to = (i + 1 + READ_AHEAD_FILES).min(d.names.len());
         if from >= to {
             return Vec::new();
         }
@@ -139,14 +138,13 @@ impl Filesystem {
         (!names.is_empty()).then_some((node.parent, names))
     }
 
-    /// Fetches the small files `names` of `dir` into the block cache, [`AHEAD`] at a time
+    /// Fetches the small files `names` of `dir` into the block cache, [`READ_AHEAD_FILES`] at a time
     /// (run in the background by the FUSE adapter).
     pub async fn read_ahead(&self, dir: Ino, names: Vec<String>) {
         futures::stream::iter(names)
-            .for_each_concurrent(
-                AHEAD,
-                |name| async move { self.fetch_sibling(dir, &name).await },
-            )
+            .for_each_concurrent(READ_AHEAD_FILES, |name| async move {
+                self.fetch_sibling(dir, &name).await
+            })
             .await;
     }
 
@@ -196,7 +194,7 @@ mod tests {
         a.record_listing(1, names(20));
         assert!(a.opened(1, "f000").is_empty(), "one open proves nothing");
         assert_eq!(a.opened(1, "f001"), names(10)[2..10].to_vec());
-        // Each further open keeps AHEAD files fetched ahead: one new name.
+        // Each further open keeps READ_AHEAD_FILES files fetched ahead: one new name.
         assert_eq!(a.opened(1, "f002"), vec!["f010".to_string()]);
         // A jump resets; sequential again from there.
         assert!(a.opened(1, "f015").is_empty());

@@ -101,10 +101,13 @@ impl StagingFile {
             pos += n;
         }
         if pos != out.meta.size {
-            return Err(FsError::DataPath(format!(
-                "download of {key} ended after {pos} of {} bytes",
-                out.meta.size
-            )));
+            return Err(FsError::io(
+                "download to staging file",
+                std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("{key} ended after {pos} of {} bytes", out.meta.size),
+                ),
+            ));
         }
         Ok(f)
     }

@@ -1,0 +1,232 @@
+//! Commit: the upload of an open file's pending data at flush, fsync and release.
+//!
+//! flush (every `close` by a writer: the opener or a process that wrote; a child closing
+//! a descriptor it merely inherited is not one, see `process`), fsync and release
+//! commit: they finish the streaming upload or upload the staging file (see
+//! `write_state` for what each state holds), and return the upload's error to the
+//! application. After a streaming upload failed the handle is `Failed`: later flushes
+//! report the error again and nothing (in particular no empty object) is uploaded. A
+//! failed staged or server-side append upload keeps its data, so the next flush/release
+//! retries it.
+//!
+//! A new file nobody wrote to is uploaded (empty) at its first flush, so `touch` gets any
+//! error. Shells flush a redirected descriptor once before writing through its duplicate,
+//! so `echo x > new` costs an empty PUT and then the real one (deferring the empty PUT to
+//! release would hide its failure from the application: release errors are not seen).
+//!
+//! After a successful commit the inode holds the uploaded object's ETag, CRC and size,
+//! and the metadata it carried; a chmod/chown/utimens made while the upload was pending
+//! and not carried by it is written by a metadata copy afterwards (see `setattr`).
+//!
+//! Pitfalls:
+//! - The key is fixed when a streaming upload starts; if the file is renamed meanwhile,
+//!   the finished object is moved to the new name (copy + delete).
+//! - An unlinked file's pending data is dropped, never uploaded.
+//! - The ctime is that of the last write, not of the upload landing after close.
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
+use crate::store::{ObjectType, PutOptions, PutResult};
+use crate::write::upload_file;
+
+use super::attr::{FileKind, Ino, to_user_meta};
+use super::error::FsError;
+use super::write_state::{WriteSide, WriteState, write_error};
+use super::{Filesystem, FsResult, lock};
+
+impl Filesystem {
+    /// Options (metadata) for uploading the current content of `ino`.
+    pub(super) fn upload_opts(&self, ino: Ino) -> PutOptions {
+        match self.inodes.get(ino) {
+            Some(n) => PutOptions {
+                content_type: n.content_type.clone(),
+                user_meta: to_user_meta(&n.attr, &n.user_meta),
+                forbid_overwrite: false,
+            },
+            None => PutOptions::default(),
+        }
+    }
+
+    /// Uploads what `h` holds (see the module docs); a no-op for an unlinked file or a
+    /// state with nothing pending. `Ok(true)` when new content was uploaded (a reader of
+    /// the old object is then stale).
+    pub(super) async fn commit(&self, h: &mut WriteSide) -> FsResult<bool> {
+        let ino = h.ino;
+        let node = self.inodes.get(ino).ok_or(FsError::NotFound)?;
+        if node.unlinked {
+            h.abort_streaming().await;
+            return Ok(false);
+        }
+        let key = self.inodes.key_of(ino).ok_or(FsError::NotFound)?;
+        let size;
+        // chmod/chown/utimens made while this upload was pending (see `setattr`): the
+        // metadata the upload carries, when it is not what the attributes say now, is
+        // rewritten by a metadata copy once the data is in.
+        let explicit_meta = lock(&self.meta_pending).contains(&ino);
+        let mut carried: Option<PutOptions> = None;
+        let result: PutResult = match std::mem::replace(&mut h.state, WriteState::Clean) {
+            WriteState::Clean if h.new_content || node.local => {
+                size = 0;
+                self.store
+                    .put_object(&key, Bytes::new().into(), &self.upload_opts(ino))
+                    .await
+                    .map_err(|e| FsError::store("PutObject", &key, e))?
+            }
+            WriteState::Clean => return Ok(false),
+            s @ WriteState::Appending { .. } => {
+                h.state = s;
+                if lock(&self.meta_pending).remove(&ino) {
+                    // Appends are written as they come; only the metadata is pending.
+                    let attr = self.inodes.get(ino).ok_or(FsError::NotFound)?.attr;
+                    self.persist_attr(ino, &attr).await?;
+                }
+                return Ok(false);
+            }
+            WriteState::Failed(cause) => {
+                h.state = WriteState::Failed(cause.clone());
+                return Err(FsError::EarlierFailure(cause));
+            }
+            WriteState::ServerAppend(p) if p.tail.size() == 0 => {
+                h.state = WriteState::ServerAppend(p);
+                return Ok(false);
+            }
+            WriteState::ServerAppend(p) => {
+                size = p.end();
+                match self.commit_append(&key, &p, &self.upload_opts(ino)).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        // Keep the new bytes: the next flush/release retries.
+                        h.state = WriteState::ServerAppend(p);
+                        return Err(e);
+                    }
+                }
+            }
+            WriteState::Staged { file, dirty: false } => {
+                h.state = WriteState::Staged { file, dirty: false };
+                return Ok(false);
+            }
+            WriteState::Staged { file, dirty: true } => {
+                size = file.size();
+                let opts = self.upload_opts(ino);
+                let r = upload_file(
+                    self.store.clone(),
+                    &self.upload_cfg,
+                    &key,
+                    &file.path(),
+                    size,
+                    &opts,
+                )
+                .await;
+                match r {
+                    Ok(r) => {
+                        h.state = WriteState::Staged { file, dirty: false };
+                        r
+                    }
+                    Err(e) => {
+                        // Keep the data: the next flush/release retries.
+                        h.state = WriteState::Staged { file, dirty: true };
+                        return Err(write_error(&key, e));
+                    }
+                }
+            }
+            WriteState::Streaming {
+                upload,
+                key: upload_key,
+                ..
+            } => {
+                size = upload.bytes_written();
+                let mut upload = upload;
+                let wanted = self.upload_opts(ino);
+                if !upload.set_options(wanted) {
+                    carried = Some(upload.options().clone());
+                }
+                match upload.finish().await {
+                    Ok(r) => {
+                        if upload_key != key {
+                            // Renamed while being written: move the finished object.
+                            self.copy_any(&upload_key, &key, size, None).await?;
+                            self.store
+                                .delete_object(&upload_key)
+                                .await
+                                .map_err(|e| FsError::store("DeleteObject", &upload_key, e))?;
+                        }
+                        r
+                    }
+                    Err(e) => return Err(h.upload_failed(write_error(&upload_key, e))),
+                }
+            }
+        };
+        h.new_content = false;
+        let meta = self.upload_opts(ino).user_meta;
+        let stale_meta = explicit_meta && carried.is_some_and(|c| c.user_meta != meta);
+        self.inodes.update(ino, |n| {
+            n.local = false;
+            n.etag = result.etag.clone();
+            n.crc64 = result.crc64;
+            n.attr.size = size;
+            n.attr.from_meta = true;
+            // The ctime stays that of the last write or change: the upload landing later
+            // (after close) changes nothing a program did. Revalidation keeps it while
+            // the ETag and the stored attributes are unchanged (`InodeTable::observe`).
+            n.object_type = ObjectType::Normal;
+            n.user_meta = meta;
+        });
+        self.inodes.touch_valid(ino);
+        self.cache.invalidate_key(&key);
+        if stale_meta {
+            let attr = self.inodes.get(ino).ok_or(FsError::NotFound)?.attr;
+            self.persist_attr(ino, &attr).await?;
+        }
+        if explicit_meta {
+            lock(&self.meta_pending).remove(&ino);
+        }
+        Ok(true)
+    }
+
+    /// Truncate of a file no handle writes: the object is rewritten now (an empty PUT,
+    /// or download, cut and upload).
+    pub(super) async fn rewrite_truncated(&self, ino: Ino, size: u64) -> FsResult<()> {
+        let node = self.inodes.get(ino).ok_or(FsError::NotFound)?;
+        if node.attr.kind != FileKind::File {
+            return Err(FsError::IsDir);
+        }
+        let key = self.inodes.key_of(ino).ok_or(FsError::NotFound)?;
+        let now = SystemTime::now();
+        self.inodes.update(ino, |n| {
+            n.attr.mtime = now;
+            n.attr.ctime = now;
+        });
+        let opts = self.upload_opts(ino);
+        let result = if size == 0 {
+            self.store
+                .put_object(&key, Bytes::new().into(), &opts)
+                .await
+                .map_err(|e| FsError::store("PutObject", &key, e))?
+        } else {
+            let mut file = self.download(&key, &node.etag, node.attr.size).await?;
+            file.set_len(size).await?;
+            upload_file(
+                self.store.clone(),
+                &self.upload_cfg,
+                &key,
+                &file.path(),
+                size,
+                &opts,
+            )
+            .await
+            .map_err(|e| write_error(&key, e))?
+        };
+        self.inodes.update(ino, |n| {
+            n.etag = result.etag;
+            n.crc64 = result.crc64;
+            n.attr.size = size;
+            n.object_type = ObjectType::Normal;
+            n.user_meta = opts.user_meta.clone();
+        });
+        self.inodes.touch_valid(ino);
+        self.cache.invalidate_key(&key);
+        Ok(())
+    }
+}

@@ -1,0 +1,416 @@
+//! The write state machine of an open file: what a handle holds that is not in OSS yet.
+//!
+//! ```text
+//!            write@0 on new content            non-sequential write (≤ 8 MiB)
+//!   Clean ───────────────────────────► Streaming ─────────────────────────► Staged
+//!     │  write on existing content                                            ▲
+//!     ├──────────────────────────────────────────────────────────────────────┤
+//!     │  O_APPEND write on an Appendable object                               │
+//!     ├──────────────────────────────► Appending ─── write elsewhere ─────────┤
+//!     │  write at the end of an object ≥ 1 MiB                                │
+//!     └──────────────────────────────► ServerAppend ─ earlier write, truncate,┘
+//!                                                     read
+//!   any state ── a refused write, a failed streaming upload ──► Failed
+//! ```
+//!
+//! States (each keeps these invariants; every transition below preserves them):
+//! - [`WriteState::Clean`]: the handle holds no data. The file's content is the object's,
+//!   or empty when the handle's `new_content` is set (O_TRUNC, truncate to 0, a file created
+//!   here): then the next commit uploads an empty object.
+//! - [`WriteState::Streaming`]: a new file written sequentially from offset 0; the bytes go
+//!   to OSS as the application writes ([`StreamingUpload`]) under the key fixed at the
+//!   first write. Its first [`MIRROR_LIMIT`] bytes stay readable while unsent, so an early
+//!   seek back moves to `Staged`; later, only writes at `bytes_written()` are accepted.
+//! - [`WriteState::Staged`]: the whole file is in a local [`StagingFile`] (downloaded on the
+//!   first write when the old content matters); `dirty` says whether it differs from the
+//!   object. Any offset may be written.
+//! - [`WriteState::Appending`]: an Appendable object extended by AppendObject at each write;
+//!   `position` is the object's size (the next write's offset), nothing is pending but
+//!   metadata.
+//! - [`WriteState::ServerAppend`]: new bytes after the end of an existing object, joined
+//!   server-side at commit (see `append`). Only writes at its end are kept so; anything
+//!   else materialises the file into `Staged` first.
+//! - [`WriteState::Failed`]: what the handle holds is not what the application wrote
+//!   (a write was refused, or the streaming upload failed). Nothing is ever uploaded from
+//!   it; every later read, write, truncate and flush reports the failure again.
+//!
+//! Transitions are the methods of [`WriteSide`] below ([`WriteSide::write`],
+//! [`WriteSide::truncate`], [`WriteSide::materialize`], [`WriteSide::fail`]); the
+//! commit (upload at flush/fsync/release) is in `commit`. A new state is added by
+//! extending [`WriteState`], these methods and `commit`: each `match` is exhaustive.
+//!
+//! Pitfalls:
+//! - A streaming upload cannot seek back: it keeps its first `MIRROR_LIMIT` bytes
+//!   readable (the part buffers themselves, no copy) so a program that seeks back early
+//!   (rewriting a header) falls back to staging; seeking back further is `ENOTSUP`
+//!   (logged).
+//! - A state is taken out of the handle (`mem::replace` with `Clean`) while a transition
+//!   awaits. Paths that can fail before the transition completes put the old state back
+//!   where the data must survive (a failed commit keeps it for the retry); a failed
+//!   write moves the handle to `Failed` (see [`WriteSide::fail`]). Known gap (kept as it
+//!   was when this module was split out): an error inside [`WriteSide::truncate`] (local
+//!   I/O on the staging file, the download of a `ServerAppend` base) or inside the
+//!   [`WriteSide::materialize`] a read triggers leaves `Clean`, dropping what was pending.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::store::ObjectType;
+use crate::write::{StreamingUpload, WriteError};
+
+use super::append::{PendingAppend, SERVER_APPEND_MIN};
+use super::attr::Ino;
+use super::error::FsError;
+use super::inode::Node;
+use super::staging_file::StagingFile;
+use super::{Filesystem, FsResult};
+
+/// Largest prefix of a streamed file kept in memory to allow an early seek back (one
+/// default part: free while the first part is unsent).
+const MIRROR_LIMIT: u64 = 8 << 20;
+
+/// What an open file holds that OSS does not have yet (see the module docs).
+#[derive(Debug)]
+pub(super) enum WriteState {
+    Clean,
+    Streaming {
+        upload: Box<StreamingUpload>,
+        /// The key the upload writes to (the file may be renamed meanwhile).
+        key: String,
+    },
+    Staged {
+        file: StagingFile,
+        dirty: bool,
+    },
+    Appending {
+        position: u64,
+        crc: Option<u64>,
+    },
+    /// New bytes after the end of an existing object, joined server-side at commit.
+    ServerAppend(PendingAppend),
+    /// The first failure; every later operation reports [`FsError::EarlierFailure`].
+    Failed(Arc<FsError>),
+}
+
+pub(super) fn write_error(key: &str, e: WriteError) -> FsError {
+    match e {
+        WriteError::Store(s) => FsError::store("upload", key, s),
+        WriteError::Io(io) => FsError::io("upload from staging file", io),
+        e @ (WriteError::TooLarge { .. } | WriteError::Failed { .. }) => FsError::Write {
+            key: key.to_string(),
+            source: e,
+        },
+    }
+}
+
+/// The write side of an open file: its state and what decides the first transition.
+#[derive(Debug)]
+pub(super) struct WriteSide {
+    pub(super) ino: Ino,
+    /// Opened with `O_APPEND`.
+    pub(super) append: bool,
+    /// The old content is discarded (O_TRUNC, truncate to 0, created here): nothing is
+    /// downloaded, and a commit in `Clean` uploads an empty object.
+    pub(super) new_content: bool,
+    pub(super) state: WriteState,
+}
+
+impl WriteSide {
+    pub(super) fn new(ino: Ino, append: bool, new_content: bool) -> WriteSide {
+        WriteSide {
+            ino,
+            append,
+            new_content,
+            state: WriteState::Clean,
+        }
+    }
+
+    /// Whether the next commit of this handle uploads something.
+    pub(super) fn has_pending_data(&self) -> bool {
+        match &self.state {
+            WriteState::Clean => self.new_content,
+            WriteState::Staged { dirty, .. } => *dirty,
+            WriteState::Streaming { .. }
+            | WriteState::Appending { .. }
+            | WriteState::ServerAppend(_) => true,
+            WriteState::Failed(_) => false,
+        }
+    }
+
+    /// Any state → `Failed` after a refused write (`e`): what this handle holds is not
+    /// what the application meant to write, so no later flush may commit it (it would
+    /// replace the object's previous content with a partial file). A streaming upload is
+    /// aborted. Returns the error to report for this write.
+    pub(super) async fn fail(&mut self, offset: u64, e: FsError) -> FsError {
+        if matches!(self.state, WriteState::Failed(_)) {
+            return e;
+        }
+        tracing::warn!(ino = self.ino, offset, error = %e, "write failed; the file will not be uploaded");
+        let e = Arc::new(e);
+        let failed = WriteState::Failed(e.clone());
+        if let WriteState::Streaming { upload, .. } = std::mem::replace(&mut self.state, failed) {
+            upload.abort().await;
+        }
+        FsError::Shared(e)
+    }
+
+    /// → `Failed` after the streaming upload itself failed (nothing left to abort).
+    pub(super) fn upload_failed(&mut self, e: FsError) -> FsError {
+        let e = Arc::new(e);
+        self.state = WriteState::Failed(e.clone());
+        FsError::Shared(e)
+    }
+
+    /// Drops a streaming upload without finishing it (release, unlink): → `Clean`.
+    pub(super) async fn abort_streaming(&mut self) {
+        if let WriteState::Streaming { .. } = self.state {
+            if let WriteState::Streaming { upload, .. } =
+                std::mem::replace(&mut self.state, WriteState::Clean)
+            {
+                upload.abort().await;
+            }
+        }
+    }
+
+    /// `Clean` → the state the first write at `offset` starts (see the diagram).
+    async fn begin_write(
+        &mut self,
+        fs: &Filesystem,
+        node: &Node,
+        key: &str,
+        offset: u64,
+    ) -> FsResult<()> {
+        // An empty object has no old bytes to keep either: this is the common
+        // `cmd > file` case, where the shell's dup+close flushed an empty PUT before
+        // the first write. Appendable objects keep their own path.
+        let new_content = self.new_content
+            || node.local
+            || (node.attr.size == 0 && node.object_type != ObjectType::Appendable);
+        self.state = if new_content && offset == 0 {
+            WriteState::Streaming {
+                upload: Box::new(
+                    StreamingUpload::new(
+                        fs.store.clone(),
+                        fs.upload_cfg.clone(),
+                        key.to_string(),
+                        fs.upload_opts(self.ino),
+                    )
+                    .with_memory(fs.cache.clone())
+                    .retain_prefix(MIRROR_LIMIT),
+                ),
+                key: key.to_string(),
+            }
+        } else if new_content {
+            WriteState::Staged {
+                file: StagingFile::create(&fs.cfg.cache_dir).await?,
+                dirty: true,
+            }
+        } else if self.append
+            && node.object_type == ObjectType::Appendable
+            && offset == node.attr.size
+        {
+            WriteState::Appending {
+                position: node.attr.size,
+                crc: node.crc64,
+            }
+        } else if offset == node.attr.size
+            && node.attr.size >= SERVER_APPEND_MIN
+            && node.object_type != ObjectType::Appendable
+            && !node.etag.is_empty()
+        {
+            WriteState::ServerAppend(PendingAppend {
+                base_size: node.attr.size,
+                base_etag: node.etag.clone(),
+                tail: StagingFile::create(&fs.cfg.cache_dir).await?,
+            })
+        } else {
+            WriteState::Staged {
+                file: fs.download(key, &node.etag, node.attr.size).await?,
+                dirty: true,
+            }
+        };
+        Ok(())
+    }
+
+    /// Takes `data` at `offset` into the handle, moving to the state that can hold it.
+    pub(super) async fn write(
+        &mut self,
+        fs: &Filesystem,
+        offset: u64,
+        data: &Bytes,
+    ) -> FsResult<()> {
+        let ino = self.ino;
+        let node = fs.inodes.get(ino).ok_or(FsError::NotFound)?;
+        let key = fs.inodes.key_of(ino).ok_or(FsError::NotFound)?;
+        if matches!(self.state, WriteState::Clean) {
+            self.begin_write(fs, &node, &key, offset).await?;
+        }
+        match &mut self.state {
+            WriteState::Streaming { upload, .. } if offset == upload.bytes_written() => {
+                if let Err(e) = upload.write_bytes(data.clone()).await {
+                    return Err(self.upload_failed(write_error(&key, e)));
+                }
+                Ok(())
+            }
+            WriteState::Streaming { upload, .. } if upload.has_prefix() => {
+                // Seek back (or a hole) early in a new file: switch to staging.
+                let WriteState::Streaming { upload, .. } =
+                    std::mem::replace(&mut self.state, WriteState::Clean)
+                else {
+                    return Err(FsError::BadHandle);
+                };
+                let prefix = upload.into_prefix().await.unwrap_or_default();
+                let mut file = StagingFile::from_bytes(&fs.cfg.cache_dir, prefix).await?;
+                file.write_at(offset, data.to_vec()).await?;
+                self.state = WriteState::Staged { file, dirty: true };
+                Ok(())
+            }
+            WriteState::Streaming { upload, .. } => {
+                tracing::warn!(
+                    key,
+                    offset,
+                    streamed = upload.bytes_written(),
+                    "non-sequential write after the first part of a new file was uploaded; \
+                     write such files sequentially or create them with truncate first"
+                );
+                Err(FsError::NotSupported(
+                    "non-sequential write to a new file after its first 8 MiB",
+                ))
+            }
+            WriteState::Staged { file, dirty } => {
+                file.write_at(offset, data.to_vec()).await?;
+                *dirty = true;
+                Ok(())
+            }
+            WriteState::Appending { position, crc } if offset == *position => {
+                let opts = fs.upload_opts(ino);
+                let r = fs
+                    .store
+                    .append_object(&key, *position, data.clone(), *crc, &opts)
+                    .await
+                    .map_err(|e| FsError::store("AppendObject", &key, e))?;
+                *position = r.next_position;
+                *crc = r.crc64;
+                fs.inodes.update(ino, |n| {
+                    n.crc64 = r.crc64;
+                    n.attr.size = r.next_position;
+                    // AppendObject changes the ETag; readers must HEAD again.
+                    n.valid_until = None;
+                });
+                fs.cache.invalidate_key(&key);
+                Ok(())
+            }
+            WriteState::Appending { .. } => {
+                let mut file = fs.download(&key, "", node.attr.size).await?;
+                file.write_at(offset, data.to_vec()).await?;
+                self.state = WriteState::Staged { file, dirty: true };
+                Ok(())
+            }
+            WriteState::ServerAppend(p) if offset == p.end() => {
+                let at = offset - p.base_size;
+                p.tail.write_at(at, data.to_vec()).await
+            }
+            WriteState::ServerAppend(_) => {
+                // A write before the end: continue as an ordinary local file.
+                self.materialize(fs).await?;
+                match &mut self.state {
+                    WriteState::Staged { file, dirty } => {
+                        file.write_at(offset, data.to_vec()).await?;
+                        *dirty = true;
+                        Ok(())
+                    }
+                    _ => Err(FsError::BadHandle),
+                }
+            }
+            WriteState::Failed(cause) => Err(FsError::EarlierFailure(cause.clone())),
+            WriteState::Clean => Err(FsError::BadHandle),
+        }
+    }
+
+    /// `ServerAppend` → `Staged`: the whole file, downloaded and followed by the new
+    /// bytes, in a local staging file. Other states are left as they are.
+    pub(super) async fn materialize(&mut self, fs: &Filesystem) -> FsResult<()> {
+        if let WriteState::ServerAppend(p) = std::mem::replace(&mut self.state, WriteState::Clean) {
+            let key = fs.inodes.key_of(self.ino).ok_or(FsError::NotFound)?;
+            let file = fs.materialize_append(&key, p).await?;
+            self.state = WriteState::Staged { file, dirty: true };
+        }
+        Ok(())
+    }
+
+    /// Truncate through this handle: to 0 → `Clean` with new (empty) content; to another
+    /// size → `Staged` (a streaming upload that still has its prefix moves there, one
+    /// already past it cannot shrink or grow: `ENOTSUP`).
+    pub(super) async fn truncate(&mut self, fs: &Filesystem, size: u64) -> FsResult<()> {
+        let ino = self.ino;
+        let node = fs.inodes.get(ino).ok_or(FsError::NotFound)?;
+        let key = fs.inodes.key_of(ino).ok_or(FsError::NotFound)?;
+        match std::mem::replace(&mut self.state, WriteState::Clean) {
+            WriteState::Clean if size == 0 => {
+                self.new_content = true;
+                Ok(())
+            }
+            WriteState::Clean => {
+                let mut file = if self.new_content || node.local {
+                    StagingFile::create(&fs.cfg.cache_dir).await?
+                } else {
+                    fs.download(&key, &node.etag, node.attr.size).await?
+                };
+                file.set_len(size).await?;
+                self.state = WriteState::Staged { file, dirty: true };
+                Ok(())
+            }
+            WriteState::Streaming { upload, key: k } => {
+                if size == upload.bytes_written() {
+                    self.state = WriteState::Streaming { upload, key: k };
+                    return Ok(());
+                }
+                if size == 0 {
+                    upload.abort().await;
+                    self.new_content = true;
+                    return Ok(());
+                }
+                if !upload.has_prefix() {
+                    self.state = WriteState::Streaming { upload, key: k };
+                    return Err(FsError::NotSupported(
+                        "truncating a new file after its first 8 MiB were uploaded",
+                    ));
+                }
+                let prefix = upload.into_prefix().await.unwrap_or_default();
+                let mut file = StagingFile::from_bytes(&fs.cfg.cache_dir, prefix).await?;
+                file.set_len(size).await?;
+                self.state = WriteState::Staged { file, dirty: true };
+                Ok(())
+            }
+            WriteState::Staged { mut file, .. } => {
+                file.set_len(size).await?;
+                self.state = WriteState::Staged { file, dirty: true };
+                Ok(())
+            }
+            WriteState::Appending { .. } => {
+                let mut file = fs.download(&key, "", node.attr.size).await?;
+                file.set_len(size).await?;
+                self.state = WriteState::Staged { file, dirty: true };
+                Ok(())
+            }
+            WriteState::ServerAppend(p) => {
+                let mut file = fs.materialize_append(&key, p).await?;
+                file.set_len(size).await?;
+                self.state = WriteState::Staged { file, dirty: true };
+                Ok(())
+            }
+            WriteState::Failed(cause) => {
+                self.state = WriteState::Failed(cause.clone());
+                Err(FsError::EarlierFailure(cause))
+            }
+        }
+    }
+}
+
+impl Filesystem {
+    /// The object `key` (at `etag`, `size` bytes) in a new staging file.
+    pub(super) async fn download(&self, key: &str, etag: &str, size: u64) -> FsResult<StagingFile> {
+        StagingFile::download(&self.cfg.cache_dir, &*self.store, key, etag, size).await
+    }
+}
