@@ -47,10 +47,10 @@
 //! - A state is taken out of the handle (`mem::replace` with `Clean`) while a transition
 //!   awaits. Paths that can fail before the transition completes put the old state back
 //!   where the data must survive (a failed commit keeps it for the retry); a failed
-//!   write moves the handle to `Failed` (see [`WriteSide::fail`]). Known gap (kept as it
-//!   was when this module was split out): an error inside [`WriteSide::truncate`] (local
-//!   I/O on the staging file, the download of a `ServerAppend` base) or inside the
-//!   [`WriteSide::materialize`] a read triggers leaves `Clean`, dropping what was pending.
+//!   write moves the handle to `Failed` (see [`WriteSide::fail`]), and so does an error
+//!   inside [`WriteSide::truncate`] or [`WriteSide::materialize`] that lost unsent bytes
+//!   (local I/O on the staging file, the download of a `ServerAppend` base): the close
+//!   reports it rather than committing the file without them.
 
 use std::sync::Arc;
 
@@ -333,16 +333,49 @@ impl WriteSide {
     pub(super) async fn materialize(&mut self, fs: &Filesystem) -> FsResult<()> {
         if let WriteState::ServerAppend(p) = std::mem::replace(&mut self.state, WriteState::Clean) {
             let key = fs.inodes.key_of(self.ino).ok_or(FsError::NotFound)?;
-            let file = fs.materialize_append(&key, p).await?;
-            self.state = WriteState::Staged { file, dirty: true };
+            match fs.materialize_append(&key, p).await {
+                Ok(file) => self.state = WriteState::Staged { file, dirty: true },
+                // The appended bytes are gone with the failed step: no later commit may
+                // publish the object without them.
+                Err(e) => return Err(self.pending_lost(e)),
+            }
         }
         Ok(())
+    }
+
+    /// → `Failed` after a transition lost data the application wrote and OSS does not
+    /// have (a local I/O error while restaging it): every later flush and close reports
+    /// it instead of committing the file without that data.
+    fn pending_lost(&mut self, e: FsError) -> FsError {
+        tracing::warn!(ino = self.ino, error = %e, "unsent data lost; the file will not be uploaded");
+        let e = Arc::new(e);
+        self.state = WriteState::Failed(e.clone());
+        FsError::Shared(e)
+    }
+
+    /// Whether the state holds bytes that exist nowhere else (not in OSS, not restorable
+    /// from `new_content`).
+    fn holds_unsent_bytes(&self) -> bool {
+        match &self.state {
+            WriteState::Staged { dirty, .. } => *dirty,
+            WriteState::Streaming { .. } | WriteState::ServerAppend(_) => true,
+            WriteState::Clean | WriteState::Appending { .. } | WriteState::Failed(_) => false,
+        }
     }
 
     /// Truncate through this handle: to 0 → `Clean` with new (empty) content; to another
     /// size → `Staged` (a streaming upload that still has its prefix moves there, one
     /// already past it cannot shrink or grow: `ENOTSUP`).
     pub(super) async fn truncate(&mut self, fs: &Filesystem, size: u64) -> FsResult<()> {
+        let held = self.holds_unsent_bytes();
+        match self.truncate_state(fs, size).await {
+            // The step failed after taking the state: what it held is gone.
+            Err(e) if held && matches!(self.state, WriteState::Clean) => Err(self.pending_lost(e)),
+            r => r,
+        }
+    }
+
+    async fn truncate_state(&mut self, fs: &Filesystem, size: u64) -> FsResult<()> {
         let ino = self.ino;
         let node = fs.inodes.get(ino).ok_or(FsError::NotFound)?;
         let key = fs.inodes.key_of(ino).ok_or(FsError::NotFound)?;

@@ -1299,3 +1299,36 @@ async fn upload_landing_later_does_not_move_ctime() {
     let changed = e.fs.lookup(ROOT_INO, n("late")).await.expect("lookup");
     assert!(changed.ctime > written, "a new object moves the ctime");
 }
+
+/// Bytes appended after the end of an existing object are held for a server-side join;
+/// when a truncate through the same handle cannot restage them (the base download
+/// fails), they are lost: the close must report it, not succeed leaving the object
+/// without them.
+#[tokio::test]
+async fn truncate_that_loses_appended_bytes_fails_the_close() {
+    let e = env();
+    let base = vec![7u8; 2 << 20];
+    e.store.put("big", base.clone());
+    let a = e.fs.lookup(ROOT_INO, n("big")).await.expect("lookup");
+    let fh = e.fs.open(a.ino, libc::O_WRONLY).await.expect("open");
+    e.fs.write(fh, 2 << 20, b"tail").await.expect("append");
+    let errors = (0..8)
+        .map(|_| StoreError::from_service(500, "InternalError", "boom"))
+        .collect();
+    e.store.fail_next("GetObject", errors);
+    let set = SetAttr {
+        size: Some(1 << 20),
+        fh: Some(fh),
+        ..SetAttr::default()
+    };
+    e.fs.setattr(a.ino, set).await.expect_err("truncate fails");
+    e.fs.flush(fh)
+        .await
+        .expect_err("the close reports the lost bytes");
+    assert!(e.fs.release(fh).await.is_err());
+    assert_eq!(
+        e.store.get("big").as_deref(),
+        Some(&base[..]),
+        "object untouched"
+    );
+}
