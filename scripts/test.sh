@@ -14,7 +14,7 @@ bash scripts/setup.sh
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
-cargo clippy --all-targets -- -D warnings
+cargo clippy --all-targets --workspace -- -D warnings
 echo "== cargo build"
 cargo build --bins --examples
 

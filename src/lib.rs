@@ -11,7 +11,9 @@
 //! - [`fuse`]: the thin fuser adapter.
 //! - [`cli`], [`config`]: command line and resolved configuration; [`logging`];
 //!   [`daemon`] (background mode) and [`mount_check`] (mountpoint checks) for the binary.
-//! - [`emulator`]: the local OSS emulator (second binary `ossmount-emulator`).
+//!
+//! The local OSS emulator the tests run against is the `ossmount-emulator` package
+//! (emulator/), a separate crate so the product carries no test server.
 
 pub mod cli;
 pub mod client;
@@ -21,7 +23,6 @@ pub mod crc64;
 pub mod credentials;
 pub mod csi;
 pub mod daemon;
-pub mod emulator;
 pub mod endpoint;
 pub mod fs;
 pub mod fuse;

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use ossmount::client::{ClientConfig, OssClient, UrlStyle};
 use ossmount::credentials::StaticProvider;
-use ossmount::emulator::{EmulatorConfig, start};
 use ossmount::store::{ObjectStore, PutOptions};
+use ossmount_emulator::{EmulatorConfig, start};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ossmount");
 const BUCKET: &str = "cleanup-bucket";

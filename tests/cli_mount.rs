@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use ossmount::client::{ClientConfig, OssClient, UrlStyle};
 use ossmount::credentials::StaticProvider;
-use ossmount::emulator::{EmulatorConfig, RunningEmulator, start};
 use ossmount::store::ObjectStore;
+use ossmount_emulator::{EmulatorConfig, RunningEmulator, start};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ossmount");
 const BUCKET: &str = "mount-bucket";

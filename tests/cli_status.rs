@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ossmount::emulator::{EmulatorConfig, start};
+use ossmount_emulator::{EmulatorConfig, start};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ossmount");
 const BUCKET: &str = "status-bucket";

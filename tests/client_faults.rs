@@ -4,8 +4,8 @@ mod client_support;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use ossmount::emulator::FaultUpdate;
 use ossmount::store::{ObjectStore, PutOptions, StoreError};
+use ossmount_emulator::FaultUpdate;
 
 use client_support::{pattern, start_emulator};
 

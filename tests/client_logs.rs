@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ossmount::credentials::{Secret, StaticProvider};
-use ossmount::emulator::FaultUpdate;
 use ossmount::store::{ObjectStore, PutOptions};
+use ossmount_emulator::FaultUpdate;
 
 use client_support::start_emulator;
 

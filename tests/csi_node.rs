@@ -23,8 +23,8 @@ use ossmount::csi::proto::node_client::NodeClient;
 use ossmount::csi::proto::volume_capability::access_mode::Mode;
 use ossmount::csi::proto::volume_capability::{AccessMode, AccessType, MountVolume};
 use ossmount::csi::proto::*;
-use ossmount::emulator::{EmulatorConfig, RunningEmulator, start};
 use ossmount::store::ObjectStore;
+use ossmount_emulator::{EmulatorConfig, RunningEmulator, start};
 use tonic::Code;
 use tonic::transport::Channel;
 

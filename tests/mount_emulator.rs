@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use ossmount::client::{ClientConfig, OssClient};
 use ossmount::credentials::StaticProvider;
-use ossmount::emulator::{EmulatorConfig, RunningEmulator, start};
 use ossmount::fs::{Filesystem, FsConfig};
 use ossmount::fuse::{MountHandle, MountOptions, mount};
 use ossmount::store::{ObjectStore, ObjectType, PutOptions};
 use ossmount::write::UploadConfig;
+use ossmount_emulator::{EmulatorConfig, RunningEmulator, start};
 
 const BUCKET: &str = "mount-test";
 

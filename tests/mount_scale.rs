@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use ossmount::client::{ClientConfig, OssClient};
 use ossmount::credentials::StaticProvider;
-use ossmount::emulator::{EmulatorConfig, RunningEmulator, start};
 use ossmount::fs::{Filesystem, FsConfig};
 use ossmount::fuse::{MountHandle, MountOptions, mount};
 use ossmount::store::ObjectStore;
+use ossmount_emulator::{EmulatorConfig, RunningEmulator, start};
 
 const BUCKET: &str = "scale-test";
 

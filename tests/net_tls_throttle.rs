@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use ossmount::client::{ClientConfig, OssClient, UrlStyle};
 use ossmount::credentials::StaticProvider;
-use ossmount::emulator::{EmulatorConfig, FaultUpdate, RunningEmulator, TlsFiles, start};
 use ossmount::store::ObjectStore;
+use ossmount_emulator::{EmulatorConfig, FaultUpdate, RunningEmulator, TlsFiles, start};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ossmount");
 const BUCKET: &str = "net-bucket";

@@ -17,7 +17,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
-use ossmount::emulator::FaultUpdate;
+use ossmount_emulator::FaultUpdate;
 use rand::{Rng, SeedableRng};
 use reliability_support::{BinMount, Emu, close_checked, pattern, sha256, with_timeout};
 

@@ -7,12 +7,12 @@
 use std::time::{Duration, SystemTime};
 
 use ossmount::credentials::{Credentials, Secret};
-use ossmount::sign::verify;
 use ossmount::sign::{
     self, SignableRequest, SigningParams, parse_http_date, presign_v1, presign_v4, sign_v1_header,
     sign_v4_header, v1_string_to_sign, v4_canonical_request, v4_scope, v4_signature,
     v4_signing_key, v4_string_to_sign,
 };
+use ossmount_emulator::verify;
 use serde_json::Value;
 
 fn parse_time(v: &Value) -> Result<SystemTime, String> {

@@ -479,7 +479,12 @@ impl InodeTable {
                     }
                     if node.etag == obs.etag {
                         let same_meta = (attr.perm, attr.uid, attr.gid, attr.mtime)
-                            == (node.attr.perm, node.attr.uid, node.attr.gid, node.attr.mtime);
+                            == (
+                                node.attr.perm,
+                                node.attr.uid,
+                                node.attr.gid,
+                                node.attr.mtime,
+                            );
                         attr.ctime = if same_meta {
                             // Unchanged object and attributes: the ctime this mount keeps
                             // is the true one. Last-Modified is only when the upload

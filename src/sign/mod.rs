@@ -22,7 +22,6 @@
 
 mod v1;
 mod v4;
-pub mod verify;
 
 use std::fmt;
 use std::str::FromStr;
@@ -367,7 +366,8 @@ pub(crate) fn merge_signer_headers(
     headers
 }
 
-pub(crate) fn unix_seconds(t: SystemTime) -> Result<u64, SignError> {
+/// Seconds since the Unix epoch (an error before it).
+pub fn unix_seconds(t: SystemTime) -> Result<u64, SignError> {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .map_err(|_| SignError::TimeBeforeEpoch)

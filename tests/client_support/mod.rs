@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ossmount::client::{ClientConfig, OssClient};
 use ossmount::credentials::{CredentialsProvider, StaticProvider};
-use ossmount::emulator::{EmulatorConfig, RunningEmulator, start};
+use ossmount_emulator::{EmulatorConfig, RunningEmulator, start};
 
 pub const BUCKET: &str = "client-test";
 

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use ossmount::client::{ClientConfig, OssClient};
 use ossmount::credentials::StaticProvider;
-use ossmount::emulator::{EmulatorConfig, RunningEmulator, start};
 use ossmount::store::{MultipartUploadInfo, ObjectStore, PutOptions};
+use ossmount_emulator::{EmulatorConfig, RunningEmulator, start};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ossmount");
 

@@ -20,15 +20,15 @@ use md5::{Digest as _, Md5};
 use percent_encoding::percent_decode_str;
 
 use super::{blocking, content_type, key_of, object_headers, user_meta};
-use crate::emulator::body::{RespBody, empty, file_body, stage_body};
-use crate::emulator::error::OssError;
-use crate::emulator::faults::FaultDecision;
-use crate::emulator::server::{Ctx, State, response, xml_response};
-use crate::emulator::storage::{
+use crate::body::{RespBody, empty, file_body, stage_body};
+use crate::error::OssError;
+use crate::faults::FaultDecision;
+use crate::server::{Ctx, State, response, xml_response};
+use crate::storage::{
     Bucket, Content, MAX_PUT_SIZE, NewObject, ObjectKind, ObjectRecord, base64_md5, not_appendable,
     position_mismatch, quoted_md5_etag,
 };
-use crate::emulator::xml::{XmlWriter, from_millis, iso8601_millis, url_encode};
+use crate::xml::{XmlWriter, from_millis, iso8601_millis, url_encode};
 
 fn symlink_target_missing() -> OssError {
     OssError::new(
@@ -610,7 +610,7 @@ pub fn get_symlink(ctx: &Ctx, bucket: &Arc<Bucket>) -> Result<Response<RespBody>
         .header("etag", rec.etag.as_str())
         .header(
             "last-modified",
-            crate::emulator::xml::http_date(from_millis(rec.last_modified_ms)),
+            crate::xml::http_date(from_millis(rec.last_modified_ms)),
         )
         .header("content-length", 0);
     rb = super::meta_headers(rb, &rec.user_meta);

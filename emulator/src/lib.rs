@@ -16,13 +16,15 @@
 //! - [`metadata`]: ECS metadata + STS (RRSA) on a second listener.
 //! - [`mmap`]: read-only maps of object data for single-copy GET bodies.
 //! - [`network`]: optional TLS and the per-connection bandwidth cap.
+//! - [`verify`]: the server side of request signing (recomputes the client's signature).
+//! - [`binary`]: where the binary is, for other packages' tests.
 //! - [`faults`], [`stats`], [`xml`], [`error`].
 //!
 //! Library use (integration tests):
 //! ```no_run
-//! # async fn demo() -> Result<(), ossmount::emulator::EmulatorError> {
+//! # async fn demo() -> Result<(), ossmount_emulator::EmulatorError> {
 //! let dir = std::env::temp_dir().join("emu-doc");
-//! let emu = ossmount::emulator::start(ossmount::emulator::EmulatorConfig::new(&dir, "bucket")).await?;
+//! let emu = ossmount_emulator::start(ossmount_emulator::EmulatorConfig::new(&dir, "bucket")).await?;
 //! let endpoint = emu.endpoint(); // "http://127.0.0.1:<port>"
 //! # let _ = endpoint;
 //! emu.shutdown().await;
@@ -30,6 +32,7 @@
 //! ```
 
 pub mod auth;
+pub mod binary;
 pub mod body;
 pub mod error;
 pub mod faults;
@@ -40,6 +43,7 @@ pub mod ops;
 pub mod server;
 pub mod stats;
 pub mod storage;
+pub mod verify;
 pub mod xml;
 
 use std::net::SocketAddr;
@@ -51,9 +55,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::credentials::{Credentials, Secret};
+pub use binary::binary_path;
 pub use faults::{FaultSettings, FaultUpdate};
 pub use metadata::ROLE_NAME;
+use ossmount::credentials::{Credentials, Secret};
 pub use stats::StatsSnapshot;
 
 /// Errors starting the emulator.
@@ -145,7 +150,7 @@ impl EmulatorConfig {
             ));
         }
         for b in &self.buckets {
-            crate::endpoint::validate_bucket_name(b)
+            ossmount::endpoint::validate_bucket_name(b)
                 .map_err(|e| EmulatorError::InvalidConfig(e.to_string()))?;
         }
         if self.region.is_empty()
