@@ -17,16 +17,16 @@
 
 pub mod cli;
 pub mod client;
-pub mod config;
+pub(crate) mod config;
 pub mod control;
 pub mod crc64;
 pub mod credentials;
 pub mod csi;
-pub mod daemon;
+pub(crate) mod daemon;
 pub mod endpoint;
 pub mod fs;
 pub mod fuse;
-pub mod logging;
+pub(crate) mod logging;
 pub mod metrics;
 pub mod mount_check;
 pub mod read;
