@@ -286,6 +286,7 @@ fn metrics_are_served_and_dumped_on_sigusr1() {
             l.contains("metrics (SIGUSR1)") && l.contains(ossmount::metrics::OSS_REQUESTS)
         })
     });
+    // SAFETY: kill(2) takes no pointers; the pid is our own child, not yet reaped.
     unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) };
     let status = child.0.wait().unwrap();
     assert!(status.success(), "{status:?}");

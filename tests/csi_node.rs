@@ -411,10 +411,8 @@ fn csi_node_plugin_serves_kubelet() {
         .unwrap();
     let pid_c = mount_pid(&rt, &tc);
     // SAFETY: plain kill(2) of the volume's ossmount process.
-    assert_eq!(
-        unsafe { libc::kill(pid_c as libc::pid_t, libc::SIGKILL) },
-        0
-    );
+    let killed = unsafe { libc::kill(pid_c as libc::pid_t, libc::SIGKILL) };
+    assert_eq!(killed, 0);
     wait_until("the killed mount to go stale", || {
         std::fs::metadata(&tc).err().and_then(|e| e.raw_os_error()) == Some(libc::ENOTCONN)
     });
