@@ -5,8 +5,8 @@
 //! - [`credentials`]: the provider chain (env, files, ECS RAM role, RRSA).
 //! - [`client`]: the HTTP client for OSS (retries, XML, typed errors).
 //! - [`store`]: the `ObjectStore` trait the filesystem is written against, with an
-//!   in-memory mock and a fault-injecting wrapper.
-//! - [`read`], [`write`]: prefetching reads + block cache, streaming/staged uploads.
+//!   in-memory mock and a fault-injecting wrapper (feature `testing`).
+//! - [`read`], [`write`](mod@write): prefetching reads + block cache, streaming/staged uploads.
 //! - [`fs`]: filesystem semantics (inodes, handles), testable without the kernel.
 //! - [`fuse`]: the thin fuser adapter.
 //! - [`cli`], [`config`]: command line and resolved configuration; [`logging`];
