@@ -343,7 +343,6 @@ pub fn parse_http_date(s: &str) -> Option<SystemTime> {
     httpdate::parse_http_date(s.trim()).ok()
 }
 
-/// Seconds since the Unix epoch.
 /// The headers a request is signed and sent with: `added` (plus `x-oss-security-token`
 /// for STS credentials, appended to `added`) replace any same-named request header.
 pub(crate) fn merge_signer_headers(

@@ -17,6 +17,7 @@ use base64::Engine as _;
 use http::Response;
 use hyper::body::Incoming;
 use md5::{Digest as _, Md5};
+use ossmount::sign::parse_http_date;
 use percent_encoding::percent_decode_str;
 
 use super::{blocking, content_type, key_of, object_headers, user_meta};
@@ -73,10 +74,6 @@ pub fn etag_matches(header: &str, etag: &str) -> bool {
         .split(',')
         .map(str::trim)
         .any(|h| h == "*" || h == etag || h.trim_start_matches("W/").trim_matches('"') == bare)
-}
-
-fn parse_http_date(s: &str) -> Option<SystemTime> {
-    httpdate::parse_http_date(s.trim()).ok()
 }
 
 /// Whole seconds, as HTTP dates carry.
