@@ -11,78 +11,38 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
+
+use memmap2::{Mmap, MmapOptions};
 
 /// A mapped byte range of a file. Unmapped on drop.
 pub struct MappedRange {
-    ptr: *mut libc::c_void,
-    map_len: usize,
-    data_off: usize,
-    len: usize,
-}
-
-// SAFETY: the mapping is read-only and owned by this value; sharing `&[u8]` views of it
-// across threads is as safe as sharing any immutable buffer.
-unsafe impl Send for MappedRange {}
-// SAFETY: see above; no interior mutability.
-unsafe impl Sync for MappedRange {}
-
-fn page_size() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if p > 0 { p as u64 } else { 4096 }
+    map: Mmap,
 }
 
 impl MappedRange {
     /// Maps `len` (> 0) bytes of `file` at `offset`, populating the page tables.
+    /// (memmap2 aligns the mapping to a page and hides the alignment.)
     pub fn new(file: &File, offset: u64, len: usize) -> io::Result<MappedRange> {
         if len == 0 {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty mapping"));
         }
-        let page = page_size();
-        let aligned = offset - offset % page;
-        let data_off = (offset - aligned) as usize;
-        let map_len = len + data_off;
-        let file_off = libc::off_t::try_from(aligned)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))?;
-        // SAFETY: a fresh read-only shared mapping of a file we hold open; the kernel
-        // picks the address. Failure is reported as MAP_FAILED and checked below.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                map_len,
-                libc::PROT_READ,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                file.as_raw_fd(),
-                file_off,
-            )
+        // SAFETY: a read-only shared mapping of a file we hold open; the file is never
+        // truncated below the mapped range while the map lives (module docs), so reading
+        // the mapped bytes cannot fault.
+        let map = unsafe {
+            MmapOptions::new()
+                .offset(offset)
+                .len(len)
+                .populate()
+                .map(file)?
         };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(MappedRange {
-            ptr,
-            map_len,
-            data_off,
-            len,
-        })
+        Ok(MappedRange { map })
     }
 }
 
 impl AsRef<[u8]> for MappedRange {
     fn as_ref(&self) -> &[u8] {
-        // SAFETY: `ptr..ptr+map_len` is a live mapping owned by self, and
-        // `data_off + len == map_len`; the file is not truncated under it (module docs).
-        unsafe { std::slice::from_raw_parts((self.ptr as *const u8).add(self.data_off), self.len) }
-    }
-}
-
-impl Drop for MappedRange {
-    fn drop(&mut self) {
-        // SAFETY: unmapping exactly the mapping created in `new`, once.
-        unsafe {
-            libc::munmap(self.ptr, self.map_len);
-        }
+        &self.map
     }
 }
 
