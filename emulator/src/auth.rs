@@ -27,7 +27,7 @@ use ossmount::credentials::Secret;
 use ossmount::sign::SignableRequest;
 
 use super::error::OssError;
-use super::server::Ctx;
+use super::request::Ctx;
 
 /// One STS credential set handed out by the metadata service.
 #[derive(Debug, Clone)]

@@ -9,6 +9,8 @@
 //!
 //! Modules, one concept each:
 //! - [`server`]: accept loop, addressing, request parsing, control endpoints (`/-/…`).
+//! - [`state`]: what every handler reaches (storage, stats, faults, authenticator);
+//!   [`request`]: one parsed request ([`request::Ctx`]). Neither depends on the front.
 //! - [`auth`]: which secret a request is checked against; errors as OSS sends them.
 //! - [`storage`]: objects on disk (content + JSON sidecar), sorted in-memory key index.
 //! - [`ops`]: the OSS operations (object, multipart, list, service/bucket).
@@ -40,7 +42,9 @@ pub mod metadata;
 pub mod mmap;
 pub mod network;
 pub mod ops;
+pub mod request;
 pub mod server;
+pub mod state;
 pub mod stats;
 pub mod storage;
 pub mod verify;
@@ -191,7 +195,7 @@ pub struct RunningEmulator {
     addr: SocketAddr,
     tls: bool,
     metadata_addr: Option<SocketAddr>,
-    state: Arc<server::State>,
+    state: Arc<state::State>,
     access_key_id: String,
     access_key_secret: Secret,
     shutdown_tx: watch::Sender<bool>,
@@ -325,7 +329,7 @@ pub async fn start(cfg: EmulatorConfig) -> Result<RunningEmulator, EmulatorError
         None => None,
     };
 
-    let state = Arc::new(server::State::new(
+    let state = Arc::new(state::State::new(
         storage,
         Arc::new(stats::Stats::default()),
         faults::Faults::new(cfg.faults, cfg.seed),

@@ -10,8 +10,9 @@ use base64::Engine as _;
 use http::Response;
 
 use crate::body::RespBody;
+use crate::body::xml_response;
 use crate::error::OssError;
-use crate::server::{Ctx, xml_response};
+use crate::request::Ctx;
 use crate::storage::{Bucket, ListParams};
 use crate::xml::{XmlWriter, iso8601_millis, url_encode};
 

@@ -18,8 +18,10 @@ use serde::Deserialize;
 use super::object::{content_md5_header, open_copy_source};
 use super::{blocking, content_type, key_of, user_meta};
 use crate::body::{RespBody, empty, read_small_body, stage_body};
+use crate::body::{response, xml_response};
 use crate::error::OssError;
-use crate::server::{Ctx, State, response, xml_response};
+use crate::request::Ctx;
+use crate::state::State;
 use crate::storage::{
     Bucket, MAX_PART_NUMBER, MAX_PUT_SIZE, MIN_PART_SIZE, NewObject, ObjectKind, PartRecord,
     UploadMeta, crc64_combine,

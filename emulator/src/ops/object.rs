@@ -21,10 +21,11 @@ use ossmount::sign::parse_http_date;
 use percent_encoding::percent_decode_str;
 
 use super::{blocking, content_type, key_of, object_headers, user_meta};
-use crate::body::{RespBody, empty, file_body, stage_body};
+use crate::body::{RespBody, empty, file_body, response, stage_body, xml_response};
 use crate::error::OssError;
 use crate::faults::FaultDecision;
-use crate::server::{Ctx, State, response, xml_response};
+use crate::request::Ctx;
+use crate::state::State;
 use crate::storage::{
     Bucket, Content, MAX_PUT_SIZE, NewObject, ObjectKind, ObjectRecord, base64_md5, not_appendable,
     position_mismatch, quoted_md5_etag,

@@ -10,9 +10,11 @@ use serde::Deserialize;
 
 use super::blocking;
 use super::object::content_md5_header;
+use crate::body::xml_response;
 use crate::body::{RespBody, read_small_body};
 use crate::error::OssError;
-use crate::server::{Ctx, State, xml_response};
+use crate::request::Ctx;
+use crate::state::State;
 use crate::storage::Bucket;
 use crate::xml::{XmlWriter, iso8601_millis, url_encode};
 use ossmount::endpoint::regions::{
