@@ -85,13 +85,13 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            if h.unmount().is_err() {
-                let _ = Command::new("umount")
-                    .arg("-l")
-                    .arg(self.mnt.path())
-                    .status();
-            }
+        if let Some(h) = self.handle.take()
+            && h.unmount().is_err()
+        {
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(self.mnt.path())
+                .status();
         }
         drop(self.emu.take());
         if let Some(rt) = self.rt.take() {

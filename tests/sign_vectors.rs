@@ -147,10 +147,9 @@ fn check(v: &Value) -> Result<(), String> {
             if let Some(theirs) = intermediate
                 .get("canonical_request")
                 .and_then(Value::as_str)
+                && cr != theirs
             {
-                if cr != theirs {
-                    msg += &format!("\ncanonical request differs:{}", first_diff(&cr, theirs));
-                }
+                msg += &format!("\ncanonical request differs:{}", first_diff(&cr, theirs));
             }
             Err(msg)
         }
@@ -227,10 +226,10 @@ fn check(v: &Value) -> Result<(), String> {
                 &extra,
             );
             let mut msg = String::new();
-            if let Some(want) = expected.get("string_to_sign").and_then(Value::as_str) {
-                if sts != want {
-                    msg += &format!("\nstring to sign{}", first_diff(&sts, want));
-                }
+            if let Some(want) = expected.get("string_to_sign").and_then(Value::as_str)
+                && sts != want
+            {
+                msg += &format!("\nstring to sign{}", first_diff(&sts, want));
             }
             let auth = out
                 .iter()

@@ -583,12 +583,11 @@ impl Filesystem {
         } else {
             Ok(())
         };
-        if let WriteState::Streaming { .. } = h.state {
-            if let WriteState::Streaming { upload, .. } =
+        if let WriteState::Streaming { .. } = h.state
+            && let WriteState::Streaming { upload, .. } =
                 std::mem::replace(&mut h.state, WriteState::Clean)
-            {
-                upload.abort().await;
-            }
+        {
+            upload.abort().await;
         }
         if h.writable {
             let ino = h.ino;

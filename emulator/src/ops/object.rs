@@ -210,10 +210,9 @@ pub async fn get(
     ] {
         if let Some(v) = ctx.query.get(param)
             && let Some(h) = rb.headers_mut()
+            && let Ok(v) = http::HeaderValue::from_str(v)
         {
-            if let Ok(v) = http::HeaderValue::from_str(v) {
-                h.insert(header, v);
-            }
+            h.insert(header, v);
         }
     }
     let size = content.size;
