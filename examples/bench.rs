@@ -26,8 +26,8 @@ use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
 use ossmount::client::{ClientConfig, OssClient};
 use ossmount::credentials::{Credentials, StaticProvider};
-use ossmount::emulator::StatsSnapshot;
 use ossmount::store::{ObjectStore, PartInfo, PutBody, PutOptions};
+use ossmount_emulator::StatsSnapshot;
 
 const MIB: u64 = 1024 * 1024;
 const BUCKET: &str = "bench";

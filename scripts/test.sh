@@ -14,7 +14,12 @@ bash scripts/setup.sh
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
-cargo clippy --all-targets -- -D warnings
+cargo clippy --all-targets --workspace -- -D warnings
+# Internal documentation (private items and the `testing` doubles included, so links to
+# them resolve): broken links and bad markup fail the build.
+echo "== cargo doc"
+RUSTDOCFLAGS="-D warnings -A rustdoc::private_intra_doc_links" \
+  cargo doc --no-deps --workspace --document-private-items --all-features
 echo "== cargo build"
 cargo build --bins --examples
 

@@ -76,8 +76,7 @@ pub enum ControlError {
 
 /// The directory holding control sockets for the current user.
 pub fn runtime_dir() -> PathBuf {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::geteuid() };
+    let uid = nix::unistd::geteuid().as_raw();
     if uid == 0 {
         return PathBuf::from("/run/ossmount");
     }

@@ -18,8 +18,12 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::Path;
+
+use nix::fcntl::OFlag;
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -100,37 +104,34 @@ pub fn daemonize(log_file: Option<&Path>) -> Result<ReadyNotifier, DaemonError> 
     let (read_end, write_end) = pipe()?;
 
     // SAFETY: the process is single-threaded (checked above), so the child gets a
-    // consistent copy of the whole address space.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(sys("fork"));
-    }
-    if pid > 0 {
-        drop(write_end);
-        drop(stderr_target);
-        wait_for_child(read_end, pid);
+    // consistent copy of the whole address space and may run any code, not only
+    // async-signal-safe functions.
+    match unsafe { nix::unistd::fork() }.map_err(sys("fork"))? {
+        ForkResult::Parent { child } => {
+            drop(write_end);
+            drop(stderr_target);
+            wait_for_child(read_end, child);
+        }
+        ForkResult::Child => {}
     }
 
     drop(read_end);
-    // SAFETY: plain syscalls on our own process.
-    if unsafe { libc::setsid() } < 0 {
-        return Err(sys("setsid"));
-    }
+    nix::unistd::setsid().map_err(sys("setsid"))?;
     std::env::set_current_dir("/").map_err(|source| DaemonError::Sys {
         what: "chdir /",
         source,
     })?;
     let null = open_dev_null()?;
-    redirect(&null, libc::STDIN_FILENO)?;
-    redirect(&null, libc::STDOUT_FILENO)?;
-    redirect(&stderr_target, libc::STDERR_FILENO)?;
+    nix::unistd::dup2_stdin(&null).map_err(sys("dup2"))?;
+    nix::unistd::dup2_stdout(&null).map_err(sys("dup2"))?;
+    nix::unistd::dup2_stderr(&stderr_target).map_err(sys("dup2"))?;
     Ok(ReadyNotifier {
         pipe: Some(File::from(write_end)),
     })
 }
 
 /// Parent side: relay the child's verdict as our exit status. Never returns.
-fn wait_for_child(read_end: OwnedFd, child: libc::pid_t) -> ! {
+fn wait_for_child(read_end: OwnedFd, child: Pid) -> ! {
     let mut message = String::new();
     let _ = File::from(read_end).read_to_string(&mut message);
     let message = message.trim_end();
@@ -141,15 +142,12 @@ fn wait_for_child(read_end: OwnedFd, child: libc::pid_t) -> ! {
         eprintln!("ossmount: {error}");
         std::process::exit(1);
     }
-    let mut status: libc::c_int = 0;
-    // SAFETY: waiting for our own child; status is a valid out pointer.
-    let waited = unsafe { libc::waitpid(child, &mut status, 0) };
-    let how = if waited == child && libc::WIFSIGNALED(status) {
-        format!("was killed by signal {}", libc::WTERMSIG(status))
-    } else if waited == child && libc::WIFEXITED(status) {
-        format!("exited with status {}", libc::WEXITSTATUS(status))
-    } else {
-        "closed its status pipe".to_string()
+    let how = match waitpid(child, None) {
+        Ok(WaitStatus::Signaled(_, signal, _)) => {
+            format!("was killed by signal {}", signal as i32)
+        }
+        Ok(WaitStatus::Exited(_, code)) => format!("exited with status {code}"),
+        _ => "closed its status pipe".to_string(),
     };
     eprintln!(
         "ossmount: the background process {how} before the mount was ready (run with -f to see its log)"
@@ -164,13 +162,7 @@ fn thread_count() -> usize {
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), DaemonError> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: fds has room for the two descriptors pipe2 writes.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        return Err(sys("pipe"));
-    }
-    // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys("pipe"))
 }
 
 fn open_dev_null() -> Result<File, DaemonError> {
@@ -184,18 +176,11 @@ fn open_dev_null() -> Result<File, DaemonError> {
         })
 }
 
-fn redirect(file: &File, target: libc::c_int) -> Result<(), DaemonError> {
-    // SAFETY: both descriptors are valid; dup2 atomically replaces `target`.
-    if unsafe { libc::dup2(file.as_raw_fd(), target) } < 0 {
-        return Err(sys("dup2"));
-    }
-    Ok(())
-}
-
-fn sys(what: &'static str) -> DaemonError {
-    DaemonError::Sys {
+/// Maps a failed system call to [`DaemonError::Sys`] naming it.
+fn sys(what: &'static str) -> impl FnOnce(nix::Error) -> DaemonError {
+    move |errno| DaemonError::Sys {
         what,
-        source: io::Error::last_os_error(),
+        source: io::Error::from(errno),
     }
 }
 

@@ -12,11 +12,12 @@
 //! Panics are logged as errors as well, so a crash in the background leaves a trace in
 //! syslog. Secrets never reach this layer: credentials types redact themselves in Debug.
 
-use std::ffi::CString;
 use std::io::{self, IsTerminal, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use nix::syslog::{Facility, LogFlags, Severity};
 use tracing::Level;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
@@ -123,14 +124,12 @@ fn install_panic_logger() {
 }
 
 fn open_syslog() {
-    // SAFETY: the ident is a 'static C string, as openlog requires (it keeps the pointer).
-    unsafe {
-        libc::openlog(
-            c"ossmount".as_ptr(),
-            libc::LOG_PID | libc::LOG_NDELAY,
-            libc::LOG_DAEMON,
-        )
-    };
+    // The ident must be 'static: openlog keeps the pointer.
+    let _ = nix::syslog::openlog(
+        Some(c"ossmount"),
+        LogFlags::LOG_PID | LogFlags::LOG_NDELAY,
+        Facility::LOG_DAEMON,
+    );
 }
 
 /// Hands out one [`SyslogWriter`] per event, carrying the event's priority.
@@ -140,7 +139,7 @@ impl<'a> MakeWriter<'a> for SyslogMakeWriter {
     type Writer = SyslogWriter;
 
     fn make_writer(&'a self) -> SyslogWriter {
-        SyslogWriter::new(libc::LOG_INFO)
+        SyslogWriter::new(Severity::LOG_INFO)
     }
 
     fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> SyslogWriter {
@@ -148,23 +147,23 @@ impl<'a> MakeWriter<'a> for SyslogMakeWriter {
     }
 }
 
-fn syslog_priority(level: Level) -> libc::c_int {
+fn syslog_priority(level: Level) -> Severity {
     match level {
-        Level::ERROR => libc::LOG_ERR,
-        Level::WARN => libc::LOG_WARNING,
-        Level::INFO => libc::LOG_INFO,
-        Level::DEBUG | Level::TRACE => libc::LOG_DEBUG,
+        Level::ERROR => Severity::LOG_ERR,
+        Level::WARN => Severity::LOG_WARNING,
+        Level::INFO => Severity::LOG_INFO,
+        Level::DEBUG | Level::TRACE => Severity::LOG_DEBUG,
     }
 }
 
 /// Buffers one formatted event and sends it as one syslog record when dropped.
 struct SyslogWriter {
-    priority: libc::c_int,
+    priority: Severity,
     buf: Vec<u8>,
 }
 
 impl SyslogWriter {
-    fn new(priority: libc::c_int) -> SyslogWriter {
+    fn new(priority: Severity) -> SyslogWriter {
         SyslogWriter {
             priority,
             buf: Vec::with_capacity(256),
@@ -196,10 +195,8 @@ impl Drop for SyslogWriter {
         if text.is_empty() {
             return;
         }
-        if let Ok(message) = CString::new(text) {
-            // SAFETY: "%s" with one valid C string argument.
-            unsafe { libc::syslog(self.priority, c"%s".as_ptr(), message.as_ptr()) };
-        }
+        // Sent with a "%s" format, so `%` in the text is not interpreted.
+        let _ = nix::syslog::syslog(self.priority, std::ffi::OsStr::from_bytes(&text));
     }
 }
 
@@ -227,7 +224,7 @@ mod tests {
 
     #[test]
     fn priorities() {
-        assert_eq!(syslog_priority(Level::ERROR), libc::LOG_ERR);
-        assert_eq!(syslog_priority(Level::TRACE), libc::LOG_DEBUG);
+        assert_eq!(syslog_priority(Level::ERROR), Severity::LOG_ERR);
+        assert_eq!(syslog_priority(Level::TRACE), Severity::LOG_DEBUG);
     }
 }

@@ -20,6 +20,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use nix::mount::MntFlags;
+
 /// One line of `/proc/self/mountinfo`, the parts we need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountEntry {
@@ -241,14 +243,12 @@ fn unescape(field: &str) -> Vec<u8> {
 /// Lazily detaches the mount at `path`: `umount2(MNT_DETACH)` when we may (root), else
 /// `fusermount3 -uz` / `fusermount -uz` (setuid helpers for unprivileged FUSE users).
 pub fn lazy_unmount(path: &Path) -> Result<(), String> {
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| "path contains a NUL byte".to_string())?;
-    // SAFETY: c_path is a valid NUL-terminated string that outlives the call.
-    let rc = unsafe { libc::umount2(c_path.as_ptr(), libc::MNT_DETACH) };
-    if rc == 0 {
-        return Ok(());
+    if path.as_os_str().as_bytes().contains(&0) {
+        return Err("path contains a NUL byte".to_string());
     }
-    let syscall_error = io::Error::last_os_error();
+    let Err(syscall_error) = nix::mount::umount2(path, MntFlags::MNT_DETACH) else {
+        return Ok(());
+    };
     for helper in ["fusermount3", "fusermount"] {
         match Command::new(helper).arg("-uz").arg(path).output() {
             Ok(out) if out.status.success() => return Ok(()),

@@ -40,7 +40,7 @@ fn bench_runs_every_row() {
             "5",
         ])
         .arg("--emulator")
-        .arg(env!("CARGO_BIN_EXE_ossmount-emulator"))
+        .arg(ossmount_emulator::binary_path())
         .arg("--ossmount")
         .arg(&bin)
         .arg("--work-dir")

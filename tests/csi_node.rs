@@ -23,8 +23,8 @@ use ossmount::csi::proto::node_client::NodeClient;
 use ossmount::csi::proto::volume_capability::access_mode::Mode;
 use ossmount::csi::proto::volume_capability::{AccessMode, AccessType, MountVolume};
 use ossmount::csi::proto::*;
-use ossmount::emulator::{EmulatorConfig, RunningEmulator, start};
 use ossmount::store::ObjectStore;
+use ossmount_emulator::{EmulatorConfig, RunningEmulator, start};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -395,10 +395,8 @@ fn csi_node_plugin_serves_kubelet() {
         .unwrap();
     let pid_c = mount_pid(&rt, &tc);
     // SAFETY: plain kill(2) of the volume's ossmount process.
-    assert_eq!(
-        unsafe { libc::kill(pid_c as libc::pid_t, libc::SIGKILL) },
-        0
-    );
+    let killed = unsafe { libc::kill(pid_c as libc::pid_t, libc::SIGKILL) };
+    assert_eq!(killed, 0);
     wait_until("the killed mount to go stale", || {
         std::fs::metadata(&tc).err().and_then(|e| e.raw_os_error()) == Some(libc::ENOTCONN)
     });

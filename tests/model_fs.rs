@@ -383,7 +383,7 @@ fn run_model(seed: u64, steps: usize) -> usize {
         ],
     )
     .expect("mount");
-    let faults = ossmount::emulator::FaultUpdate {
+    let faults = ossmount_emulator::FaultUpdate {
         fail_rate: Some(fail_rate),
         reset_rate: Some(fail_rate / 4.0),
         truncate_rate: Some(fail_rate / 4.0),

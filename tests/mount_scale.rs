@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 use common::mount::InProcessMount;
 use ossmount::client::{ClientConfig, OssClient};
 use ossmount::credentials::StaticProvider;
-use ossmount::emulator::{EmulatorConfig, RunningEmulator, start};
 use ossmount::fs::{Filesystem, FsConfig};
 use ossmount::fuse::MountOptions;
 use ossmount::store::ObjectStore;
+use ossmount_emulator::{EmulatorConfig, RunningEmulator, start};
 
 const BUCKET: &str = "scale-test";
 

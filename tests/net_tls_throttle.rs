@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use common::mount::{MountGuard, is_mounted};
 use ossmount::client::OssClient;
-use ossmount::emulator::{EmulatorConfig, FaultUpdate, RunningEmulator, TlsFiles, start};
 use ossmount::store::ObjectStore;
+use ossmount_emulator::{EmulatorConfig, FaultUpdate, RunningEmulator, TlsFiles, start};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ossmount");
 const BUCKET: &str = "net-bucket";

@@ -191,7 +191,7 @@ fn trace_logs_never_contain_secrets_or_tokens() {
         &emu,
         &dir.path().join("role"),
         cmd,
-        &["--ram-role", ossmount::emulator::ROLE_NAME],
+        &["--ram-role", ossmount_emulator::ROLE_NAME],
     )
     .expect("mount with --ram-role");
     exercise(&mnt);
@@ -205,12 +205,12 @@ fn trace_logs_never_contain_secrets_or_tokens() {
         .env("OSS_ACCESS_KEY_SECRET", STATIC_SECRET)
         .env("OSSMOUNT_LOG", "trace");
     let mut mnt = BinMount::start_with(&emu, &dir.path().join("static"), cmd, &[]).expect("mount");
-    emu.emu().set_faults(ossmount::emulator::FaultUpdate {
+    emu.emu().set_faults(ossmount_emulator::FaultUpdate {
         fail_rate: Some(0.3),
         ..Default::default()
     });
     exercise(&mnt);
-    emu.emu().set_faults(ossmount::emulator::FaultUpdate {
+    emu.emu().set_faults(ossmount_emulator::FaultUpdate {
         fail_rate: Some(0.0),
         ..Default::default()
     });

@@ -7,12 +7,12 @@
 use std::time::{Duration, SystemTime};
 
 use ossmount::credentials::{Credentials, Secret};
-use ossmount::sign::verify;
 use ossmount::sign::{
     self, SignableRequest, SigningParams, parse_http_date, presign_v1, presign_v4, sign_v1_header,
     sign_v4_header, v1_string_to_sign, v4_canonical_request, v4_scope, v4_signature,
     v4_signing_key, v4_string_to_sign,
 };
+use ossmount_emulator::verify;
 use serde_json::Value;
 
 fn parse_time(v: &Value) -> Result<SystemTime, String> {
@@ -147,10 +147,9 @@ fn check(v: &Value) -> Result<(), String> {
             if let Some(theirs) = intermediate
                 .get("canonical_request")
                 .and_then(Value::as_str)
+                && cr != theirs
             {
-                if cr != theirs {
-                    msg += &format!("\ncanonical request differs:{}", first_diff(&cr, theirs));
-                }
+                msg += &format!("\ncanonical request differs:{}", first_diff(&cr, theirs));
             }
             Err(msg)
         }
@@ -227,10 +226,10 @@ fn check(v: &Value) -> Result<(), String> {
                 &extra,
             );
             let mut msg = String::new();
-            if let Some(want) = expected.get("string_to_sign").and_then(Value::as_str) {
-                if sts != want {
-                    msg += &format!("\nstring to sign{}", first_diff(&sts, want));
-                }
+            if let Some(want) = expected.get("string_to_sign").and_then(Value::as_str)
+                && sts != want
+            {
+                msg += &format!("\nstring to sign{}", first_diff(&sts, want));
             }
             let auth = out
                 .iter()

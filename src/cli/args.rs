@@ -100,6 +100,8 @@ pub enum Command {
     /// List OSS regions and their endpoints (live from OSS, or the built-in table).
     Regions(RegionsArgs),
     /// List abandoned multipart uploads under BUCKET[:PREFIX] and abort them.
+    // The doc line is also the --help text, so `[:PREFIX]` stays unescaped.
+    #[allow(rustdoc::broken_intra_doc_links)]
     Cleanup(CleanupArgs),
     /// Print the man page (roff) to stdout.
     Man,

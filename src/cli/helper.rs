@@ -37,8 +37,8 @@ pub fn is_helper_invocation(argv0: &OsStr) -> bool {
         })
 }
 
-/// Rewrites mount(8)'s helper arguments (without argv[0]) into ossmount arguments
-/// (with argv[0] = `ossmount`).
+/// Rewrites mount(8)'s helper arguments (without `argv[0]`) into ossmount arguments
+/// (with `argv[0]` = `ossmount`).
 pub fn translate_helper_args(args: &[OsString]) -> Result<Vec<OsString>, String> {
     let mut out: Vec<OsString> = vec!["ossmount".into()];
     let mut positionals: Vec<OsString> = Vec::new();

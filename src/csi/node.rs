@@ -383,15 +383,10 @@ fn mount_health(target: &Path) -> Health {
 
 /// Unmounts `target`; when it is busy, detaches it lazily. Returns whether it was lazy.
 fn unmount(target: &Path) -> Result<bool, String> {
-    use std::os::unix::ffi::OsStrExt;
-    let c_path = std::ffi::CString::new(target.as_os_str().as_bytes())
-        .map_err(|_| "path contains a NUL byte".to_string())?;
-    // SAFETY: c_path is a valid NUL-terminated string that outlives the call.
-    if unsafe { libc::umount2(c_path.as_ptr(), 0) } == 0 {
+    let Err(err) = nix::mount::umount2(target, nix::mount::MntFlags::empty()) else {
         return Ok(false);
-    }
-    let err = std::io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::EBUSY) {
+    };
+    if err == nix::errno::Errno::EBUSY {
         tracing::warn!(target = %target.display(), "target is busy: unmounting lazily");
     } else {
         tracing::warn!(target = %target.display(), error = %err, "unmount failed: detaching lazily");

@@ -108,10 +108,10 @@ impl Attr {
         if self.kind != FileKind::Symlink {
             self.size = size;
         }
-        if !self.from_meta {
-            if let Some(t) = last_modified {
-                self.mtime = t;
-            }
+        if !self.from_meta
+            && let Some(t) = last_modified
+        {
+            self.mtime = t;
         }
     }
 }

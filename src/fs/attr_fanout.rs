@@ -92,24 +92,24 @@ impl AttrFanout {
         let mut batch = vec![ino];
         let before = p.total;
         let mut taken = 0;
-        if let Some(v) = p.by_dir.get_mut(&dir) {
-            if let Some(pos) = v.iter().position(|&(i, _)| i == ino) {
-                // Only entries of the same sort: a walker entering subdirectories
-                // (`find`) must not fetch every file's attributes on the way.
-                let is_dir = v[pos].1;
-                let mut kept = Vec::with_capacity(v.len());
-                for (i, (e, d)) in v.drain(..).enumerate() {
-                    if i >= pos && d == is_dir && batch.len() < FANOUT_BATCH {
-                        if e != ino {
-                            batch.push(e);
-                        }
-                        taken += 1;
-                    } else {
-                        kept.push((e, d));
+        if let Some(v) = p.by_dir.get_mut(&dir)
+            && let Some(pos) = v.iter().position(|&(i, _)| i == ino)
+        {
+            // Only entries of the same sort: a walker entering subdirectories
+            // (`find`) must not fetch every file's attributes on the way.
+            let is_dir = v[pos].1;
+            let mut kept = Vec::with_capacity(v.len());
+            for (i, (e, d)) in v.drain(..).enumerate() {
+                if i >= pos && d == is_dir && batch.len() < FANOUT_BATCH {
+                    if e != ino {
+                        batch.push(e);
                     }
+                    taken += 1;
+                } else {
+                    kept.push((e, d));
                 }
-                *v = kept;
             }
+            *v = kept;
         }
         p.total = before - taken;
         let (tx, rx) = watch::channel(false);
@@ -164,10 +164,10 @@ impl Filesystem {
                     .collect()
                     .await;
                 self.fanout.finish(&batch, tx);
-                if first == Some(ino) {
-                    if let Some((_, Err(e))) = results.into_iter().find(|(i, _)| *i == ino) {
-                        return Err(e);
-                    }
+                if first == Some(ino)
+                    && let Some((_, Err(e))) = results.into_iter().find(|(i, _)| *i == ino)
+                {
+                    return Err(e);
                 }
             }
         }

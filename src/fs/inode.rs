@@ -318,10 +318,10 @@ impl InodeTable {
         let now = Instant::now();
         let k = (parent, name.to_string());
         if let Some(ino) = inner.nodes.child(parent, name) {
-            if let Some(node) = inner.nodes.get(&ino) {
-                if node.writers > 0 || node.local || node.valid_until.is_some_and(|t| t > now) {
-                    return Some(Some((ino, node.clone())));
-                }
+            if let Some(node) = inner.nodes.get(&ino)
+                && (node.writers > 0 || node.local || node.valid_until.is_some_and(|t| t > now))
+            {
+                return Some(Some((ino, node.clone())));
             }
             return None;
         }
@@ -450,77 +450,77 @@ impl InodeTable {
         let mut inner = self.lock();
         let k = (parent, name.to_string());
         inner.negative.remove(&k);
-        if let Some(ino) = inner.nodes.child(parent, name) {
-            if let Some(node) = inner.nodes.get_mut(&ino) {
-                if node.writers > 0 || node.local {
-                    return (ino, node.clone());
+        if let Some(ino) = inner.nodes.child(parent, name)
+            && let Some(node) = inner.nodes.get_mut(&ino)
+        {
+            if node.writers > 0 || node.local {
+                return (ino, node.clone());
+            }
+            if node.attr.kind == obs.kind && obs.kind == FileKind::Dir {
+                // A listing knows nothing about a directory's attributes: keep what we
+                // know unless this observation read the marker's metadata.
+                if obs.attr_template.from_meta {
+                    // What this mount knows in memory (entry changes, links) stays.
+                    let old = std::mem::replace(&mut node.attr, obs.attr_template);
+                    node.attr.ino = ino;
+                    node.attr.nlink = old.nlink;
+                    node.attr.mtime = node.attr.mtime.max(old.mtime);
+                    node.attr.ctime = node.attr.ctime.max(old.ctime);
                 }
-                if node.attr.kind == obs.kind && obs.kind == FileKind::Dir {
-                    // A listing knows nothing about a directory's attributes: keep what we
-                    // know unless this observation read the marker's metadata.
-                    if obs.attr_template.from_meta {
-                        // What this mount knows in memory (entry changes, links) stays.
-                        let old = std::mem::replace(&mut node.attr, obs.attr_template);
-                        node.attr.ino = ino;
-                        node.attr.nlink = old.nlink;
-                        node.attr.mtime = node.attr.mtime.max(old.mtime);
-                        node.attr.ctime = node.attr.ctime.max(old.ctime);
-                    }
-                    node.valid_until = exp;
-                    return (ino, node.clone());
+                node.valid_until = exp;
+                return (ino, node.clone());
+            }
+            if node.attr.kind == obs.kind {
+                let mut attr = obs.attr_template;
+                attr.ino = ino;
+                if !attr.from_meta && node.attr.from_meta && node.etag == obs.etag {
+                    // A listing of an unchanged object: keep what HEAD told us.
+                    let (size, mtime) = (attr.size, attr.mtime);
+                    attr = node.attr.clone();
+                    attr.merge_listing(size, Some(mtime));
                 }
-                if node.attr.kind == obs.kind {
-                    let mut attr = obs.attr_template;
-                    attr.ino = ino;
-                    if !attr.from_meta && node.attr.from_meta && node.etag == obs.etag {
-                        // A listing of an unchanged object: keep what HEAD told us.
-                        let (size, mtime) = (attr.size, attr.mtime);
-                        attr = node.attr.clone();
-                        attr.merge_listing(size, Some(mtime));
-                    }
-                    if node.etag == obs.etag {
-                        let same_meta = (attr.perm, attr.uid, attr.gid, attr.mtime)
-                            == (
-                                node.attr.perm,
-                                node.attr.uid,
-                                node.attr.gid,
-                                node.attr.mtime,
-                            );
-                        attr.ctime = if same_meta {
-                            // Unchanged object and attributes: the ctime this mount keeps
-                            // is the true one. Last-Modified is only when the upload
-                            // landed (after close, in whole seconds): it must not move a
-                            // ctime that no change of the file moved.
-                            node.attr.ctime
-                        } else {
-                            // Attributes changed elsewhere (CopyObject onto itself keeps
-                            // the ETag): the change is at least as late as Last-Modified.
-                            attr.ctime.max(node.attr.ctime)
-                        };
-                    }
-                    // HEAD of a link reports the *target's* ETag and a listing the
-                    // link's own, so ETags cannot tell whether a link was re-pointed. A
-                    // known target is kept until a HEAD-based lookup brings a new one.
-                    if obs.symlink_target.is_some() || obs.kind != FileKind::Symlink {
-                        node.symlink_target = obs.symlink_target;
-                    }
-                    if let Some(t) = &node.symlink_target {
-                        // A link's size is its target's length, not the object's.
-                        attr.size = t.len() as u64;
-                    }
-                    node.attr = attr;
-                    node.valid_until = exp;
-                    node.etag = obs.etag;
-                    node.crc64 = obs.crc64;
-                    node.object_type = obs.object_type;
-                    if let Some(m) = obs.user_meta {
-                        node.user_meta = m;
-                    }
-                    if obs.content_type.is_some() {
-                        node.content_type = obs.content_type;
-                    }
-                    return (ino, node.clone());
+                if node.etag == obs.etag {
+                    let same_meta = (attr.perm, attr.uid, attr.gid, attr.mtime)
+                        == (
+                            node.attr.perm,
+                            node.attr.uid,
+                            node.attr.gid,
+                            node.attr.mtime,
+                        );
+                    attr.ctime = if same_meta {
+                        // Unchanged object and attributes: the ctime this mount keeps
+                        // is the true one. Last-Modified is only when the upload
+                        // landed (after close, in whole seconds): it must not move a
+                        // ctime that no change of the file moved.
+                        node.attr.ctime
+                    } else {
+                        // Attributes changed elsewhere (CopyObject onto itself keeps
+                        // the ETag): the change is at least as late as Last-Modified.
+                        attr.ctime.max(node.attr.ctime)
+                    };
                 }
+                // HEAD of a link reports the *target's* ETag and a listing the
+                // link's own, so ETags cannot tell whether a link was re-pointed. A
+                // known target is kept until a HEAD-based lookup brings a new one.
+                if obs.symlink_target.is_some() || obs.kind != FileKind::Symlink {
+                    node.symlink_target = obs.symlink_target;
+                }
+                if let Some(t) = &node.symlink_target {
+                    // A link's size is its target's length, not the object's.
+                    attr.size = t.len() as u64;
+                }
+                node.attr = attr;
+                node.valid_until = exp;
+                node.etag = obs.etag;
+                node.crc64 = obs.crc64;
+                node.object_type = obs.object_type;
+                if let Some(m) = obs.user_meta {
+                    node.user_meta = m;
+                }
+                if obs.content_type.is_some() {
+                    node.content_type = obs.content_type;
+                }
+                return (ino, node.clone());
             }
         }
         // New name, or the kind changed behind our back: a new inode number.
@@ -561,10 +561,10 @@ impl InodeTable {
         let mut inner = self.lock();
         let k = (parent, name.to_string());
         inner.negative.remove(&k);
-        if let Some(old) = inner.nodes.child(parent, name) {
-            if let Some(n) = inner.nodes.get_mut(&old) {
-                n.unlinked = true;
-            }
+        if let Some(old) = inner.nodes.child(parent, name)
+            && let Some(n) = inner.nodes.get_mut(&old)
+        {
+            n.unlinked = true;
         }
         let ino = inner.next_ino;
         inner.next_ino += 1;
@@ -602,10 +602,10 @@ impl InodeTable {
 
     /// Sets a directory's link count from a listing (an observation, not a local change).
     pub fn set_dir_links(&self, ino: Ino, nlink: u32) {
-        if let Some(n) = self.lock().nodes.get_mut(&ino) {
-            if n.attr.kind == FileKind::Dir {
-                n.attr.nlink = nlink;
-            }
+        if let Some(n) = self.lock().nodes.get_mut(&ino)
+            && n.attr.kind == FileKind::Dir
+        {
+            n.attr.nlink = nlink;
         }
     }
 
@@ -635,10 +635,10 @@ impl InodeTable {
             n.local = false;
         }
         Self::free_if_unreferenced(&mut inner, ino);
-        if !self.ttl.is_zero() {
-            if let Some(exp) = Instant::now().checked_add(self.ttl) {
-                inner.negative.insert((parent, name.to_string()), exp);
-            }
+        if !self.ttl.is_zero()
+            && let Some(exp) = Instant::now().checked_add(self.ttl)
+        {
+            inner.negative.insert((parent, name.to_string()), exp);
         }
         Some(ino)
     }
@@ -673,10 +673,10 @@ impl InodeTable {
             }
             Self::free_if_unreferenced(&mut inner, op);
         }
-        if let Some(exp) = Instant::now().checked_add(self.ttl) {
-            if !self.ttl.is_zero() {
-                inner.negative.insert((parent, name.to_string()), exp);
-            }
+        if let Some(exp) = Instant::now().checked_add(self.ttl)
+            && !self.ttl.is_zero()
+        {
+            inner.negative.insert((parent, name.to_string()), exp);
         }
         Some(ino)
     }

@@ -60,10 +60,10 @@ impl ListingCache {
         let mut dirs = lock(&self.dirs);
         let now = Instant::now();
         dirs.retain(|_, k| k.until > now);
-        if dirs.len() >= MAX_DIRS {
-            if let Some(first) = dirs.iter().min_by_key(|(_, k)| k.until).map(|(i, _)| *i) {
-                dirs.remove(&first);
-            }
+        if dirs.len() >= MAX_DIRS
+            && let Some(first) = dirs.iter().min_by_key(|(_, k)| k.until).map(|(i, _)| *i)
+        {
+            dirs.remove(&first);
         }
         dirs.insert(
             dir,

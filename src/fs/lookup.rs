@@ -93,10 +93,9 @@ impl Filesystem {
         if relist
             && self.inodes.child(parent, name).is_none()
             && self.relist_small_dir(parent).await?
+            && let Some(cached) = self.inodes.cached_lookup(parent, name)
         {
-            if let Some(cached) = self.inodes.cached_lookup(parent, name) {
-                return cached.ok_or(FsError::NotFound);
-            }
+            return cached.ok_or(FsError::NotFound);
         }
         let key = self
             .inodes
@@ -140,12 +139,12 @@ impl Filesystem {
             },
             None if known_kind == Some(FileKind::Dir) => {
                 // A page listed ahead of a tree walk shows it is still a directory.
-                if let Some(ino) = known.as_ref().map(|n| n.attr.ino) {
-                    if self.walk_proves_dir(&dir_prefix).await {
-                        self.inodes.touch_valid(ino);
-                        if let Some(node) = self.inodes.get(ino) {
-                            return Ok((ino, node));
-                        }
+                if let Some(ino) = known.as_ref().map(|n| n.attr.ino)
+                    && self.walk_proves_dir(&dir_prefix).await
+                {
+                    self.inodes.touch_valid(ino);
+                    if let Some(node) = self.inodes.get(ino) {
+                        return Ok((ino, node));
                     }
                 }
                 let list = self

@@ -38,12 +38,12 @@ impl Filesystem {
         attr.perm = perm;
         attr.uid = ctx.uid;
         attr.gid = ctx.gid;
-        if let Some(p) = self.inodes.get(parent) {
-            if u32::from(p.attr.perm) & libc::S_ISGID != 0 {
-                attr.gid = p.attr.gid;
-                if kind == FileKind::Dir {
-                    attr.perm |= libc::S_ISGID as u16;
-                }
+        if let Some(p) = self.inodes.get(parent)
+            && u32::from(p.attr.perm) & libc::S_ISGID != 0
+        {
+            attr.gid = p.attr.gid;
+            if kind == FileKind::Dir {
+                attr.perm |= libc::S_ISGID as u16;
             }
         }
         attr

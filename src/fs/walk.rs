@@ -224,10 +224,10 @@ impl Shared {
                 st.ready.insert(key.clone(), Arc::clone(&fetched));
             }
             // What it reveals is where the walk goes next: queue it in key order.
-            if let Some(page) = &fetched.page {
-                if st.active(Instant::now()) {
-                    st.push_all(page.common_prefixes.iter(), changes);
-                }
+            if let Some(page) = &fetched.page
+                && st.active(Instant::now())
+            {
+                st.push_all(page.common_prefixes.iter(), changes);
             }
         }
         let _ = tx.send(Some(fetched));
@@ -259,13 +259,13 @@ impl Filesystem {
                 st.active_until = now.checked_add(WALK_IDLE);
                 st.position = dir_key.to_string();
             }
-            if let Some(i) = parent_listing {
-                if !st.recent[i].expanded {
-                    st.recent[i].expanded = true;
-                    let siblings = std::mem::take(&mut st.recent[i].subdirs);
-                    st.push_all(siblings.iter(), changes);
-                    st.recent[i].subdirs = siblings;
-                }
+            if let Some(i) = parent_listing
+                && !st.recent[i].expanded
+            {
+                st.recent[i].expanded = true;
+                let siblings = std::mem::take(&mut st.recent[i].subdirs);
+                st.push_all(siblings.iter(), changes);
+                st.recent[i].subdirs = siblings;
             }
             match (fetched, slot) {
                 (Some(f), _) => Ok(f),

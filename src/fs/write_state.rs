@@ -164,12 +164,11 @@ impl WriteSide {
 
     /// Drops a streaming upload without finishing it (release, unlink): → `Clean`.
     pub(super) async fn abort_streaming(&mut self) {
-        if let WriteState::Streaming { .. } = self.state {
-            if let WriteState::Streaming { upload, .. } =
+        if let WriteState::Streaming { .. } = self.state
+            && let WriteState::Streaming { upload, .. } =
                 std::mem::replace(&mut self.state, WriteState::Clean)
-            {
-                upload.abort().await;
-            }
+        {
+            upload.abort().await;
         }
     }
 

@@ -162,10 +162,10 @@ impl MountHandle {
 
 impl Drop for MountHandle {
     fn drop(&mut self) {
-        if let Some(s) = self.session.take() {
-            if let Err(e) = s.umount_and_join() {
-                tracing::warn!(mountpoint = %self.mountpoint.display(), error = %e, "unmount on drop failed");
-            }
+        if let Some(s) = self.session.take()
+            && let Err(e) = s.umount_and_join()
+        {
+            tracing::warn!(mountpoint = %self.mountpoint.display(), error = %e, "unmount on drop failed");
         }
     }
 }
@@ -259,13 +259,5 @@ fn raise_readahead(mountpoint: &Path, bytes: u32) {
 
 /// `statfs(path)`: returns once the filesystem answered (so INIT is done).
 fn wait_for_init(path: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: `c` is a valid NUL-terminated path and `buf` a properly sized out-parameter.
-    unsafe {
-        let mut buf: libc::statfs = std::mem::zeroed();
-        libc::statfs(c.as_ptr(), &mut buf) == 0
-    }
+    nix::sys::statfs::statfs(path).is_ok()
 }

@@ -22,7 +22,6 @@
 
 mod v1;
 mod v4;
-pub mod verify;
 
 use std::fmt;
 use std::str::FromStr;
@@ -344,7 +343,6 @@ pub fn parse_http_date(s: &str) -> Option<SystemTime> {
     httpdate::parse_http_date(s.trim()).ok()
 }
 
-/// Seconds since the Unix epoch.
 /// The headers a request is signed and sent with: `added` (plus `x-oss-security-token`
 /// for STS credentials, appended to `added`) replace any same-named request header.
 pub(crate) fn merge_signer_headers(
@@ -367,7 +365,8 @@ pub(crate) fn merge_signer_headers(
     headers
 }
 
-pub(crate) fn unix_seconds(t: SystemTime) -> Result<u64, SignError> {
+/// Seconds since the Unix epoch (an error before it).
+pub fn unix_seconds(t: SystemTime) -> Result<u64, SignError> {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .map_err(|_| SignError::TimeBeforeEpoch)

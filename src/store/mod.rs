@@ -17,7 +17,9 @@
 //!   or past the end is `InvalidRange` (416) unless the object is empty and start is 0.
 //! - User metadata keys are lower-case and without the `x-oss-meta-` prefix.
 
+#[cfg(any(test, feature = "testing"))]
 pub mod fault;
+#[cfg(any(test, feature = "testing"))]
 pub mod mock;
 mod service_code;
 

@@ -257,10 +257,11 @@ impl StreamingUpload {
                 }
                 continue;
             }
-            if self.part_len == 0 && self.buf_permit.is_none() {
-                if let Some(memory) = &self.memory {
-                    self.buf_permit = Some(memory.reserve_for_upload(part_size).await);
-                }
+            if self.part_len == 0
+                && self.buf_permit.is_none()
+                && let Some(memory) = &self.memory
+            {
+                self.buf_permit = Some(memory.reserve_for_upload(part_size).await);
             }
             let room = (part_size - self.part_len) as usize;
             let take = match owned {

@@ -3,8 +3,8 @@
 
 use std::process::Command;
 
-use ossmount::emulator::{EmulatorConfig, start};
 use ossmount::store::{ObjectStore, PutOptions};
+use ossmount_emulator::{EmulatorConfig, start};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ossmount");
 const BUCKET: &str = "cleanup-bucket";

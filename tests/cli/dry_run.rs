@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use ossmount::emulator::{EmulatorConfig, RunningEmulator, start};
+use ossmount_emulator::{EmulatorConfig, RunningEmulator, start};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ossmount");
 const BUCKET: &str = "dry-run-bucket";

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::common::require_root;
-use ossmount::emulator::{EmulatorConfig, start};
 use ossmount::store::ObjectStore;
+use ossmount_emulator::{EmulatorConfig, start};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ossmount");
 const BUCKET: &str = "fstab-bucket";

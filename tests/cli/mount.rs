@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::mount::{MountGuard, is_mounted};
 use crate::common::wait_until;
-use ossmount::emulator::{EmulatorConfig, RunningEmulator, start};
 use ossmount::store::ObjectStore;
+use ossmount_emulator::{EmulatorConfig, RunningEmulator, start};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ossmount");
 const BUCKET: &str = "mount-bucket";
@@ -243,6 +243,7 @@ fn metrics_are_served_and_dumped_on_sigusr1() {
             l.contains("metrics (SIGUSR1)") && l.contains(ossmount::metrics::OSS_REQUESTS)
         })
     });
+    // SAFETY: kill(2) takes no pointers; the pid is our own child process.
     unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) };
     let status = child.0.wait().unwrap();
     assert!(status.success(), "{status:?}");

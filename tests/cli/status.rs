@@ -8,7 +8,7 @@ use std::process::Command;
 
 use crate::common::mount::MountGuard;
 use crate::common::require_root;
-use ossmount::emulator::{EmulatorConfig, start};
+use ossmount_emulator::{EmulatorConfig, start};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ossmount");
 const BUCKET: &str = "status-bucket";

@@ -160,7 +160,7 @@ async fn chain_reaches_ecs_role_via_metadata_endpoint_override() {
     assert!(
         provider
             .describe()
-            .starts_with(&format!("ECS RAM role {}", ossmount::emulator::ROLE_NAME)),
+            .starts_with(&format!("ECS RAM role {}", ossmount_emulator::ROLE_NAME)),
         "{}",
         provider.describe()
     );

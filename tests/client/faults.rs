@@ -2,8 +2,8 @@
 
 use bytes::Bytes;
 use futures::StreamExt;
-use ossmount::emulator::FaultUpdate;
 use ossmount::store::{ObjectStore, PutOptions, StoreError};
+use ossmount_emulator::FaultUpdate;
 
 use crate::common::emulator::start_emulator;
 use crate::common::pattern;

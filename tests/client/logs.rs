@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ossmount::credentials::{Secret, StaticProvider};
-use ossmount::emulator::FaultUpdate;
 use ossmount::store::{ObjectStore, PutOptions};
+use ossmount_emulator::FaultUpdate;
 
 use crate::common::emulator::start_emulator;
 

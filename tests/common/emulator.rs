@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use ossmount::client::{ClientConfig, OssClient};
 use ossmount::credentials::{CredentialsProvider, StaticProvider};
-use ossmount::emulator::{EmulatorConfig, RunningEmulator, start};
 use ossmount::store::{MultipartUploadInfo, ObjectStore, PutOptions};
+use ossmount_emulator::{EmulatorConfig, RunningEmulator, start};
 
 /// Bucket of [`start_emulator`].
 pub const BUCKET: &str = "client-test";

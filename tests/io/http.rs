@@ -6,10 +6,10 @@ use std::time::Duration;
 use crate::common::pattern;
 use ossmount::client::{ClientConfig, OssClient};
 use ossmount::credentials::StaticProvider;
-use ossmount::emulator::{EmulatorConfig, FaultUpdate, RunningEmulator, start};
 use ossmount::read::{BlockCache, ObjectReader, ReadConfig};
 use ossmount::store::{ObjectStore, PutOptions};
 use ossmount::write::{StreamingUpload, UploadConfig, upload_file};
+use ossmount_emulator::{EmulatorConfig, FaultUpdate, RunningEmulator, start};
 
 const MIB: u64 = 1024 * 1024;
 const BUCKET: &str = "io-test";

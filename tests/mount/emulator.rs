@@ -8,11 +8,11 @@ use std::time::Duration;
 use crate::common::mount::InProcessMount;
 use ossmount::client::{ClientConfig, OssClient};
 use ossmount::credentials::StaticProvider;
-use ossmount::emulator::{EmulatorConfig, RunningEmulator, start};
 use ossmount::fs::{Filesystem, FsConfig};
 use ossmount::fuse::MountOptions;
 use ossmount::store::{ObjectStore, ObjectType, PutOptions};
 use ossmount::write::UploadConfig;
+use ossmount_emulator::{EmulatorConfig, RunningEmulator, start};
 
 const BUCKET: &str = "mount-test";
 

@@ -46,7 +46,7 @@ fn ram_role_credentials_expire_and_refresh_without_failed_ops() {
         &emu,
         &dir.path().join("mnt"),
         cmd,
-        &["--ram-role", ossmount::emulator::ROLE_NAME],
+        &["--ram-role", ossmount_emulator::ROLE_NAME],
     )
     .expect("mount with --ram-role");
     let issued_at_start = emu.emu().stats().sts_issued;

@@ -18,7 +18,7 @@ use std::time::Duration;
 use crate::common::emulator::Emu;
 use crate::common::mount::BinMount;
 use crate::common::{close_checked, pattern, sha256, with_timeout};
-use ossmount::emulator::FaultUpdate;
+use ossmount_emulator::FaultUpdate;
 use rand::{Rng, SeedableRng};
 
 fn env_usize(name: &str, default: usize) -> usize {

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use md5::{Digest as _, Md5};
 
 use super::{Bucket, Content, crc64_digest, unique_suffix};
-use crate::crc64::Crc64Hasher;
+use ossmount::crc64::Crc64Hasher;
 
 /// A received body in `tmp/`, with its size and digests. Deleted on drop unless committed.
 #[derive(Debug)]

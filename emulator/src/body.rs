@@ -18,6 +18,8 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures::stream::{BoxStream, Stream, StreamExt, TryStreamExt};
+use http::header;
+use http::{Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
@@ -69,6 +71,20 @@ pub fn empty() -> RespBody {
     Empty::<Bytes>::new()
         .map_err(|never| match never {})
         .boxed_unsync()
+}
+
+/// A response builder with `status` (an invalid code becomes 200).
+pub fn response(status: u16) -> http::response::Builder {
+    Response::builder().status(StatusCode::from_u16(status).unwrap_or(StatusCode::OK))
+}
+
+/// An XML reply with its content type and length.
+pub fn xml_response(status: u16, body: String) -> Result<Response<RespBody>, OssError> {
+    response(status)
+        .header(header::CONTENT_TYPE, "application/xml")
+        .header(header::CONTENT_LENGTH, body.len())
+        .body(full(body))
+        .map_err(|e| OssError::internal(e.to_string()))
 }
 
 /// Streams `len` bytes of `content` from `offset`, applying a body fault if any.

@@ -10,12 +10,14 @@ use serde::Deserialize;
 
 use super::blocking;
 use super::object::content_md5_header;
-use crate::emulator::body::{RespBody, read_small_body};
-use crate::emulator::error::OssError;
-use crate::emulator::server::{Ctx, State, xml_response};
-use crate::emulator::storage::Bucket;
-use crate::emulator::xml::{XmlWriter, iso8601_millis, url_encode};
-use crate::endpoint::regions::{
+use crate::body::xml_response;
+use crate::body::{RespBody, read_small_body};
+use crate::error::OssError;
+use crate::request::Ctx;
+use crate::state::State;
+use crate::storage::Bucket;
+use crate::xml::{XmlWriter, iso8601_millis, url_encode};
+use ossmount::endpoint::regions::{
     ACCELERATE_ENDPOINT, ACCELERATE_OVERSEAS_ENDPOINT, find_region, internal_endpoint,
     public_endpoint,
 };
@@ -28,7 +30,7 @@ fn accelerate_endpoint(region: &str) -> &'static str {
 }
 
 pub fn describe_regions(state: &State, ctx: &Ctx) -> Result<Response<RespBody>, OssError> {
-    let mut regions: Vec<&str> = crate::endpoint::regions::REGIONS
+    let mut regions: Vec<&str> = ossmount::endpoint::regions::REGIONS
         .iter()
         .map(|r| r.id)
         .collect();

@@ -137,16 +137,8 @@ impl Content {
 /// Most descriptors kept: a quarter of the process's limit (the default soft limit is
 /// 1024 on many systems, and connections need descriptors too), at most 2048.
 fn max_open_files() -> usize {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes the struct we pass.
-    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
-        lim.rlim_cur
-    } else {
-        1024
-    };
+    use nix::sys::resource::{Resource, getrlimit};
+    let soft = getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _hard)| soft);
     usize::try_from(soft / 4).unwrap_or(2048).clamp(16, 2048)
 }
 

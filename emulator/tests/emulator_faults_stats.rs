@@ -4,7 +4,7 @@
 mod emulator_support;
 
 use emulator_support::*;
-use ossmount::emulator::{EmulatorConfig, FaultUpdate};
+use ossmount_emulator::{EmulatorConfig, FaultUpdate};
 
 #[tokio::test]
 async fn stats_count_ops_and_bytes_and_reset() {

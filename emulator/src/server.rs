@@ -13,7 +13,7 @@
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
@@ -26,129 +26,15 @@ use percent_encoding::percent_decode_str;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::auth::Authenticator;
 use super::body::{ConnSocket, RespBody, empty, full, read_small_body};
 use super::error::OssError;
-use super::faults::{FaultDecision, FaultUpdate, Faults};
+use super::faults::{FaultDecision, FaultUpdate};
 use super::network::ConnSetup;
 use super::ops::{self, Op};
+use super::request::{Ctx, Query};
+use super::state::State;
 use super::stats::Stats;
-use super::storage::Storage;
 use super::xml::{XmlWriter, http_date};
-
-/// Everything a request handler can reach.
-pub struct State {
-    pub storage: Storage,
-    pub stats: Arc<Stats>,
-    pub faults: Faults,
-    pub auth: Authenticator,
-    pub region: String,
-    pub anonymous: bool,
-    pub metadata_down: AtomicBool,
-    request_prefix: u32,
-    request_counter: AtomicU64,
-}
-
-impl State {
-    pub fn new(
-        storage: Storage,
-        stats: Arc<Stats>,
-        faults: Faults,
-        auth: Authenticator,
-        region: String,
-        anonymous: bool,
-    ) -> Self {
-        State {
-            storage,
-            stats,
-            faults,
-            auth,
-            region,
-            anonymous,
-            metadata_down: AtomicBool::new(false),
-            request_prefix: rand::random(),
-            request_counter: AtomicU64::new(1),
-        }
-    }
-
-    /// 24 upper-case hex characters, unique per process run.
-    pub fn next_request_id(&self) -> String {
-        let n = self.request_counter.fetch_add(1, Ordering::Relaxed);
-        format!("{:08X}{:016X}", self.request_prefix, n)
-    }
-
-    pub fn host_id(&self, bucket: Option<&str>) -> String {
-        match bucket {
-            Some(b) => format!("{b}.oss-{}.aliyuncs.com", self.region),
-            None => format!("oss-{}.aliyuncs.com", self.region),
-        }
-    }
-}
-
-/// Decoded query parameters, in the order sent. A bare `name` has no value (`None`),
-/// which the signature code treats like an empty one.
-#[derive(Debug, Clone, Default)]
-pub struct Query(pub Vec<(String, Option<String>)>);
-
-impl Query {
-    pub fn parse(raw: Option<&str>) -> Result<Query, OssError> {
-        let mut items = Vec::new();
-        for item in raw.unwrap_or("").split('&').filter(|s| !s.is_empty()) {
-            let dec = |s: &str| {
-                percent_decode_str(s)
-                    .decode_utf8()
-                    .map(|c| c.into_owned())
-                    .map_err(|_| OssError::invalid_argument("query parameter is not valid UTF-8"))
-            };
-            match item.split_once('=') {
-                Some((n, v)) => items.push((dec(n)?, Some(dec(v)?))),
-                None => items.push((dec(item)?, None)),
-            }
-        }
-        Ok(Query(items))
-    }
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_deref().unwrap_or(""))
-    }
-    pub fn has(&self, name: &str) -> bool {
-        self.0.iter().any(|(n, _)| n == name)
-    }
-}
-
-/// One parsed request, minus its body. No Debug: the headers hold the security token.
-pub struct Ctx {
-    pub method: Method,
-    pub headers: HeaderMap,
-    pub bucket: Option<String>,
-    pub key: Option<String>,
-    pub query: Query,
-    pub request_id: String,
-    /// Whether the bucket came from the Host header.
-    pub virtual_hosted: bool,
-    /// The connection's socket (for injected resets).
-    pub socket: Option<ConnSocket>,
-}
-
-impl Ctx {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-}
-
-pub fn response(status: u16) -> http::response::Builder {
-    Response::builder().status(StatusCode::from_u16(status).unwrap_or(StatusCode::OK))
-}
-
-pub fn xml_response(status: u16, body: String) -> Result<Response<RespBody>, OssError> {
-    response(status)
-        .header(header::CONTENT_TYPE, "application/xml")
-        .header(header::CONTENT_LENGTH, body.len())
-        .body(full(body))
-        .map_err(|e| OssError::internal(e.to_string()))
-}
 
 fn json_response(status: u16, body: String) -> Response<RespBody> {
     let mut r = Response::new(full(body));

@@ -41,7 +41,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::error::OssError;
 use super::xml::now_millis;
-use crate::crc64::Crc64Hasher;
+use ossmount::crc64::Crc64Hasher;
 
 mod content;
 mod staging;
@@ -131,7 +131,7 @@ pub fn crc64_digest() -> Crc64Hasher {
 
 /// CRC of `a ‖ b` from the CRCs of `a` and `b` and the length of `b`.
 pub fn crc64_combine(crc_a: u64, crc_b: u64, len_b: u64) -> u64 {
-    crate::crc64::combine(crc_a, crc_b, len_b)
+    ossmount::crc64::combine(crc_a, crc_b, len_b)
 }
 
 /// `"HEX"`, the OSS ETag form of an MD5.
@@ -746,9 +746,9 @@ mod tests {
         let mut d = crc64_digest();
         d.update(b"123456789");
         assert_eq!(d.finish(), 0x995DC9BBDF1939FA);
-        let a = crate::crc64::crc64(b"123456789");
+        let a = ossmount::crc64::crc64(b"123456789");
         let text = b"This is a test of the emergency broadcast system.";
-        let b = crate::crc64::crc64(text);
+        let b = ossmount::crc64::crc64(text);
         assert_eq!(b, 0x27DB187FC15BBC72);
         assert_eq!(crc64_combine(a, b, text.len() as u64), 0x6A7AA19FCBF48688);
     }
@@ -869,7 +869,7 @@ mod tests {
             b.remove_upload(&up.upload_id).unwrap();
             assert_eq!(rec.size, whole.len() as u64);
             assert_eq!(rec.segments.len(), 3);
-            assert_eq!(rec.crc64, crate::crc64::crc64(&whole));
+            assert_eq!(rec.crc64, ossmount::crc64::crc64(&whole));
             assert_eq!(data_file_count(root.path()), 3);
         }
         let b = Bucket::open(root.path(), "bkt").unwrap();

@@ -1,5 +1,5 @@
 //! `ossmount-emulator`: a local OSS for tests, benchmarks and the demo. A thin wrapper
-//! over [`ossmount::emulator::start`]; see that module for behaviour.
+//! over [`ossmount_emulator::start`]; see that module for behaviour.
 //!
 //! Prints `metadata <addr>` (when `--metadata-listen` is given) and then `ready <addr>`
 //! on stdout once accepting connections; exits cleanly on SIGTERM/SIGINT. Bad flags or
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use ossmount::credentials::Secret;
-use ossmount::emulator::{EmulatorConfig, EmulatorError, FaultSettings, TlsFiles};
+use ossmount_emulator::{EmulatorConfig, EmulatorError, FaultSettings, TlsFiles};
 
 // No Debug derive: the struct holds the access key secret.
 #[derive(Parser)]
@@ -138,7 +138,7 @@ fn main() {
 }
 
 async fn run(cfg: EmulatorConfig) -> i32 {
-    let emu = match ossmount::emulator::start(cfg).await {
+    let emu = match ossmount_emulator::start(cfg).await {
         Ok(e) => e,
         Err(e) => {
             eprintln!("ossmount-emulator: {e}");

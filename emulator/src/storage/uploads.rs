@@ -10,8 +10,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::{Bucket, StagedFile, lock, quoted_md5_etag, unique_suffix, write_json_atomic};
-use crate::emulator::error::OssError;
-use crate::emulator::xml::now_millis;
+use crate::error::OssError;
+use crate::xml::now_millis;
 
 /// A multipart upload in progress.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -9,6 +9,8 @@
 //!
 //! Modules, one concept each:
 //! - [`server`]: accept loop, addressing, request parsing, control endpoints (`/-/…`).
+//! - [`state`]: what every handler reaches (storage, stats, faults, authenticator);
+//!   [`request`]: one parsed request ([`request::Ctx`]). Neither depends on the front.
 //! - [`auth`]: which secret a request is checked against; errors as OSS sends them.
 //! - [`storage`]: objects on disk (content + JSON sidecar), sorted in-memory key index.
 //! - [`ops`]: the OSS operations (object, multipart, list, service/bucket).
@@ -16,13 +18,15 @@
 //! - [`metadata`]: ECS metadata + STS (RRSA) on a second listener.
 //! - [`mmap`]: read-only maps of object data for single-copy GET bodies.
 //! - [`network`]: optional TLS and the per-connection bandwidth cap.
+//! - [`verify`]: the server side of request signing (recomputes the client's signature).
+//! - [`binary`]: where the binary is, for other packages' tests.
 //! - [`faults`], [`stats`], [`xml`], [`error`].
 //!
 //! Library use (integration tests):
 //! ```no_run
-//! # async fn demo() -> Result<(), ossmount::emulator::EmulatorError> {
+//! # async fn demo() -> Result<(), ossmount_emulator::EmulatorError> {
 //! let dir = std::env::temp_dir().join("emu-doc");
-//! let emu = ossmount::emulator::start(ossmount::emulator::EmulatorConfig::new(&dir, "bucket")).await?;
+//! let emu = ossmount_emulator::start(ossmount_emulator::EmulatorConfig::new(&dir, "bucket")).await?;
 //! let endpoint = emu.endpoint(); // "http://127.0.0.1:<port>"
 //! # let _ = endpoint;
 //! emu.shutdown().await;
@@ -30,6 +34,7 @@
 //! ```
 
 pub mod auth;
+pub mod binary;
 pub mod body;
 pub mod error;
 pub mod faults;
@@ -37,9 +42,12 @@ pub mod metadata;
 pub mod mmap;
 pub mod network;
 pub mod ops;
+pub mod request;
 pub mod server;
+pub mod state;
 pub mod stats;
 pub mod storage;
+pub mod verify;
 pub mod xml;
 
 use std::net::SocketAddr;
@@ -51,9 +59,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::credentials::{Credentials, Secret};
+pub use binary::binary_path;
 pub use faults::{FaultSettings, FaultUpdate};
 pub use metadata::ROLE_NAME;
+use ossmount::credentials::{Credentials, Secret};
 pub use stats::StatsSnapshot;
 
 /// Errors starting the emulator.
@@ -145,7 +154,7 @@ impl EmulatorConfig {
             ));
         }
         for b in &self.buckets {
-            crate::endpoint::validate_bucket_name(b)
+            ossmount::endpoint::validate_bucket_name(b)
                 .map_err(|e| EmulatorError::InvalidConfig(e.to_string()))?;
         }
         if self.region.is_empty()
@@ -186,7 +195,7 @@ pub struct RunningEmulator {
     addr: SocketAddr,
     tls: bool,
     metadata_addr: Option<SocketAddr>,
-    state: Arc<server::State>,
+    state: Arc<state::State>,
     access_key_id: String,
     access_key_secret: Secret,
     shutdown_tx: watch::Sender<bool>,
@@ -320,7 +329,7 @@ pub async fn start(cfg: EmulatorConfig) -> Result<RunningEmulator, EmulatorError
         None => None,
     };
 
-    let state = Arc::new(server::State::new(
+    let state = Arc::new(state::State::new(
         storage,
         Arc::new(stats::Stats::default()),
         faults::Faults::new(cfg.faults, cfg.seed),

@@ -2,7 +2,7 @@
 //! presigned, with the static key pair or with STS credentials issued by the emulator's
 //! own metadata service.
 //!
-//! The signature maths is [`crate::sign::verify`] (shared with the client's signer, so
+//! The signature maths is [`crate::verify`] (shared with the client's signer, so
 //! both sides canonicalise identically); this module decides *whose* secret to check
 //! against and maps failures to OSS errors:
 //! - unknown access key id → 403 `InvalidAccessKeyId`;
@@ -22,12 +22,12 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::credentials::Secret;
-use crate::sign::SignableRequest;
-use crate::sign::verify::{MAX_CLOCK_SKEW, VerifyError, VerifyOptions, parse_auth, verify};
+use crate::verify::{MAX_CLOCK_SKEW, VerifyError, VerifyOptions, parse_auth, verify};
+use ossmount::credentials::Secret;
+use ossmount::sign::SignableRequest;
 
 use super::error::OssError;
-use super::server::Ctx;
+use super::request::Ctx;
 
 /// One STS credential set handed out by the metadata service.
 #[derive(Debug, Clone)]
@@ -161,7 +161,7 @@ impl Authenticator {
         };
         let opts = VerifyOptions {
             region: &self.region,
-            product: crate::sign::PRODUCT_OSS,
+            product: ossmount::sign::PRODUCT_OSS,
             now,
             max_skew: MAX_CLOCK_SKEW,
         };

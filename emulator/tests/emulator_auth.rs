@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use emulator_support::*;
 use ossmount::credentials::Credentials;
-use ossmount::emulator::EmulatorConfig;
+use ossmount_emulator::EmulatorConfig;
 
 #[tokio::test]
 async fn unsigned_and_badly_signed_requests_are_refused() {
@@ -188,7 +188,7 @@ async fn ecs_metadata_credentials_rotate_and_expire() {
         None,
     )
     .await;
-    assert_eq!(role, ossmount::emulator::ROLE_NAME);
+    assert_eq!(role, ossmount_emulator::ROLE_NAME);
     let path = format!("/latest/meta-data/ram/security-credentials/{role}");
     let (s, body) = metadata_get(&http, &base, &path, None).await;
     assert_eq!(s, 200);

@@ -19,7 +19,8 @@ use hyper::body::Incoming;
 use super::body::RespBody;
 use super::error::OssError;
 use super::faults::FaultDecision;
-use super::server::{Ctx, State};
+use super::request::Ctx;
+use super::state::State;
 use super::storage::{Bucket, ObjectRecord};
 use super::xml::{from_millis, http_date};
 

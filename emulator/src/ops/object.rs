@@ -17,18 +17,20 @@ use base64::Engine as _;
 use http::Response;
 use hyper::body::Incoming;
 use md5::{Digest as _, Md5};
+use ossmount::sign::parse_http_date;
 use percent_encoding::percent_decode_str;
 
 use super::{blocking, content_type, key_of, object_headers, user_meta};
-use crate::emulator::body::{RespBody, empty, file_body, stage_body};
-use crate::emulator::error::OssError;
-use crate::emulator::faults::FaultDecision;
-use crate::emulator::server::{Ctx, State, response, xml_response};
-use crate::emulator::storage::{
+use crate::body::{RespBody, empty, file_body, response, stage_body, xml_response};
+use crate::error::OssError;
+use crate::faults::FaultDecision;
+use crate::request::Ctx;
+use crate::state::State;
+use crate::storage::{
     Bucket, Content, MAX_PUT_SIZE, NewObject, ObjectKind, ObjectRecord, base64_md5, not_appendable,
     position_mismatch, quoted_md5_etag,
 };
-use crate::emulator::xml::{XmlWriter, from_millis, iso8601_millis, url_encode};
+use crate::xml::{XmlWriter, from_millis, iso8601_millis, url_encode};
 
 fn symlink_target_missing() -> OssError {
     OssError::new(
@@ -73,10 +75,6 @@ pub fn etag_matches(header: &str, etag: &str) -> bool {
         .split(',')
         .map(str::trim)
         .any(|h| h == "*" || h == etag || h.trim_start_matches("W/").trim_matches('"') == bare)
-}
-
-fn parse_http_date(s: &str) -> Option<SystemTime> {
-    httpdate::parse_http_date(s.trim()).ok()
 }
 
 /// Whole seconds, as HTTP dates carry.
@@ -212,10 +210,9 @@ pub async fn get(
     ] {
         if let Some(v) = ctx.query.get(param)
             && let Some(h) = rb.headers_mut()
+            && let Ok(v) = http::HeaderValue::from_str(v)
         {
-            if let Ok(v) = http::HeaderValue::from_str(v) {
-                h.insert(header, v);
-            }
+            h.insert(header, v);
         }
     }
     let size = content.size;
@@ -618,7 +615,7 @@ pub fn get_symlink(ctx: &Ctx, bucket: &Arc<Bucket>) -> Result<Response<RespBody>
         .header("etag", rec.etag.as_str())
         .header(
             "last-modified",
-            crate::emulator::xml::http_date(from_millis(rec.last_modified_ms)),
+            crate::xml::http_date(from_millis(rec.last_modified_ms)),
         )
         .header("content-length", 0);
     rb = super::meta_headers(rb, &rec.user_meta);

@@ -27,7 +27,7 @@ use serde_json::json;
 
 use super::auth::IssuedCredential;
 use super::body::{RespBody, full, read_small_body};
-use super::server::State;
+use super::state::State;
 use super::xml::iso8601_seconds;
 
 /// RAM role name the metadata service reports.

@@ -1,16 +1,16 @@
 //! Shared helpers for the emulator integration tests: start an in-process emulator and
-//! send raw, signed HTTP requests (crate::sign, never crate::client) with reqwest.
+//! send raw, signed HTTP requests (ossmount::sign, never crate::client) with reqwest.
 #![allow(dead_code)]
 
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use ossmount::credentials::Credentials;
-use ossmount::emulator::{EmulatorConfig, RunningEmulator};
 use ossmount::sign::{
     SignableRequest, SigningParams, encode_query_string, encode_url_path, presign_v1, presign_v4,
     sign_v1_header, sign_v4_header, uri_encode,
 };
+use ossmount_emulator::{EmulatorConfig, RunningEmulator};
 
 pub const BUCKET: &str = "test-bucket";
 
@@ -19,7 +19,7 @@ pub async fn start(dir: &std::path::Path) -> RunningEmulator {
 }
 
 pub async fn start_with(cfg: EmulatorConfig) -> RunningEmulator {
-    ossmount::emulator::start(cfg)
+    ossmount_emulator::start(cfg)
         .await
         .expect("emulator starts")
 }
@@ -119,7 +119,7 @@ pub fn all_between(s: &str, a: &str, b: &str) -> Vec<String> {
     out
 }
 
-/// A raw OSS client (path style) that signs with crate::sign.
+/// A raw OSS client (path style) that signs with ossmount::sign.
 pub struct Client {
     pub http: reqwest::Client,
     pub endpoint: String,

@@ -9,11 +9,12 @@ use std::sync::Arc;
 use base64::Engine as _;
 use http::Response;
 
-use crate::emulator::body::RespBody;
-use crate::emulator::error::OssError;
-use crate::emulator::server::{Ctx, xml_response};
-use crate::emulator::storage::{Bucket, ListParams};
-use crate::emulator::xml::{XmlWriter, iso8601_millis, url_encode};
+use crate::body::RespBody;
+use crate::body::xml_response;
+use crate::error::OssError;
+use crate::request::Ctx;
+use crate::storage::{Bucket, ListParams};
+use crate::xml::{XmlWriter, iso8601_millis, url_encode};
 
 fn b64() -> base64::engine::GeneralPurpose {
     base64::engine::general_purpose::STANDARD

@@ -14,7 +14,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::{
+use ossmount::sign::{
     SignableRequest, V4_ALGORITHM, from_unix_seconds, parse_http_date, parse_x_oss_date,
     v1_signature, v1_string_to_sign, v4_canonical_request, v4_scope, v4_signature, v4_signing_key,
     v4_string_to_sign,
@@ -320,7 +320,7 @@ pub fn verify(
                     .query_param("x-oss-expires")
                     .and_then(|v| v.parse().ok())
                     .ok_or_else(|| malformed("x-oss-expires must be a number of seconds"))?;
-                if expires > super::MAX_PRESIGN_EXPIRES.as_secs() {
+                if expires > ossmount::sign::MAX_PRESIGN_EXPIRES.as_secs() {
                     return Err(malformed("x-oss-expires exceeds 604800 seconds"));
                 }
                 if opts.now > signed_at + Duration::from_secs(expires) {
@@ -428,8 +428,8 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::credentials::{Credentials, Secret};
-    use crate::sign::{
+    use ossmount::credentials::{Credentials, Secret};
+    use ossmount::sign::{
         SigningParams, presign_v1, presign_v4, sign_v1_header, sign_v4_header, unix_seconds,
     };
 

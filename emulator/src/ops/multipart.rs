@@ -17,14 +17,16 @@ use serde::Deserialize;
 
 use super::object::{content_md5_header, open_copy_source};
 use super::{blocking, content_type, key_of, user_meta};
-use crate::emulator::body::{RespBody, empty, read_small_body, stage_body};
-use crate::emulator::error::OssError;
-use crate::emulator::server::{Ctx, State, response, xml_response};
-use crate::emulator::storage::{
+use crate::body::{RespBody, empty, read_small_body, stage_body};
+use crate::body::{response, xml_response};
+use crate::error::OssError;
+use crate::request::Ctx;
+use crate::state::State;
+use crate::storage::{
     Bucket, MAX_PART_NUMBER, MAX_PUT_SIZE, MIN_PART_SIZE, NewObject, ObjectKind, PartRecord,
     UploadMeta, crc64_combine,
 };
-use crate::emulator::xml::{XmlWriter, iso8601_millis, url_encode};
+use crate::xml::{XmlWriter, iso8601_millis, url_encode};
 
 fn url_encoding(ctx: &Ctx) -> bool {
     ctx.query.get("encoding-type") == Some("url")
