@@ -9,14 +9,14 @@ use ossmount::client::{ClientConfig, OssClient};
 use ossmount::credentials::{CredentialsProvider, StaticProvider};
 use ossmount_emulator::{EmulatorConfig, RunningEmulator, start};
 
-pub const BUCKET: &str = "client-test";
+pub(crate) const BUCKET: &str = "client-test";
 
-pub struct TestEnv {
+pub(crate) struct TestEnv {
     pub emu: RunningEmulator,
     pub dir: tempfile::TempDir,
 }
 
-pub async fn start_emulator(tweak: impl FnOnce(&mut EmulatorConfig)) -> TestEnv {
+pub(crate) async fn start_emulator(tweak: impl FnOnce(&mut EmulatorConfig)) -> TestEnv {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = EmulatorConfig::new(dir.path().join("data"), BUCKET);
     tweak(&mut cfg);
@@ -25,7 +25,7 @@ pub async fn start_emulator(tweak: impl FnOnce(&mut EmulatorConfig)) -> TestEnv 
 }
 
 impl TestEnv {
-    pub fn static_provider(&self) -> Arc<dyn CredentialsProvider> {
+    pub(crate) fn static_provider(&self) -> Arc<dyn CredentialsProvider> {
         Arc::new(StaticProvider {
             creds: self.emu.credentials(),
             source: "test".into(),
@@ -33,7 +33,7 @@ impl TestEnv {
     }
 
     /// Fast-retrying config with the emulator's static keys.
-    pub fn config(&self) -> ClientConfig {
+    pub(crate) fn config(&self) -> ClientConfig {
         let mut cfg = ClientConfig::new(
             self.emu.endpoint(),
             BUCKET,
@@ -45,11 +45,11 @@ impl TestEnv {
         cfg
     }
 
-    pub fn client(&self) -> OssClient {
+    pub(crate) fn client(&self) -> OssClient {
         OssClient::new(self.config()).expect("client")
     }
 
-    pub fn client_with(&self, tweak: impl FnOnce(&mut ClientConfig)) -> OssClient {
+    pub(crate) fn client_with(&self, tweak: impl FnOnce(&mut ClientConfig)) -> OssClient {
         let mut cfg = self.config();
         tweak(&mut cfg);
         OssClient::new(cfg).expect("client")
@@ -57,7 +57,7 @@ impl TestEnv {
 }
 
 /// Deterministic test data.
-pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+pub(crate) fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| {
             (i as u32)

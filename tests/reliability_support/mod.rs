@@ -22,10 +22,10 @@ use ossmount::credentials::StaticProvider;
 use ossmount::store::{MultipartUploadInfo, ObjectStore, PutOptions};
 use ossmount_emulator::{EmulatorConfig, RunningEmulator, start};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_ossmount");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_ossmount");
 
 /// The emulator, its runtime and its data directory.
-pub struct Emu {
+pub(crate) struct Emu {
     pub emu: Option<RunningEmulator>,
     pub client: Arc<OssClient>,
     pub bucket: String,
@@ -35,7 +35,7 @@ pub struct Emu {
 
 impl Emu {
     /// Starts an emulator serving `bucket`; `tweak` adjusts the config (faults, metadata).
-    pub fn start(bucket: &str, tweak: impl FnOnce(EmulatorConfig) -> EmulatorConfig) -> Emu {
+    pub(crate) fn start(bucket: &str, tweak: impl FnOnce(EmulatorConfig) -> EmulatorConfig) -> Emu {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -62,34 +62,34 @@ impl Emu {
     }
 
     /// Stops the emulator (connections refused from now on) until [`Emu::restart`].
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(e) = self.emu.take() {
             self.block_on(e.shutdown());
         }
     }
 
     /// Starts the emulator again on the same address and data directory.
-    pub fn restart(&mut self, addr: std::net::SocketAddr) {
+    pub(crate) fn restart(&mut self, addr: std::net::SocketAddr) {
         let mut cfg = EmulatorConfig::new(self.dir.path().join("emu"), &self.bucket);
         cfg.listen = addr;
         let emu = self.block_on(start(cfg)).expect("restart emulator");
         self.emu = Some(emu);
     }
 
-    pub fn emu(&self) -> &RunningEmulator {
+    pub(crate) fn emu(&self) -> &RunningEmulator {
         self.emu.as_ref().expect("emulator running")
     }
 
-    pub fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         self.emu().endpoint()
     }
 
-    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+    pub(crate) fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
         self.rt.as_ref().expect("runtime").block_on(f)
     }
 
     /// The object's bytes as the server holds them (None when absent).
-    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+    pub(crate) fn get(&self, key: &str) -> Option<Vec<u8>> {
         self.block_on(async {
             let meta = self.client.head_object(key).await.ok()?;
             if meta.size == 0 {
@@ -100,7 +100,7 @@ impl Emu {
         })
     }
 
-    pub fn put(&self, key: &str, data: Vec<u8>) {
+    pub(crate) fn put(&self, key: &str, data: Vec<u8>) {
         self.block_on(
             self.client
                 .put_object(key, data.into(), &PutOptions::default()),
@@ -109,14 +109,14 @@ impl Emu {
     }
 
     /// Open multipart uploads in the whole bucket.
-    pub fn uploads(&self) -> Vec<MultipartUploadInfo> {
+    pub(crate) fn uploads(&self) -> Vec<MultipartUploadInfo> {
         self.block_on(self.client.list_multipart_uploads(""))
             .expect("list uploads")
     }
 
     /// Directory holding the bucket's object files (for corrupting them behind the
     /// emulator's back).
-    pub fn objects_dir(&self) -> PathBuf {
+    pub(crate) fn objects_dir(&self) -> PathBuf {
         self.dir
             .path()
             .join("emu")
@@ -135,7 +135,7 @@ impl Drop for Emu {
 }
 
 /// Whether `path` is a mountpoint right now (from /proc/self/mountinfo).
-pub fn is_mounted(path: &Path) -> bool {
+pub(crate) fn is_mounted(path: &Path) -> bool {
     let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return false;
     };
@@ -146,7 +146,7 @@ pub fn is_mounted(path: &Path) -> bool {
 }
 
 /// The /proc/mounts line of the mount at `path`.
-pub fn mount_line(path: &Path) -> Option<String> {
+pub(crate) fn mount_line(path: &Path) -> Option<String> {
     let table = std::fs::read_to_string("/proc/mounts").ok()?;
     let want = path.to_string_lossy().replace(' ', "\\040");
     table
@@ -157,7 +157,7 @@ pub fn mount_line(path: &Path) -> Option<String> {
 
 /// `ossmount` with a clean environment: no ambient credentials, the ECS metadata service
 /// pointed at a closed port unless a test sets it.
-pub fn ossmount_cmd(home: &Path) -> Command {
+pub(crate) fn ossmount_cmd(home: &Path) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -167,7 +167,7 @@ pub fn ossmount_cmd(home: &Path) -> Command {
 }
 
 /// The `ossmount` binary serving a mount in the foreground.
-pub struct BinMount {
+pub(crate) struct BinMount {
     child: Option<Child>,
     pub mnt: PathBuf,
     pub log: PathBuf,
@@ -178,7 +178,7 @@ pub struct BinMount {
 impl BinMount {
     /// Mounts `bucket` of `emu` at `mnt` with the emulator's static keys in the
     /// environment plus `extra` arguments; waits until the mount is live.
-    pub fn start(emu: &Emu, mnt: &Path, extra: &[&str]) -> Result<BinMount, String> {
+    pub(crate) fn start(emu: &Emu, mnt: &Path, extra: &[&str]) -> Result<BinMount, String> {
         let mut cmd = ossmount_cmd(emu.dir.path());
         cmd.env("OSS_ACCESS_KEY_ID", "emulator-ak")
             .env("OSS_ACCESS_KEY_SECRET", "emulator-secret");
@@ -186,7 +186,7 @@ impl BinMount {
     }
 
     /// Like [`BinMount::start`] with a caller-prepared command (credentials, env).
-    pub fn start_with(
+    pub(crate) fn start_with(
         emu: &Emu,
         mnt: &Path,
         mut cmd: Command,
@@ -243,16 +243,16 @@ impl BinMount {
         }
     }
 
-    pub fn path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.mnt.join(rel)
     }
 
-    pub fn pid(&self) -> Option<u32> {
+    pub(crate) fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
 
     /// Everything the process wrote to stderr so far.
-    pub fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         let mut s = String::new();
         if let Ok(mut f) = std::fs::File::open(&self.log) {
             let _ = f.read_to_string(&mut s);
@@ -262,7 +262,7 @@ impl BinMount {
 
     /// SIGKILL, as a crash; the mount entry stays behind (stale). The returned guard
     /// lazily unmounts it when dropped, in case the test fails before recovering it.
-    pub fn kill9(mut self) -> StaleGuard {
+    pub(crate) fn kill9(mut self) -> StaleGuard {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -272,7 +272,7 @@ impl BinMount {
     }
 
     /// Clean unmount; returns the process's exit status when it ended within 30 s.
-    pub fn unmount(&mut self) -> Option<std::process::ExitStatus> {
+    pub(crate) fn unmount(&mut self) -> Option<std::process::ExitStatus> {
         if is_mounted(&self.mnt) {
             let _ = Command::new("umount").arg(&self.mnt).status();
         }
@@ -311,7 +311,7 @@ impl Drop for BinMount {
 
 /// Lazily unmounts a crashed mount's leftover entry on drop (if still there). Declare
 /// it before any new mount on the same path, so that mount is dropped first.
-pub struct StaleGuard(pub PathBuf);
+pub(crate) struct StaleGuard(pub PathBuf);
 
 impl Drop for StaleGuard {
     fn drop(&mut self) {
@@ -321,7 +321,7 @@ impl Drop for StaleGuard {
     }
 }
 
-pub fn unique_suffix() -> String {
+pub(crate) fn unique_suffix() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     format!(
@@ -333,7 +333,7 @@ pub fn unique_suffix() -> String {
 
 /// Deterministic pseudo-random bytes (xorshift), so content is checkable without storing
 /// a copy and differs at every offset.
-pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+pub(crate) fn pattern(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {
@@ -347,14 +347,14 @@ pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
 }
 
 /// SHA-256 hex of `data`.
-pub fn sha256(data: &[u8]) -> String {
+pub(crate) fn sha256(data: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(data))
 }
 
 /// Closes `file` explicitly and returns close(2)'s error: dropping a `File` ignores it,
 /// and close is where FUSE reports a failed upload.
-pub fn close_checked(file: std::fs::File) -> std::io::Result<()> {
+pub(crate) fn close_checked(file: std::fs::File) -> std::io::Result<()> {
     use std::os::fd::IntoRawFd;
     let fd = file.into_raw_fd();
     // SAFETY: `fd` was just released by `into_raw_fd`, so we own it and close it once.
@@ -367,7 +367,7 @@ pub fn close_checked(file: std::fs::File) -> std::io::Result<()> {
 }
 
 /// Runs `f` on a thread and fails the test if it does not finish within `limit`.
-pub fn with_timeout<T: Send + 'static>(
+pub(crate) fn with_timeout<T: Send + 'static>(
     what: &str,
     limit: Duration,
     f: impl FnOnce() -> T + Send + 'static,
