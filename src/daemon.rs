@@ -47,29 +47,29 @@ pub enum DaemonError {
 
 /// Tells the waiting parent how the mount went. In the foreground it does nothing.
 #[derive(Debug)]
-pub struct ReadyNotifier {
+pub(crate) struct ReadyNotifier {
     pipe: Option<File>,
 }
 
 impl ReadyNotifier {
     /// A notifier for foreground mode: there is nobody to tell.
-    pub fn foreground() -> ReadyNotifier {
+    pub(crate) fn foreground() -> ReadyNotifier {
         ReadyNotifier { pipe: None }
     }
 
     /// True when a parent is waiting (background mode).
-    pub fn is_background(&self) -> bool {
+    pub(crate) fn is_background(&self) -> bool {
         self.pipe.is_some()
     }
 
     /// The mount is ready: the parent exits 0. Only the first report counts.
-    pub fn ready(&mut self) {
+    pub(crate) fn ready(&mut self) {
         self.send("OK\n");
     }
 
     /// Mounting failed: the parent prints `message` and exits 1. Only the first report
     /// counts, so calling this after [`ReadyNotifier::ready`] does nothing.
-    pub fn failed(&mut self, message: &str) {
+    pub(crate) fn failed(&mut self, message: &str) {
         self.send(&format!("ERR {message}\n"));
     }
 
@@ -84,7 +84,7 @@ impl ReadyNotifier {
 /// Forks into the background. Returns in the child only; the parent waits for the
 /// child's report and exits the process. `log_file`, when given, receives the child's
 /// stderr (it must be absolute: the child changes directory to `/`).
-pub fn daemonize(log_file: Option<&Path>) -> Result<ReadyNotifier, DaemonError> {
+pub(crate) fn daemonize(log_file: Option<&Path>) -> Result<ReadyNotifier, DaemonError> {
     let threads = thread_count();
     if threads > 1 {
         return Err(DaemonError::Threads(threads));

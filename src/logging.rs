@@ -23,10 +23,10 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
 /// The environment variable holding the log filter.
-pub const LOG_ENV: &str = "OSSMOUNT_LOG";
+pub(crate) const LOG_ENV: &str = "OSSMOUNT_LOG";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LogTarget {
+pub(crate) enum LogTarget {
     Stderr,
     File(PathBuf),
     Syslog,
@@ -34,7 +34,7 @@ pub enum LogTarget {
 
 impl LogTarget {
     /// Stderr in the foreground, else the log file, else syslog.
-    pub fn choose(foreground: bool, log_file: Option<&Path>) -> LogTarget {
+    pub(crate) fn choose(foreground: bool, log_file: Option<&Path>) -> LogTarget {
         match (log_file, foreground) {
             (Some(path), _) => LogTarget::File(path.to_path_buf()),
             (None, true) => LogTarget::Stderr,
@@ -58,7 +58,7 @@ pub enum LoggingError {
 }
 
 /// The filter directives to use: `OSSMOUNT_LOG`, else derived from `debug`/`foreground`.
-pub fn filter_directives(env_value: Option<&str>, debug: bool, foreground: bool) -> String {
+pub(crate) fn filter_directives(env_value: Option<&str>, debug: bool, foreground: bool) -> String {
     match env_value.map(str::trim).filter(|v| !v.is_empty()) {
         Some(v) => v.to_string(),
         None if debug => "ossmount=debug,info".to_string(),
@@ -68,7 +68,7 @@ pub fn filter_directives(env_value: Option<&str>, debug: bool, foreground: bool)
 }
 
 /// Installs the global subscriber. Call once, after daemonizing.
-pub fn init(target: &LogTarget, debug: bool, foreground: bool) -> Result<(), LoggingError> {
+pub(crate) fn init(target: &LogTarget, debug: bool, foreground: bool) -> Result<(), LoggingError> {
     let env_value = std::env::var(LOG_ENV).ok();
     let directives = filter_directives(env_value.as_deref(), debug, foreground);
     let filter = EnvFilter::builder()

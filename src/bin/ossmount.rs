@@ -14,6 +14,8 @@ fn main() -> ExitCode {
 /// 1602 MiB, two arenas 326-337 MiB, one arena 296-298 MiB at the same throughput.
 /// Allocation-heavy work here is a few large buffers per MiB moved, so one arena's lock
 /// is not contended. An explicit `MALLOC_ARENA_MAX` in the environment still wins.
+/// jemalloc (tikv-jemallocator 0.6 as the global allocator) on the same run peaked at
+/// 356 MiB against 292-296 MiB for one glibc arena, so glibc with this tuning stays.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {

@@ -128,7 +128,7 @@ pub(crate) struct ParsedEndpoint {
 }
 
 impl ParsedEndpoint {
-    pub fn parse(endpoint: &str) -> Result<ParsedEndpoint, StoreError> {
+    pub(crate) fn parse(endpoint: &str) -> Result<ParsedEndpoint, StoreError> {
         let trimmed = endpoint.trim().trim_end_matches('/');
         let with_scheme = if trimmed.contains("://") {
             trimmed.to_string()

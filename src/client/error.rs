@@ -17,7 +17,7 @@ use super::xml::{self, ErrorXml};
 use crate::store::{ServiceCode, ServiceError, StoreError};
 
 /// Error bodies larger than this are not parsed (real ones are < 1 KiB).
-pub const MAX_ERROR_BODY: usize = 64 * 1024;
+pub(super) const MAX_ERROR_BODY: usize = 64 * 1024;
 
 pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers

@@ -25,11 +25,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// Minimum time between two multiplicative decreases.
-pub const CUT_SPACING: Duration = Duration::from_millis(200);
+pub(super) const CUT_SPACING: Duration = Duration::from_millis(200);
 /// First pause after a throttling signal.
-pub const MIN_HOLD: Duration = Duration::from_millis(50);
+pub(super) const MIN_HOLD: Duration = Duration::from_millis(50);
 /// Longest pause.
-pub const MAX_HOLD: Duration = Duration::from_secs(2);
+pub(super) const MAX_HOLD: Duration = Duration::from_secs(2);
 
 struct State {
     limit: f64,

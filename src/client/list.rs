@@ -22,7 +22,7 @@ use super::xml::{self, DeleteResult, ListBucketResult};
 use crate::store::{ListEntry, ListPage, ListRequest, ObjectType, StoreError, StoreResult};
 
 /// Keys per DeleteMultipleObjects request (the OSS limit).
-pub const DELETE_BATCH: usize = 1000;
+pub(super) const DELETE_BATCH: usize = 1000;
 
 /// Outcome of [`OssClient::delete_objects_detailed`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -29,7 +29,7 @@ use crate::store::{
 };
 
 /// OSS limits on part numbers.
-pub const MAX_PARTS: u32 = 10_000;
+pub(super) const MAX_PARTS: u32 = 10_000;
 
 fn check_part_number(n: u32) -> StoreResult<()> {
     if (1..=MAX_PARTS).contains(&n) {

@@ -56,10 +56,10 @@ pub(crate) enum RequestBody {
 }
 
 impl RequestBody {
-    pub fn bytes(data: Bytes) -> RequestBody {
+    pub(crate) fn bytes(data: Bytes) -> RequestBody {
         RequestBody::pieces(vec![data])
     }
-    pub fn pieces(pieces: Vec<Bytes>) -> RequestBody {
+    pub(crate) fn pieces(pieces: Vec<Bytes>) -> RequestBody {
         let mut hasher = crate::crc64::Crc64Hasher::new();
         for p in &pieces {
             hasher.update(p);
@@ -71,7 +71,7 @@ impl RequestBody {
             crc: hasher.finish(),
         }
     }
-    pub fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         match self {
             RequestBody::Empty => 0,
             RequestBody::Bytes { len, .. } => *len,
@@ -110,7 +110,7 @@ pub(crate) struct OssRequest {
 }
 
 impl OssRequest {
-    pub fn new(op: &'static str, method: reqwest::Method, target: Target) -> OssRequest {
+    pub(crate) fn new(op: &'static str, method: reqwest::Method, target: Target) -> OssRequest {
         OssRequest {
             op,
             method,
@@ -121,33 +121,33 @@ impl OssRequest {
             response_timeout: None,
         }
     }
-    pub fn object(op: &'static str, method: reqwest::Method, key: &str) -> OssRequest {
+    pub(crate) fn object(op: &'static str, method: reqwest::Method, key: &str) -> OssRequest {
         OssRequest::new(op, method, Target::Object(key.to_string()))
     }
-    pub fn param(mut self, name: &str, value: impl Into<String>) -> OssRequest {
+    pub(crate) fn param(mut self, name: &str, value: impl Into<String>) -> OssRequest {
         self.query.push((name.to_string(), Some(value.into())));
         self
     }
-    pub fn bare(mut self, name: &str) -> OssRequest {
+    pub(crate) fn bare(mut self, name: &str) -> OssRequest {
         self.query.push((name.to_string(), None));
         self
     }
-    pub fn header(mut self, name: &str, value: impl Into<String>) -> OssRequest {
+    pub(crate) fn header(mut self, name: &str, value: impl Into<String>) -> OssRequest {
         self.headers.push((name.to_ascii_lowercase(), value.into()));
         self
     }
-    pub fn body(mut self, body: RequestBody) -> OssRequest {
+    pub(crate) fn body(mut self, body: RequestBody) -> OssRequest {
         self.body = body;
         self
     }
-    pub fn key(&self) -> Option<&str> {
+    pub(crate) fn key(&self) -> Option<&str> {
         match &self.target {
             Target::Object(k) => Some(k),
             _ => None,
         }
     }
     /// `bucket/key`, `bucket` or empty, for errors and logs.
-    pub fn resource(&self, bucket: &str) -> String {
+    pub(crate) fn resource(&self, bucket: &str) -> String {
         match &self.target {
             Target::Service => String::new(),
             Target::Bucket => bucket.to_string(),
@@ -190,7 +190,7 @@ pub(crate) struct UrlBuilder {
 }
 
 impl UrlBuilder {
-    pub fn new(endpoint: ParsedEndpoint, requested: UrlStyle, bucket: &str) -> UrlBuilder {
+    pub(crate) fn new(endpoint: ParsedEndpoint, requested: UrlStyle, bucket: &str) -> UrlBuilder {
         let style = match requested {
             UrlStyle::Cname => UrlStyle::Cname,
             _ if endpoint.host_is_ip => UrlStyle::Path,
@@ -204,11 +204,11 @@ impl UrlBuilder {
     }
 
     /// `scheme://authority`, for messages (never has credentials).
-    pub fn endpoint_display(&self) -> String {
+    pub(crate) fn endpoint_display(&self) -> String {
         format!("{}://{}", self.endpoint.scheme, self.endpoint.authority)
     }
 
-    pub fn url(&self, target: &Target, query: &[(String, Option<String>)]) -> String {
+    pub(crate) fn url(&self, target: &Target, query: &[(String, Option<String>)]) -> String {
         let ParsedEndpoint {
             scheme, authority, ..
         } = &self.endpoint;

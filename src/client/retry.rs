@@ -54,13 +54,13 @@ impl RetryReason {
 
 /// Attempts a request may make beyond `max_attempts` when the extra failures were
 /// throttling.
-pub const THROTTLED_EXTRA_ATTEMPTS: u32 = 12;
+pub(super) const THROTTLED_EXTRA_ATTEMPTS: u32 = 12;
 
 /// OSS's detailed error id for "QPS limit exceeded".
-pub const EC_QPS_LIMIT: &str = "0004-00000302";
+pub(super) const EC_QPS_LIMIT: &str = "0004-00000302";
 
 /// Classifies an OSS error reply, with its detailed error id (EC) when known.
-pub fn classify_reply(status: u16, code: &str, ec: &str) -> Option<RetryReason> {
+pub(super) fn classify_reply(status: u16, code: &str, ec: &str) -> Option<RetryReason> {
     if status == 503 && ec == EC_QPS_LIMIT {
         return Some(RetryReason::Throttled);
     }
@@ -89,14 +89,14 @@ pub(crate) struct Failure {
 }
 
 impl Failure {
-    pub fn fatal(error: StoreError) -> Failure {
+    pub(crate) fn fatal(error: StoreError) -> Failure {
         Failure {
             error,
             retry: None,
             clock_offset_ms: None,
         }
     }
-    pub fn retryable(error: StoreError, reason: RetryReason) -> Failure {
+    pub(crate) fn retryable(error: StoreError, reason: RetryReason) -> Failure {
         Failure {
             error,
             retry: Some(reason),

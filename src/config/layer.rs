@@ -317,6 +317,6 @@ pub(super) fn merge_logging(cli: &LoggingArgs, o: &LoggingArgs) -> LoggingArgs {
 /// True when `-o NAME` (normalised) is an option ossmount accepts: one of its own or a
 /// generic mount option it ignores. The CSI plugin uses this to drop the ossfs options
 /// ossmount does not implement instead of failing the mount.
-pub fn is_known_option(name: &str) -> bool {
+pub(crate) fn is_known_option(name: &str) -> bool {
     KNOWN_OPTIONS.contains(&name) || is_ignored_generic(name)
 }

@@ -17,9 +17,9 @@
 //! no error message in this module contains a secret value.
 
 mod layer;
-pub mod mount_options;
-pub mod options;
-pub mod units;
+pub(crate) mod mount_options;
+pub(crate) mod options;
+pub(crate) mod units;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -30,31 +30,31 @@ use crate::endpoint::{
     EndpointConfig as EndpointConfigParse, EndpointError, normalize_region, region_from_host,
     validate_bucket_name,
 };
-pub use layer::is_known_option;
+pub(crate) use layer::is_known_option;
 use layer::{OptionLayer, merge_connection, merge_logging, merge_mount, merge_tuning};
 use mount_options::parse_option_lists;
 use options::{ConnectionArgs, MountArgs, SignatureVersionArg};
 use units::{format_duration, format_size};
 
 /// Default memory block cache.
-pub const DEFAULT_CACHE_SIZE: u64 = 256 << 20;
+pub(crate) const DEFAULT_CACHE_SIZE: u64 = 256 << 20;
 /// Default multipart part size.
-pub const DEFAULT_PART_SIZE: u64 = 8 << 20;
+pub(crate) const DEFAULT_PART_SIZE: u64 = 8 << 20;
 /// OSS limits on part sizes (every part but the last).
-pub const MIN_PART_SIZE: u64 = 100 << 10;
-pub const MAX_PART_SIZE: u64 = 5 << 30;
-pub const DEFAULT_MAX_CONCURRENCY: usize = 16;
+pub(crate) const MIN_PART_SIZE: u64 = 100 << 10;
+pub(crate) const MAX_PART_SIZE: u64 = 5 << 30;
+pub(crate) const DEFAULT_MAX_CONCURRENCY: usize = 16;
 /// Kernel readahead of the mount (see `fuse::raise_readahead` for why it is set via sysfs).
-pub const DEFAULT_READ_AHEAD: u64 = 1 << 20;
-pub const MIN_READ_AHEAD: u64 = 128 << 10;
-pub const MAX_READ_AHEAD: u64 = 256 << 20;
-pub const DEFAULT_METADATA_TTL: Duration = Duration::from_secs(1);
+pub(crate) const DEFAULT_READ_AHEAD: u64 = 1 << 20;
+pub(crate) const MIN_READ_AHEAD: u64 = 128 << 10;
+pub(crate) const MAX_READ_AHEAD: u64 = 256 << 20;
+pub(crate) const DEFAULT_METADATA_TTL: Duration = Duration::from_secs(1);
 /// Go SDK transport defaults (docs/PROTOCOL.md §5).
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-pub const DEFAULT_READWRITE_TIMEOUT: Duration = Duration::from_secs(10);
-pub const DEFAULT_RETRIES: u32 = 3;
-pub const DEFAULT_FILE_MODE: u32 = 0o644;
-pub const DEFAULT_DIR_MODE: u32 = 0o755;
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_READWRITE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_RETRIES: u32 = 3;
+pub(crate) const DEFAULT_FILE_MODE: u32 = 0o644;
+pub(crate) const DEFAULT_DIR_MODE: u32 = 0o755;
 
 /// Errors found while resolving the configuration. Each message is one line meant for
 /// the user, saying what is wrong and how to fix it.
@@ -415,7 +415,7 @@ impl Config {
 }
 
 /// Splits `bucket[:prefix]` and checks the OSS naming rules.
-pub fn parse_bucket_spec(spec: &str) -> Result<(String, String), ConfigError> {
+pub(crate) fn parse_bucket_spec(spec: &str) -> Result<(String, String), ConfigError> {
     let (bucket, prefix) = spec.split_once(':').unwrap_or((spec, ""));
     validate_bucket_name(bucket)?;
     Ok((bucket.to_string(), normalize_prefix(prefix)?))
@@ -423,7 +423,7 @@ pub fn parse_bucket_spec(spec: &str) -> Result<(String, String), ConfigError> {
 
 /// `logs` → `logs/`, `/a/b/` → `a/b/`; rejects empty, `.` and `..` segments, which could
 /// not be shown as directories.
-pub fn normalize_prefix(prefix: &str) -> Result<String, ConfigError> {
+pub(crate) fn normalize_prefix(prefix: &str) -> Result<String, ConfigError> {
     let trimmed = prefix.trim_start_matches('/');
     if trimmed.is_empty() {
         return Ok(String::new());
@@ -452,7 +452,7 @@ pub fn normalize_prefix(prefix: &str) -> Result<String, ConfigError> {
 
 /// Endpoint and credential settings alone (for subcommands that talk to OSS but do not
 /// mount: `cleanup`, `regions`).
-pub fn resolve_connection(
+pub(crate) fn resolve_connection(
     conn: &ConnectionArgs,
     origin: KeyOrigin,
 ) -> Result<(EndpointConfig, CredentialsConfig), ConfigError> {

@@ -8,7 +8,7 @@
 
 /// One `name[=value]` item of a `-o` list.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountOption {
+pub(crate) struct MountOption {
     /// Normalised name: lower case, `_` instead of `-`.
     pub name: String,
     pub value: Option<String>,
@@ -17,7 +17,7 @@ pub struct MountOption {
 impl MountOption {
     /// The option as the user wrote it (for messages), value included. Only call this for
     /// options known not to carry secrets.
-    pub fn display(&self) -> String {
+    pub(crate) fn display(&self) -> String {
         match &self.value {
             Some(v) => format!("{}={v}", self.name),
             None => self.name.clone(),
@@ -26,7 +26,7 @@ impl MountOption {
 }
 
 /// Splits every `-o` argument into options, in order (later ones win when applied).
-pub fn parse_option_lists<S: AsRef<str>>(lists: &[S]) -> Vec<MountOption> {
+pub(crate) fn parse_option_lists<S: AsRef<str>>(lists: &[S]) -> Vec<MountOption> {
     lists
         .iter()
         .flat_map(|list| list.as_ref().split(','))
@@ -89,7 +89,7 @@ const GENERIC_OPTIONS: &[&str] = &[
 ];
 
 /// True for options that are accepted and ignored (see [`GENERIC_OPTIONS`]).
-pub fn is_ignored_generic(name: &str) -> bool {
+pub(crate) fn is_ignored_generic(name: &str) -> bool {
     GENERIC_OPTIONS.contains(&name)
         || name.starts_with("x_")
         || name == "comment"

@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 /// Parses `512MiB`, `1G`, `100k`, `4096`, `1.5GB` into bytes.
-pub fn parse_size(input: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(input: &str) -> Result<u64, String> {
     let s = input.trim();
     let (number, unit) = split_number(s).ok_or_else(|| {
         format!(
@@ -41,7 +41,7 @@ pub fn parse_size(input: &str) -> Result<u64, String> {
 }
 
 /// Parses `30`, `1s`, `500ms`, `2m`, `1h`, `0.5` (seconds) into a duration.
-pub fn parse_duration(input: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(input: &str) -> Result<Duration, String> {
     let s = input.trim();
     let (number, unit) = split_number(s).ok_or_else(|| {
         format!("invalid duration '{input}': expected a number with an optional unit, e.g. 30, 1s, 500ms, 5m")
@@ -64,10 +64,10 @@ pub fn parse_duration(input: &str) -> Result<Duration, String> {
 
 /// The metadata TTL `indefinite` stands for (about a century): cached metadata is
 /// never revalidated.
-pub const INDEFINITE_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+pub(crate) const INDEFINITE_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// A metadata TTL: a duration ([`parse_duration`]) or `indefinite` ([`INDEFINITE_TTL`]).
-pub fn parse_ttl(input: &str) -> Result<Duration, String> {
+pub(crate) fn parse_ttl(input: &str) -> Result<Duration, String> {
     if input.trim().eq_ignore_ascii_case("indefinite") {
         return Ok(INDEFINITE_TTL);
     }
@@ -75,7 +75,7 @@ pub fn parse_ttl(input: &str) -> Result<Duration, String> {
 }
 
 /// Formats bytes the way [`parse_size`] reads them back (`512MiB`, `1GiB`, `1000B`).
-pub fn format_size(bytes: u64) -> String {
+pub(crate) fn format_size(bytes: u64) -> String {
     const UNITS: [(&str, u64); 4] = [
         ("TiB", 1 << 40),
         ("GiB", 1 << 30),
@@ -96,7 +96,7 @@ pub fn format_size(bytes: u64) -> String {
 }
 
 /// Formats a duration compactly (`500ms`, `30s`, `1.5s`).
-pub fn format_duration(d: Duration) -> String {
+pub(crate) fn format_duration(d: Duration) -> String {
     if d == INDEFINITE_TTL {
         return "indefinite".into();
     }

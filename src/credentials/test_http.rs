@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 #[derive(Debug, Clone)]
-pub struct TestRequest {
+pub(crate) struct TestRequest {
     pub method: String,
     pub path: String,
     pub query: String,
@@ -24,7 +24,7 @@ pub struct TestRequest {
 }
 
 impl TestRequest {
-    pub fn header(&self, name: &str) -> Option<String> {
+    pub(crate) fn header(&self, name: &str) -> Option<String> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -33,7 +33,7 @@ impl TestRequest {
 }
 
 #[derive(Debug, Clone)]
-pub struct Reply {
+pub(crate) struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
@@ -44,13 +44,13 @@ pub struct Reply {
 }
 
 impl Reply {
-    pub fn ok(body: &str) -> Reply {
+    pub(crate) fn ok(body: &str) -> Reply {
         Reply::with(200, body)
     }
-    pub fn status(status: u16) -> Reply {
+    pub(crate) fn status(status: u16) -> Reply {
         Reply::with(status, "")
     }
-    pub fn with(status: u16, body: &str) -> Reply {
+    pub(crate) fn with(status: u16, body: &str) -> Reply {
         Reply {
             status,
             headers: Vec::new(),
@@ -59,26 +59,26 @@ impl Reply {
             delay: Duration::ZERO,
         }
     }
-    pub fn header(mut self, k: &str, v: &str) -> Reply {
+    pub(crate) fn header(mut self, k: &str, v: &str) -> Reply {
         self.headers.push((k.to_string(), v.to_string()));
         self
     }
-    pub fn raw(bytes: &[u8]) -> Reply {
+    pub(crate) fn raw(bytes: &[u8]) -> Reply {
         let mut r = Reply::status(200);
         r.raw = Some(bytes.to_vec());
         r
     }
-    pub fn with_body(mut self, body: &[u8]) -> Reply {
+    pub(crate) fn with_body(mut self, body: &[u8]) -> Reply {
         self.body = body.to_vec();
         self
     }
-    pub fn delayed(mut self, d: Duration) -> Reply {
+    pub(crate) fn delayed(mut self, d: Duration) -> Reply {
         self.delay = d;
         self
     }
 }
 
-pub struct MiniServer {
+pub(crate) struct MiniServer {
     addr: std::net::SocketAddr,
     count: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
@@ -91,7 +91,7 @@ impl Drop for MiniServer {
 }
 
 impl MiniServer {
-    pub async fn start<F>(handler: F) -> MiniServer
+    pub(crate) async fn start<F>(handler: F) -> MiniServer
     where
         F: Fn(TestRequest) -> Reply + Send + Sync + 'static,
     {
@@ -151,15 +151,15 @@ impl MiniServer {
         MiniServer { addr, count, task }
     }
 
-    pub fn base_url(&self) -> String {
+    pub(crate) fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
-    pub fn addr(&self) -> std::net::SocketAddr {
+    pub(crate) fn addr(&self) -> std::net::SocketAddr {
         self.addr
     }
 
-    pub fn requests(&self) -> usize {
+    pub(crate) fn requests(&self) -> usize {
         self.count.load(Ordering::SeqCst)
     }
 }

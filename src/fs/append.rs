@@ -42,7 +42,7 @@ pub(crate) struct PendingAppend {
 }
 
 impl PendingAppend {
-    pub fn end(&self) -> u64 {
+    pub(crate) fn end(&self) -> u64 {
         self.base_size + self.tail.size()
     }
 }

@@ -34,7 +34,7 @@ pub(crate) struct NewEntry<'a> {
 
 impl NewEntry<'_> {
     /// Upload options carrying the entry's attributes as object metadata.
-    pub fn put_options(&self) -> PutOptions {
+    pub(crate) fn put_options(&self) -> PutOptions {
         PutOptions {
             user_meta: to_user_meta(&self.attr, &Default::default()),
             ..Default::default()

@@ -43,7 +43,7 @@ async fn blocking<T: Send + 'static>(
 
 impl StagingFile {
     /// An empty staging file in `dir`.
-    pub async fn create(dir: &Path) -> FsResult<StagingFile> {
+    pub(crate) async fn create(dir: &Path) -> FsResult<StagingFile> {
         let dir = dir.to_path_buf();
         let file = blocking("create staging file", move || {
             // 0700 when made here; the file itself is 0600 (tempfile's default).
@@ -64,14 +64,14 @@ impl StagingFile {
     }
 
     /// A staging file holding `data`.
-    pub async fn from_bytes(dir: &Path, data: Vec<u8>) -> FsResult<StagingFile> {
+    pub(crate) async fn from_bytes(dir: &Path, data: Vec<u8>) -> FsResult<StagingFile> {
         let mut f = StagingFile::create(dir).await?;
         f.write_at(0, data).await?;
         Ok(f)
     }
 
     /// A staging file with the content of `key` (exactly `size` bytes, ETag `etag`).
-    pub async fn download(
+    pub(crate) async fn download(
         dir: &Path,
         store: &dyn ObjectStore,
         key: &str,
@@ -112,15 +112,15 @@ impl StagingFile {
         Ok(f)
     }
 
-    pub fn size(&self) -> u64 {
+    pub(crate) fn size(&self) -> u64 {
         self.size
     }
 
-    pub fn path(&self) -> PathBuf {
+    pub(crate) fn path(&self) -> PathBuf {
         self.file.path().to_path_buf()
     }
 
-    pub async fn write_at(&mut self, offset: u64, data: Vec<u8>) -> FsResult<()> {
+    pub(crate) async fn write_at(&mut self, offset: u64, data: Vec<u8>) -> FsResult<()> {
         let file = self.file.clone();
         let end = offset + data.len() as u64;
         blocking("write staging file", move || {
@@ -132,7 +132,7 @@ impl StagingFile {
     }
 
     /// Up to `len` bytes at `offset` (short at the end of the file).
-    pub async fn read_at(&self, offset: u64, len: u32) -> FsResult<Vec<u8>> {
+    pub(crate) async fn read_at(&self, offset: u64, len: u32) -> FsResult<Vec<u8>> {
         if offset >= self.size {
             return Ok(Vec::new());
         }
@@ -146,7 +146,7 @@ impl StagingFile {
         .await
     }
 
-    pub async fn set_len(&mut self, size: u64) -> FsResult<()> {
+    pub(crate) async fn set_len(&mut self, size: u64) -> FsResult<()> {
         let file = self.file.clone();
         blocking("truncate staging file", move || {
             file.as_file().set_len(size)

@@ -12,7 +12,7 @@ use ossmount::fs::{Ctx, DirEntry, Filesystem, FsConfig};
 use ossmount::store::mock::MockStore;
 
 /// A filesystem core over a fresh mock store, with its staging directory.
-pub struct CoreEnv {
+pub(crate) struct CoreEnv {
     pub store: Arc<MockStore>,
     pub fs: Filesystem,
     pub staging: tempfile::TempDir,
@@ -20,7 +20,7 @@ pub struct CoreEnv {
 
 /// A core over bucket `bkt` of a new mock store; `tweak` adjusts the default config
 /// (whose `cache_dir` is a fresh temp dir).
-pub fn core_env(tweak: impl FnOnce(&mut FsConfig)) -> CoreEnv {
+pub(crate) fn core_env(tweak: impl FnOnce(&mut FsConfig)) -> CoreEnv {
     let store = Arc::new(MockStore::new("bkt"));
     let staging = tempfile::tempdir().expect("tempdir");
     let mut cfg = FsConfig {
@@ -33,19 +33,19 @@ pub fn core_env(tweak: impl FnOnce(&mut FsConfig)) -> CoreEnv {
 }
 
 /// A name as the FUSE adapter passes it.
-pub fn n(s: &str) -> &OsStr {
+pub(crate) fn n(s: &str) -> &OsStr {
     OsStr::new(s)
 }
 
 /// Requests made by root (pid 1).
-pub const CTX: Ctx = Ctx {
+pub(crate) const CTX: Ctx = Ctx {
     uid: 0,
     gid: 0,
     pid: 1,
 };
 
 /// Reads the whole directory through one handle, `.` and `..` included.
-pub async fn readdir_all(fs: &Filesystem, ino: u64) -> Vec<DirEntry> {
+pub(crate) async fn readdir_all(fs: &Filesystem, ino: u64) -> Vec<DirEntry> {
     let fh = fs.opendir(ino).await.expect("opendir");
     let mut out = Vec::new();
     let mut off = 0;
@@ -60,7 +60,7 @@ pub async fn readdir_all(fs: &Filesystem, ino: u64) -> Vec<DirEntry> {
 }
 
 /// The whole content of `ino`, read through one handle in 256 KiB requests.
-pub async fn read_all(fs: &Filesystem, ino: u64) -> Vec<u8> {
+pub(crate) async fn read_all(fs: &Filesystem, ino: u64) -> Vec<u8> {
     let fh = fs.open(ino, libc::O_RDONLY).await.expect("open");
     let mut out = Vec::new();
     loop {
@@ -79,7 +79,7 @@ pub async fn read_all(fs: &Filesystem, ino: u64) -> Vec<u8> {
 
 /// Creates `name` in `parent` as root, writes `data` in 128 KiB pieces, flushes and
 /// releases (the upload commits); returns the new inode number.
-pub async fn write_file(fs: &Filesystem, parent: u64, name: &str, data: &[u8]) -> u64 {
+pub(crate) async fn write_file(fs: &Filesystem, parent: u64, name: &str, data: &[u8]) -> u64 {
     let (attr, fh) = fs
         .create(&CTX, parent, n(name), 0o100644, 0o022, libc::O_WRONLY)
         .await

@@ -16,14 +16,14 @@ use ossmount::store::{MultipartUploadInfo, ObjectStore, PutOptions};
 use ossmount_emulator::{EmulatorConfig, RunningEmulator, start};
 
 /// Bucket of [`start_emulator`].
-pub const BUCKET: &str = "client-test";
+pub(crate) const BUCKET: &str = "client-test";
 
-pub struct TestEnv {
+pub(crate) struct TestEnv {
     pub emu: RunningEmulator,
     pub dir: tempfile::TempDir,
 }
 
-pub async fn start_emulator(tweak: impl FnOnce(&mut EmulatorConfig)) -> TestEnv {
+pub(crate) async fn start_emulator(tweak: impl FnOnce(&mut EmulatorConfig)) -> TestEnv {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = EmulatorConfig::new(dir.path().join("data"), BUCKET);
     tweak(&mut cfg);
@@ -32,7 +32,7 @@ pub async fn start_emulator(tweak: impl FnOnce(&mut EmulatorConfig)) -> TestEnv 
 }
 
 impl TestEnv {
-    pub fn static_provider(&self) -> Arc<dyn CredentialsProvider> {
+    pub(crate) fn static_provider(&self) -> Arc<dyn CredentialsProvider> {
         Arc::new(StaticProvider {
             creds: self.emu.credentials(),
             source: "test".into(),
@@ -40,7 +40,7 @@ impl TestEnv {
     }
 
     /// Fast-retrying config with the emulator's static keys.
-    pub fn config(&self) -> ClientConfig {
+    pub(crate) fn config(&self) -> ClientConfig {
         let mut cfg = ClientConfig::new(
             self.emu.endpoint(),
             BUCKET,
@@ -52,11 +52,11 @@ impl TestEnv {
         cfg
     }
 
-    pub fn client(&self) -> OssClient {
+    pub(crate) fn client(&self) -> OssClient {
         OssClient::new(self.config()).expect("client")
     }
 
-    pub fn client_with(&self, tweak: impl FnOnce(&mut ClientConfig)) -> OssClient {
+    pub(crate) fn client_with(&self, tweak: impl FnOnce(&mut ClientConfig)) -> OssClient {
         let mut cfg = self.config();
         tweak(&mut cfg);
         OssClient::new(cfg).expect("client")
@@ -64,7 +64,7 @@ impl TestEnv {
 }
 
 /// The emulator, its runtime and its data directory.
-pub struct Emu {
+pub(crate) struct Emu {
     pub emu: Option<RunningEmulator>,
     pub client: Arc<OssClient>,
     pub bucket: String,
@@ -74,7 +74,7 @@ pub struct Emu {
 
 impl Emu {
     /// Starts an emulator serving `bucket`; `tweak` adjusts the config (faults, metadata).
-    pub fn start(bucket: &str, tweak: impl FnOnce(EmulatorConfig) -> EmulatorConfig) -> Emu {
+    pub(crate) fn start(bucket: &str, tweak: impl FnOnce(EmulatorConfig) -> EmulatorConfig) -> Emu {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -101,34 +101,34 @@ impl Emu {
     }
 
     /// Stops the emulator (connections refused from now on) until [`Emu::restart`].
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(e) = self.emu.take() {
             self.block_on(e.shutdown());
         }
     }
 
     /// Starts the emulator again on the same address and data directory.
-    pub fn restart(&mut self, addr: std::net::SocketAddr) {
+    pub(crate) fn restart(&mut self, addr: std::net::SocketAddr) {
         let mut cfg = EmulatorConfig::new(self.dir.path().join("emu"), &self.bucket);
         cfg.listen = addr;
         let emu = self.block_on(start(cfg)).expect("restart emulator");
         self.emu = Some(emu);
     }
 
-    pub fn emu(&self) -> &RunningEmulator {
+    pub(crate) fn emu(&self) -> &RunningEmulator {
         self.emu.as_ref().expect("emulator running")
     }
 
-    pub fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         self.emu().endpoint()
     }
 
-    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+    pub(crate) fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
         self.rt.as_ref().expect("runtime").block_on(f)
     }
 
     /// The object's bytes as the server holds them (None when absent).
-    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+    pub(crate) fn get(&self, key: &str) -> Option<Vec<u8>> {
         self.block_on(async {
             let meta = self.client.head_object(key).await.ok()?;
             if meta.size == 0 {
@@ -139,7 +139,7 @@ impl Emu {
         })
     }
 
-    pub fn put(&self, key: &str, data: Vec<u8>) {
+    pub(crate) fn put(&self, key: &str, data: Vec<u8>) {
         self.block_on(
             self.client
                 .put_object(key, data.into(), &PutOptions::default()),
@@ -148,14 +148,14 @@ impl Emu {
     }
 
     /// Open multipart uploads in the whole bucket.
-    pub fn uploads(&self) -> Vec<MultipartUploadInfo> {
+    pub(crate) fn uploads(&self) -> Vec<MultipartUploadInfo> {
         self.block_on(self.client.list_multipart_uploads(""))
             .expect("list uploads")
     }
 
     /// Directory holding the bucket's object files (for corrupting them behind the
     /// emulator's back).
-    pub fn objects_dir(&self) -> PathBuf {
+    pub(crate) fn objects_dir(&self) -> PathBuf {
         self.dir
             .path()
             .join("emu")
@@ -175,7 +175,7 @@ impl Drop for Emu {
 
 /// Config of a client of `emulator`'s `bucket` with its static keys, path-style URLs and
 /// the library's default retries (what the mount itself would use).
-pub fn client_config(emulator: &RunningEmulator, bucket: &str) -> ClientConfig {
+pub(crate) fn client_config(emulator: &RunningEmulator, bucket: &str) -> ClientConfig {
     let provider = Arc::new(StaticProvider {
         creds: emulator.credentials(),
         source: "test".into(),
@@ -186,6 +186,6 @@ pub fn client_config(emulator: &RunningEmulator, bucket: &str) -> ClientConfig {
 }
 
 /// A client of `emulator`'s `bucket` ([`client_config`]).
-pub fn client_for(emulator: &RunningEmulator, bucket: &str) -> OssClient {
+pub(crate) fn client_for(emulator: &RunningEmulator, bucket: &str) -> OssClient {
     OssClient::new(client_config(emulator, bucket)).expect("client")
 }

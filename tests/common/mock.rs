@@ -11,12 +11,12 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use ossmount::store::*;
 
-pub fn crc64(data: &[u8]) -> u64 {
+pub(crate) fn crc64(data: &[u8]) -> u64 {
     crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Xz, data)
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Req {
+pub(crate) enum Req {
     Get { key: String, range: Range<u64> },
     Put { key: String, len: u64 },
     Initiate { key: String },
@@ -29,7 +29,7 @@ pub enum Req {
 type Upload = (String, BTreeMap<u32, Bytes>);
 
 #[derive(Default)]
-pub struct MockStore {
+pub(crate) struct MockStore {
     objects: Mutex<HashMap<String, (Bytes, String)>>,
     uploads: Mutex<HashMap<String, Upload>>,
     pub log: Mutex<Vec<Req>>,
@@ -47,16 +47,16 @@ pub struct MockStore {
 }
 
 impl MockStore {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
-    pub fn set_delay(&self, d: Duration) {
+    pub(crate) fn set_delay(&self, d: Duration) {
         *self.delay.lock().unwrap() = d;
     }
 
     /// Stores `data` as `key` with a fresh ETag; returns `(etag, crc64)`.
-    pub fn put(&self, key: &str, data: Vec<u8>) -> (String, u64) {
+    pub(crate) fn put(&self, key: &str, data: Vec<u8>) -> (String, u64) {
         let n = self.next_id.fetch_add(1, Ordering::SeqCst);
         let etag = format!("\"etag-{n}\"");
         let crc = crc64(&data);
@@ -67,19 +67,19 @@ impl MockStore {
         (etag, crc)
     }
 
-    pub fn object(&self, key: &str) -> Option<Bytes> {
+    pub(crate) fn object(&self, key: &str) -> Option<Bytes> {
         self.objects.lock().unwrap().get(key).map(|o| o.0.clone())
     }
 
-    pub fn requests(&self) -> Vec<Req> {
+    pub(crate) fn requests(&self) -> Vec<Req> {
         self.log.lock().unwrap().clone()
     }
 
-    pub fn clear_log(&self) {
+    pub(crate) fn clear_log(&self) {
         self.log.lock().unwrap().clear();
     }
 
-    pub fn gets(&self) -> Vec<Range<u64>> {
+    pub(crate) fn gets(&self) -> Vec<Range<u64>> {
         self.requests()
             .into_iter()
             .filter_map(|r| match r {
@@ -89,7 +89,7 @@ impl MockStore {
             .collect()
     }
 
-    pub fn open_uploads(&self) -> usize {
+    pub(crate) fn open_uploads(&self) -> usize {
         self.uploads.lock().unwrap().len()
     }
 

@@ -17,21 +17,21 @@
 
 #![allow(dead_code)] // Each test binary uses a different subset.
 
-pub mod core;
-pub mod emulator;
-pub mod mock;
-pub mod mount;
+pub(crate) mod core;
+pub(crate) mod emulator;
+pub(crate) mod mock;
+pub(crate) mod mount;
 
 use std::time::{Duration, Instant};
 
 /// The `ossmount` binary of this build.
-pub const BIN: &str = env!("CARGO_BIN_EXE_ossmount");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_ossmount");
 
 /// Environment variable that lets tests needing root skip (value `skip`) instead of fail.
-pub const WITHOUT_ROOT_VAR: &str = "OSSMOUNT_TESTS_WITHOUT_ROOT";
+pub(crate) const WITHOUT_ROOT_VAR: &str = "OSSMOUNT_TESTS_WITHOUT_ROOT";
 
 /// Whether this process runs as root.
-pub fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
@@ -39,7 +39,7 @@ pub fn is_root() -> bool {
 /// For tests that need root (mount(2), /etc/fstab, dpkg): true when root. Without root the
 /// test fails with a message naming the way out, unless `OSSMOUNT_TESTS_WITHOUT_ROOT=skip`
 /// asks to skip it (then this prints why and returns false).
-pub fn require_root(test: &str) -> bool {
+pub(crate) fn require_root(test: &str) -> bool {
     if is_root() {
         return true;
     }
@@ -53,7 +53,7 @@ pub fn require_root(test: &str) -> bool {
 /// Deterministic pseudo-random bytes (xorshift): content is checkable without storing a
 /// copy, differs at every offset and between seeds, and `pattern(n, s)` is a prefix of
 /// `pattern(m, s)` for n < m.
-pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn pattern(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {
@@ -67,14 +67,14 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// SHA-256 hex of `data`.
-pub fn sha256(data: &[u8]) -> String {
+pub(crate) fn sha256(data: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(data))
 }
 
 /// Closes `file` explicitly and returns close(2)'s error: dropping a `File` ignores it,
 /// and close is where FUSE reports a failed upload.
-pub fn close_checked(file: std::fs::File) -> std::io::Result<()> {
+pub(crate) fn close_checked(file: std::fs::File) -> std::io::Result<()> {
     use std::os::fd::IntoRawFd;
     let fd = file.into_raw_fd();
     // SAFETY: `fd` was just released by `into_raw_fd`, so we own it and close it once.
@@ -87,7 +87,7 @@ pub fn close_checked(file: std::fs::File) -> std::io::Result<()> {
 }
 
 /// Runs `f` on a thread and fails the test if it does not finish within `limit`.
-pub fn with_timeout<T: Send + 'static>(
+pub(crate) fn with_timeout<T: Send + 'static>(
     what: &str,
     limit: Duration,
     f: impl FnOnce() -> T + Send + 'static,
@@ -101,7 +101,7 @@ pub fn with_timeout<T: Send + 'static>(
 }
 
 /// Polls `cond` every 50 ms; fails the test when it is not true within `timeout`.
-pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !cond() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -111,7 +111,7 @@ pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool)
 
 /// A suffix unique within this machine's test runs (process id and a counter), for
 /// mountpoints, logs and cache directories.
-pub fn unique_suffix() -> String {
+pub(crate) fn unique_suffix() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     format!(

@@ -21,7 +21,7 @@ use super::emulator::Emu;
 use super::unique_suffix;
 
 /// Whether `path` is a mountpoint right now (from /proc/self/mountinfo).
-pub fn is_mounted(path: &Path) -> bool {
+pub(crate) fn is_mounted(path: &Path) -> bool {
     let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return false;
     };
@@ -34,7 +34,7 @@ pub fn is_mounted(path: &Path) -> bool {
 }
 
 /// The /proc/mounts line of the mount at `path`.
-pub fn mount_line(path: &Path) -> Option<String> {
+pub(crate) fn mount_line(path: &Path) -> Option<String> {
     let table = std::fs::read_to_string("/proc/mounts").ok()?;
     let want = path.to_string_lossy().replace(' ', "\\040");
     table
@@ -45,7 +45,7 @@ pub fn mount_line(path: &Path) -> Option<String> {
 
 /// `ossmount` with a clean environment: no ambient credentials, the ECS metadata service
 /// pointed at a closed port unless a test sets it.
-pub fn ossmount_cmd(home: &Path) -> Command {
+pub(crate) fn ossmount_cmd(home: &Path) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -55,7 +55,7 @@ pub fn ossmount_cmd(home: &Path) -> Command {
 }
 
 /// The `ossmount` binary serving a mount in the foreground.
-pub struct BinMount {
+pub(crate) struct BinMount {
     child: Option<Child>,
     pub mnt: PathBuf,
     pub log: PathBuf,
@@ -66,7 +66,7 @@ pub struct BinMount {
 impl BinMount {
     /// Mounts `bucket` of `emu` at `mnt` with the emulator's static keys in the
     /// environment plus `extra` arguments; waits until the mount is live.
-    pub fn start(emu: &Emu, mnt: &Path, extra: &[&str]) -> Result<BinMount, String> {
+    pub(crate) fn start(emu: &Emu, mnt: &Path, extra: &[&str]) -> Result<BinMount, String> {
         let mut cmd = ossmount_cmd(emu.dir.path());
         cmd.env("OSS_ACCESS_KEY_ID", "emulator-ak")
             .env("OSS_ACCESS_KEY_SECRET", "emulator-secret");
@@ -74,7 +74,7 @@ impl BinMount {
     }
 
     /// Like [`BinMount::start`] with a caller-prepared command (credentials, env).
-    pub fn start_with(
+    pub(crate) fn start_with(
         emu: &Emu,
         mnt: &Path,
         mut cmd: Command,
@@ -131,16 +131,16 @@ impl BinMount {
         }
     }
 
-    pub fn path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.mnt.join(rel)
     }
 
-    pub fn pid(&self) -> Option<u32> {
+    pub(crate) fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
 
     /// Everything the process wrote to stderr so far.
-    pub fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         let mut s = String::new();
         if let Ok(mut f) = std::fs::File::open(&self.log) {
             let _ = f.read_to_string(&mut s);
@@ -150,7 +150,7 @@ impl BinMount {
 
     /// SIGKILL, as a crash; the mount entry stays behind (stale). The returned guard
     /// lazily unmounts it when dropped, in case the test fails before recovering it.
-    pub fn kill9(mut self) -> StaleGuard {
+    pub(crate) fn kill9(mut self) -> StaleGuard {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -160,7 +160,7 @@ impl BinMount {
     }
 
     /// Clean unmount; returns the process's exit status when it ended within 30 s.
-    pub fn unmount(&mut self) -> Option<std::process::ExitStatus> {
+    pub(crate) fn unmount(&mut self) -> Option<std::process::ExitStatus> {
         if is_mounted(&self.mnt) {
             let _ = Command::new("umount").arg(&self.mnt).status();
         }
@@ -199,7 +199,7 @@ impl Drop for BinMount {
 
 /// Lazily unmounts a crashed mount's leftover entry on drop (if still there). Declare
 /// it before any new mount on the same path, so that mount is dropped first.
-pub struct StaleGuard(pub PathBuf);
+pub(crate) struct StaleGuard(pub PathBuf);
 
 impl Drop for StaleGuard {
     fn drop(&mut self) {
@@ -212,7 +212,7 @@ impl Drop for StaleGuard {
 /// Lazily unmounts `path` on drop when it is still a mountpoint, so a failing assertion
 /// never leaves a mount behind (for mounts made by `mount(8)`, the CSI plugin, or a
 /// daemonizing `ossmount`).
-pub struct MountGuard(pub PathBuf);
+pub(crate) struct MountGuard(pub PathBuf);
 
 impl Drop for MountGuard {
     fn drop(&mut self) {
@@ -221,7 +221,7 @@ impl Drop for MountGuard {
 }
 
 /// `umount -l PATH` when `path` is a mountpoint (for guards' Drop: never fails).
-pub fn unmount_lazily(path: &Path) {
+pub(crate) fn unmount_lazily(path: &Path) {
     if is_mounted(path) {
         let _ = Command::new("umount").arg("-l").arg(path).status();
     }
@@ -231,13 +231,13 @@ pub fn unmount_lazily(path: &Path) {
 /// dir. Dropping it (or [`InProcessMount::unmount`]) unmounts, with `umount -l` as the
 /// fallback, so a failing test never leaves the mount behind. Drop it before the runtime
 /// the filesystem runs on.
-pub struct InProcessMount {
+pub(crate) struct InProcessMount {
     handle: Option<ossmount::fuse::MountHandle>,
     pub dir: tempfile::TempDir,
 }
 
 impl InProcessMount {
-    pub fn new(
+    pub(crate) fn new(
         fs: std::sync::Arc<ossmount::fs::Filesystem>,
         opts: &ossmount::fuse::MountOptions,
     ) -> InProcessMount {
@@ -249,12 +249,12 @@ impl InProcessMount {
         }
     }
 
-    pub fn path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
 
     /// Runs `script` with `sh -c` in the mount; fails the test when it fails.
-    pub fn sh(&self, script: &str) -> String {
+    pub(crate) fn sh(&self, script: &str) -> String {
         let out = Command::new("sh")
             .arg("-c")
             .arg(script)
@@ -269,7 +269,7 @@ impl InProcessMount {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    pub fn unmount(&mut self) {
+    pub(crate) fn unmount(&mut self) {
         if let Some(h) = self.handle.take()
             && h.unmount().is_err()
         {

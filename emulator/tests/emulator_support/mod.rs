@@ -12,20 +12,20 @@ use ossmount::sign::{
 };
 use ossmount_emulator::{EmulatorConfig, RunningEmulator};
 
-pub const BUCKET: &str = "test-bucket";
+pub(crate) const BUCKET: &str = "test-bucket";
 
-pub async fn start(dir: &std::path::Path) -> RunningEmulator {
+pub(crate) async fn start(dir: &std::path::Path) -> RunningEmulator {
     start_with(EmulatorConfig::new(dir, BUCKET)).await
 }
 
-pub async fn start_with(cfg: EmulatorConfig) -> RunningEmulator {
+pub(crate) async fn start_with(cfg: EmulatorConfig) -> RunningEmulator {
     ossmount_emulator::start(cfg)
         .await
         .expect("emulator starts")
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Auth {
+pub(crate) enum Auth {
     None,
     V4,
     V1,
@@ -33,7 +33,7 @@ pub enum Auth {
 
 /// One request to send.
 #[derive(Clone, Debug)]
-pub struct Req {
+pub(crate) struct Req {
     pub method: &'static str,
     pub key: Option<String>,
     pub query: Vec<(String, Option<String>)>,
@@ -43,7 +43,7 @@ pub struct Req {
 }
 
 impl Req {
-    pub fn new(method: &'static str, key: &str) -> Self {
+    pub(crate) fn new(method: &'static str, key: &str) -> Self {
         Req {
             method,
             key: (!key.is_empty()).then(|| key.to_string()),
@@ -53,41 +53,41 @@ impl Req {
             bucket: Some(BUCKET.to_string()),
         }
     }
-    pub fn q(mut self, name: &str, value: Option<&str>) -> Self {
+    pub(crate) fn q(mut self, name: &str, value: Option<&str>) -> Self {
         self.query
             .push((name.to_string(), value.map(str::to_string)));
         self
     }
-    pub fn h(mut self, name: &str, value: &str) -> Self {
+    pub(crate) fn h(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.to_string(), value.to_string()));
         self
     }
-    pub fn body(mut self, b: impl Into<Vec<u8>>) -> Self {
+    pub(crate) fn body(mut self, b: impl Into<Vec<u8>>) -> Self {
         self.body = b.into();
         self
     }
-    pub fn service(mut self) -> Self {
+    pub(crate) fn service(mut self) -> Self {
         self.bucket = None;
         self
     }
 }
 
 #[derive(Debug)]
-pub struct Resp {
+pub(crate) struct Resp {
     pub status: u16,
     pub headers: reqwest::header::HeaderMap,
     pub body: Bytes,
 }
 
 impl Resp {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
     /// `<Code>` of an error body (or of `x-oss-err` for HEAD).
-    pub fn code(&self) -> String {
+    pub(crate) fn code(&self) -> String {
         let xml = if self.body.is_empty() {
             use base64::Engine as _;
             self.header("x-oss-err")
@@ -101,13 +101,13 @@ impl Resp {
     }
 }
 
-pub fn between(s: &str, a: &str, b: &str) -> Option<String> {
+pub(crate) fn between(s: &str, a: &str, b: &str) -> Option<String> {
     let start = s.find(a)? + a.len();
     let end = s[start..].find(b)? + start;
     Some(s[start..end].to_string())
 }
 
-pub fn all_between(s: &str, a: &str, b: &str) -> Vec<String> {
+pub(crate) fn all_between(s: &str, a: &str, b: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = s;
     while let Some(i) = rest.find(a) {
@@ -120,7 +120,7 @@ pub fn all_between(s: &str, a: &str, b: &str) -> Vec<String> {
 }
 
 /// A raw OSS client (path style) that signs with ossmount::sign.
-pub struct Client {
+pub(crate) struct Client {
     pub http: reqwest::Client,
     pub endpoint: String,
     pub creds: Option<Credentials>,
@@ -131,7 +131,7 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(emu: &RunningEmulator) -> Self {
+    pub(crate) fn new(emu: &RunningEmulator) -> Self {
         Client {
             http: reqwest::Client::builder()
                 .no_proxy()
@@ -144,11 +144,11 @@ impl Client {
             time_offset: 0,
         }
     }
-    pub fn with_creds(mut self, c: Option<Credentials>) -> Self {
+    pub(crate) fn with_creds(mut self, c: Option<Credentials>) -> Self {
         self.creds = c;
         self
     }
-    pub fn with_auth(mut self, a: Auth) -> Self {
+    pub(crate) fn with_auth(mut self, a: Auth) -> Self {
         self.auth = a;
         self
     }
@@ -162,7 +162,7 @@ impl Client {
         }
     }
 
-    pub fn url(&self, req: &Req, query: &[(String, Option<String>)]) -> String {
+    pub(crate) fn url(&self, req: &Req, query: &[(String, Option<String>)]) -> String {
         let mut url = self.endpoint.clone();
         url.push('/');
         if let Some(b) = &req.bucket {
@@ -180,7 +180,7 @@ impl Client {
     }
 
     /// Signs (per `self.auth`) and sends.
-    pub async fn send(&self, req: Req) -> Resp {
+    pub(crate) async fn send(&self, req: Req) -> Resp {
         let mut headers = req.headers.clone();
         if let (Some(creds), auth) = (&self.creds, self.auth)
             && auth != Auth::None
@@ -208,7 +208,7 @@ impl Client {
     }
 
     /// A V4 presigned URL for `req` valid for `expires`.
-    pub fn presign_v4(&self, req: &Req, expires: Duration) -> String {
+    pub(crate) fn presign_v4(&self, req: &Req, expires: Duration) -> String {
         let creds = self.creds.as_ref().expect("creds");
         let sreq = SignableRequest {
             method: req.method,
@@ -230,7 +230,7 @@ impl Client {
     }
 
     /// A V1 presigned URL expiring at `expires_unix`.
-    pub fn presign_v1(&self, req: &Req, expires_unix: u64) -> String {
+    pub(crate) fn presign_v1(&self, req: &Req, expires_unix: u64) -> String {
         let creds = self.creds.as_ref().expect("creds");
         let sreq = SignableRequest {
             method: req.method,
@@ -245,7 +245,7 @@ impl Client {
         self.url(req, &q)
     }
 
-    pub async fn raw(
+    pub(crate) async fn raw(
         &self,
         method: &str,
         url: &str,
@@ -271,22 +271,22 @@ impl Client {
         }
     }
 
-    pub async fn put(&self, key: &str, data: impl Into<Vec<u8>>) -> Resp {
+    pub(crate) async fn put(&self, key: &str, data: impl Into<Vec<u8>>) -> Resp {
         let r = self.send(Req::new("PUT", key).body(data)).await;
         assert_eq!(r.status, 200, "PUT {key}: {}", r.text());
         r
     }
 
-    pub async fn get(&self, key: &str) -> Resp {
+    pub(crate) async fn get(&self, key: &str) -> Resp {
         self.send(Req::new("GET", key)).await
     }
 }
 
-pub fn uri(s: &str) -> String {
+pub(crate) fn uri(s: &str) -> String {
     uri_encode(s, false)
 }
 
-pub fn md5_b64(data: &[u8]) -> String {
+pub(crate) fn md5_b64(data: &[u8]) -> String {
     use base64::Engine as _;
     use md5::Digest as _;
     base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(data))
@@ -295,7 +295,7 @@ pub fn md5_b64(data: &[u8]) -> String {
 /// Sends `req` signed with V4 over a bare TCP connection, path kept byte-for-byte (the
 /// `url` crate behind reqwest treats `%2E%2E` as `..` and removes the segment, so keys
 /// with dot segments cannot go through reqwest). Returns (status, body).
-pub async fn send_raw_tcp(emu: &RunningEmulator, req: &Req) -> (u16, Vec<u8>) {
+pub(crate) async fn send_raw_tcp(emu: &RunningEmulator, req: &Req) -> (u16, Vec<u8>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let creds = emu.credentials();
     let sreq = SignableRequest {
