@@ -18,13 +18,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::emulator::Emu;
 use ossmount::csi::proto::identity_client::IdentityClient;
 use ossmount::csi::proto::node_client::NodeClient;
 use ossmount::csi::proto::volume_capability::access_mode::Mode;
 use ossmount::csi::proto::volume_capability::{AccessMode, AccessType, MountVolume};
 use ossmount::csi::proto::*;
 use ossmount::store::ObjectStore;
-use ossmount_emulator::{EmulatorConfig, RunningEmulator, start};
+use ossmount_emulator::RunningEmulator;
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -250,20 +251,13 @@ fn csi_node_plugin_serves_kubelet() {
     if !common::require_root("csi_node_plugin_serves_kubelet") {
         return;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let emu = Emu::start(BUCKET, |c| c);
+    let (rt, emulator) = (emu.runtime(), emu.emu());
     let dir = tempfile::Builder::new()
         .prefix("i17-csi-")
         .tempdir()
         .unwrap();
     let root = std::fs::canonicalize(dir.path()).unwrap();
-    std::fs::create_dir(root.join("data")).unwrap();
-    let emulator = rt
-        .block_on(start(EmulatorConfig::new(root.join("data"), BUCKET)))
-        .unwrap();
     let socket = root.join("csi/csi.sock");
     let data_dir = root.join("plugin-state");
     let pods = root.join("pods");
@@ -307,27 +301,27 @@ fn csi_node_plugin_serves_kubelet() {
     assert!(node_caps.capabilities.is_empty(), "no NodeStage");
 
     // Publish, write through the mount, read the object back from the emulator.
-    let req_a = publish_request(&emulator, "vol-a", &ta, GOOD_SECRET);
+    let req_a = publish_request(emulator, "vol-a", &ta, GOOD_SECRET);
     rt.block_on(node.node_publish_volume(req_a.clone()))
         .unwrap();
     assert_eq!(mount_count(&ta), 1);
     std::fs::write(ta.join("hello.txt"), b"hello from a pod").unwrap();
-    let client = common::emulator::client_for(&emulator, BUCKET);
+    let client = common::emulator::client_for(emulator, BUCKET);
     let data = rt
         .block_on(client.get_range("data/hello.txt", 0..16, None))
         .unwrap()
         .data;
     assert_eq!(&data[..], b"hello from a pod");
-    if let Some(body) = sdk_get(&emulator, "data/hello.txt") {
+    if let Some(body) = sdk_get(emulator, "data/hello.txt") {
         assert_eq!(body, b"hello from a pod");
     }
 
     // Publish again: OK, still one mount, same process.
-    let pid_a = mount_pid(&rt, &ta);
+    let pid_a = mount_pid(rt, &ta);
     rt.block_on(node.node_publish_volume(req_a.clone()))
         .unwrap();
     assert_eq!(mount_count(&ta), 1);
-    assert_eq!(mount_pid(&rt, &ta), pid_a);
+    assert_eq!(mount_pid(rt, &ta), pid_a);
 
     // Same target, different options: ALREADY_EXISTS, the mount is untouched.
     let mut conflicting = req_a.clone();
@@ -341,7 +335,7 @@ fn csi_node_plugin_serves_kubelet() {
     assert_eq!(mount_count(&ta), 1);
 
     // Readonly publish of the same volume at a second target.
-    let mut req_b = publish_request(&emulator, "vol-a", &tb, GOOD_SECRET);
+    let mut req_b = publish_request(emulator, "vol-a", &tb, GOOD_SECRET);
     req_b.readonly = true;
     rt.block_on(node.node_publish_volume(req_b)).unwrap();
     assert_eq!(
@@ -352,13 +346,13 @@ fn csi_node_plugin_serves_kubelet() {
     assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
 
     // Bad requests: INVALID_ARGUMENT, nothing mounted.
-    let mut bad = publish_request(&emulator, "vol-x", &td, GOOD_SECRET);
+    let mut bad = publish_request(emulator, "vol-x", &td, GOOD_SECRET);
     bad.volume_capability = None;
-    let mut no_id = publish_request(&emulator, "", &td, GOOD_SECRET);
+    let mut no_id = publish_request(emulator, "", &td, GOOD_SECRET);
     no_id.volume_id.clear();
-    let mut no_target = publish_request(&emulator, "vol-x", &td, GOOD_SECRET);
+    let mut no_target = publish_request(emulator, "vol-x", &td, GOOD_SECRET);
     no_target.target_path.clear();
-    let mut no_bucket = publish_request(&emulator, "vol-x", &td, GOOD_SECRET);
+    let mut no_bucket = publish_request(emulator, "vol-x", &td, GOOD_SECRET);
     no_bucket.volume_context.remove("bucket");
     for (what, req) in [
         ("capability", bad),
@@ -381,7 +375,7 @@ fn csi_node_plugin_serves_kubelet() {
 
     // Wrong credentials: a clear error, no secret in it, nothing left mounted.
     let err = rt
-        .block_on(node.node_publish_volume(publish_request(&emulator, "vol-d", &td, BAD_SECRET)))
+        .block_on(node.node_publish_volume(publish_request(emulator, "vol-d", &td, BAD_SECRET)))
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
     assert!(err.message().contains("vol-d"), "{}", err.message());
@@ -390,10 +384,10 @@ fn csi_node_plugin_serves_kubelet() {
     assert!(!td.exists(), "the target of a failed publish is removed");
 
     // Stale target: the volume's process dies; the next publish recovers the target.
-    let req_c = publish_request(&emulator, "vol-c", &tc, GOOD_SECRET);
+    let req_c = publish_request(emulator, "vol-c", &tc, GOOD_SECRET);
     rt.block_on(node.node_publish_volume(req_c.clone()))
         .unwrap();
-    let pid_c = mount_pid(&rt, &tc);
+    let pid_c = mount_pid(rt, &tc);
     // SAFETY: plain kill(2) of the volume's ossmount process.
     let killed = unsafe { libc::kill(pid_c as libc::pid_t, libc::SIGKILL) };
     assert_eq!(killed, 0);
@@ -418,7 +412,7 @@ fn csi_node_plugin_serves_kubelet() {
     let (_, mut node) = rt.block_on(connect(&socket));
     rt.block_on(node.node_publish_volume(req_a)).unwrap();
     assert_eq!(mount_count(&ta), 1);
-    assert_eq!(mount_pid(&rt, &ta), pid_a);
+    assert_eq!(mount_pid(rt, &ta), pid_a);
 
     // Unpublish twice: the mount and its process end, the target is removed.
     rt.block_on(node.node_unpublish_volume(unpublish_request("vol-a", &ta)))
@@ -430,7 +424,7 @@ fn csi_node_plugin_serves_kubelet() {
         .unwrap();
     // A busy target is detached lazily: the open file keeps working, the mount is gone
     // from the table, and the volume's process ends once the file is closed.
-    let pid_b = mount_pid(&rt, &tb);
+    let pid_b = mount_pid(rt, &tb);
     let mut busy = std::fs::File::open(tb.join("hello.txt")).unwrap();
     rt.block_on(node.node_unpublish_volume(unpublish_request("vol-a", &tb)))
         .unwrap();

@@ -10,42 +10,30 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::emulator::Emu;
 use common::mount::InProcessMount;
-use ossmount::client::{ClientConfig, OssClient};
-use ossmount::credentials::StaticProvider;
 use ossmount::fs::{Filesystem, FsConfig};
 use ossmount::fuse::MountOptions;
 use ossmount::store::ObjectStore;
-use ossmount_emulator::{EmulatorConfig, RunningEmulator, start};
 
 const BUCKET: &str = "scale-test";
 
 struct Env {
     mnt: InProcessMount,
     fs: Arc<Filesystem>,
-    emu: Option<RunningEmulator>,
-    rt: Option<tokio::runtime::Runtime>,
+    /// Declared after the mount so it stops after the unmount.
+    _emu: Emu,
     _data: tempfile::TempDir,
 }
 
 impl Env {
     /// Mounts a bucket holding the files under `import` (key = relative path).
     fn new(import: &Path) -> Env {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let data = tempfile::tempdir().expect("data dir");
-        let mut ecfg = EmulatorConfig::new(data.path().join("emu"), BUCKET);
-        ecfg.import_dir = Some(import.to_path_buf());
-        let emu = rt.block_on(start(ecfg)).expect("emulator");
-        let provider = Arc::new(StaticProvider {
-            creds: emu.credentials(),
-            source: "test".into(),
+        let emu = Emu::start(BUCKET, |mut c| {
+            c.import_dir = Some(import.to_path_buf());
+            c
         });
-        let ccfg = ClientConfig::new(emu.endpoint(), BUCKET, emu.region(), provider);
-        let client = Arc::new(OssClient::new(ccfg).expect("client"));
+        let data = tempfile::tempdir().expect("data dir");
         let cfg = FsConfig {
             uid: 0,
             gid: 0,
@@ -53,14 +41,13 @@ impl Env {
             cache_dir: data.path().join("staging"),
             ..FsConfig::default()
         };
-        let store: Arc<dyn ObjectStore> = client;
-        let fs = Arc::new(Filesystem::new(store, cfg, rt.handle().clone()));
+        let store: Arc<dyn ObjectStore> = emu.client.clone();
+        let fs = Arc::new(Filesystem::new(store, cfg, emu.runtime().handle().clone()));
         let mnt = InProcessMount::new(fs.clone(), &MountOptions::for_bucket(BUCKET));
         Env {
             mnt,
             fs,
-            emu: Some(emu),
-            rt: Some(rt),
+            _emu: emu,
             _data: data,
         }
     }
@@ -73,10 +60,6 @@ impl Env {
 impl Drop for Env {
     fn drop(&mut self) {
         self.mnt.unmount();
-        drop(self.emu.take());
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_timeout(Duration::from_secs(5));
-        }
     }
 }
 

@@ -12,8 +12,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ossmount::store::ObjectStore;
-use ossmount_emulator::{EmulatorConfig, start};
+use common::emulator::Emu;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ossmount");
 const BUCKET: &str = "deb-bucket";
@@ -104,7 +103,6 @@ fn deb_installs_mounts_through_fstab_and_removes_cleanly() {
     );
 
     // Install.
-    std::fs::create_dir(root.join("data")).unwrap();
     let mountpoint = root.join("mnt");
     std::fs::create_dir(&mountpoint).unwrap();
     let mut cleanup = Cleanup {
@@ -148,25 +146,16 @@ fn deb_installs_mounts_through_fstab_and_removes_cleanly() {
     assert!(succeeds(Command::new("/usr/bin/ossmount").arg("--version")));
 
     // Mount through fstab with the installed helper, against the emulator.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let emulator = rt
-        .block_on(start(EmulatorConfig::new(root.join("data"), BUCKET)))
-        .unwrap();
+    let emu = Emu::start(BUCKET, |c| c);
     let passwd = root.join("passwd-ossfs");
-    std::fs::write(&passwd, "emulator-ak:emulator-secret\n").unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&passwd, std::fs::Permissions::from_mode(0o600)).unwrap();
+    emu.write_passwd_file(&passwd);
     let fstab = root.join("fstab");
     std::fs::write(
         &fstab,
         format!(
             "{BUCKET}:pkg {} fuse.ossmount _netdev,region=cn-hangzhou,endpoint=http://{},credentials_file={},log_file={} 0 0\n",
             mountpoint.display(),
-            emulator.addr(),
+            emu.emu().addr(),
             passwd.display(),
             root.join("ossmount.log").display(),
         ),
@@ -184,12 +173,10 @@ fn deb_installs_mounts_through_fstab_and_removes_cleanly() {
         String::from_utf8_lossy(&out.stderr)
     );
     std::fs::write(mountpoint.join("from-deb.txt"), b"installed").unwrap();
-    let client = common::emulator::client_for(&emulator, BUCKET);
-    let data = rt
-        .block_on(client.get_range("pkg/from-deb.txt", 0..9, None))
-        .unwrap()
-        .data;
-    assert_eq!(&data[..], b"installed");
+    assert_eq!(
+        emu.get("pkg/from-deb.txt").as_deref(),
+        Some(&b"installed"[..])
+    );
     assert!(succeeds(Command::new("umount").arg(&mountpoint)));
 
     // Remove: nothing the package installed is left.

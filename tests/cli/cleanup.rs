@@ -3,24 +3,18 @@
 
 use std::process::Command;
 
+use crate::common::emulator::Emu;
 use ossmount::store::{ObjectStore, PutOptions};
-use ossmount_emulator::{EmulatorConfig, start};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ossmount");
 const BUCKET: &str = "cleanup-bucket";
 
 #[test]
 fn cleanup_lists_and_aborts_uploads() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let emu = Emu::start(BUCKET, |c| c);
+    let (rt, emulator) = (emu.runtime(), emu.emu());
     let dir = tempfile::tempdir().unwrap();
-    let emulator = rt
-        .block_on(start(EmulatorConfig::new(dir.path(), BUCKET)))
-        .unwrap();
-    let client = crate::common::emulator::client_for(&emulator, BUCKET);
+    let client = crate::common::emulator::client_for(emulator, BUCKET);
     rt.block_on(async {
         client
             .initiate_multipart_upload("logs/big.bin", &PutOptions::default())

@@ -9,9 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::common::emulator::Emu;
 use crate::common::require_root;
-use ossmount::store::ObjectStore;
-use ossmount_emulator::{EmulatorConfig, start};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ossmount");
 const BUCKET: &str = "fstab-bucket";
@@ -38,19 +37,11 @@ fn fstab_line_mounts_through_the_helper() {
         Path::new("/sbin").is_dir(),
         "needs /sbin for a mount(8) helper"
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let root = std::fs::canonicalize(dir.path()).unwrap();
-    std::fs::create_dir(root.join("data")).unwrap();
     let mountpoint = root.join("mnt");
     std::fs::create_dir(&mountpoint).unwrap();
-    let emulator = rt
-        .block_on(start(EmulatorConfig::new(root.join("data"), BUCKET)))
-        .unwrap();
+    let emu = Emu::start(BUCKET, |c| c);
 
     let fstype = format!("fuse.ossmount-test-{}", std::process::id());
     let helper = PathBuf::from(format!("/sbin/mount.{fstype}"));
@@ -61,16 +52,14 @@ fn fstab_line_mounts_through_the_helper() {
     };
 
     let passwd = root.join("passwd-ossfs");
-    std::fs::write(&passwd, "emulator-ak:emulator-secret\n").unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&passwd, std::fs::Permissions::from_mode(0o600)).unwrap();
+    emu.write_passwd_file(&passwd);
     let fstab = root.join("fstab");
     std::fs::write(
         &fstab,
         format!(
             "# test fstab\n{BUCKET}:docs {} {fstype} _netdev,nofail,region=cn-hangzhou,endpoint=http://{},credentials_file={},cache_dir={},log_file={} 0 0\n",
             mountpoint.display(),
-            emulator.addr(),
+            emu.emu().addr(),
             passwd.display(),
             root.join("cache").display(),
             root.join("ossmount.log").display(),
@@ -93,12 +82,7 @@ fn fstab_line_mounts_through_the_helper() {
     );
 
     std::fs::write(mountpoint.join("note.txt"), b"via fstab").unwrap();
-    let client = crate::common::emulator::client_for(&emulator, BUCKET);
-    let data = rt
-        .block_on(client.get_range("docs/note.txt", 0..9, None))
-        .unwrap()
-        .data;
-    assert_eq!(&data[..], b"via fstab");
+    assert_eq!(emu.get("docs/note.txt").as_deref(), Some(&b"via fstab"[..]));
 
     assert!(
         Command::new("umount")

@@ -2,11 +2,12 @@
 //!
 //! - [`Emu`]: the emulator on its own runtime (for synchronous tests that mount), plus a
 //!   client with the emulator's static keys for looking at what the server really holds
-//!   (bypassing the mount and its caches).
+//!   (bypassing the mount and its caches); [`Emu::runtime`] serves the test's own async
+//!   calls and [`Emu::write_passwd_file`] the keys to mounts that read a passwd file.
 //! - [`start_emulator`] / [`TestEnv`]: the emulator on the test's own runtime (async
 //!   client tests), with fast-retrying clients.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -124,7 +125,31 @@ impl Emu {
     }
 
     pub(crate) fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
-        self.rt.as_ref().expect("runtime").block_on(f)
+        self.runtime().block_on(f)
+    }
+
+    /// The runtime the emulator runs on, for the test's own async calls (gRPC, control
+    /// socket) and for filesystems mounted in-process.
+    pub(crate) fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.rt.as_ref().expect("runtime")
+    }
+
+    /// Writes the emulator's static keys to `path` as an ossfs passwd file
+    /// (`ak:secret`, mode 0600), for `credentials_file=` / `passwd_file=` mounts.
+    pub(crate) fn write_passwd_file(&self, path: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        let creds = self.emu().credentials();
+        std::fs::write(
+            path,
+            format!(
+                "{}:{}\n",
+                creds.access_key_id,
+                creds.access_key_secret.expose()
+            ),
+        )
+        .expect("write passwd file");
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod passwd file");
     }
 
     /// The object's bytes as the server holds them (None when absent).
