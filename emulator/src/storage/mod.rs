@@ -7,7 +7,7 @@
 //! <bucket>/objects/<sha256(key)>-<uniq>-pN.data the part files of a completed upload
 //! <bucket>/uploads/<upload id>/upload.json     multipart upload (key, content type, meta)
 //! <bucket>/uploads/<upload id>/part-NNNNN.json part record, names its -<uniq>.data file
-//! <bucket>/tmp/                                request bodies being received
+//! <bucket>/tmp/                                data not yet committed (uncommitted_data.rs)
 //! ```
 //! Keys never become paths (they may contain `..`, `//`, 1023 bytes, anything UTF-8):
 //! each key maps to the hex SHA-256 of its bytes, and the sidecar holds the real key.
@@ -44,11 +44,11 @@ use super::xml::now_millis;
 use ossmount::crc64::Crc64Hasher;
 
 mod content;
-mod staging;
+mod uncommitted_data;
 mod uploads;
 
 pub use content::{Content, SegmentFile, Span};
-pub use staging::{StagedFile, Stager};
+pub use uncommitted_data::{StagedFile, Stager};
 pub use uploads::{PartRecord, UploadMeta};
 
 /// Every part but the last must be at least this large (OSS: 100 KiB).

@@ -1,6 +1,13 @@
-//! Receiving bodies into `tmp/` ([`Stager`], hashing MD5 and CRC-64 on the way) and
-//! building staged files by copying (CopyObject, UploadPartCopy, import). A [`StagedFile`] deletes itself on drop
-//! unless a commit renamed it into place.
+//! Data files not yet committed: everything an object or part holds lives in `tmp/` until a
+//! commit renames it into `objects/` or an upload directory (see the parent module's
+//! atomic-replacement rule).
+//!
+//! - [`Stager`] receives a request body into `tmp/`, hashing MD5 and CRC-64 on the way.
+//! - [`Bucket::stage_copy`] fills one by copying a range of existing content (CopyObject,
+//!   UploadPartCopy, import).
+//! - [`StagedFile`] is the result: its size and digests, and the file, which deletes itself
+//!   on drop unless a commit disarmed it — so a failed or abandoned request leaves nothing
+//!   behind in `tmp/`.
 
 use std::fs;
 use std::io::{self, Write};
