@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use crate::store::StoreError;
+use crate::store::{ServiceCode, StoreError};
 
 /// Why an attempt will be retried; the `reason` label of `OSS_RETRIES`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,18 +60,19 @@ pub(super) const THROTTLED_EXTRA_ATTEMPTS: u32 = 12;
 pub(super) const EC_QPS_LIMIT: &str = "0004-00000302";
 
 /// Classifies an OSS error reply, with its detailed error id (EC) when known.
-pub(super) fn classify_reply(status: u16, code: &str, ec: &str) -> Option<RetryReason> {
+pub(super) fn classify_reply(status: u16, code: &ServiceCode, ec: &str) -> Option<RetryReason> {
     if status == 503 && ec == EC_QPS_LIMIT {
         return Some(RetryReason::Throttled);
     }
     classify_status(status, code)
 }
 
-/// Classifies an OSS error reply.
-pub fn classify_status(status: u16, code: &str) -> Option<RetryReason> {
+/// Classifies an OSS error reply by its HTTP status and parsed service code
+/// ([`ServiceCode::None`] when the reply had no readable code).
+pub fn classify_status(status: u16, code: &ServiceCode) -> Option<RetryReason> {
     match (status, code) {
-        (_, "RequestTimeTooSkewed") => Some(RetryReason::ClockSkew),
-        (_, "BadRequest") => Some(RetryReason::BadRequest),
+        (_, ServiceCode::RequestTimeTooSkewed) => Some(RetryReason::ClockSkew),
+        (_, ServiceCode::BadRequest) => Some(RetryReason::BadRequest),
         (408, _) => Some(RetryReason::RequestTimeout),
         (429, _) => Some(RetryReason::Throttled),
         (s, _) if s >= 500 => Some(RetryReason::ServerError),
@@ -140,26 +141,43 @@ mod tests {
     #[test]
     fn classification() {
         assert_eq!(
-            classify_status(500, "InternalError"),
+            classify_status(500, &ServiceCode::parse("InternalError")),
             Some(RetryReason::ServerError)
         );
-        assert_eq!(classify_status(503, ""), Some(RetryReason::ServerError));
-        assert_eq!(classify_status(429, ""), Some(RetryReason::Throttled));
         assert_eq!(
-            classify_reply(503, "ServiceUnavailable", "0004-00000302"),
+            classify_status(503, &ServiceCode::parse("")),
+            Some(RetryReason::ServerError)
+        );
+        assert_eq!(
+            classify_status(429, &ServiceCode::parse("")),
             Some(RetryReason::Throttled)
         );
         assert_eq!(
-            classify_reply(503, "ServiceUnavailable", "0003-00000503"),
+            classify_reply(
+                503,
+                &ServiceCode::parse("ServiceUnavailable"),
+                "0004-00000302"
+            ),
+            Some(RetryReason::Throttled)
+        );
+        assert_eq!(
+            classify_reply(
+                503,
+                &ServiceCode::parse("ServiceUnavailable"),
+                "0003-00000503"
+            ),
             Some(RetryReason::ServerError)
         );
-        assert_eq!(classify_status(408, ""), Some(RetryReason::RequestTimeout));
         assert_eq!(
-            classify_status(403, "RequestTimeTooSkewed"),
+            classify_status(408, &ServiceCode::parse("")),
+            Some(RetryReason::RequestTimeout)
+        );
+        assert_eq!(
+            classify_status(403, &ServiceCode::parse("RequestTimeTooSkewed")),
             Some(RetryReason::ClockSkew)
         );
         assert_eq!(
-            classify_status(400, "BadRequest"),
+            classify_status(400, &ServiceCode::parse("BadRequest")),
             Some(RetryReason::BadRequest)
         );
         for (s, c) in [
@@ -170,7 +188,7 @@ mod tests {
             (409, "PositionNotEqualToLength"),
             (400, "InvalidArgument"),
         ] {
-            assert_eq!(classify_status(s, c), None, "{s} {c}");
+            assert_eq!(classify_status(s, &ServiceCode::parse(c)), None, "{s} {c}");
         }
     }
 

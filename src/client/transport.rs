@@ -44,7 +44,7 @@ use super::retry::{
 use super::xml;
 use crate::crc64::Crc64Hasher;
 use crate::credentials::ecs_ram_role::error_chain;
-use crate::store::{StoreError, StoreResult};
+use crate::store::{ServiceCode, StoreError, StoreResult};
 
 /// Largest XML reply we buffer (a 1000-key listing with long keys is a few MiB).
 pub(crate) const MAX_XML_BODY: usize = 32 * 1024 * 1024;
@@ -312,7 +312,7 @@ impl OssClient {
             // The status alone decides retryability; a broken error body is still an error.
             Err(f) => {
                 return Failure {
-                    retry: classify_status(status, "").or(f.retry),
+                    retry: classify_status(status, &ServiceCode::None).or(f.retry),
                     ..f
                 };
             }
@@ -320,7 +320,7 @@ impl OssClient {
         let resource = req.resource(&self.inner.cfg.bucket);
         let (error, server_time) =
             error_from_reply(status, &headers, &body, truncated, req.op, &resource);
-        let code = error.code().unwrap_or("");
+        let code = error.service_code().unwrap_or(&ServiceCode::None);
         let ec = error.service().map(|s| s.ec.as_str()).unwrap_or("");
         let retry = classify_reply(status, code, ec);
         let clock_offset_ms = if retry == Some(RetryReason::ClockSkew) {
