@@ -25,6 +25,8 @@ pub use crate::config::options::{
     ConnectionArgs, LoggingArgs, MountArgs, MountOptionArgs, SignatureVersionArg, TuningArgs,
     parse_mode,
 };
+// The plugin's flags are declared by the plugin, which must not depend on the CLI.
+pub use crate::csi::CsiArgs;
 
 const ABOUT: &str = "Mount an Alibaba Cloud OSS bucket as a local filesystem (FUSE)";
 
@@ -158,26 +160,6 @@ pub struct StatusArgs {
     /// Print the full report as JSON (facts and the metrics text).
     #[arg(long)]
     pub json: bool,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct CsiArgs {
-    /// gRPC endpoint to serve, e.g. unix:///csi/csi.sock (a Unix socket path).
-    #[arg(long, value_name = "ENDPOINT", env = "CSI_ENDPOINT")]
-    pub endpoint: String,
-
-    /// This node's id, reported by NodeGetInfo (on Kubernetes: the node name).
-    #[arg(long, value_name = "NODE", env = "KUBE_NODE_NAME")]
-    pub node_id: String,
-
-    /// Where the plugin keeps the state of published volumes and their logs; must
-    /// survive a restart of the plugin (a hostPath on Kubernetes).
-    #[arg(long, value_name = "DIR", default_value = "/var/lib/ossmount-csi")]
-    pub data_dir: PathBuf,
-
-    /// Debug logging.
-    #[arg(short = 'd', long)]
-    pub debug: bool,
 }
 
 /// The clap command, for man pages, completions and tests.

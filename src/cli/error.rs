@@ -4,6 +4,7 @@
 use std::io;
 
 use crate::config::ConfigError;
+use crate::csi::CsiError;
 use crate::daemon::DaemonError;
 use crate::endpoint::EndpointError;
 use crate::logging::LoggingError;
@@ -47,8 +48,8 @@ pub enum CliError {
     #[error("{0}")]
     Status(String),
     /// The CSI plugin could not start or stopped with an error.
-    #[error("csi plugin: {0}")]
-    Csi(String),
+    #[error(transparent)]
+    Csi(#[from] CsiError),
 }
 
 impl CliError {

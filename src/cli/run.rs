@@ -79,7 +79,7 @@ pub fn main_with_args(argv: Vec<OsString>) -> ExitCode {
         }
         Some(Command::Regions(r)) => run_regions(&r),
         Some(Command::Status(s)) => super::status::run_status(&s),
-        Some(Command::Csi(c)) => crate::csi::run_plugin(&c),
+        Some(Command::Csi(c)) => crate::csi::run_plugin(&c).map_err(CliError::from),
         None if cli.list_regions => run_regions(&RegionsArgs {
             connection: cli.mount.connection.clone(),
             offline: false,

@@ -28,16 +28,51 @@ pub mod proto;
 pub mod state;
 pub mod volume;
 
+use std::io;
 use std::path::PathBuf;
 
+use clap::Args;
 use tokio::net::UnixListener;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::cli::CliError;
-use crate::cli::args::CsiArgs;
-use crate::logging::{self, LogTarget};
+use crate::logging::{self, LogTarget, LoggingError};
 
 pub use node::PLUGIN_NAME;
+
+// The flags of `ossmount csi` (a subcommand of the CLI, which only parses them). A plain
+// comment: a doc comment here would become the subcommand's help text.
+#[derive(Debug, Clone, Args)]
+pub struct CsiArgs {
+    /// gRPC endpoint to serve, e.g. unix:///csi/csi.sock (a Unix socket path).
+    #[arg(long, value_name = "ENDPOINT", env = "CSI_ENDPOINT")]
+    pub endpoint: String,
+
+    /// This node's id, reported by NodeGetInfo (on Kubernetes: the node name).
+    #[arg(long, value_name = "NODE", env = "KUBE_NODE_NAME")]
+    pub node_id: String,
+
+    /// Where the plugin keeps the state of published volumes and their logs; must
+    /// survive a restart of the plugin (a hostPath on Kubernetes).
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/ossmount-csi")]
+    pub data_dir: PathBuf,
+
+    /// Debug logging.
+    #[arg(short = 'd', long)]
+    pub debug: bool,
+}
+
+/// Why the plugin could not start or stopped. The CLI wraps it unchanged
+/// (`CliError::Csi`), so the messages are the ones users see.
+#[derive(Debug, thiserror::Error)]
+pub enum CsiError {
+    #[error(transparent)]
+    Logging(#[from] LoggingError),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] io::Error),
+    /// Bad flags, an unusable socket or data directory, or the gRPC server failing.
+    #[error("csi plugin: {0}")]
+    Plugin(String),
+}
 
 /// The Unix socket path of a CSI endpoint: `unix:///csi/csi.sock`, `unix:/csi/csi.sock`
 /// or a plain absolute path.
@@ -55,16 +90,16 @@ pub fn socket_path(endpoint: &str) -> Result<PathBuf, String> {
 }
 
 /// Runs the plugin until SIGTERM/SIGINT. Mounted volumes stay mounted when it stops.
-pub fn run_plugin(args: &CsiArgs) -> Result<(), CliError> {
+pub fn run_plugin(args: &CsiArgs) -> Result<(), CsiError> {
     logging::init(&LogTarget::Stderr, args.debug, true)?;
     if args.node_id.trim().is_empty() {
-        return Err(CliError::Csi("--node-id must not be empty".into()));
+        return Err(CsiError::Plugin("--node-id must not be empty".into()));
     }
-    let socket = socket_path(&args.endpoint).map_err(CliError::Csi)?;
+    let socket = socket_path(&args.endpoint).map_err(CsiError::Plugin)?;
     let exe = std::env::current_exe()
-        .map_err(|e| CliError::Csi(format!("cannot find the ossmount executable: {e}")))?;
+        .map_err(|e| CsiError::Plugin(format!("cannot find the ossmount executable: {e}")))?;
     let states = state::StateDir::open(&args.data_dir).map_err(|e| {
-        CliError::Csi(format!(
+        CsiError::Plugin(format!(
             "cannot use data directory {}: {e}",
             args.data_dir.display()
         ))
@@ -73,17 +108,17 @@ pub fn run_plugin(args: &CsiArgs) -> Result<(), CliError> {
         .enable_all()
         .thread_name("ossmount-csi")
         .build()
-        .map_err(CliError::Runtime)?;
+        .map_err(CsiError::Runtime)?;
     runtime.block_on(async {
         let node = node::NodeService::new(args.node_id.clone(), exe, states);
         node.report_recovered();
         if let Some(dir) = socket.parent() {
             std::fs::create_dir_all(dir)
-                .map_err(|e| CliError::Csi(format!("cannot create {}: {e}", dir.display())))?;
+                .map_err(|e| CsiError::Plugin(format!("cannot create {}: {e}", dir.display())))?;
         }
         match std::fs::remove_file(&socket) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(CliError::Csi(format!(
+                return Err(CsiError::Plugin(format!(
                     "cannot replace {}: {e}",
                     socket.display()
                 )));
@@ -91,11 +126,11 @@ pub fn run_plugin(args: &CsiArgs) -> Result<(), CliError> {
             _ => {}
         }
         let listener = UnixListener::bind(&socket)
-            .map_err(|e| CliError::Csi(format!("cannot listen on {}: {e}", socket.display())))?;
+            .map_err(|e| CsiError::Plugin(format!("cannot listen on {}: {e}", socket.display())))?;
         let mut term = signal(SignalKind::terminate())
-            .map_err(|e| CliError::Csi(format!("cannot install signal handlers: {e}")))?;
+            .map_err(|e| CsiError::Plugin(format!("cannot install signal handlers: {e}")))?;
         let mut int = signal(SignalKind::interrupt())
-            .map_err(|e| CliError::Csi(format!("cannot install signal handlers: {e}")))?;
+            .map_err(|e| CsiError::Plugin(format!("cannot install signal handlers: {e}")))?;
         tracing::info!(
             endpoint = %socket.display(),
             node = %args.node_id,
@@ -119,7 +154,7 @@ pub fn run_plugin(args: &CsiArgs) -> Result<(), CliError> {
                 },
             )
             .await
-            .map_err(|e| CliError::Csi(format!("gRPC server failed: {e}")))?;
+            .map_err(|e| CsiError::Plugin(format!("gRPC server failed: {e}")))?;
         let _ = std::fs::remove_file(&socket);
         Ok(())
     })
