@@ -6,8 +6,8 @@
 //! reworded row fails the test (the message prints the new hash): a change of a claim
 //! must come with a look at the check that proves it. Most checks run the claim against
 //! the filesystem core over the mock store (counting requests, no kernel); where the
-//! kernel or a real mount matters, the entry names the test that exercises the claim, and
-//! this test verifies that test exists.
+//! kernel or a real mount matters, or a test elsewhere already proves the claim, the entry
+//! names that test, and this test verifies it exists.
 
 mod common;
 
@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use common::core::{CTX, CoreEnv, core_env, n, read_all, readdir_all, write_file};
 use ossmount::fs::{Ctx, FileKind, FsConfig, ROOT_INO, SetAttr, TimeSet};
-use ossmount::store::{ObjectStore, ObjectType, StoreError};
+use ossmount::store::ObjectType;
 use ossmount::write::UploadConfig;
 
 const DOC: &str = include_str!("../docs/SEMANTICS.md");
@@ -30,7 +30,8 @@ type CheckFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 enum Check {
     /// Run here, against the core over the mock store.
     Core(fn() -> CheckFuture),
-    /// Needs the kernel or a real mount: the named test (file, function) exercises it.
+    /// The named test (file, function) exercises it: it needs the kernel or a real mount,
+    /// or it is already a test of its own (not written twice).
     Test(&'static str, &'static str),
 }
 
@@ -52,7 +53,14 @@ const CHECKS: &[(&str, &str, Check)] = &[
         "328a30c9aae8",
         Check::Core(|| Box::pin(listed_attributes())),
     ),
-    ("read", "7db9089dde77", Check::Core(|| Box::pin(read()))),
+    (
+        "read",
+        "7db9089dde77",
+        Check::Test(
+            "tests/fs/operations.rs",
+            "changed_object_under_open_handle_is_estale",
+        ),
+    ),
     (
         "write-new",
         "75dd71e2e16a",
@@ -63,7 +71,14 @@ const CHECKS: &[(&str, &str, Check)] = &[
         "dda051058980",
         Check::Core(|| Box::pin(overwrite())),
     ),
-    ("append", "82170c6ac249", Check::Core(|| Box::pin(append()))),
+    (
+        "append",
+        "82170c6ac249",
+        Check::Test(
+            "tests/fs/operations.rs",
+            "append_to_appendable_object_uses_append_object",
+        ),
+    ),
     (
         "seek-back",
         "7b29442d9293",
@@ -72,7 +87,10 @@ const CHECKS: &[(&str, &str, Check)] = &[
     (
         "close-errors",
         "5c198eb28080",
-        Check::Core(|| Box::pin(close_errors())),
+        Check::Test(
+            "tests/fs/operations.rs",
+            "upload_errors_reach_close_and_nothing_partial_appears",
+        ),
     ),
     (
         "inherited-close",
@@ -360,18 +378,6 @@ async fn listed_attributes() {
     }
 }
 
-async fn read() {
-    let e = env();
-    e.store.put("s", vec![1u8; 3 << 20]);
-    let a = e.fs.lookup(ROOT_INO, n("s")).await.expect("lookup");
-    let fh = e.fs.open(a.ino, libc::O_RDONLY).await.expect("open");
-    e.fs.read(fh, 0, 4096).await.expect("first read");
-    e.store.mutate("s", vec![2u8; 3 << 20]);
-    let err = e.fs.read(fh, 2 << 20, 4096).await.expect_err("stale");
-    assert_eq!(err.errno(), libc::ESTALE, "never mixed bytes");
-    e.fs.release(fh).await.expect("release");
-}
-
 async fn write_new() {
     let e = env();
     let (_, fh) =
@@ -414,31 +420,6 @@ async fn overwrite() {
     assert_eq!(e.store.get("f").as_deref(), Some(&b"01XY"[..]));
 }
 
-async fn append() {
-    let e = env();
-    e.store
-        .append_object(
-            "log",
-            0,
-            bytes::Bytes::from_static(b"a\n"),
-            None,
-            &Default::default(),
-        )
-        .await
-        .expect("seed");
-    let a = e.fs.lookup(ROOT_INO, n("log")).await.expect("lookup");
-    e.store.reset_counts();
-    let fh =
-        e.fs.open(a.ino, libc::O_WRONLY | libc::O_APPEND)
-            .await
-            .expect("open");
-    e.fs.write(fh, 2, b"b\n").await.expect("append");
-    e.fs.release(fh).await.expect("release");
-    assert_eq!(e.store.get("log").as_deref(), Some(&b"a\nb\n"[..]));
-    assert_eq!(e.store.count("AppendObject"), 1);
-    assert_eq!(e.store.count("GetObject"), 0);
-}
-
 async fn seek_back() {
     let e = env_with(|c| {
         c.upload = UploadConfig {
@@ -468,23 +449,6 @@ async fn seek_back() {
     let err = e.fs.write(fh, 0, b"x").await.expect_err("seek back late");
     assert_eq!(err.errno(), libc::ENOTSUP);
     let _ = e.fs.release(fh).await;
-}
-
-async fn close_errors() {
-    let e = env();
-    e.store.fail_next(
-        "PutObject",
-        vec![StoreError::from_service(500, "InternalError", "boom")],
-    );
-    let (_, fh) =
-        e.fs.create(&CTX, ROOT_INO, n("f"), 0o644, 0, libc::O_WRONLY)
-            .await
-            .expect("create");
-    e.fs.write(fh, 0, b"data").await.expect("write");
-    let err = e.fs.flush(fh).await.expect_err("flush fails");
-    assert_eq!(err.errno(), libc::EIO);
-    assert!(e.fs.release(fh).await.is_err());
-    assert!(!e.store.contains("f"), "nothing partial appears");
 }
 
 async fn concurrent_writers() {
