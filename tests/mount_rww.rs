@@ -517,8 +517,8 @@ fn rww_mmap_reader() {
 // git inside the mount
 
 /// Runs `git ARGS` in `dir` (an isolated configuration, a deadline); fails the test with
-/// its output and the mount log when it fails.
-fn git(fx: &Fixture, dir: &Path, args: &[&str]) -> String {
+/// its output and `log` (the mount's) when it fails.
+fn git(log: &dyn Fn() -> String, dir: &Path, args: &[&str]) -> String {
     let out = Command::new("timeout")
         .arg("120")
         .arg("git")
@@ -546,21 +546,16 @@ fn git(fx: &Fixture, dir: &Path, args: &[&str]) -> String {
         out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
-        fx.log()
+        log()
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-#[test]
-fn git_clone_fsck_gc_commit_in_mount() {
-    if !require_root("git_clone_fsck_gc_commit_in_mount") {
-        return;
-    }
-    let mut fx = Fixture::new();
-    let src = tempfile::tempdir().expect("source repo dir");
-    let s = src.path();
-    git(&fx, s, &["init", "-q"]);
-    // Text that deltas well, and binary files that do not (the pack is a few MiB).
+/// A repository with three commits of text that deltas well and binary files that do not
+/// (the pack is a few MiB); returns its HEAD.
+fn make_source_repo(s: &Path) -> String {
+    let log = || String::new();
+    git(&log, s, &["init", "-q"]);
     for round in 0..3u64 {
         let mut text = String::new();
         for line in 0..2000 {
@@ -573,44 +568,79 @@ fn git_clone_fsck_gc_commit_in_mount() {
             pattern(700_000 + round as usize * 100_000, 50 + round),
         )
         .unwrap();
-        git(&fx, s, &["add", "-A"]);
-        git(&fx, s, &["commit", "-q", "-m", &format!("round {round}")]);
+        git(&log, s, &["add", "-A"]);
+        git(&log, s, &["commit", "-q", "-m", &format!("round {round}")]);
     }
-    let src_head = git(&fx, s, &["rev-parse", "HEAD"]);
+    git(&log, s, &["rev-parse", "HEAD"])
+}
 
-    let root = fx.mnt.clone();
+/// `git clone --no-local` of `src` into `root` (index-pack reads the pack while writing
+/// it), fsck, gc, fsck, a commit; then `reopen` (a remount) and fsck and checks again.
+fn git_scenario(
+    src: &Path,
+    src_head: &str,
+    root: &Path,
+    log: &dyn Fn() -> String,
+    reopen: &mut dyn FnMut(),
+) {
     git(
-        &fx,
-        &root,
-        &["clone", "-q", "--no-local", s.to_str().unwrap(), "clone"],
+        log,
+        root,
+        &["clone", "-q", "--no-local", src.to_str().unwrap(), "clone"],
     );
     let clone = root.join("clone");
-    assert_eq!(git(&fx, &clone, &["rev-parse", "HEAD"]), src_head);
-    git(&fx, &clone, &["fsck", "--full", "--strict"]);
-    git(&fx, &clone, &["gc", "-q", "--prune=now"]);
-    git(&fx, &clone, &["fsck", "--full", "--strict"]);
+    assert_eq!(git(log, &clone, &["rev-parse", "HEAD"]), src_head);
+    git(log, &clone, &["fsck", "--full", "--strict"]);
+    git(log, &clone, &["gc", "-q", "--prune=now"]);
+    git(log, &clone, &["fsck", "--full", "--strict"]);
     std::fs::write(clone.join("made-in-mount.txt"), "hello from the mount\n").unwrap();
     std::fs::write(clone.join("bin/blob0.dat"), pattern(300_000, 99)).unwrap();
-    git(&fx, &clone, &["add", "-A"]);
+    git(log, &clone, &["add", "-A"]);
     git(
-        &fx,
+        log,
         &clone,
         &["commit", "-q", "-m", "commit inside the mount"],
     );
-    assert_eq!(git(&fx, &clone, &["rev-parse", "HEAD~1"]), src_head);
-    assert_eq!(git(&fx, &clone, &["status", "--porcelain"]), "");
-    let head = git(&fx, &clone, &["rev-parse", "HEAD"]);
-
-    // Everything is in OSS: a fresh mount sees the same, consistent repository.
-    fx.remount();
-    let clone = fx.mnt.join("clone");
-    git(&fx, &clone, &["fsck", "--full", "--strict"]);
-    assert_eq!(git(&fx, &clone, &["rev-parse", "HEAD"]), head);
-    assert_eq!(git(&fx, &clone, &["rev-list", "--count", "HEAD"]), "4");
-    assert_eq!(git(&fx, &clone, &["status", "--porcelain"]), "");
+    assert_eq!(git(log, &clone, &["rev-parse", "HEAD~1"]), src_head);
+    assert_eq!(git(log, &clone, &["status", "--porcelain"]), "");
+    let head = git(log, &clone, &["rev-parse", "HEAD"]);
+    reopen();
+    git(log, &clone, &["fsck", "--full", "--strict"]);
+    assert_eq!(git(log, &clone, &["rev-parse", "HEAD"]), head);
+    assert_eq!(git(log, &clone, &["rev-list", "--count", "HEAD"]), "4");
+    assert_eq!(git(log, &clone, &["status", "--porcelain"]), "");
     assert_eq!(
         std::fs::read(clone.join("bin/blob0.dat")).unwrap(),
         pattern(300_000, 99)
+    );
+}
+
+#[test]
+fn git_clone_fsck_gc_commit_in_mount() {
+    if !require_root("git_clone_fsck_gc_commit_in_mount") {
+        return;
+    }
+    let src = tempfile::tempdir().expect("source repo dir");
+    let src_head = make_source_repo(src.path());
+    // The same steps on a local directory first: the scenario itself is sound.
+    let local = tempfile::tempdir().expect("local dir");
+    git_scenario(
+        src.path(),
+        &src_head,
+        local.path(),
+        &String::new,
+        &mut || {},
+    );
+    // Then in the mount; everything must be in OSS: a fresh mount sees the same,
+    // consistent repository.
+    let fx = std::cell::RefCell::new(Fixture::new());
+    let root = fx.borrow().mnt.clone();
+    git_scenario(
+        src.path(),
+        &src_head,
+        &root,
+        &|| fx.borrow().log(),
+        &mut || fx.borrow_mut().remount(),
     );
 }
 
@@ -790,7 +820,7 @@ fn log_rotation_keeps_both_files() {
             failures.push(format!("{r:?}: after remount {got:?}, want {want:?}"));
         }
         let keys = fx.keys(&format!("{name}/"));
-        let want_keys = vec![format!("{name}/app.log"), format!("{name}/app.log.1")];
+        let want_keys = [format!("{name}/app.log"), format!("{name}/app.log.1")];
         // The directory marker (mkdir) may exist too; nothing else may.
         let extra: Vec<_> = keys
             .iter()
