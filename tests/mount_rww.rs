@@ -128,6 +128,11 @@ impl Fixture {
     fn set_rules(&self, rules: Vec<FaultRule>) {
         self.emu.emu().set_fault_rules(rules).expect("fault rules");
     }
+
+    /// Requests the current fault rules failed so far.
+    fn rule_hits(&self) -> u64 {
+        self.emu.emu().fault_rules().iter().map(|r| r.hits).sum()
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -919,8 +924,13 @@ fn rename_of_closed_file_with_copy_or_delete_failing() {
             std::fs::write(fx.path(&format!("{dir}/f")), &data).unwrap();
             fx.set_rules(failing(ops, &format!("{dir}/"), "AccessDenied"));
             let rr = std::fs::rename(fx.path(&format!("{dir}/f")), fx.path(&format!("{dir}/g")));
+            let hits = fx.rule_hits();
             fx.set_rules(Vec::new());
             let what = format!("rename of a closed file of {size} bytes, {case} refused");
+            // A closed file moves by copy and delete: the fault must have been met.
+            if hits == 0 {
+                failures.push(format!("{what}: the injected fault was never hit"));
+            }
             let (f, g) = (format!("{dir}/f"), format!("{dir}/g"));
             let want = Some(data.clone());
             match &rr {
@@ -999,110 +1009,40 @@ fn rename_of_file_open_for_writing_with_copy_or_delete_failing() {
     let mut fx = Fixture::new();
     let mut failures = Vec::new();
     let fresh = b"a new file made at the old name after the rename\n".to_vec();
+    let mut dirs = Vec::new();
+    // `synced`: an fsync before the rename put the content so far in OSS, so the rename
+    // has an object to move while the file stays open for writing.
     for (case, ops) in [("copy", COPY_OPS), ("delete", DELETE_OPS)] {
         for size in [5000, 2 * PART + 100] {
-            let dir = format!("open-{case}-{size}");
-            std::fs::create_dir(fx.path(&dir)).unwrap();
-            let (f, g) = (format!("{dir}/f"), format!("{dir}/g"));
-            let what = format!("rename of a file open for writing ({size} bytes), {case} refused");
-            let data = pattern(size + 5000, 1000 + size as u64);
-            let mut w = File::create(fx.path(&f)).expect("create");
-            w.write_all(&data[..size]).expect("write");
-            fx.set_rules(failing(ops, &format!("{dir}/"), "AccessDenied"));
-            let rr = std::fs::rename(fx.path(&f), fx.path(&g));
-            if rr.is_ok() {
-                // Log rotation: a new file at the old name, complete before the old closes.
-                let made = std::fs::write(fx.path(&f), &fresh);
-                if let Err(e) = made {
-                    failures.push(format!(
-                        "{what}: creating a new file at the old name: {}",
-                        errno_name(&e)
-                    ));
-                }
-            }
-            let wr = w.write_all(&data[size..]);
-            let fs1 = w.sync_all();
-            let fs2 = w.sync_all();
-            let cl = close_checked(w);
-            fx.set_rules(Vec::new());
-            if let Err(e) = &rr
-                && e.raw_os_error() != Some(libc::EACCES)
-            {
-                failures.push(format!(
-                    "{what}: rename failed with {}, want EACCES",
-                    errno_name(e)
-                ));
-            }
-            let steps = [
-                ("write", &wr),
-                ("fsync", &fs1),
-                ("second fsync", &fs2),
-                ("close", &cl),
-            ];
-            check_sticky_errno(&what, &steps, libc::EACCES, &mut failures);
-            let all_ok = steps.iter().all(|(_, r)| r.is_ok());
-            let (at_f, at_g) = (fx.emu.get(&f), fx.emu.get(&g));
-            if rr.is_ok() {
-                if at_f.as_deref() != Some(&fresh[..]) {
-                    failures.push(format!(
-                        "{what}: the file made at the old name holds {} in OSS",
-                        server_desc(&fx, &f)
-                    ));
-                }
-                let complete = at_g.as_deref() == Some(&data[..]);
-                if !(complete || at_g.is_none() && !all_ok) {
-                    failures.push(format!(
-                        "{what}: the new name holds {} in OSS (want absent or complete, {})",
-                        server_desc(&fx, &g),
-                        if all_ok {
-                            "and every call succeeded"
-                        } else {
-                            "after an error"
-                        }
-                    ));
-                }
-            } else {
-                if at_g.is_some() {
-                    failures.push(format!(
-                        "{what}: rename failed but the new name holds {}",
-                        server_desc(&fx, &g)
-                    ));
-                }
-                if all_ok && at_f.as_deref() != Some(&data[..]) {
-                    failures.push(format!(
-                        "{what}: the old name holds {}",
-                        server_desc(&fx, &f)
-                    ));
-                }
-            }
-            let stray: Vec<String> = fx
-                .keys(&format!("{dir}/"))
-                .into_iter()
-                .filter(|k| *k != f && *k != g && *k != format!("{dir}/"))
-                .collect();
-            if !stray.is_empty() {
-                failures.push(format!("{what}: stray objects {stray:?}"));
-            }
-            let uploads = fx.open_uploads(&format!("{dir}/"));
-            if !uploads.is_empty() {
-                failures.push(format!("{what}: multipart uploads left open: {uploads:?}"));
+            for synced in [false, true] {
+                let dir = format!(
+                    "open-{case}-{size}-{}",
+                    if synced { "synced" } else { "unsynced" }
+                );
+                let what = format!(
+                    "rename of a file open for writing ({size} bytes, {}), {case} refused",
+                    if synced {
+                        "fsynced before"
+                    } else {
+                        "never fsynced"
+                    }
+                );
+                open_file_rename_case(&fx, &dir, &what, ops, size, synced, &fresh, &mut failures);
+                dirs.push(dir);
             }
         }
     }
     fx.remount();
-    for (case, _) in [("copy", ()), ("delete", ())] {
-        for size in [5000, 2 * PART + 100] {
-            let dir = format!("open-{case}-{size}");
-            for name in ["f", "g"] {
-                let key = format!("{dir}/{name}");
-                let server = server_desc(&fx, &key);
-                let mounted = read_new_fd(&fx.path(&key));
-                let agree = mounted == server || server == "absent" && mounted == "ENOENT";
-                if !agree {
-                    failures.push(format!(
-                        "{key} after a remount: mount shows {mounted}, OSS holds {server}"
-                    ));
-                }
+    for dir in &dirs {
+        for name in ["f", "g"] {
+            let key = format!("{dir}/{name}");
+            let server = server_desc(&fx, &key);
+            let mounted = read_new_fd(&fx.path(&key));
+            let agree = mounted == server || server == "absent" && mounted == "ENOENT";
+            if !agree {
+                failures.push(format!(
+                    "{key} after a remount: mount shows {mounted}, OSS holds {server}"
+                ));
             }
         }
     }
@@ -1112,6 +1052,113 @@ fn rename_of_file_open_for_writing_with_copy_or_delete_failing() {
         failures.join("\n"),
         fx.log()
     );
+}
+
+/// One case of [`rename_of_file_open_for_writing_with_copy_or_delete_failing`]: `dir/f`
+/// written (`size` bytes, fsynced when `synced`), renamed to `dir/g` while `ops` under
+/// `dir/` are refused, a new `dir/f` made, the first file written on, fsynced twice and
+/// closed.
+#[allow(clippy::too_many_arguments)]
+fn open_file_rename_case(
+    fx: &Fixture,
+    dir: &str,
+    what: &str,
+    ops: &[&str],
+    size: usize,
+    synced: bool,
+    fresh: &[u8],
+    failures: &mut Vec<String>,
+) {
+    std::fs::create_dir(fx.path(dir)).unwrap();
+    let (f, g) = (format!("{dir}/f"), format!("{dir}/g"));
+    let data = pattern(size + 5000, 1000 + size as u64);
+    let mut w = File::create(fx.path(&f)).expect("create");
+    w.write_all(&data[..size]).expect("write");
+    if synced {
+        w.sync_all().expect("fsync before the rename");
+    }
+    fx.set_rules(failing(ops, &format!("{dir}/"), "AccessDenied"));
+    let rr = std::fs::rename(fx.path(&f), fx.path(&g));
+    if rr.is_ok() {
+        // Log rotation: a new file at the old name, complete before the old one closes.
+        if let Err(e) = std::fs::write(fx.path(&f), fresh) {
+            failures.push(format!(
+                "{what}: creating a new file at the old name: {}",
+                errno_name(&e)
+            ));
+        }
+    }
+    let wr = w.write_all(&data[size..]);
+    let fs1 = w.sync_all();
+    let fs2 = w.sync_all();
+    let cl = close_checked(w);
+    // Informational: a rename that moves the pending upload need not copy at all.
+    eprintln!("{what}: fault hit {} times", fx.rule_hits());
+    fx.set_rules(Vec::new());
+    if let Err(e) = &rr
+        && e.raw_os_error() != Some(libc::EACCES)
+    {
+        failures.push(format!(
+            "{what}: rename failed with {}, want EACCES",
+            errno_name(e)
+        ));
+    }
+    let steps = [
+        ("write", &wr),
+        ("fsync", &fs1),
+        ("second fsync", &fs2),
+        ("close", &cl),
+    ];
+    check_sticky_errno(what, &steps, libc::EACCES, failures);
+    let all_ok = steps.iter().all(|(_, r)| r.is_ok());
+    let (at_f, at_g) = (fx.emu.get(&f), fx.emu.get(&g));
+    if rr.is_ok() {
+        if at_f.as_deref() != Some(fresh) {
+            failures.push(format!(
+                "{what}: the file made at the old name holds {} in OSS",
+                server_desc(fx, &f)
+            ));
+        }
+        let complete = at_g.as_deref() == Some(&data[..]);
+        if !(complete || at_g.is_none() && !all_ok) {
+            failures.push(format!(
+                "{what}: the new name holds {} in OSS (want absent or complete, {})",
+                server_desc(fx, &g),
+                if all_ok {
+                    "and every call succeeded"
+                } else {
+                    "after an error"
+                }
+            ));
+        }
+    } else {
+        // A failed rename may leave a complete copy of what the file held then (when the
+        // source's delete is refused, so is the copy's), never anything else.
+        if at_g.is_some() && at_g.as_deref() != Some(&data[..size]) {
+            failures.push(format!(
+                "{what}: rename failed but the new name holds {}",
+                server_desc(fx, &g)
+            ));
+        }
+        if all_ok && at_f.as_deref() != Some(&data[..]) {
+            failures.push(format!(
+                "{what}: the old name holds {}",
+                server_desc(fx, &f)
+            ));
+        }
+    }
+    let stray: Vec<String> = fx
+        .keys(&format!("{dir}/"))
+        .into_iter()
+        .filter(|k| *k != f && *k != g && *k != format!("{dir}/"))
+        .collect();
+    if !stray.is_empty() {
+        failures.push(format!("{what}: stray objects {stray:?}"));
+    }
+    let uploads = fx.open_uploads(&format!("{dir}/"));
+    if !uploads.is_empty() {
+        failures.push(format!("{what}: multipart uploads left open: {uploads:?}"));
+    }
 }
 
 #[test]
@@ -1156,6 +1203,9 @@ fn failed_upload_keeps_its_errno_through_fsync_and_close() {
         let fs1 = w.sync_all();
         let fs2 = w.sync_all();
         let cl = close_checked(w);
+        if fx.rule_hits() == 0 {
+            failures.push(format!("{what}: the injected fault was never hit"));
+        }
         fx.set_rules(Vec::new());
         let steps = [
             ("write", &wr),
