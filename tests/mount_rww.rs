@@ -483,6 +483,68 @@ fn mmap_reader(root: &Path, obs: &mut Obs) {
     obs.note("old: map after close", mmap_read(&p));
 }
 
+/// Truncation is a write too: other descriptors and stat see a shrink and a grow at once,
+/// in a new file and in an existing one.
+fn truncate_while_open(root: &Path, obs: &mut Obs) {
+    let p = root.join("shrink-new.bin");
+    let mut w = File::create(&p).expect("create");
+    w.write_all(&pattern(2 * PART + 10, 14)).expect("write");
+    let r = File::open(&p).expect("open reader");
+    w.set_len(PART as u64 + 3).expect("ftruncate down");
+    obs.note("new: stat after shrink", stat_size(&p));
+    obs.note("new: reader after shrink", read_all(&r));
+    w.set_len(2 * PART as u64).expect("ftruncate up");
+    obs.note("new: reader after grow", read_all(&r));
+    w.write_all_at(b"END", 2 * PART as u64 - 3).expect("pwrite");
+    obs.note("new: reader after pwrite", read_all(&r));
+    obs.note("new: close writer", unit_desc(close_checked(w)));
+    obs.note("new: close reader", unit_desc(close_checked(r)));
+    obs.note("new: after close", read_new_fd(&p));
+
+    let p = root.join("shrink-old.bin");
+    std::fs::write(&p, pattern(PART + 50_000, 15)).expect("seed file");
+    let r = File::open(&p).expect("open reader");
+    let w = OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .expect("open writer");
+    w.set_len(10_000).expect("ftruncate down");
+    obs.note("old: stat after shrink", stat_size(&p));
+    obs.note("old: reader after shrink", read_all(&r));
+    w.set_len(20_000).expect("ftruncate up");
+    obs.note("old: reader after grow", read_all(&r));
+    obs.note("old: new descriptor", read_new_fd(&p));
+    obs.note("old: close writer", unit_desc(close_checked(w)));
+    obs.note("old: reader after close", read_all(&r));
+    obs.note("old: close reader", unit_desc(close_checked(r)));
+    obs.note("old: after close", read_new_fd(&p));
+}
+
+/// The other direction: child processes write (append, then rewrite in place) a file this
+/// process holds open for reading; the open descriptor reads what they wrote.
+fn child_writes_parent_reads(root: &Path, obs: &mut Obs) {
+    let p = root.join("from-child.txt");
+    std::fs::write(&p, pattern(PART / 4, 16)).expect("seed file");
+    let r = File::open(&p).expect("open reader");
+    obs.note("before", read_all(&r));
+    obs.note(
+        "child appends",
+        child(r#"printf 'appended by a child\n' >> "$1""#, &p),
+    );
+    obs.note("reader after append", read_all(&r));
+    obs.note("stat after append", stat_size(&p));
+    obs.note(
+        "child rewrites in place",
+        child(
+            r#"printf 'REWRITTEN' | dd of="$1" bs=1 seek=100 conv=notrunc status=none"#,
+            &p,
+        ),
+    );
+    obs.note("reader after rewrite", read_all(&r));
+    obs.note("close reader", unit_desc(close_checked(r)));
+    obs.note("after close", read_new_fd(&p));
+}
+
 #[test]
 fn rww_new_file() {
     compare_with_local("rww_new_file", new_file);
@@ -511,6 +573,16 @@ fn rww_reads_past_first_part() {
 #[test]
 fn rww_two_processes() {
     compare_with_local("rww_two_processes", two_processes);
+}
+
+#[test]
+fn rww_truncate_while_open() {
+    compare_with_local("rww_truncate_while_open", truncate_while_open);
+}
+
+#[test]
+fn rww_child_writes_parent_reads() {
+    compare_with_local("rww_child_writes_parent_reads", child_writes_parent_reads);
 }
 
 #[test]
