@@ -3,9 +3,11 @@
 //!
 //! - Read-while-write: each scenario is a function over a root directory that records what
 //!   a program observes (sizes, bytes read through other descriptors, a child process, an
-//!   mmap). It runs once on a local directory and once on the mount; the two observation
-//!   lists must be equal. The local run is the specification, so a scenario cannot pass
-//!   by asserting the wrong thing.
+//!   mmap) — new file, seek back, existing file extended, O_APPEND, reads past the first
+//!   part, truncation, child processes reading or writing. It runs once on a local
+//!   directory and once on the mount; the two observation lists must be equal. The local
+//!   run is the specification, so a scenario cannot pass by asserting the wrong thing.
+//!   mmap readers run in a child process (see [`mmap_read`] for why).
 //! - `git clone --no-local` into the mount (index-pack reads the pack while writing it),
 //!   then `git fsck --full`, `git gc` and a commit inside the mount, and fsck again after
 //!   a remount.
