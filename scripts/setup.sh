@@ -3,7 +3,8 @@
 # - Rust components rustfmt and clippy (the toolchain itself comes with the machine).
 # - Debian packages used by the tests: rsync (shell-tool tests), util-linux mount (fstab test),
 #   autoconf automake libtool (to build pjdfstest from ../shared/thirdparty in the tests).
-#   fuse3 (dependency of the .deb that the package test installs).
+#   fuse3 (dependency of the .deb that the package test installs), git (tests/mount_rww.rs
+#   clones, gcs and commits a repository inside a mount).
 # - A Python venv in .venv with the official OSS SDK (alibabacloud-oss-v2) and pytest,
 #   used by the interop suite that drives our emulator with the reference client.
 set -euo pipefail
@@ -22,6 +23,7 @@ have mount || missing+=(mount)
 have autoreconf || missing+=(autoconf)
 have automake || missing+=(automake)
 have libtoolize || missing+=(libtool)
+have git || missing+=(git)
 have attr || true
 # fuse3: the Debian package (scripts/package.sh) depends on it; its test installs the .deb.
 have dpkg && ! dpkg -s fuse3 >/dev/null 2>&1 && missing+=(fuse3)

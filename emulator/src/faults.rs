@@ -11,7 +11,13 @@
 //!   503 with EC 0004-00000302, as OSS answers an account over its QPS limit. The rate is
 //!   a token bucket holding one second of requests (so short bursts up to `max_qps` pass);
 //! - bandwidth: `conn_mbytes_per_sec` > 0 paces every connection's writes to that many
-//!   MB (10^6 bytes) per second ([`super::network`]); changes apply to open connections.
+//!   MB (10^6 bytes) per second ([`super::network`]); changes apply to open connections;
+//! - rules ([`FaultRule`]): targeted, deterministic failures — requests of one operation
+//!   (optionally only under a key prefix, optionally only the Nth to Mth of them) answered
+//!   with a chosen OSS error (`AccessDenied`, `EntityTooLarge`, …), before any work. They
+//!   test one step of a multi-request sequence (the CopyObject of a rename, the DeleteObject
+//!   after it) where a random rate cannot aim. Rules draw nothing from the seeded RNG, so
+//!   adding them does not change the random faults a seed gives.
 //!
 //! `/-/` control endpoints and the metadata service are never faulted.
 
@@ -90,6 +96,109 @@ impl FaultSettings {
     }
 }
 
+/// A targeted fault (`POST /-/faults {"rules":[…]}`): requests of `op` (the operation name
+/// as in `/-/stats`, e.g. `CopyObject`) whose key starts with `key_prefix` are answered
+/// with the OSS error `code` — after `skip` matching requests went through, for `times`
+/// requests (absent: every one after the skipped). `hits` counts the requests failed so far
+/// (reported by `GET /-/faults`; ignored on input).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultRule {
+    pub op: String,
+    /// Only objects under this prefix (for CopyObject and UploadPartCopy: the destination).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_prefix: Option<String>,
+    /// Matching requests let through before the first failure.
+    #[serde(default)]
+    pub skip: u64,
+    /// How many matching requests fail (after `skip`); absent: all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub times: Option<u64>,
+    /// OSS error code of the reply; one of [`RULE_CODES`] (default `InternalError`).
+    #[serde(default = "default_rule_code")]
+    pub code: String,
+    /// HTTP status of the reply; absent: the code's usual status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Matching requests seen so far (skipped ones included).
+    #[serde(default)]
+    pub seen: u64,
+    /// Requests this rule failed so far.
+    #[serde(default)]
+    pub hits: u64,
+}
+
+fn default_rule_code() -> String {
+    "InternalError".into()
+}
+
+/// The error codes a [`FaultRule`] can answer with, and their usual HTTP status.
+pub const RULE_CODES: &[(&str, u16)] = &[
+    ("InternalError", 500),
+    ("ServiceUnavailable", 503),
+    ("AccessDenied", 403),
+    ("EntityTooLarge", 400),
+    ("InvalidArgument", 400),
+    ("InvalidObjectName", 400),
+    ("NoSuchKey", 404),
+    ("PreconditionFailed", 412),
+];
+
+impl FaultRule {
+    /// A rule failing every `op` request with `code` (builder for tests).
+    pub fn new(op: &str, code: &str) -> FaultRule {
+        FaultRule {
+            op: op.into(),
+            key_prefix: None,
+            skip: 0,
+            times: None,
+            code: code.into(),
+            status: None,
+            seen: 0,
+            hits: 0,
+        }
+    }
+
+    /// Only requests whose key starts with `prefix`.
+    pub fn under(mut self, prefix: &str) -> FaultRule {
+        self.key_prefix = Some(prefix.into());
+        self
+    }
+
+    /// Lets `skip` matching requests through, then fails `times` of them.
+    pub fn nth(mut self, skip: u64, times: u64) -> FaultRule {
+        self.skip = skip;
+        self.times = Some(times);
+        self
+    }
+
+    /// The code as a static string and the status, or an error naming the known codes.
+    fn reply(&self) -> Result<(&'static str, u16), String> {
+        let (code, usual) = RULE_CODES
+            .iter()
+            .find(|(c, _)| *c == self.code)
+            .ok_or_else(|| {
+                let known: Vec<&str> = RULE_CODES.iter().map(|(c, _)| *c).collect();
+                format!(
+                    "fault rule code `{}` is not one of {}",
+                    self.code,
+                    known.join(", ")
+                )
+            })?;
+        let status = self.status.unwrap_or(*usual);
+        if !(400..=599).contains(&status) {
+            return Err(format!("fault rule status {status} is not an error status"));
+        }
+        Ok((code, status))
+    }
+}
+
+/// A rule's verdict on one request: fail it with this status and code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleHit {
+    pub status: u16,
+    pub code: &'static str,
+}
+
 /// What to do to one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultDecision {
@@ -132,6 +241,7 @@ impl RateBucket {
 
 pub struct Faults {
     state: Mutex<(FaultSettings, StdRng)>,
+    rules: Mutex<Vec<FaultRule>>,
     rate: Mutex<RateBucket>,
     /// Mirror of `conn_bytes_per_sec()`, read by every connection's writer.
     conn_rate: Arc<AtomicU64>,
@@ -145,6 +255,7 @@ impl Faults {
                 last: Instant::now(),
             }),
             conn_rate: Arc::new(AtomicU64::new(settings.conn_bytes_per_sec())),
+            rules: Mutex::new(Vec::new()),
             state: Mutex::new((settings, StdRng::seed_from_u64(seed))),
         }
     }
@@ -164,6 +275,48 @@ impl Faults {
         self.conn_rate
             .store(st.0.conn_bytes_per_sec(), Ordering::Relaxed);
         st.0
+    }
+
+    /// The current rules with their counters.
+    pub fn rules(&self) -> Vec<FaultRule> {
+        self.rules.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces every rule (counters start at 0); refuses unknown codes, keeping the old
+    /// rules.
+    pub fn set_rules(&self, rules: Vec<FaultRule>) -> Result<(), String> {
+        let mut rules = rules;
+        for r in &mut rules {
+            r.reply()?;
+            r.seen = 0;
+            r.hits = 0;
+        }
+        *self.rules.lock().unwrap_or_else(|e| e.into_inner()) = rules;
+        Ok(())
+    }
+
+    /// The first rule that fails this request of `op` on `key` (counting it), if any.
+    pub fn rule_for(&self, op: &str, key: Option<&str>) -> Option<RuleHit> {
+        let mut rules = self.rules.lock().unwrap_or_else(|e| e.into_inner());
+        for r in rules.iter_mut() {
+            if r.op != op {
+                continue;
+            }
+            if let Some(p) = &r.key_prefix
+                && !key.is_some_and(|k| k.starts_with(p.as_str()))
+            {
+                continue;
+            }
+            r.seen += 1;
+            if r.seen <= r.skip || r.times.is_some_and(|t| r.hits >= t) {
+                continue;
+            }
+            r.hits += 1;
+            // Codes were checked when the rule was set.
+            let (code, status) = r.reply().ok()?;
+            return Some(RuleHit { status, code });
+        }
+        None
     }
 
     /// Draws the fault for one request. `body_faults` is true when the reply streams an
@@ -244,6 +397,50 @@ mod tests {
         });
         assert_eq!(s.latency_ms, 5);
         assert_eq!(f.conn_rate().load(Ordering::Relaxed), 100_000_000);
+    }
+
+    #[test]
+    fn rules_fail_the_chosen_requests_only() {
+        let f = Faults::new(FaultSettings::default(), 1);
+        f.set_rules(vec![
+            FaultRule::new("CopyObject", "AccessDenied")
+                .under("d/")
+                .nth(1, 2),
+        ])
+        .unwrap();
+        let hit = Some(RuleHit {
+            status: 403,
+            code: "AccessDenied",
+        });
+        assert_eq!(f.rule_for("CopyObject", Some("e/x")), None);
+        assert_eq!(f.rule_for("DeleteObject", Some("d/x")), None);
+        assert_eq!(f.rule_for("CopyObject", Some("d/x")), None, "skipped");
+        assert_eq!(f.rule_for("CopyObject", Some("d/x")), hit);
+        assert_eq!(f.rule_for("CopyObject", Some("d/y")), hit);
+        assert_eq!(f.rule_for("CopyObject", Some("d/x")), None, "spent");
+        let r = &f.rules()[0];
+        assert_eq!((r.seen, r.hits), (4, 2));
+        // Random faults are unaffected by rules.
+        assert_eq!(f.decide(false).0, FaultDecision::None);
+        let err = f
+            .set_rules(vec![FaultRule::new("PutObject", "NoSuchThing")])
+            .unwrap_err();
+        assert!(err.contains("AccessDenied"), "{err}");
+        assert_eq!(f.rules().len(), 1, "a refused update keeps the old rules");
+        f.set_rules(vec![FaultRule {
+            status: Some(507),
+            ..FaultRule::new("PutObject", "InternalError")
+        }])
+        .unwrap();
+        assert_eq!(
+            f.rule_for("PutObject", None),
+            Some(RuleHit {
+                status: 507,
+                code: "InternalError"
+            })
+        );
+        f.set_rules(Vec::new()).unwrap();
+        assert_eq!(f.rule_for("PutObject", None), None);
     }
 
     #[test]

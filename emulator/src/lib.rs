@@ -60,7 +60,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use binary::binary_path;
-pub use faults::{FaultSettings, FaultUpdate};
+pub use faults::{FaultRule, FaultSettings, FaultUpdate};
 pub use metadata::ROLE_NAME;
 use ossmount::credentials::{Credentials, Secret};
 pub use stats::StatsSnapshot;
@@ -235,6 +235,14 @@ impl RunningEmulator {
     /// Changes fault settings (absent fields unchanged); returns the new settings.
     pub fn set_faults(&self, update: FaultUpdate) -> FaultSettings {
         self.state.faults.update(&update)
+    }
+    /// Replaces the targeted fault rules (see [`FaultRule`]); an unknown code is refused.
+    pub fn set_fault_rules(&self, rules: Vec<FaultRule>) -> Result<(), String> {
+        self.state.faults.set_rules(rules)
+    }
+    /// The targeted fault rules with their counters.
+    pub fn fault_rules(&self) -> Vec<FaultRule> {
+        self.state.faults.rules()
     }
     /// Makes the metadata service answer 503 (true) or normally (false).
     pub fn set_metadata_down(&self, down: bool) {

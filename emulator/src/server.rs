@@ -28,7 +28,7 @@ use tokio::sync::watch;
 
 use super::body::{ConnSocket, RespBody, empty, full, read_small_body};
 use super::error::OssError;
-use super::faults::{FaultDecision, FaultUpdate};
+use super::faults::{FaultDecision, FaultRule, FaultSettings, FaultUpdate, Faults};
 use super::network::ConnSetup;
 use super::ops::{self, Op};
 use super::request::{Ctx, Query};
@@ -224,6 +224,14 @@ async fn serve(
     let op = Op::detect(&ctx).map_err(fail)?;
     state.stats.request(op.name());
 
+    if let Some(hit) = state.faults.rule_for(op.name(), ctx.key.as_deref()) {
+        state.stats.fault("rule");
+        return Err(fail(OssError::new(
+            hit.status,
+            hit.code,
+            "Injected fault (fault rule).",
+        )));
+    }
     let mut fault = FaultDecision::None;
     if op.faultable() {
         let (decision, latency_ms) = state.faults.decide(op == Op::GetObject);
@@ -283,20 +291,19 @@ async fn control(
             state.stats.reset();
             Ok(json_response(200, "{}".into()))
         }
-        ("GET", "/-/faults") => Ok(json_response(
-            200,
-            serde_json::to_string(&state.faults.settings())
-                .map_err(|e| OssError::internal(e.to_string()))?,
-        )),
+        ("GET", "/-/faults") => faults_view(&state.faults),
         ("POST", "/-/faults") => {
-            let update: FaultUpdate = serde_json::from_slice(&body)
+            let req: FaultsRequest = serde_json::from_slice(&body)
                 .map_err(|e| OssError::invalid_argument(format!("bad faults JSON: {e}")))?;
-            let now = state.faults.update(&update);
-            tracing::info!(?now, "fault settings changed");
-            Ok(json_response(
-                200,
-                serde_json::to_string(&now).map_err(|e| OssError::internal(e.to_string()))?,
-            ))
+            if let Some(rules) = req.rules {
+                state
+                    .faults
+                    .set_rules(rules)
+                    .map_err(OssError::invalid_argument)?;
+            }
+            let now = state.faults.update(&req.update);
+            tracing::info!(?now, rules = ?state.faults.rules(), "fault settings changed");
+            faults_view(&state.faults)
         }
         ("POST", "/-/metadata") => {
             #[derive(serde::Deserialize)]
@@ -316,6 +323,34 @@ async fn control(
             format!("no control endpoint {method} {path}"),
         )),
     }
+}
+
+/// Body of `POST /-/faults`: a partial [`FaultUpdate`] plus, optionally, the new list of
+/// rules (replacing the old one; absent keeps it).
+#[derive(serde::Deserialize)]
+struct FaultsRequest {
+    #[serde(flatten)]
+    update: FaultUpdate,
+    #[serde(default)]
+    rules: Option<Vec<FaultRule>>,
+}
+
+/// Reply of `GET`/`POST /-/faults`: the settings' fields, and `rules` with their counters.
+fn faults_view(faults: &Faults) -> Result<Response<RespBody>, OssError> {
+    #[derive(serde::Serialize)]
+    struct View {
+        #[serde(flatten)]
+        settings: FaultSettings,
+        rules: Vec<FaultRule>,
+    }
+    let view = View {
+        settings: faults.settings(),
+        rules: faults.rules(),
+    };
+    Ok(json_response(
+        200,
+        serde_json::to_string(&view).map_err(|e| OssError::internal(e.to_string()))?,
+    ))
 }
 
 /// Accepts connections until `shutdown` flips to true; each connection is served with

@@ -203,3 +203,74 @@ async fn shutdown_lets_in_flight_requests_finish() {
     assert_eq!(r.status, 200);
     assert_eq!(&r.body[..], b"still here");
 }
+
+#[tokio::test]
+async fn fault_rules_fail_chosen_operations_through_the_control_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = start(dir.path()).await;
+    let c = Client::new(&emu);
+    c.put("d/src", "data").await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let faults = format!("{}/-/faults", emu.endpoint());
+    // The second CopyObject into d/ is refused with AccessDenied; nothing else is.
+    let r = http
+        .post(&faults)
+        .body(r#"{"rules":[{"op":"CopyObject","key_prefix":"d/","skip":1,"times":1,"code":"AccessDenied"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let copy =
+        |to: &'static str| Req::new("PUT", to).h("x-oss-copy-source", &format!("/{BUCKET}/d/src"));
+    assert_eq!(c.send(copy("d/one")).await.status, 200);
+    let refused = c.send(copy("d/two")).await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (403, "AccessDenied".into())
+    );
+    assert_eq!(c.send(copy("e/three")).await.status, 200, "other prefix");
+    assert_eq!(c.send(copy("d/two")).await.status, 200, "rule spent");
+    assert_eq!(c.send(Req::new("DELETE", "d/one")).await.status, 204);
+    let view = http
+        .get(&faults)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let view: serde_json::Value = serde_json::from_str(&view).unwrap();
+    assert_eq!(view["rules"][0]["hits"], 1, "{view}");
+    assert_eq!(view["rules"][0]["seen"], 3, "{view}");
+    assert_eq!(
+        view["fail_rate"], 0.0,
+        "settings fields stay at the top level"
+    );
+    assert_eq!(emu.stats().faults_injected["rule"], 1);
+    // An update without `rules` keeps them; an unknown code is refused.
+    let r = http
+        .post(&faults)
+        .body(r#"{"latency_ms":0}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(emu.fault_rules().len(), 1);
+    let r = http
+        .post(&faults)
+        .body(r#"{"rules":[{"op":"PutObject","code":"Nope"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(emu.fault_rules().len(), 1);
+    let r = http
+        .post(&faults)
+        .body(r#"{"rules":[]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(emu.fault_rules().is_empty());
+    emu.shutdown().await;
+}
