@@ -702,7 +702,10 @@ async fn special_files() {
     e.fs.rename(ROOT_INO, n("chr"), ROOT_INO, n("chr2"), 0)
         .await
         .expect("rename");
-    assert_eq!(e.store.object("chr2").expect("moved").user_meta["rdev"], "259");
+    assert_eq!(
+        e.store.object("chr2").expect("moved").user_meta["rdev"],
+        "259"
+    );
     e.fs.unlink(ROOT_INO, n("sock")).await.expect("unlink");
     assert!(!e.store.contains("sock"));
 }

@@ -92,7 +92,12 @@ impl Filesystem {
     /// attributes, as a kind no listing can tell (a special file, an ossfs-style link) and
     /// the object is the same one (same ETag): that kind and those attributes. None
     /// otherwise (the listing's guess applies).
-    pub(crate) fn listed_keeps_kind(&self, dir: Ino, name: &str, obj: &ListEntry) -> Option<Observed> {
+    pub(crate) fn listed_keeps_kind(
+        &self,
+        dir: Ino,
+        name: &str,
+        obj: &ListEntry,
+    ) -> Option<Observed> {
         let ino = self.inodes.child(dir, name)?;
         let node = self.inodes.get(ino)?;
         let hidden_kind = matches!(node.attr.kind, FileKind::Special(_) | FileKind::Symlink);
