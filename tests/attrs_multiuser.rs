@@ -19,6 +19,7 @@ use std::process::{Command, Output};
 use common::emulator::Emu;
 use common::mount::BinMount;
 use common::unique_suffix;
+use ossmount::store::ObjectStore;
 
 const NOBODY: u32 = 65534;
 
@@ -198,6 +199,116 @@ fn new_entries_belong_to_the_creating_user() {
     let m = mount(&emu, &at, &[]);
     let f = st(&m.path("pub/mine/f"));
     assert_eq!((f.1, f.2), (1, 1));
+}
+
+/// FIFOs, sockets and devices made through the mount (mkfifo, mknod, bind) work as such
+/// (a FIFO carries data between processes), are stored with their type and device
+/// number, and show as what they are after a remount in both listing modes. A user
+/// without CAP_MKNOD cannot make a device (the kernel's rule) but can make a FIFO, owned
+/// by it; a device node never opens a device (`nodev`).
+#[test]
+fn fifos_sockets_and_devices_survive_remount() {
+    use std::os::unix::fs::FileTypeExt;
+    let emu = Emu::start("special", |c| c);
+    let top = shared_dir("special");
+    let at = top.path().join("m");
+    {
+        let m = mount(&emu, &at, &["--allow-other"]);
+        let d = m.path("d");
+        std::fs::create_dir(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
+        sh(&format!(
+            "cd {} && mkfifo -m 640 fifo && mknod -m 600 chr c 4 64 && mknod blk b 8 1 && \
+             python3 -c 'import socket; socket.socket(socket.AF_UNIX).bind(\"sock\")'",
+            d.display()
+        ));
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "cd {} && (cat fifo & echo through > fifo; wait)",
+                d.display()
+            ))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "through\n", "{out:?}");
+        let out = as_nobody(&format!(
+            "cd {} && mkfifo nf && mknod dev c 1 3",
+            d.display()
+        ));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("Operation not permitted"),
+            "a device by a user without CAP_MKNOD: {out:?}"
+        );
+        assert!(!d.join("dev").exists());
+        let out = Command::new("head")
+            .arg("-c1")
+            .arg(d.join("chr"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "nodev: a device node opens nothing");
+    }
+    // Stored as empty objects with the type in the mode and the device number.
+    let client = common::emulator::client_for(emu.emu(), "special");
+    let head = emu
+        .block_on(client.head_object("d/chr"))
+        .expect("HEAD d/chr");
+    assert_eq!(head.size, 0);
+    assert_eq!(head.user_meta["mode"], (libc::S_IFCHR | 0o600).to_string());
+    assert_eq!(head.user_meta["rdev"], ((4 << 8) | 64).to_string());
+
+    let want = |name: &str| -> (u32, u32, u64) {
+        match name {
+            "fifo" => (libc::S_IFIFO | 0o640, 0, 0),
+            "nf" => (libc::S_IFIFO | 0o644, NOBODY, 0),
+            "chr" => (libc::S_IFCHR | 0o600, 0, (4 << 8) | 64),
+            "blk" => (libc::S_IFBLK | 0o644, 0, (8 << 8) | 1),
+            "sock" => (libc::S_IFSOCK, 0, 0),
+            _ => unreachable!(),
+        }
+    };
+    for extra in [&[][..], &["--readdir-optimize"][..]] {
+        let m = mount(&emu, &at, extra);
+        let d = m.path("d");
+        if extra.is_empty() {
+            // A plain listing cannot tell: `ls -l` stats, then the types are known.
+            sh(&format!("ls -l {} >/dev/null", d.display()));
+        }
+        let out = Command::new("find")
+            .arg(&d)
+            .args([
+                "-type", "p", "-o", "-type", "s", "-o", "-type", "c", "-o", "-type", "b",
+            ])
+            .output()
+            .unwrap();
+        let mut found: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.rsplit('/').next().map(str::to_string))
+            .collect();
+        found.sort();
+        assert_eq!(
+            found,
+            ["blk", "chr", "fifo", "nf", "sock"],
+            "find {extra:?}"
+        );
+        for name in ["fifo", "nf", "chr", "blk", "sock"] {
+            let meta = std::fs::symlink_metadata(d.join(name)).unwrap();
+            let ft = meta.file_type();
+            assert!(
+                ft.is_fifo() || ft.is_socket() || ft.is_char_device() || ft.is_block_device(),
+                "{name} {extra:?}"
+            );
+            let mut mode = meta.mode();
+            if name == "sock" {
+                mode &= !0o7777; // bind's mode is 0777 less the umask of the test runner
+            }
+            assert_eq!(
+                (mode, meta.uid(), meta.rdev()),
+                want(name),
+                "{name} {extra:?}"
+            );
+        }
+        drop(m);
+    }
 }
 
 /// `--readdir-optimize --allow-other` with chosen attributes: every file shows and

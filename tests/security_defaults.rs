@@ -1,7 +1,7 @@
 //! Security defaults and secret hygiene of the real binary:
 //! - a mount is private to the mounting user unless `--allow-other` (checked in
-//!   /proc/mounts: no `allow_other` by default; with it, `default_permissions` too, so
-//!   the kernel enforces the shown permission bits for other users);
+//!   /proc/mounts: no `allow_other` by default) and the kernel enforces the shown
+//!   permission bits (`default_permissions`) on private and shared mounts alike;
 //! - TLS certificates are verified: an https endpoint with a self-signed certificate
 //!   fails with a clear error (there is no switch to turn verification off);
 //! - with `OSSMOUNT_LOG=trace`, neither the static secret, nor the STS secret and token
@@ -30,7 +30,7 @@ fn mounts_are_private_unless_allow_other() {
     let opts = line.split(' ').nth(3).unwrap_or_default().to_string();
     assert!(line.starts_with("ossmount:private-mount "), "{line}");
     assert!(!opts.contains("allow_other"), "{line}");
-    for o in ["nosuid", "nodev"] {
+    for o in ["nosuid", "nodev", "default_permissions"] {
         assert!(opts.split(',').any(|x| x == o), "{o} missing: {line}");
     }
     drop(private);
@@ -46,7 +46,7 @@ fn mounts_are_private_unless_allow_other() {
         .collect();
     assert!(opts.contains(&"allow_other"), "{line}");
     assert!(opts.contains(&"default_permissions"), "{line}");
-    eprintln!("mount options: private ok, --allow-other adds default_permissions: {line}");
+    eprintln!("mount options: private ok, --allow-other keeps default_permissions: {line}");
 }
 
 /// An `openssl s_server` with a fresh self-signed certificate on a loopback port.

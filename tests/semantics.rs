@@ -50,7 +50,7 @@ const CHECKS: &[(&str, &str, Check)] = &[
     ),
     (
         "listed-attributes",
-        "328a30c9aae8",
+        "5f4c63e1a08e",
         Check::Core(|| Box::pin(listed_attributes())),
     ),
     (
@@ -122,7 +122,7 @@ const CHECKS: &[(&str, &str, Check)] = &[
     ),
     (
         "setattr",
-        "41d327eb6d69",
+        "c66deb08ea65",
         Check::Core(|| Box::pin(setattr())),
     ),
     (
@@ -142,8 +142,13 @@ const CHECKS: &[(&str, &str, Check)] = &[
         Check::Core(|| Box::pin(symlink())),
     ),
     (
+        "hard-links",
+        "aa0b3b8999fb",
+        Check::Core(|| Box::pin(hard_links())),
+    ),
+    (
         "special-files",
-        "e59a282bb6bc",
+        "062efc3b9a7d",
         Check::Core(|| Box::pin(special_files())),
     ),
     (
@@ -357,9 +362,9 @@ async fn listed_attributes() {
             assert_eq!(e.store.total_requests(), after, "fetched in one batch");
         }
     }
-    // readdir_optimize: small objects (maybe ossfs-style links) cost one HEAD each while
-    // listing, unless the check size is 0.
-    for (check_size, want_heads) in [(4095, 3), (0, 0)] {
+    // readdir_optimize: small objects (maybe ossfs-style links) and empty ones (maybe
+    // special files) cost one HEAD each while listing, unless the check size is 0.
+    for (check_size, want_heads) in [(4095, 4), (0, 0)] {
         let e = env_with(|c| {
             c.readdir_optimize = true;
             c.readdir_check_size = check_size;
@@ -367,6 +372,8 @@ async fn listed_attributes() {
         for i in 0..3 {
             e.store.put(&format!("s/f{i}"), "1");
         }
+        // Empty: maybe a FIFO, socket or device.
+        e.store.put("s/empty", "");
         let d = e.fs.lookup(ROOT_INO, n("s")).await.expect("lookup");
         e.store.reset_counts();
         readdir_all(&e.fs, d.ino).await;
@@ -649,18 +656,58 @@ async fn symlink() {
     assert_eq!(mode & libc::S_IFMT, libc::S_IFLNK);
 }
 
-async fn special_files() {
+async fn hard_links() {
     let e = env();
-    for kind in [libc::S_IFIFO, libc::S_IFCHR, libc::S_IFSOCK] {
-        let err =
-            e.fs.mknod(&CTX, ROOT_INO, n("special"), kind | 0o644, 0)
-                .await
-                .expect_err("special file");
-        assert_eq!(err.errno(), libc::EPERM);
-    }
     let f = write_file(&e.fs, ROOT_INO, "f", b"1").await;
     let err = e.fs.link(f, ROOT_INO, n("hard")).await.expect_err("link");
     assert_eq!(err.errno(), libc::EPERM);
+    assert_eq!(e.fs.getattr(f).await.expect("getattr").nlink, 1);
+}
+
+async fn special_files() {
+    let e = env();
+    for (name, kind, rdev) in [
+        ("fifo", libc::S_IFIFO, 0),
+        ("sock", libc::S_IFSOCK, 0),
+        ("chr", libc::S_IFCHR, 0x0103),
+        ("blk", libc::S_IFBLK, 0x0801),
+    ] {
+        e.store.reset_counts();
+        let a =
+            e.fs.mknod(&CTX, ROOT_INO, n(name), kind | 0o666, 0o022, rdev)
+                .await
+                .expect("mknod");
+        assert_eq!(e.store.count("PutObject"), 1, "{name}: one PutObject");
+        assert_eq!((a.mode(), a.rdev, a.uid), (kind | 0o644, rdev, CTX.uid));
+        let o = e.store.object(name).expect("stored");
+        assert!(o.data.is_empty(), "{name}: an empty object");
+        assert_eq!(o.user_meta["mode"], (kind | 0o644).to_string());
+        assert_eq!(
+            o.user_meta.get("rdev").map(String::as_str),
+            (rdev != 0).then(|| rdev.to_string()).as_deref(),
+            "{name}: rdev only for devices"
+        );
+    }
+    // chmod keeps the type; rename and unlink work as for files.
+    let fifo = e.fs.lookup(ROOT_INO, n("fifo")).await.expect("lookup");
+    let set = SetAttr {
+        mode: Some(0o600),
+        ..Default::default()
+    };
+    e.fs.setattr(fifo.ino, set).await.expect("chmod");
+    let mode: u32 = e.store.object("fifo").expect("fifo").user_meta["mode"]
+        .parse()
+        .expect("mode");
+    assert_eq!(mode, libc::S_IFIFO | 0o600);
+    e.fs.rename(ROOT_INO, n("chr"), ROOT_INO, n("chr2"), 0)
+        .await
+        .expect("rename");
+    assert_eq!(
+        e.store.object("chr2").expect("moved").user_meta["rdev"],
+        "259"
+    );
+    e.fs.unlink(ROOT_INO, n("sock")).await.expect("unlink");
+    assert!(!e.store.contains("sock"));
 }
 
 async fn split_pages() {

@@ -204,9 +204,10 @@ pub struct MountOptionArgs {
     #[arg(long, help_heading = "Mount")]
     pub readdir_optimize: bool,
 
-    /// With --readdir-optimize: listed objects of 1 to N bytes are HEADed while listing,
-    /// since one may be an ossfs 1.x-style symlink (default 4095, every size a link can
-    /// have; 0: no HEAD, such links list as files). ossfs 1.x's readdir_check_size.
+    /// With --readdir-optimize: listed objects of 0 to N bytes are HEADed while listing,
+    /// since one may be an ossfs 1.x-style symlink, or (empty) a FIFO, socket or device
+    /// (default 4095, every size a link can have; 0: no HEAD, such objects list as
+    /// files). ossfs 1.x's readdir_check_size.
     #[arg(long, value_name = "BYTES", help_heading = "Mount")]
     pub readdir_check_size: Option<u64>,
 

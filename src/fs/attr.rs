@@ -10,6 +10,7 @@
 //! | `x-oss-meta-gid`    | decimal                                  | chown           |
 //! | `x-oss-meta-mtime`  | decimal seconds since the epoch          | every write, utimens |
 //! | `x-oss-meta-mtime-nsec` | decimal nanoseconds 0..999999999 of the mtime (ossmount) | with `mtime` |
+//! | `x-oss-meta-rdev`   | decimal device number (`st_rdev`) of a character or block device | mknod |
 //!
 //! `mtime` stays whole seconds, as ossfs writes and parses it; the fraction goes in its
 //! own field so nanosecond mtimes (`cp -a`, `tar x`, `touch -d`) survive a remount. It is
@@ -28,6 +29,10 @@
 //!   for an object, its metadata wins ([`Attr::merge_listing`] keeps it).
 //! - ossfs stores symlinks as regular objects whose mode has `S_IFLNK` and whose content
 //!   is the target; [`kind_from_meta`] recognises them so such links stay links here.
+//! - FIFOs, sockets and device nodes are empty objects whose mode carries their type
+//!   (`S_IFIFO`, `S_IFSOCK`, `S_IFCHR`, `S_IFBLK`), as s3fs and ossfs 1.x store them; a
+//!   device's number is `rdev` (the name rclone and other S3 tools use for `st_rdev`).
+//!   A listing cannot tell them from empty files (see `special`).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -41,6 +46,7 @@ pub const META_UID: &str = "uid";
 pub const META_GID: &str = "gid";
 pub const META_MTIME: &str = "mtime";
 pub const META_MTIME_NSEC: &str = "mtime-nsec";
+pub const META_RDEV: &str = "rdev";
 
 /// Block size reported by statfs (`blocks` of stat are 512-byte units regardless).
 pub const BLKSIZE: u32 = 4096;
@@ -55,6 +61,36 @@ pub enum FileKind {
     File,
     Dir,
     Symlink,
+    /// A FIFO, socket or device node: an empty object whose mode says which.
+    Special(SpecialKind),
+}
+
+/// The file types that exist only as a name and attributes: the kernel handles their
+/// opens (pipes, sockets, device drivers), the filesystem never sees their data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SpecialKind {
+    Fifo,
+    Socket,
+    CharDevice,
+    BlockDevice,
+}
+
+impl SpecialKind {
+    /// The special kind whose `S_IFMT` bits `mode` has, if any.
+    pub fn from_mode(mode: u32) -> Option<SpecialKind> {
+        match mode & libc::S_IFMT {
+            libc::S_IFIFO => Some(SpecialKind::Fifo),
+            libc::S_IFSOCK => Some(SpecialKind::Socket),
+            libc::S_IFCHR => Some(SpecialKind::CharDevice),
+            libc::S_IFBLK => Some(SpecialKind::BlockDevice),
+            _ => None,
+        }
+    }
+
+    /// Whether this kind has a device number (`st_rdev`).
+    pub fn is_device(self) -> bool {
+        matches!(self, SpecialKind::CharDevice | SpecialKind::BlockDevice)
+    }
 }
 
 impl FileKind {
@@ -64,7 +100,16 @@ impl FileKind {
             FileKind::File => libc::S_IFREG,
             FileKind::Dir => libc::S_IFDIR,
             FileKind::Symlink => libc::S_IFLNK,
+            FileKind::Special(SpecialKind::Fifo) => libc::S_IFIFO,
+            FileKind::Special(SpecialKind::Socket) => libc::S_IFSOCK,
+            FileKind::Special(SpecialKind::CharDevice) => libc::S_IFCHR,
+            FileKind::Special(SpecialKind::BlockDevice) => libc::S_IFBLK,
         }
+    }
+
+    /// Whether a device number belongs to this kind.
+    pub fn has_rdev(self) -> bool {
+        matches!(self, FileKind::Special(s) if s.is_device())
     }
 }
 
@@ -83,6 +128,9 @@ pub struct Attr {
     pub perm: u16,
     pub uid: u32,
     pub gid: u32,
+    /// Device number of a character or block device (`st_rdev`, the kernel's 32-bit
+    /// encoding), 0 for every other kind.
+    pub rdev: u32,
     /// Whether mode/uid/gid/mtime came from the object's own metadata (HEAD or our own
     /// write) rather than from defaults/listing.
     pub from_meta: bool,
@@ -138,11 +186,12 @@ impl AttrDefaults {
             nlink: if kind == FileKind::Dir { 2 } else { 1 },
             perm: match kind {
                 FileKind::Dir => self.dir_perm,
-                FileKind::File => self.file_perm,
+                FileKind::File | FileKind::Special(_) => self.file_perm,
                 FileKind::Symlink => 0o777,
             },
             uid: self.uid,
             gid: self.gid,
+            rdev: 0,
             from_meta: false,
         }
     }
@@ -171,9 +220,16 @@ pub fn apply_user_meta(a: &mut Attr, meta: &BTreeMap<String, String>) {
     {
         let perm = (mode & 0o7777) as u16;
         // Directory markers written by other tools sometimes carry mode 0; ignore that.
-        if mode & 0o777 != 0 || a.kind == FileKind::File {
+        if mode & 0o777 != 0 || matches!(a.kind, FileKind::File | FileKind::Special(_)) {
             a.perm = perm;
         }
+    }
+    if a.kind.has_rdev()
+        && let Some(rdev) = meta
+            .get(META_RDEV)
+            .and_then(|v| v.trim().parse::<u32>().ok())
+    {
+        a.rdev = rdev;
     }
     if let Some(uid) = meta
         .get(META_UID)
@@ -238,7 +294,8 @@ pub fn kind_from_meta(object_type: ObjectType, meta: &BTreeMap<String, String>) 
         .and_then(|v| v.trim().parse::<u32>().ok());
     match mode {
         Some(m) if m & libc::S_IFMT == libc::S_IFLNK => FileKind::Symlink,
-        _ => FileKind::File,
+        Some(m) => SpecialKind::from_mode(m).map_or(FileKind::File, FileKind::Special),
+        None => FileKind::File,
     }
 }
 
@@ -255,6 +312,9 @@ pub fn to_user_meta(attr: &Attr, base: &BTreeMap<String, String>) -> BTreeMap<St
     m.insert(META_MTIME_NSEC.into(), nanos.to_string());
     m.insert(META_UID.into(), attr.uid.to_string());
     m.insert(META_GID.into(), attr.gid.to_string());
+    if attr.kind.has_rdev() {
+        m.insert(META_RDEV.into(), attr.rdev.to_string());
+    }
     m
 }
 

@@ -210,7 +210,7 @@ impl Filesystem {
         if h.token.is_none() {
             self.fanout.restart(h.ino);
         }
-        let mut checked = self.check_listed_links(&dir_key, &page.objects).await;
+        let mut checked = self.check_listed_kinds(&dir_key, &page.objects).await;
         for obj in &page.objects {
             if obj.key == dir_key {
                 continue; // the directory's own marker
@@ -228,6 +228,7 @@ impl Filesystem {
             h.listed += 1;
             let obs = checked
                 .remove(name)
+                .or_else(|| self.listed_keeps_kind(h.ino, name, obj))
                 .unwrap_or_else(|| self.observed_listed(obj));
             let (ino, node) = self.inodes.observe(h.ino, name, obs);
             if super::small_file_readahead::is_small_file(&node)
@@ -346,7 +347,13 @@ impl Filesystem {
             if h.index.contains_key(&e.name) {
                 continue;
             }
-            let Some(node) = self.inodes.get(e.ino) else {
+            // Or whose name was bound anew since (a stat showed a kind the listing
+            // could not tell, see `special`).
+            let Some(node) = self
+                .inodes
+                .get(e.ino)
+                .filter(|_| self.inodes.child(h.ino, &e.name) == Some(e.ino))
+            else {
                 return false;
             };
             entries.push(DirEntry {

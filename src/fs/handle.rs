@@ -102,6 +102,9 @@ impl Filesystem {
         match node.attr.kind {
             FileKind::Dir => return Err(FsError::IsDir),
             FileKind::Symlink => return Err(FsError::InvalidArgument("open of a symlink".into())),
+            FileKind::Special(_) => {
+                return Err(FsError::InvalidArgument("open of a special file".into()));
+            }
             FileKind::File => {}
         }
         let acc = flags & libc::O_ACCMODE;

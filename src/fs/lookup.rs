@@ -128,7 +128,10 @@ impl Filesystem {
         // directory whatever a HEAD would say; only when it is gone does the HEAD tell
         // whether a file took its place.
         let known_kind = known.as_ref().map(|n| n.attr.kind);
-        let (head, list) = match known.as_ref().filter(|n| n.attr.kind == FileKind::File) {
+        let (head, list) = match known
+            .as_ref()
+            .filter(|n| matches!(n.attr.kind, FileKind::File | FileKind::Special(_)))
+        {
             Some(file) => match self.head_or_fetch_small(&key, Some(file)).await {
                 Ok(meta) => {
                     let obs = self.observed_from_head(&key, &meta).await?;

@@ -39,7 +39,7 @@
 //! entries, many HEADs at once), `listing_cache` (listings reused for a TTL), `owner`
 //! (ownership of new entries, directory times), `new_entry` (what every creation shares:
 //! key, owner, mode, times, inode insertion), `lookup` (lookup/getattr), `dir` (readdir,
-//! mkdir, rmdir), `namespace` (unlink, rename, symlinks), `setattr`, `copy` (large
+//! mkdir, rmdir), `namespace` (unlink, rename, symlinks), `special` (mknod: FIFOs, sockets, devices), `setattr`, `copy` (large
 //! copies), `append` (server-side appends), `small_file_readahead` (sibling read-ahead of small files; large files are prefetched by `read::prefetch`), `lookup_page` (a directory lookup's LIST page kept for the readdir that follows), `limits` (LIST page size and small-file limits shared by lookup, readdir and read-ahead), `walk` (listings ahead of tree walks), `process` (whose close commits), `handle` (the open-file table and the FUSE operations on it), `write_state` (the write state machine of an open file), `commit` (upload at flush/fsync/release), `staging_file` (local
 //! staging files).
 
@@ -63,6 +63,7 @@ mod owner;
 mod process;
 mod setattr;
 mod small_file_readahead;
+mod special;
 mod staging_file;
 mod symlink;
 mod walk;
@@ -76,7 +77,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::runtime::Handle;
 
-pub use attr::{Attr, AttrDefaults, FileKind, Ino};
+pub use attr::{Attr, AttrDefaults, FileKind, Ino, SpecialKind};
 pub use error::FsError;
 pub use inode::ROOT_INO;
 
@@ -107,14 +108,15 @@ pub struct FsConfig {
     pub cache_dir: PathBuf,
     pub read: ReadConfig,
     pub upload: UploadConfig,
-    /// Other users may access the mount (the adapter then enables default_permissions).
+    /// Other users may access the mount (every mount has default_permissions, see `crate::fuse`).
     pub allow_other: bool,
     /// Attributes of listed entries come from the listing and the defaults, with no HEAD
     /// per entry (the kernel gets them through readdirplus). Off: see `attr_fanout`.
     pub readdir_optimize: bool,
-    /// With `readdir_optimize`: listed regular objects of 1 to this many bytes are
-    /// HEADed while listing, since one may be an ossfs-style link (see `symlink`); 0 lists
-    /// them as files with no HEAD. Default 4095, every size a link text can have.
+    /// With `readdir_optimize`: listed regular objects of 0 to this many bytes are
+    /// HEADed while listing, since one may be an ossfs-style link (see `symlink`) or,
+    /// empty, a FIFO, socket or device (see `special`); 0 lists them as files with no
+    /// HEAD. Default 4095, every size a link text can have.
     pub readdir_check_size: u64,
 }
 

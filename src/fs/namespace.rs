@@ -1,4 +1,4 @@
-//! Namespace changes: unlink, rename, symlink/readlink, mknod.
+//! Namespace changes: unlink, rename, symlink/readlink (mknod: `special`).
 //!
 //! Rename:
 //! - a file is CopyObject (multipart copy above 1 GiB, see `copy`) then DeleteObject of
@@ -21,7 +21,6 @@
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
 
-use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
 use crate::store::{ListRequest, ObjectType};
@@ -29,7 +28,6 @@ use crate::store::{ListRequest, ObjectType};
 use super::attr::{FileKind, Ino, to_user_meta};
 use super::error::{FsError, not_found_or};
 use super::inode::ROOT_INO;
-use super::new_entry::requested_perm;
 use super::symlink::MAX_LINK_TEXT;
 use super::{Attr, Ctx, Filesystem, FsResult, names};
 
@@ -118,7 +116,7 @@ impl Filesystem {
         names::check_key_len(&dst_key)?;
         match snode.attr.kind {
             FileKind::File if snode.local => {}
-            FileKind::File => {
+            FileKind::File | FileKind::Special(_) => {
                 self.copy_any(&src_key, &dst_key, snode.attr.size, None)
                     .await?;
                 self.delete_after_copy(&src_key).await?;
@@ -291,48 +289,5 @@ impl Filesystem {
             n.attr.size = t.len() as u64;
         });
         Ok(t)
-    }
-
-    /// FUSE mknod: regular files only (an empty object); devices, FIFOs, sockets → EPERM.
-    pub async fn mknod(
-        &self,
-        ctx: &Ctx,
-        parent: Ino,
-        name: &OsStr,
-        mode: u32,
-        umask: u32,
-    ) -> FsResult<Attr> {
-        self.check_writable()?;
-        let fmt = mode & libc::S_IFMT;
-        if fmt != 0 && fmt != libc::S_IFREG {
-            return Err(FsError::NotPermitted(
-                "only regular files can be stored in OSS",
-            ));
-        }
-        let name = names::name_from_kernel(name)?;
-        match self.lookup_name(parent, name).await {
-            Ok(_) => return Err(FsError::Exists),
-            Err(FsError::NotFound) => {}
-            Err(e) => return Err(e),
-        }
-        let entry = self.prepare_new_entry(
-            ctx,
-            parent,
-            name,
-            FileKind::File,
-            0,
-            requested_perm(mode, umask),
-        )?;
-        let opts = entry.put_options();
-        let put = self
-            .store
-            .put_object(&entry.key, Bytes::new().into(), &opts)
-            .await
-            .map_err(|e| FsError::store("PutObject", &entry.key, e))?;
-        let (_, node) = self.insert_new_entry(entry, Some(&opts), |n| {
-            n.etag = put.etag.clone();
-            n.crc64 = put.crc64;
-        });
-        Ok(node.attr)
     }
 }

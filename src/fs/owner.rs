@@ -10,8 +10,7 @@
 //! - chown/chmod permission rules (only root changes the owner; the owner may change the
 //!   group to one of its groups; chmod by the owner; set-group-ID cleared for non-members;
 //!   set-user-ID and set-group-ID cleared on chown and on a write by a non-root process)
-//!   are enforced by the kernel: with `--allow-other`/`--allow-root` the mount uses
-//!   `default_permissions`, under which
+//!   are enforced by the kernel: every mount uses `default_permissions`, under which
 //!   FUSE setattr goes through `setattr_prepare` and the kill-suid logic before it reaches
 //!   us. We store what arrives.
 //! - A directory's mtime and ctime move when an entry is created, removed or renamed in

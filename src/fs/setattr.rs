@@ -1,8 +1,8 @@
 //! setattr: chmod, chown, utimens and truncate.
 //!
 //! Metadata changes are persisted in the ossfs format (see [`super::attr`]):
-//! - files: HEAD (to keep content type and foreign metadata), then CopyObject of the
-//!   object onto itself with the REPLACE directive (multipart copy above 1 GiB);
+//! - files (and FIFOs, sockets, devices): HEAD (to keep content type and foreign
+//!   metadata), then CopyObject of the object onto itself with the REPLACE directive (multipart copy above 1 GiB);
 //! - symlinks: PutSymlink again with the new metadata;
 //! - directories: PUT of the `dir/` marker with the metadata (creating the marker of an
 //!   implicit directory); the mount root keeps its attributes in memory only.
@@ -86,7 +86,7 @@ impl Filesystem {
         let node = self.inodes.get(ino).ok_or(FsError::NotFound)?;
         let key = self.inodes.key_of(ino).ok_or(FsError::NotFound)?;
         let (etag, crc, user_meta) = match attr.kind {
-            FileKind::File => {
+            FileKind::File | FileKind::Special(_) => {
                 let head = self
                     .store
                     .head_object(&key)
@@ -130,7 +130,7 @@ impl Filesystem {
             n.attr.size = size;
             // Not before the copy's Last-Modified (see `commit`).
             n.attr.ctime = attr.ctime.max(SystemTime::now());
-            if attr.kind == FileKind::File {
+            if matches!(attr.kind, FileKind::File | FileKind::Special(_)) {
                 n.etag = etag;
                 n.crc64 = crc;
             }

@@ -208,10 +208,11 @@ impl Filesystem {
 
     /// With `readdir_optimize`, whose listings hand the kernel a type and attributes at
     /// once: the listed objects of `objects` that may be ossfs-style links (1 to
-    /// `readdir_check_size` bytes), observed through a HEAD each, many in flight. Name →
-    /// what its HEAD showed, for the links among them; the others (and an object whose
-    /// HEAD fails) keep the listing's guess.
-    pub(crate) async fn check_listed_links(
+    /// `readdir_check_size` bytes) or special files (empty, see `special`), observed
+    /// through a HEAD each, many in flight. Name → what its HEAD showed, for the links
+    /// and special files among them; the others (and an object whose HEAD fails) keep
+    /// the listing's guess.
+    pub(crate) async fn check_listed_kinds(
         &self,
         dir_key: &str,
         objects: &[ListEntry],
@@ -222,7 +223,12 @@ impl Filesystem {
         let max = self.cfg.readdir_check_size;
         let keys: Vec<String> = objects
             .iter()
-            .filter(|o| o.size <= max && may_be_link_object(o.object_type, o.size))
+            .filter(|o| {
+                max > 0
+                    && o.size <= max
+                    && (may_be_link_object(o.object_type, o.size)
+                        || (o.object_type == ObjectType::Normal && o.size == 0))
+            })
             .filter(|o| o.key.len() > dir_key.len() && o.key.starts_with(dir_key))
             .map(|o| o.key.clone())
             .collect();
@@ -234,7 +240,7 @@ impl Filesystem {
                 let obs = self.observed_from_head(&key, &meta).await.ok()?;
                 // Files keep the listing's attributes: that is readdir_optimize's trade,
                 // and with --allow-other what the user configured is what is enforced.
-                (obs.kind == FileKind::Symlink).then_some((key, obs))
+                (obs.kind != FileKind::File).then_some((key, obs))
             })
             .buffer_unordered(ATTR_FANOUT_WIDTH)
             .collect()

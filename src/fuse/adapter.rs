@@ -15,7 +15,9 @@ use fuser::{
 use tracing::Instrument;
 
 use super::{DirectIo, MAX_IO, MountOptions};
-use crate::fs::{Attr, Ctx, FileKind, Filesystem, FsError, FsResult, SetAttr, TimeSet};
+use crate::fs::{
+    Attr, Ctx, FileKind, Filesystem, FsError, FsResult, SetAttr, SpecialKind, TimeSet,
+};
 
 /// The fuser `Filesystem` implementation.
 pub(super) struct FuseAdapter {
@@ -29,6 +31,10 @@ fn file_type(kind: FileKind) -> FileType {
         FileKind::File => FileType::RegularFile,
         FileKind::Dir => FileType::Directory,
         FileKind::Symlink => FileType::Symlink,
+        FileKind::Special(SpecialKind::Fifo) => FileType::NamedPipe,
+        FileKind::Special(SpecialKind::Socket) => FileType::Socket,
+        FileKind::Special(SpecialKind::CharDevice) => FileType::CharDevice,
+        FileKind::Special(SpecialKind::BlockDevice) => FileType::BlockDevice,
     }
 }
 
@@ -46,7 +52,7 @@ fn file_attr(a: &Attr) -> FileAttr {
         nlink: a.nlink(),
         uid: a.uid,
         gid: a.gid,
-        rdev: 0,
+        rdev: a.rdev,
         blksize: crate::fs::attr::IO_BLKSIZE,
         flags: 0,
     }
@@ -285,14 +291,14 @@ impl fuser::Filesystem for FuseAdapter {
         name: &OsStr,
         mode: u32,
         umask: u32,
-        _rdev: u32,
+        rdev: u32,
         reply: ReplyEntry,
     ) {
         let (name, c, ttl) = (name.to_os_string(), ctx(req), self.ttl());
         self.spawn(
             "mknod",
             parent.0,
-            |fs| async move { fs.mknod(&c, parent.0, &name, mode, umask).await },
+            |fs| async move { fs.mknod(&c, parent.0, &name, mode, umask, rdev).await },
             move |r| match r {
                 Ok(a) => reply.entry(&ttl, &file_attr(&a), Generation(0)),
                 Err(e) => reply.error(err(&e)),

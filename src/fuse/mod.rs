@@ -16,10 +16,18 @@
 //! Kernel settings negotiated at init: max_write 1 MiB, readahead 1 MiB, async reads,
 //! readdirplus only with `readdir_optimize` (see `adapter::init`), atomic `O_TRUNC` (so `open(O_TRUNC)` needs no extra empty PUT), parallel
 //! directory operations. Mount options: `fsname=ossmount:<bucket>`, `subtype=ossmount`,
-//! `max_read=1MiB`, `nodev,nosuid,noatime`,
-//! `ro` for read-only mounts, `allow_other`/`allow_root` (with `default_permissions`, so
-//! the kernel enforces the mode bits we report — the stored ones — when other users can
-//! reach the mount).
+//! `max_read=1MiB`, `nodev,nosuid,noatime`, `default_permissions`, `ro` for read-only
+//! mounts, `allow_other`/`allow_root`.
+//!
+//! `default_permissions` is on for every mount, not only shared ones: the kernel checks
+//! every access against the mode, owner and group stat shows (the stored ones, see
+//! `crate::fs::attr_fanout`), as on a local filesystem and as ossfs 1.x checks them
+//! itself. Without it the core, which checks nothing, would let the mount's owner read a
+//! 0400 file of another user, write a 0444 file or create files in a 0555 directory. Root
+//! keeps its usual override. The cost: a bucket written by another uid (files stored
+//! with `x-oss-meta-uid` of someone else) is only as writable for a non-root mount owner
+//! as its stored modes say; `--uid`/`--gid`/`--file-mode` only fill in objects without
+//! stored attributes.
 //!
 //! Pitfalls: a reply must be sent exactly once, including when the task fails — every
 //! handler in [`adapter`] ends in exactly one `reply.*` call. A `MountHandle` unmounts when dropped,
@@ -81,12 +89,11 @@ impl MountOptions {
             MountOption::NoSuid,
             MountOption::NoAtime,
             MountOption::CUSTOM(format!("max_read={MAX_IO}")),
+            // Always: the kernel enforces the mode bits stat shows (see the module docs).
+            MountOption::DefaultPermissions,
         ];
         if self.read_only {
             opts.push(MountOption::RO);
-        }
-        if self.allow_other || self.allow_root {
-            opts.push(MountOption::DefaultPermissions);
         }
         if self.auto_unmount {
             opts.push(MountOption::AutoUnmount);

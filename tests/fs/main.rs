@@ -1,5 +1,6 @@
 //! The filesystem core (`ossmount::fs`) over the mock store, without the kernel: request
-//! costs of lookups and listings, writes, renames, node lifecycle, walks, store faults.
+//! costs of lookups and listings, writes, renames, node lifecycle, walks, store faults,
+//! special files.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -8,5 +9,6 @@ mod faults;
 mod lifecycle;
 mod model;
 mod operations;
+mod special;
 mod symlink;
 mod walk;
