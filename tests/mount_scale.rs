@@ -1,6 +1,6 @@
 //! Many objects through a real mount (in-process emulator): the inode table shrinks when
-//! the kernel forgets, and directory offsets stay right across listing pages and
-//! seekdir/telldir.
+//! the kernel forgets, a second walk with `--metadata-ttl indefinite` sends no request,
+//! and directory offsets stay right across listing pages and seekdir/telldir.
 
 mod common;
 
@@ -22,13 +22,18 @@ struct Env {
     mnt: InProcessMount,
     fs: Arc<Filesystem>,
     /// Declared after the mount so it stops after the unmount.
-    _emu: Emu,
+    emu: Emu,
     _data: tempfile::TempDir,
 }
 
 impl Env {
     /// Mounts a bucket holding the files under `import` (key = relative path).
     fn new(import: &Path) -> Env {
+        Env::with_ttl(import, Duration::from_secs(60))
+    }
+
+    /// [`Env::new`] with this metadata TTL.
+    fn with_ttl(import: &Path, metadata_ttl: Duration) -> Env {
         let emu = Emu::start(BUCKET, |mut c| {
             c.import_dir = Some(import.to_path_buf());
             c
@@ -37,7 +42,7 @@ impl Env {
         let cfg = FsConfig {
             uid: 0,
             gid: 0,
-            metadata_ttl: Duration::from_secs(60),
+            metadata_ttl,
             cache_dir: data.path().join("staging"),
             ..FsConfig::default()
         };
@@ -47,13 +52,20 @@ impl Env {
         Env {
             mnt,
             fs,
-            _emu: emu,
+            emu,
             _data: data,
         }
     }
 
     fn sh(&self, script: &str) -> String {
         self.mnt.sh(script)
+    }
+
+    /// Requests the emulator received since the last call (by operation), then resets.
+    fn requests(&self) -> std::collections::BTreeMap<String, u64> {
+        let stats = self.emu.emu().stats();
+        self.emu.emu().reset_stats();
+        stats.requests
     }
 }
 
@@ -114,6 +126,42 @@ fn inode_table_shrinks_when_the_kernel_forgets() {
     // Everything is still there, under new numbers.
     assert_eq!(env.sh("find . -type f | wc -l").trim(), "20000");
     assert_eq!(env.sh("cat d07/s3/f042"), "x");
+}
+
+/// With `--metadata-ttl indefinite` (what `indefinite` parses to: a century) a second
+/// walk of a tree costs no request: more directories than the listing cache once kept
+/// (256), and more files than the table keeps unreferenced (plain readdir does not make
+/// the kernel hold them, so their nodes are freed and the kept listing registers them
+/// again).
+#[test]
+fn second_walk_with_indefinite_ttl_sends_no_request() {
+    const INDEFINITE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    let src = tempfile::tempdir().expect("src");
+    for a in 0..400 {
+        let d = src.path().join(format!("d{a:03}"));
+        std::fs::create_dir_all(&d).unwrap();
+        for f in 0..50 {
+            std::fs::write(d.join(format!("f{f:02}")), b"x").unwrap();
+        }
+    }
+    let env = Env::with_ttl(src.path(), INDEFINITE);
+    let walk = "find . | wc -l";
+    assert_eq!(env.sh(walk).trim(), "20401");
+    let first = env.requests();
+    assert!(first.values().sum::<u64>() >= 400, "{first:?}");
+    assert_eq!(env.sh(walk).trim(), "20401");
+    let again = env.requests();
+    assert!(again.is_empty(), "second `{walk}` sent {again:?}");
+    // Walks that stat every file: the first fetches the stored attributes (HEADs in
+    // the default mode); after it, nothing.
+    let stat_walk = "find . -type f -size -2 | wc -l";
+    assert_eq!(env.sh(stat_walk).trim(), "20000");
+    env.requests();
+    for walk in [stat_walk, walk, "du -s . | wc -l"] {
+        assert!(!env.sh(walk).trim().is_empty(), "{walk}");
+        let again = env.requests();
+        assert!(again.is_empty(), "`{walk}` sent {again:?}");
+    }
 }
 
 /// Reads a directory with readdir/telldir/seekdir (libc, as programs do). Returns the

@@ -332,12 +332,17 @@ impl Filesystem {
 
     /// Kernel `forget`: the node is freed once nothing holds it (see `inode`).
     pub fn forget(&self, ino: Ino, nlookup: u64) {
-        self.inodes.forget(ino, nlookup);
+        self.forget_many(&[(ino, nlookup)]);
     }
 
     /// Kernel `batch_forget`: `(ino, nlookup)` pairs.
     pub fn forget_many(&self, list: &[(Ino, u64)]) {
-        self.inodes.forget_many(list);
+        if self.inodes.forget_many(list) {
+            // Many nodes were freed: hand their memory back to the system, with that of
+            // the listings kept for the walk that ended.
+            self.listings.drop_expired();
+            crate::read::cache::release_free_memory();
+        }
     }
 
     /// Number of inodes in the table (what the `ossmount_inodes` gauge shows).
