@@ -157,11 +157,9 @@ fn second_walk_with_indefinite_ttl_sends_no_request() {
     let stat_walk = "find . -type f -size -2 | wc -l";
     assert_eq!(env.sh(stat_walk).trim(), "20000");
     env.requests();
-    for walk in [stat_walk, walk, "du -s . | wc -l"] {
-        assert!(!env.sh(walk).trim().is_empty(), "{walk}");
-        let again = env.requests();
-        assert!(again.is_empty(), "`{walk}` sent {again:?}");
-    }
+    assert_eq!(env.sh(stat_walk).trim(), "20000");
+    let again = env.requests();
+    assert!(again.is_empty(), "second `{stat_walk}` sent {again:?}");
 }
 
 /// Reads a directory with readdir/telldir/seekdir (libc, as programs do). Returns the

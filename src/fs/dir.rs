@@ -363,12 +363,23 @@ impl Filesystem {
             if h.index.contains_key(e.name) {
                 continue;
             }
+            // The entry's node, or the one its name is bound to now (the directory
+            // came back under a new number, or an earlier replay registered it again).
             // A kept entry whose node was freed since (the kernel forgot it, see
-            // `inode`), or whose directory came back under a new number, is registered
-            // again from what the listing said, as a new LIST would.
-            let (ino, node) = match self.inodes.get(e.ino) {
-                Some(n) if n.parent == h.ino && n.name == e.name => (e.ino, n),
-                _ => self.inodes.observe(h.ino, e.name, self.observed_kept(&e)),
+            // `inode`) is registered again from what the listing said, as a new LIST
+            // would.
+            let known = self
+                .inodes
+                .get(e.ino)
+                .filter(|n| n.parent == h.ino && n.name == e.name)
+                .map(|n| (e.ino, n))
+                .or_else(|| {
+                    let ino = self.inodes.child(h.ino, e.name)?;
+                    Some((ino, self.inodes.get(ino)?))
+                });
+            let (ino, node) = match known {
+                Some(found) => found,
+                None => self.inodes.observe(h.ino, e.name, self.observed_kept(&e)),
             };
             entries.push(DirEntry {
                 ino,
