@@ -43,11 +43,16 @@
 //!   ([`InodeTable::free_epoch`]): a freed name never reads as missing.
 //!
 //! # Memory per node
-//! One [`Node`] (the attributes, ETag, name and a few counters; user metadata,
-//! content type and link target only when known) in `nodes`, one binding in `children`
-//! (parent, name), and up to one `u64` in the idle FIFO. The kernel's own dentries and
-//! inodes are not counted here. Handles and directory handles keep their own state
-//! (see `dir` and `handle`).
+//! A walk registers one node per object, so this is the mount's cost per object. The
+//! table stores each node packed ([`packed`]: 136 bytes, one 144-byte allocation, for a
+//! listed or HEADed object with a name of up to 22 bytes and an MD5 ETag; user metadata of
+//! other tools, uncommon content types and ETags, link targets and open handles go in an
+//! optional boxed extra), plus a 16-byte slot in the number map and an 8-byte slot in the
+//! name index (hash tables: up to twice that with their spare room), and up to one `u64`
+//! in the idle FIFO. [`Node`] is the unpacked form the rest of the filesystem reads
+//! ([`InodeTable::get`]) and changes ([`InodeTable::update`]); it is built on each call.
+//! The kernel's own dentries and inodes are not counted here. Handles and directory
+//! handles keep their own state (see `dir` and `handle`).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -152,6 +152,23 @@ impl Inner {
         }
     }
 
+    /// Drops expired listings from the oldest on, up to the first fresh one (cheap;
+    /// with one TTL for all, the oldest expire first).
+    fn drop_oldest_expired(&mut self, now: Instant) {
+        while let Some((&seq, dir)) = self.order.first_key_value() {
+            match self.dirs.get(dir) {
+                Some(k) if k.until > now => break,
+                Some(_) => {
+                    let dir = dir.clone();
+                    self.remove(&dir);
+                }
+                None => {
+                    self.order.remove(&seq);
+                }
+            }
+        }
+    }
+
     fn drop_expired(&mut self, now: Instant) {
         let expired: Vec<String> = self
             .dirs
@@ -184,6 +201,7 @@ impl ListingCache {
         entries.shrink();
         let mut inner = lock(&self.inner);
         inner.remove(dir);
+        inner.drop_oldest_expired(Instant::now());
         if inner.entries + entries.len() > MAX_KEPT {
             inner.drop_expired(Instant::now());
         }
