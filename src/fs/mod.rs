@@ -342,6 +342,7 @@ impl Filesystem {
             // Many nodes were freed: hand their memory back to the system, with that of
             // the listings kept for the walk that ended.
             self.listings.drop_expired();
+            self.fanout.shrink();
             crate::read::cache::release_free_memory();
         }
     }
