@@ -18,6 +18,14 @@ use ossmount::store::ObjectStore;
 
 const BUCKET: &str = "scale-test";
 
+/// Tests that count inodes or requests run one at a time: `drop_caches` makes the
+/// kernel forget every mount's inodes, and the `ossmount_inodes` gauge is process-wide.
+static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    ALONE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 struct Env {
     mnt: InProcessMount,
     fs: Arc<Filesystem>,
@@ -89,6 +97,7 @@ fn inodes_gauge(text: &str) -> Option<f64> {
 /// kernel drops its caches it forgets them, and the table (and its gauge) shrinks back.
 #[test]
 fn inode_table_shrinks_when_the_kernel_forgets() {
+    let _alone = alone();
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .expect("recorder");
@@ -135,6 +144,7 @@ fn inode_table_shrinks_when_the_kernel_forgets() {
 /// again).
 #[test]
 fn second_walk_with_indefinite_ttl_sends_no_request() {
+    let _alone = alone();
     const INDEFINITE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
     let src = tempfile::tempdir().expect("src");
     for a in 0..400 {
@@ -231,6 +241,7 @@ fn check_seekdir(dir: &Path) -> Vec<String> {
 
 #[test]
 fn seekdir_across_listing_pages_matches_a_local_directory() {
+    let _alone = alone();
     let src = tempfile::tempdir().expect("src");
     let big = src.path().join("big");
     std::fs::create_dir(&big).unwrap();
