@@ -12,11 +12,14 @@
 # Objects are empty files imported into the emulator once per size (kept under
 # $OSSMOUNT_BENCH_DATA, default /dev/shm or /tmp, so reruns skip the import).
 # Needs root (FUSE and /proc/sys/vm/drop_caches). Extra ossmount options: OSSMOUNT_ARGS.
+# Rows to run: OSSMOUNT_BENCH_ROWS (default "S1 S2 S3"), e.g. OSSMOUNT_BENCH_ROWS=S1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n_rss=${1:-100000}
 n_walk=${2:-10000}
 n_dir=${3:-1000000}
+rows=" ${OSSMOUNT_BENCH_ROWS:-S1 S2 S3} "
+row() { [[ $rows == *" $1 "* ]]; }
 
 cargo build --release --quiet -j1 --bin ossmount --bin ossmount-emulator
 base=${OSSMOUNT_BENCH_DATA:-$( [ -d /dev/shm ] && echo /dev/shm || echo /tmp )}/ossmount-bench-scale
@@ -84,46 +87,52 @@ echo "| row | figure | command |"
 echo "|---|---|---|"
 
 # S1: RSS per object.
-tree=$base/rss-$n_rss
-make_tree "$tree" 100 $(( (n_rss + 999) / 1000 )) 10
-start_emu "$tree"
-mport=$(python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])")
-mnt_up --metrics-addr "127.0.0.1:$mport"
-inodes() { curl -s "http://127.0.0.1:$mport/metrics" | awk '/^ossmount_inodes / {print $2}'; }
-sleep 1
-rss0=$(rss_kib)
-cd "$work/mnt"; count=$(find . -type f -size -2 | wc -l); cd - >/dev/null
-peak=$(hwm_kib)
-inodes_peak=$(inodes)
-sync; echo 2 > /proc/sys/vm/drop_caches
-for _ in $(seq 100); do [ "$(inodes)" -lt 1000 ] 2>/dev/null && break; sleep 0.1; done
-sleep 1
-rss1=$(rss_kib)
-echo "| S1 RSS per object ($count objects, kernel holds all) | start $((rss0 / 1024)) MiB, peak +$(( (peak - rss0) * 1024 / count )) B/object ($inodes_peak inodes); after drop_caches +$(( (rss1 - rss0) / 1024 )) MiB ($(inodes) inodes) | \`find . -type f -size -2\`, then \`echo 2 > /proc/sys/vm/drop_caches\`; VmHWM/VmRSS, \`ossmount_inodes\` |"
-mnt_down; stop_emu
+if row S1; then
+  tree=$base/rss-$n_rss
+  make_tree "$tree" 100 $(( (n_rss + 999) / 1000 )) 10
+  start_emu "$tree"
+  mport=$(python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])")
+  mnt_up --metrics-addr "127.0.0.1:$mport"
+  inodes() { curl -s "http://127.0.0.1:$mport/metrics" | awk '/^ossmount_inodes / {print $2}'; }
+  sleep 1
+  rss0=$(rss_kib)
+  cd "$work/mnt"; count=$(find . -type f -size -2 | wc -l); cd - >/dev/null
+  peak=$(hwm_kib)
+  inodes_peak=$(inodes)
+  sync; echo 2 > /proc/sys/vm/drop_caches
+  for _ in $(seq 100); do [ "$(inodes)" -lt 1000 ] 2>/dev/null && break; sleep 0.1; done
+  sleep 1
+  rss1=$(rss_kib)
+  echo "| S1 RSS per object ($count objects, kernel holds all) | start $((rss0 / 1024)) MiB, peak +$(( (peak - rss0) * 1024 / count )) B/object ($inodes_peak inodes); after drop_caches +$(( (rss1 - rss0) / 1024 )) MiB ($(inodes) inodes) | \`find . -type f -size -2\`, then \`echo 2 > /proc/sys/vm/drop_caches\`; VmHWM/VmRSS, \`ossmount_inodes\` |"
+  mnt_down; stop_emu
+fi
 
 # S2: walks at 20 ms.
-tree=$base/walk-$n_walk
-make_tree "$tree" 10 $(( n_walk / 100 )) 10
-start_emu "$tree"
-latency 20
-for cmd in "find . | wc -l" "du -s ." "rsync -an --stats . /tmp/ossmount-rsync-none | grep 'files transferred'"; do
-  mnt_up
-  cd "$work/mnt"; stat_reset; t0=$(now); eval "$cmd" >/dev/null; t1=$(now); cd - >/dev/null
-  echo "| S2 walk of $n_walk objects at 20 ms | $(secs "$t0" "$t1") s; $(stat_req) | \`$cmd\` |"
-  mnt_down
-done
-stop_emu
+if row S2; then
+  tree=$base/walk-$n_walk
+  make_tree "$tree" 10 $(( n_walk / 100 )) 10
+  start_emu "$tree"
+  latency 20
+  for cmd in "find . | wc -l" "du -s ." "rsync -an --stats . /tmp/ossmount-rsync-none | grep 'files transferred'"; do
+    mnt_up
+    cd "$work/mnt"; stat_reset; t0=$(now); eval "$cmd" >/dev/null; t1=$(now); cd - >/dev/null
+    echo "| S2 walk of $n_walk objects at 20 ms | $(secs "$t0" "$t1") s; $(stat_req) | \`$cmd\` |"
+    mnt_down
+  done
+  stop_emu
+fi
 
 # S3: one huge directory.
-tree=$base/dir-$n_dir
-make_tree "$tree" "$n_dir" 1 0
-start_emu "$tree"
-mnt_up
-cd "$work/mnt"
-t0=$(now); { ls -f d0000 || true; } | head -1 >/dev/null; t1=$(now)  # ls dies of SIGPIPE
-echo "| S3 first entry of a $n_dir-entry directory | $(secs "$t0" "$t1") s | \`ls -f d0000 \| head -1\` |"
-t0=$(now); lines=$(ls d0000 | wc -l); t1=$(now)
-cd - >/dev/null
-echo "| S3 list a $n_dir-entry directory | $lines entries in $(secs "$t0" "$t1") s, peak RSS $(( $(hwm_kib) / 1024 )) MiB | \`ls d0000 \| wc -l\` |"
-mnt_down; stop_emu
+if row S3; then
+  tree=$base/dir-$n_dir
+  make_tree "$tree" "$n_dir" 1 0
+  start_emu "$tree"
+  mnt_up
+  cd "$work/mnt"
+  t0=$(now); { ls -f d0000 || true; } | head -1 >/dev/null; t1=$(now)  # ls dies of SIGPIPE
+  echo "| S3 first entry of a $n_dir-entry directory | $(secs "$t0" "$t1") s | \`ls -f d0000 \| head -1\` |"
+  t0=$(now); lines=$(ls d0000 | wc -l); t1=$(now)
+  cd - >/dev/null
+  echo "| S3 list a $n_dir-entry directory | $lines entries in $(secs "$t0" "$t1") s, peak RSS $(( $(hwm_kib) / 1024 )) MiB | \`ls d0000 \| wc -l\` |"
+  mnt_down; stop_emu
+fi

@@ -67,9 +67,23 @@ pub fn install_exporter(
     use metrics_exporter_prometheus::PrometheusBuilder;
     let builder = PrometheusBuilder::new();
     let Some(addr) = addr else {
-        return builder
+        let handle = builder
             .install_recorder()
-            .map_err(|e| MetricsError::Recorder(e.to_string()));
+            .map_err(|e| MetricsError::Recorder(e.to_string()))?;
+        // Histograms keep every sample until upkeep drains them: without it a mount
+        // that is never scraped grows by every request it ever sends. (With a listener
+        // the exporter runs its own upkeep.)
+        let upkeep = handle.clone();
+        std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                }
+            })
+            .map_err(|e| MetricsError::Recorder(e.to_string()))?;
+        return Ok(handle);
     };
     let (recorder, exporter) =
         builder

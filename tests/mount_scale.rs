@@ -1,6 +1,6 @@
 //! Many objects through a real mount (in-process emulator): the inode table shrinks when
-//! the kernel forgets, and directory offsets stay right across listing pages and
-//! seekdir/telldir.
+//! the kernel forgets, a second walk with `--metadata-ttl indefinite` sends no request,
+//! and directory offsets stay right across listing pages and seekdir/telldir.
 
 mod common;
 
@@ -18,17 +18,30 @@ use ossmount::store::ObjectStore;
 
 const BUCKET: &str = "scale-test";
 
+/// Tests that count inodes or requests run one at a time: `drop_caches` makes the
+/// kernel forget every mount's inodes, and the `ossmount_inodes` gauge is process-wide.
+static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    ALONE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 struct Env {
     mnt: InProcessMount,
     fs: Arc<Filesystem>,
     /// Declared after the mount so it stops after the unmount.
-    _emu: Emu,
+    emu: Emu,
     _data: tempfile::TempDir,
 }
 
 impl Env {
     /// Mounts a bucket holding the files under `import` (key = relative path).
     fn new(import: &Path) -> Env {
+        Env::with_ttl(import, Duration::from_secs(60))
+    }
+
+    /// [`Env::new`] with this metadata TTL.
+    fn with_ttl(import: &Path, metadata_ttl: Duration) -> Env {
         let emu = Emu::start(BUCKET, |mut c| {
             c.import_dir = Some(import.to_path_buf());
             c
@@ -37,7 +50,7 @@ impl Env {
         let cfg = FsConfig {
             uid: 0,
             gid: 0,
-            metadata_ttl: Duration::from_secs(60),
+            metadata_ttl,
             cache_dir: data.path().join("staging"),
             ..FsConfig::default()
         };
@@ -47,13 +60,20 @@ impl Env {
         Env {
             mnt,
             fs,
-            _emu: emu,
+            emu,
             _data: data,
         }
     }
 
     fn sh(&self, script: &str) -> String {
         self.mnt.sh(script)
+    }
+
+    /// Requests the emulator received since the last call (by operation), then resets.
+    fn requests(&self) -> std::collections::BTreeMap<String, u64> {
+        let stats = self.emu.emu().stats();
+        self.emu.emu().reset_stats();
+        stats.requests
     }
 }
 
@@ -77,6 +97,7 @@ fn inodes_gauge(text: &str) -> Option<f64> {
 /// kernel drops its caches it forgets them, and the table (and its gauge) shrinks back.
 #[test]
 fn inode_table_shrinks_when_the_kernel_forgets() {
+    let _alone = alone();
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .expect("recorder");
@@ -114,6 +135,41 @@ fn inode_table_shrinks_when_the_kernel_forgets() {
     // Everything is still there, under new numbers.
     assert_eq!(env.sh("find . -type f | wc -l").trim(), "20000");
     assert_eq!(env.sh("cat d07/s3/f042"), "x");
+}
+
+/// With `--metadata-ttl indefinite` (what `indefinite` parses to: a century) a second
+/// walk of a tree costs no request: more directories than the listing cache once kept
+/// (256), and more files than the table keeps unreferenced (plain readdir does not make
+/// the kernel hold them, so their nodes are freed and the kept listing registers them
+/// again).
+#[test]
+fn second_walk_with_indefinite_ttl_sends_no_request() {
+    let _alone = alone();
+    const INDEFINITE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    let src = tempfile::tempdir().expect("src");
+    for a in 0..400 {
+        let d = src.path().join(format!("d{a:03}"));
+        std::fs::create_dir_all(&d).unwrap();
+        for f in 0..50 {
+            std::fs::write(d.join(format!("f{f:02}")), b"x").unwrap();
+        }
+    }
+    let env = Env::with_ttl(src.path(), INDEFINITE);
+    let walk = "find . | wc -l";
+    assert_eq!(env.sh(walk).trim(), "20401");
+    let first = env.requests();
+    assert!(first.values().sum::<u64>() >= 400, "{first:?}");
+    assert_eq!(env.sh(walk).trim(), "20401");
+    let again = env.requests();
+    assert!(again.is_empty(), "second `{walk}` sent {again:?}");
+    // Walks that stat every file: the first fetches the stored attributes (HEADs in
+    // the default mode); after it, nothing.
+    let stat_walk = "find . -type f -size -2 | wc -l";
+    assert_eq!(env.sh(stat_walk).trim(), "20000");
+    env.requests();
+    assert_eq!(env.sh(stat_walk).trim(), "20000");
+    let again = env.requests();
+    assert!(again.is_empty(), "second `{stat_walk}` sent {again:?}");
 }
 
 /// Reads a directory with readdir/telldir/seekdir (libc, as programs do). Returns the
@@ -185,6 +241,7 @@ fn check_seekdir(dir: &Path) -> Vec<String> {
 
 #[test]
 fn seekdir_across_listing_pages_matches_a_local_directory() {
+    let _alone = alone();
     let src = tempfile::tempdir().expect("src");
     let big = src.path().join("big");
     std::fs::create_dir(&big).unwrap();

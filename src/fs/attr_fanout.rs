@@ -70,6 +70,17 @@ impl AttrFanout {
         }
     }
 
+    /// Gives back the room of the maps when they are mostly empty (after a walk).
+    pub(crate) fn shrink(&self) {
+        let mut p = lock(&self.inner);
+        if p.by_dir.len() < p.by_dir.capacity() / 4 {
+            p.by_dir.shrink_to_fit();
+        }
+        if p.inflight.len() < p.inflight.capacity() / 4 {
+            p.inflight.shrink_to_fit();
+        }
+    }
+
     /// `ino` (a directory when `is_dir`) was listed in `dir` with guessed attributes.
     pub(crate) fn note(&self, dir: Ino, ino: Ino, is_dir: bool) {
         let mut p = lock(&self.inner);
@@ -92,6 +103,7 @@ impl AttrFanout {
         let mut batch = vec![ino];
         let before = p.total;
         let mut taken = 0;
+        let mut emptied = false;
         if let Some(v) = p.by_dir.get_mut(&dir)
             && let Some(pos) = v.iter().position(|&(i, _)| i == ino)
         {
@@ -109,7 +121,13 @@ impl AttrFanout {
                     kept.push((e, d));
                 }
             }
+            emptied = kept.is_empty();
             *v = kept;
+        }
+        if emptied {
+            // Every entry fetched: nothing is kept for the directory (a walk leaves no
+            // empty lists behind).
+            p.by_dir.remove(&dir);
         }
         p.total = before - taken;
         let (tx, rx) = watch::channel(false);

@@ -32,7 +32,7 @@ use super::attr::{FileKind, Ino};
 use super::error::FsError;
 use super::inode::Observed;
 use super::limits::{LIST_PAGE, READ_AHEAD_MAX_ORDER};
-use super::listing_cache::{ListedName, MAX_ENTRIES};
+use super::listing_cache::{Listed, Listing};
 use super::new_entry::requested_perm;
 use super::{Attr, Ctx, DirEntry, Filesystem, FsResult, lock, names};
 
@@ -62,7 +62,7 @@ pub(crate) struct DirHandle {
     small_files: Vec<String>,
     /// The whole listing so far, kept for the readdirs of one TTL (`listing_cache`);
     /// None once too large, or when this pass replays a kept listing.
-    record: Option<Vec<ListedName>>,
+    record: Option<Listing>,
     /// The inode table's change count when this pass began.
     changes_at_start: u64,
     /// Subdirectories listed so far (for the directory's link count).
@@ -83,7 +83,7 @@ impl DirHandle {
             listed: 0,
             epoch: 0,
             small_files: Vec::new(),
-            record: Some(Vec::new()),
+            record: Some(Listing::default()),
             changes_at_start: 0,
             subdirs: 0,
         }
@@ -185,10 +185,10 @@ impl Filesystem {
     }
 
     async fn fetch_page(&self, h: &mut DirHandle) -> FsResult<()> {
-        if h.token.is_none() && self.replay_listing(h) {
+        let dir_key = self.inodes.key_of(h.ino).ok_or(FsError::NotFound)?;
+        if h.token.is_none() && self.replay_listing(h, &dir_key) {
             return Ok(());
         }
-        let dir_key = self.inodes.key_of(h.ino).ok_or(FsError::NotFound)?;
         // The first page may be the one the directory's lookup just fetched (`lookup_page`).
         // Or one fetched ahead of a tree walk (`walk`).
         let probed = match h.token {
@@ -230,13 +230,23 @@ impl Filesystem {
                 .remove(name)
                 .or_else(|| self.listed_keeps_kind(h.ino, name, obj))
                 .unwrap_or_else(|| self.observed_listed(obj));
+            let said = (obs.kind, obs.attr_template.size, obs.attr_template.mtime);
             let (ino, node) = self.inodes.observe(h.ino, name, obs);
             if super::small_file_readahead::is_small_file(&node)
                 && h.small_files.len() <= READ_AHEAD_MAX_ORDER
             {
                 h.small_files.push(name.to_string());
             }
-            self.note_listed(h, ino, &node);
+            let listed = Listed {
+                name,
+                ino,
+                kind: said.0,
+                size: said.1,
+                mtime: said.2,
+                etag: &obj.etag,
+                object_type: obj.object_type,
+            };
+            self.note_listed(h, &listed, &node);
             h.push(DirEntry {
                 ino,
                 offset: 0,
@@ -260,7 +270,21 @@ impl Filesystem {
             let (ino, node) = self
                 .inodes
                 .observe(h.ino, name, self.observed_dir(self.mounted_at));
-            self.note_listed(h, ino, &node);
+            let listed = Listed {
+                name,
+                ino,
+                kind: FileKind::Dir,
+                size: 0,
+                mtime: self.mounted_at,
+                etag: "",
+                object_type: ObjectType::Normal,
+            };
+            if h.index.contains_key(name) {
+                // A file of the same name was listed too: too rare to keep (a replay
+                // would have to redo the directory-wins rule).
+                h.record = None;
+            }
+            self.note_listed(h, &listed, &node);
             h.subdirs += 1;
             let entry = DirEntry {
                 ino,
@@ -291,7 +315,7 @@ impl Filesystem {
                 .set_dir_links(h.ino, 2u32.saturating_add(h.subdirs));
             if let Some(record) = h.record.take() {
                 self.listings
-                    .keep(h.ino, h.changes_at_start, self.cfg.metadata_ttl, record);
+                    .keep(&dir_key, h.changes_at_start, self.cfg.metadata_ttl, record);
             }
             if let Some(since) = h.since {
                 self.inodes
@@ -316,17 +340,12 @@ impl Filesystem {
 
     /// Remembers a listed entry: for the listing cache, and (its attributes being
     /// guesses) for the attribute fan-out.
-    fn note_listed(&self, h: &mut DirHandle, ino: Ino, node: &super::inode::Node) {
-        if let Some(record) = h.record.as_mut() {
-            if record.len() < MAX_ENTRIES {
-                record.push(ListedName {
-                    name: node.name.clone(),
-                    ino,
-                    kind: node.attr.kind,
-                });
-            } else {
-                h.record = None;
-            }
+    fn note_listed(&self, h: &mut DirHandle, listed: &Listed<'_>, node: &super::inode::Node) {
+        let ino = listed.ino;
+        if let Some(record) = h.record.as_mut()
+            && !record.push(listed)
+        {
+            h.record = None;
         }
         if !self.attrs_known(ino, node) {
             self.fanout
@@ -336,31 +355,34 @@ impl Filesystem {
 
     /// Fills `h` from a listing kept within the TTL (see `listing_cache`); false when
     /// there is none to replay.
-    fn replay_listing(&self, h: &mut DirHandle) -> bool {
-        let Some(kept) = self.listings.get(h.ino, self.inodes.changes()) else {
+    fn replay_listing(&self, h: &mut DirHandle, dir_key: &str) -> bool {
+        let Some(kept) = self.listings.get(dir_key, self.inodes.changes()) else {
             return false;
         };
-        // A kept entry whose node was freed since (the kernel forgot it, see `inode`)
-        // cannot be replayed under its old number: list again instead of dropping it.
         let mut entries = Vec::with_capacity(kept.len());
         for e in kept.iter() {
-            if h.index.contains_key(&e.name) {
+            if h.index.contains_key(e.name) {
                 continue;
             }
-            // Or whose name was bound anew since (a stat showed a kind the listing
-            // could not tell, see `special`).
-            let Some(node) = self
+            // The node its name is bound to now: the entry's own, or one bound anew
+            // since (the directory came back under a new number, an earlier replay
+            // registered it again, or a stat showed a kind the listing could not tell,
+            // see `special`). A kept entry whose node was freed since (the kernel forgot
+            // it, see `inode`) is registered again from what the listing said, as a new
+            // LIST would.
+            let known = self
                 .inodes
-                .get(e.ino)
-                .filter(|_| self.inodes.child(h.ino, &e.name) == Some(e.ino))
-            else {
-                return false;
+                .child(h.ino, e.name)
+                .and_then(|ino| Some((ino, self.inodes.get(ino)?)));
+            let (ino, node) = match known {
+                Some(found) => found,
+                None => self.inodes.observe(h.ino, e.name, self.observed_kept(&e)),
             };
             entries.push(DirEntry {
-                ino: e.ino,
+                ino,
                 offset: 0,
-                kind: e.kind,
-                name: e.name.clone(),
+                kind: node.attr.kind,
+                name: e.name.to_string(),
                 attr: node.attr,
             });
         }
@@ -421,6 +443,23 @@ impl Filesystem {
             .list_objects(&req)
             .await
             .map_err(|e| FsError::store("ListObjectsV2", dir_key, e))
+    }
+
+    /// What a kept listing entry says (see `listing_cache`).
+    fn observed_kept(&self, e: &Listed<'_>) -> super::inode::Observed {
+        if e.kind == FileKind::Dir {
+            return self.observed_dir(e.mtime);
+        }
+        Observed {
+            kind: e.kind,
+            attr_template: self.inodes.defaults().new_attr(0, e.kind, e.size, e.mtime),
+            etag: e.etag.to_string(),
+            crc64: None,
+            object_type: e.object_type,
+            user_meta: None,
+            content_type: None,
+            symlink_target: None,
+        }
     }
 
     /// What a listing entry says about a file (size, mtime, ETag; no user metadata).

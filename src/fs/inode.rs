@@ -43,11 +43,16 @@
 //!   ([`InodeTable::free_epoch`]): a freed name never reads as missing.
 //!
 //! # Memory per node
-//! One [`Node`] (the attributes, ETag, name and a few counters; user metadata,
-//! content type and link target only when known) in `nodes`, one binding in `children`
-//! (parent, name), and up to one `u64` in the idle FIFO. The kernel's own dentries and
-//! inodes are not counted here. Handles and directory handles keep their own state
-//! (see `dir` and `handle`).
+//! A walk registers one node per object, so this is the mount's cost per object. The
+//! table stores each node packed ([`packed`]: 136 bytes, one 144-byte allocation, for a
+//! listed or HEADed object with a name of up to 22 bytes and an MD5 ETag; user metadata of
+//! other tools, uncommon content types and ETags, link targets and open handles go in an
+//! optional boxed extra), plus a 16-byte slot in the number map and an 8-byte slot in the
+//! name index (hash tables: up to twice that with their spare room), and up to one `u64`
+//! in the idle FIFO. [`Node`] is the unpacked form the rest of the filesystem reads
+//! ([`InodeTable::get`]) and changes ([`InodeTable::update`]); it is built on each call.
+//! The kernel's own dentries and inodes are not counted here. Handles and directory
+//! handles keep their own state (see `dir` and `handle`).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,6 +61,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::attr::{Attr, AttrDefaults, FileKind, Ino};
 use crate::store::ObjectType;
+
+mod packed;
+
+use packed::{PackContext, Packed};
 
 pub const ROOT_INO: Ino = 1;
 /// Bound of the negative cache; it is cleared when it grows past this.
@@ -71,8 +80,9 @@ const IDLE_GRACE: Duration = Duration::from_secs(5);
 /// as having seen a free.
 const FREED_IN_CAP: usize = 4096;
 /// After this many nodes were freed, the maps shrink to fit (when mostly empty) and
-/// malloc is asked to return free memory: a walk the kernel forgot gives its memory
-/// back to the system, not only to the allocator.
+/// [`InodeTable::forget_many`] says malloc should be asked to return free memory: a
+/// walk the kernel forgot gives its memory back to the system, not only to the
+/// allocator.
 const TRIM_FREES: u64 = 16_384;
 
 /// One inode.
@@ -103,13 +113,6 @@ pub struct Node {
     pub handles: u32,
     /// Nodes whose parent this is (they pin it: keys are built through parents).
     pub kids: u32,
-}
-
-impl Node {
-    /// Nothing holds this node any more: it may be freed.
-    fn unreferenced(&self) -> bool {
-        self.lookups == 0 && self.handles == 0 && self.writers == 0 && !self.local && self.kids == 0
-    }
 }
 
 #[derive(Debug)]
@@ -183,7 +186,7 @@ impl InodeTable {
         let root_attr = defaults.new_attr(ROOT_INO, FileKind::Dir, 0, SystemTime::now());
         nodes.insert(
             ROOT_INO,
-            Box::new(Node {
+            &Node {
                 parent: ROOT_INO,
                 name: String::new(),
                 attr: root_attr,
@@ -200,7 +203,7 @@ impl InodeTable {
                 unlinked: false,
                 handles: 0,
                 kids: 0,
-            }),
+            },
         );
         InodeTable {
             inner: Mutex::new(Inner {
@@ -254,12 +257,13 @@ impl InodeTable {
 
     /// A copy of the node.
     pub fn get(&self, ino: Ino) -> Option<Node> {
-        self.lock().nodes.get(&ino).cloned()
+        self.lock().nodes.node(ino)
     }
 
-    /// Runs `f` on the node, if present.
+    /// Runs `f` on the node, if present. Its parent and name change only by
+    /// [`InodeTable::rename`]: changes `f` makes to them are ignored.
     pub fn update<R>(&self, ino: Ino, f: impl FnOnce(&mut Node) -> R) -> Option<R> {
-        let r = self.lock().nodes.get_mut(&ino).map(f);
+        let r = self.lock().nodes.modify(ino, f);
         self.changed();
         r
     }
@@ -292,9 +296,9 @@ impl InodeTable {
             }
             let node = inner.nodes.get(&cur)?;
             if is_dir.is_none() {
-                is_dir = Some(node.attr.kind == FileKind::Dir);
+                is_dir = Some(node.kind() == FileKind::Dir);
             }
-            parts.push(&node.name);
+            parts.push(node.name.as_str());
             cur = node.parent;
         }
         None
@@ -318,10 +322,11 @@ impl InodeTable {
         let now = Instant::now();
         let k = (parent, name.to_string());
         if let Some(ino) = inner.nodes.child(parent, name) {
+            let now_stored = inner.nodes.cx.expiry(Some(now));
             if let Some(node) = inner.nodes.get(&ino)
-                && (node.writers > 0 || node.local || node.valid_until.is_some_and(|t| t > now))
+                && (node.writers() > 0 || node.local() || node.valid() > now_stored)
             {
-                return Some(Some((ino, node.clone())));
+                return inner.nodes.node(ino).map(|n| Some((ino, n)));
             }
             return None;
         }
@@ -428,7 +433,7 @@ impl InodeTable {
             if inner
                 .nodes
                 .get(&ino)
-                .is_some_and(|n| n.writers > 0 || n.local)
+                .is_some_and(|n| n.writers() > 0 || n.local())
             {
                 return;
             }
@@ -451,77 +456,12 @@ impl InodeTable {
         let k = (parent, name.to_string());
         inner.negative.remove(&k);
         if let Some(ino) = inner.nodes.child(parent, name)
-            && let Some(node) = inner.nodes.get_mut(&ino)
+            && let Some(mut node) = inner.nodes.node(ino)
+            && (node.writers > 0 || node.local || node.attr.kind == obs.kind)
         {
-            if node.writers > 0 || node.local {
-                return (ino, node.clone());
-            }
-            if node.attr.kind == obs.kind && obs.kind == FileKind::Dir {
-                // A listing knows nothing about a directory's attributes: keep what we
-                // know unless this observation read the marker's metadata.
-                if obs.attr_template.from_meta {
-                    // What this mount knows in memory (entry changes, links) stays.
-                    let old = std::mem::replace(&mut node.attr, obs.attr_template);
-                    node.attr.ino = ino;
-                    node.attr.nlink = old.nlink;
-                    node.attr.mtime = node.attr.mtime.max(old.mtime);
-                    node.attr.ctime = node.attr.ctime.max(old.ctime);
-                }
-                node.valid_until = exp;
-                return (ino, node.clone());
-            }
-            if node.attr.kind == obs.kind {
-                let mut attr = obs.attr_template;
-                attr.ino = ino;
-                if !attr.from_meta && node.attr.from_meta && node.etag == obs.etag {
-                    // A listing of an unchanged object: keep what HEAD told us.
-                    let (size, mtime) = (attr.size, attr.mtime);
-                    attr = node.attr.clone();
-                    attr.merge_listing(size, Some(mtime));
-                }
-                if node.etag == obs.etag {
-                    let same_meta = (attr.perm, attr.uid, attr.gid, attr.mtime)
-                        == (
-                            node.attr.perm,
-                            node.attr.uid,
-                            node.attr.gid,
-                            node.attr.mtime,
-                        );
-                    attr.ctime = if same_meta {
-                        // Unchanged object and attributes: the ctime this mount keeps
-                        // is the true one. Last-Modified is only when the upload
-                        // landed (after close, in whole seconds): it must not move a
-                        // ctime that no change of the file moved.
-                        node.attr.ctime
-                    } else {
-                        // Attributes changed elsewhere (CopyObject onto itself keeps
-                        // the ETag): the change is at least as late as Last-Modified.
-                        attr.ctime.max(node.attr.ctime)
-                    };
-                }
-                // HEAD of a link reports the *target's* ETag and a listing the
-                // link's own, so ETags cannot tell whether a link was re-pointed. A
-                // known target is kept until a HEAD-based lookup brings a new one.
-                if obs.symlink_target.is_some() || obs.kind != FileKind::Symlink {
-                    node.symlink_target = obs.symlink_target;
-                }
-                if let Some(t) = &node.symlink_target {
-                    // A link's size is its target's length, not the object's.
-                    attr.size = t.len() as u64;
-                }
-                node.attr = attr;
-                node.valid_until = exp;
-                node.etag = obs.etag;
-                node.crc64 = obs.crc64;
-                node.object_type = obs.object_type;
-                if let Some(m) = obs.user_meta {
-                    node.user_meta = m;
-                }
-                if obs.content_type.is_some() {
-                    node.content_type = obs.content_type;
-                }
-                return (ino, node.clone());
-            }
+            Self::refresh(&mut node, obs, exp);
+            inner.nodes.store(ino, &node);
+            return (ino, node);
         }
         // New name, or the kind changed behind our back: a new inode number.
         let ino = inner.next_ino;
@@ -546,12 +486,86 @@ impl InodeTable {
             handles: 0,
             kids: 0,
         };
-        Self::add_node(&mut inner, ino, node.clone());
+        Self::add_node(&mut inner, ino, &node);
         Self::trim_idle(&mut inner);
         let n = inner.nodes.len();
         drop(inner);
         publish_count(n);
         (ino, node)
+    }
+
+    /// [`InodeTable::observe`] of a name bound to `node` of the same kind (or with local
+    /// state, which keeps its attributes).
+    fn refresh(node: &mut Node, obs: Observed, exp: Option<Instant>) {
+        let ino = node.attr.ino;
+        if node.writers > 0 || node.local {
+            return;
+        }
+        if node.attr.kind == obs.kind && obs.kind == FileKind::Dir {
+            // A listing knows nothing about a directory's attributes: keep what we
+            // know unless this observation read the marker's metadata.
+            if obs.attr_template.from_meta {
+                // What this mount knows in memory (entry changes, links) stays.
+                let old = std::mem::replace(&mut node.attr, obs.attr_template);
+                node.attr.ino = ino;
+                node.attr.nlink = old.nlink;
+                node.attr.mtime = node.attr.mtime.max(old.mtime);
+                node.attr.ctime = node.attr.ctime.max(old.ctime);
+            }
+            node.valid_until = exp;
+            return;
+        }
+        if node.attr.kind == obs.kind {
+            let mut attr = obs.attr_template;
+            attr.ino = ino;
+            if !attr.from_meta && node.attr.from_meta && node.etag == obs.etag {
+                // A listing of an unchanged object: keep what HEAD told us.
+                let (size, mtime) = (attr.size, attr.mtime);
+                attr = node.attr.clone();
+                attr.merge_listing(size, Some(mtime));
+            }
+            if node.etag == obs.etag {
+                let same_meta = (attr.perm, attr.uid, attr.gid, attr.mtime)
+                    == (
+                        node.attr.perm,
+                        node.attr.uid,
+                        node.attr.gid,
+                        node.attr.mtime,
+                    );
+                attr.ctime = if same_meta {
+                    // Unchanged object and attributes: the ctime this mount keeps
+                    // is the true one. Last-Modified is only when the upload
+                    // landed (after close, in whole seconds): it must not move a
+                    // ctime that no change of the file moved.
+                    node.attr.ctime
+                } else {
+                    // Attributes changed elsewhere (CopyObject onto itself keeps
+                    // the ETag): the change is at least as late as Last-Modified.
+                    attr.ctime.max(node.attr.ctime)
+                };
+            }
+            // HEAD of a link reports the *target's* ETag and a listing the
+            // link's own, so ETags cannot tell whether a link was re-pointed. A
+            // known target is kept until a HEAD-based lookup brings a new one.
+            if obs.symlink_target.is_some() || obs.kind != FileKind::Symlink {
+                node.symlink_target = obs.symlink_target;
+            }
+            if let Some(t) = &node.symlink_target {
+                // A link's size is its target's length, not the object's.
+                attr.size = t.len() as u64;
+            }
+            node.attr = attr;
+            node.valid_until = exp;
+            node.etag = obs.etag;
+            node.crc64 = obs.crc64;
+            node.object_type = obs.object_type;
+            if let Some(m) = obs.user_meta {
+                node.user_meta = m;
+            }
+            if obs.content_type.is_some() {
+                node.content_type = obs.content_type;
+            }
+        }
     }
 
     /// Creates (or replaces) a node for something this mount just created.
@@ -564,7 +578,7 @@ impl InodeTable {
         if let Some(old) = inner.nodes.child(parent, name)
             && let Some(n) = inner.nodes.get_mut(&old)
         {
-            n.unlinked = true;
+            n.set_unlinked(true);
         }
         let ino = inner.next_ino;
         inner.next_ino += 1;
@@ -589,7 +603,7 @@ impl InodeTable {
             handles: 0,
             kids: 0,
         };
-        Self::add_node(&mut inner, ino, node.clone());
+        Self::add_node(&mut inner, ino, &node);
         if local {
             inner.local_set.insert(ino);
         }
@@ -603,24 +617,26 @@ impl InodeTable {
     /// Sets a directory's link count from a listing (an observation, not a local change).
     pub fn set_dir_links(&self, ino: Ino, nlink: u32) {
         if let Some(n) = self.lock().nodes.get_mut(&ino)
-            && n.attr.kind == FileKind::Dir
+            && n.kind() == FileKind::Dir
         {
-            n.attr.nlink = nlink;
+            n.set_nlink(nlink);
         }
     }
 
     /// Marks the node's cached attributes fresh again.
     pub fn touch_valid(&self, ino: Ino) {
         let exp = self.expiry();
-        if let Some(n) = self.lock().nodes.get_mut(&ino) {
-            n.valid_until = exp;
+        let mut inner = self.lock();
+        let exp = inner.nodes.cx.expiry(exp);
+        if let Some(n) = inner.nodes.get_mut(&ino) {
+            n.set_valid(exp);
         }
     }
 
     /// Forces the next lookup/getattr of this node to ask OSS.
     pub fn invalidate(&self, ino: Ino) {
         if let Some(n) = self.lock().nodes.get_mut(&ino) {
-            n.valid_until = None;
+            n.set_valid(0);
         }
         self.changed();
     }
@@ -631,8 +647,8 @@ impl InodeTable {
         let mut inner = self.lock();
         let ino = inner.nodes.unbind(parent, name)?;
         if let Some(n) = inner.nodes.get_mut(&ino) {
-            n.unlinked = true;
-            n.local = false;
+            n.set_unlinked(true);
+            n.set_local(false);
         }
         Self::free_if_unreferenced(&mut inner, ino);
         if !self.ttl.is_zero()
@@ -654,12 +670,12 @@ impl InodeTable {
         if let Some(n) = inner.nodes.get_mut(&ino) {
             old_parent = Some(n.parent);
             n.parent = new_parent;
-            n.name = new_name.to_string();
+            n.set_name(new_name);
         }
         if let Some(old) = inner.nodes.bind(ino) {
             if let Some(n) = inner.nodes.get_mut(&old) {
-                n.unlinked = true;
-                n.local = false;
+                n.set_unlinked(true);
+                n.set_local(false);
             }
             Self::free_if_unreferenced(&mut inner, old);
         }
@@ -689,14 +705,12 @@ impl InodeTable {
         // Drop entries that are no longer local while we are here.
         inner
             .local_set
-            .retain(|ino| nodes.get(ino).is_some_and(|n| n.local && !n.unlinked));
+            .retain(|ino| nodes.get(ino).is_some_and(|n| n.local() && !n.unlinked()));
         let mut out: Vec<(String, Ino, Attr)> = inner
             .local_set
             .iter()
-            .filter_map(|ino| {
-                let n = nodes.get(ino)?;
-                (n.parent == parent).then(|| (n.name.clone(), *ino, n.attr.clone()))
-            })
+            .filter(|ino| nodes.get(ino).is_some_and(|n| n.parent == parent))
+            .filter_map(|&ino| nodes.node(ino).map(|n| (n.name, ino, n.attr)))
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
@@ -715,7 +729,10 @@ impl InodeTable {
     }
 
     /// Kernel `batch_forget`: [`InodeTable::forget`] for many nodes under one lock.
-    pub fn forget_many(&self, list: &[(Ino, u64)]) {
+    /// True when this freed enough that memory should be handed back to the system
+    /// (the caller drops the other caches of the walk, then asks malloc; see
+    /// [`TRIM_FREES`]).
+    pub fn forget_many(&self, list: &[(Ino, u64)]) -> bool {
         let mut inner = self.lock();
         for &(ino, n) in list {
             if let Some(node) = inner.nodes.get_mut(&ino) {
@@ -738,15 +755,13 @@ impl InodeTable {
         }
         drop(inner);
         publish_count(n);
-        if trim {
-            crate::read::cache::release_free_memory();
-        }
+        trim
     }
 
     /// An open handle holds `ino` until [`InodeTable::unpin`].
     pub fn pin(&self, ino: Ino) {
         if let Some(node) = self.lock().nodes.get_mut(&ino) {
-            node.handles += 1;
+            node.add_handles(1);
         }
     }
 
@@ -754,7 +769,7 @@ impl InodeTable {
     pub fn unpin(&self, ino: Ino) {
         let mut inner = self.lock();
         if let Some(node) = inner.nodes.get_mut(&ino) {
-            node.handles = node.handles.saturating_sub(1);
+            node.add_handles(-1);
             Self::free_if_unreferenced(&mut inner, ino);
         }
         let n = inner.nodes.len();
@@ -770,11 +785,11 @@ impl InodeTable {
         self.lock().frees
     }
 
-    fn add_node(inner: &mut Inner, ino: Ino, node: Node) {
+    fn add_node(inner: &mut Inner, ino: Ino, node: &Node) {
         if let Some(p) = inner.nodes.get_mut(&node.parent) {
             p.kids += 1;
         }
-        inner.nodes.insert(ino, Box::new(node));
+        inner.nodes.insert(ino, node);
         if let Some(old) = inner.nodes.bind(ino) {
             // Replaced (the kind changed, or created over): the old node stays while held.
             Self::free_if_unreferenced(inner, old);
@@ -785,10 +800,11 @@ impl InodeTable {
     /// Frees the oldest nodes the kernel never referenced beyond [`IDLE_CAP`], and
     /// those at the front whose attributes expired (they are only a cache then).
     fn trim_idle(inner: &mut Inner) {
-        let now = Instant::now();
+        let now = inner.nodes.cx.expiry(Some(Instant::now()));
+        let grace = IDLE_GRACE.as_nanos() as u64;
         while let Some(&ino) = inner.idle.front() {
             let cached = inner.nodes.get(&ino).is_some_and(|n| {
-                n.unreferenced() && n.valid_until.is_some_and(|t| t + IDLE_GRACE > now)
+                n.unreferenced() && n.valid() != 0 && n.valid().saturating_add(grace) > now
             });
             if cached && inner.idle.len() <= IDLE_CAP {
                 break;
@@ -841,34 +857,74 @@ impl InodeTable {
     }
 }
 
-/// The nodes, and the index of their names: `(parent, name)` → number. The index holds
-/// only numbers and hashes the node's own parent and name, so each name is stored once.
+/// The nodes, packed (see [`packed`]), and the index of their names: `(parent, name)` →
+/// number. The index holds only numbers and hashes the node's own parent and name, so
+/// each name is stored once.
 /// Invariant: every number in `names` is in `map` and sits under its node's current
 /// `(parent, name)`: a node is unbound before its name changes or it is removed.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Nodes {
-    /// Boxed: the map's slots stay small, and growing it moves pointers, not nodes.
-    map: HashMap<Ino, Box<Node>>,
+    /// Boxed: the map's slots stay small (a hash map has up to twice the slots of its
+    /// entries, and touches them all), and growing it moves pointers, not nodes.
+    map: HashMap<Ino, Box<Packed>>,
     names: hashbrown::HashTable<Ino>,
     hasher: std::collections::hash_map::RandomState,
+    cx: PackContext,
+}
+
+impl Default for Nodes {
+    fn default() -> Self {
+        Nodes {
+            map: HashMap::new(),
+            names: hashbrown::HashTable::new(),
+            hasher: Default::default(),
+            cx: PackContext::new(),
+        }
+    }
 }
 
 impl Nodes {
-    fn get(&self, ino: &Ino) -> Option<&Node> {
+    fn get(&self, ino: &Ino) -> Option<&Packed> {
         self.map.get(ino).map(|b| &**b)
     }
 
-    fn get_mut(&mut self, ino: &Ino) -> Option<&mut Node> {
+    fn get_mut(&mut self, ino: &Ino) -> Option<&mut Packed> {
         self.map.get_mut(ino).map(|b| &mut **b)
     }
 
+    /// The node `ino`, unpacked.
+    fn node(&self, ino: Ino) -> Option<Node> {
+        self.get(&ino).map(|p| p.unpack(ino, &self.cx))
+    }
+
+    /// Replaces what node `ino` holds by `node`, except its parent and name (which the
+    /// index hashes: only [`InodeTable::rename`] changes them).
+    fn store(&mut self, ino: Ino, node: &Node) {
+        let Nodes { map, cx, .. } = self;
+        if let Some(slot) = map.get_mut(&ino) {
+            let mut packed = Packed::pack(node, cx);
+            packed.parent = slot.parent;
+            std::mem::swap(&mut packed.name, &mut slot.name);
+            **slot = packed;
+        }
+    }
+
+    /// Runs `f` on node `ino` unpacked, then stores it back (see [`Nodes::store`]).
+    fn modify<R>(&mut self, ino: Ino, f: impl FnOnce(&mut Node) -> R) -> Option<R> {
+        let mut node = self.node(ino)?;
+        let r = f(&mut node);
+        self.store(ino, &node);
+        Some(r)
+    }
+
     /// Adds a node without binding its name (see [`Nodes::bind`]).
-    fn insert(&mut self, ino: Ino, node: Box<Node>) {
-        self.map.insert(ino, node);
+    fn insert(&mut self, ino: Ino, node: &Node) {
+        let packed = Packed::pack(node, &mut self.cx);
+        self.map.insert(ino, Box::new(packed));
     }
 
     /// Removes a node; it must have been unbound ([`Nodes::unbind_node`]).
-    fn remove(&mut self, ino: &Ino) -> Option<Box<Node>> {
+    fn remove(&mut self, ino: &Ino) -> Option<Box<Packed>> {
         self.map.remove(ino)
     }
 
@@ -880,7 +936,9 @@ impl Nodes {
     fn shrink(&mut self) {
         if self.map.len() < self.map.capacity() / 4 {
             self.map.shrink_to_fit();
-            let Nodes { map, names, hasher } = self;
+            let Nodes {
+                map, names, hasher, ..
+            } = self;
             names.shrink_to_fit(|i| {
                 map.get(i)
                     .map_or(0, |m| Self::hash(hasher, m.parent, m.name.as_str()))
@@ -900,7 +958,7 @@ impl Nodes {
         self.names
             .find(h, |i| {
                 map.get(i)
-                    .is_some_and(|n| n.parent == parent && n.name == name)
+                    .is_some_and(|n| n.parent == parent && n.name.as_str() == name)
             })
             .copied()
     }
@@ -908,13 +966,15 @@ impl Nodes {
     /// Binds node `ino` under its own `(parent, name)`; returns the node bound there
     /// before, if another.
     fn bind(&mut self, ino: Ino) -> Option<Ino> {
-        let Nodes { map, names, hasher } = self;
+        let Nodes {
+            map, names, hasher, ..
+        } = self;
         let n = map.get(&ino)?;
         let (parent, name) = (n.parent, n.name.as_str());
         let h = Self::hash(hasher, parent, name);
         let same = |i: &Ino| {
             map.get(i)
-                .is_some_and(|m| m.parent == parent && m.name == name)
+                .is_some_and(|m| m.parent == parent && m.name.as_str() == name)
         };
         if let Some(slot) = names.find_mut(h, same) {
             let old = std::mem::replace(slot, ino);
@@ -929,22 +989,26 @@ impl Nodes {
 
     /// Removes the binding of `(parent, name)`; returns the node that was bound.
     fn unbind(&mut self, parent: Ino, name: &str) -> Option<Ino> {
-        let Nodes { map, names, hasher } = self;
+        let Nodes {
+            map, names, hasher, ..
+        } = self;
         let h = Self::hash(hasher, parent, name);
         let same = |i: &Ino| {
             map.get(i)
-                .is_some_and(|m| m.parent == parent && m.name == name)
+                .is_some_and(|m| m.parent == parent && m.name.as_str() == name)
         };
         names.find_entry(h, same).ok().map(|e| e.remove().0)
     }
 
     /// Removes the binding of node `ino` if it is the one bound under its name.
     fn unbind_node(&mut self, ino: Ino) -> bool {
-        let Nodes { map, names, hasher } = self;
+        let Nodes {
+            map, names, hasher, ..
+        } = self;
         let Some(n) = map.get(&ino) else {
             return false;
         };
-        let h = Self::hash(hasher, n.parent, &n.name);
+        let h = Self::hash(hasher, n.parent, n.name.as_str());
         names
             .find_entry(h, |&i| i == ino)
             .map(|e| e.remove())

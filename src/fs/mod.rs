@@ -26,12 +26,13 @@
 //! # Memory model
 //! | what | kept | freed |
 //! |---|---|---|
-//! | per inode (`inode`) | a `Node` (attributes, ETag, name, counters; user metadata, content type and link target only when known) and one `(parent, name)` binding | when the kernel forgets it and no handle, writer, local file or child node holds it; nodes a listing registered that the kernel never looked up: when their attributes expire, and beyond 16,384 of them |
+//! | per inode (`inode`) | a packed node (136 bytes: attributes, MD5 ETag, a name of up to 22 bytes inline, counters; other tools' user metadata, uncommon ETags and content types, link target and open handles in an optional box) and one `(parent, name)` binding | when the kernel forgets it and no handle, writer, local file or child node holds it; nodes a listing registered that the kernel never looked up: when their attributes expire, and beyond 16,384 of them |
 //! | per directory | completeness (a number and an instant, plus the names of a small re-listed directory), the sibling order of small files for the last 32 listed directories (`small_file_readahead`), a lookup's first page for up to 1 s (≤ 64 pages, `lookup_page`) | with their TTL or the bound |
 //! | per directory handle (`dir`) | the entries of about one LIST page not yet consumed, the continuation token | as the kernel reads on; at releasedir |
 //! | per file handle (`handle`) | reader state and write buffers (charged to `--cache-size`) | at release |
 //! | a tree walk (`walk`) | up to 50,000 queued directories (number and key) and 64 pages fetched ahead | when the walk stops (no listing used a fetched page for 2 s), or after 1 s for an unused page |
 //! | negative cache | up to 100,000 names | cleared beyond that; entries expire with the TTL |
+//! | kept listings (`listing_cache`) | per directory listed to the end: name, ETag and 40 bytes per entry, at most 1,000,000 entries over all directories | with the TTL (only the last second's with the default TTL), oldest first beyond the bound, expired ones when the kernel forgets a walk |
 //!
 //! # Module map
 //! [`error`] (FsError → errno), [`names`] (which keys are names), [`attr`] (stat ↔ user
@@ -334,12 +335,18 @@ impl Filesystem {
 
     /// Kernel `forget`: the node is freed once nothing holds it (see `inode`).
     pub fn forget(&self, ino: Ino, nlookup: u64) {
-        self.inodes.forget(ino, nlookup);
+        self.forget_many(&[(ino, nlookup)]);
     }
 
     /// Kernel `batch_forget`: `(ino, nlookup)` pairs.
     pub fn forget_many(&self, list: &[(Ino, u64)]) {
-        self.inodes.forget_many(list);
+        if self.inodes.forget_many(list) {
+            // Many nodes were freed: hand their memory back to the system, with that of
+            // the listings kept for the walk that ended.
+            self.listings.drop_expired();
+            self.fanout.shrink();
+            crate::read::cache::release_free_memory();
+        }
     }
 
     /// Number of inodes in the table (what the `ossmount_inodes` gauge shows).
