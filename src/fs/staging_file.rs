@@ -1,8 +1,10 @@
-//! Staging files: local copies of files being modified in place.
+//! Staging files: local copies of files being modified in place or streamed.
 //!
 //! Random writes, overwrites of existing files and truncates cannot be expressed as OSS
-//! requests, so the file is materialised under `cache_dir` (a named temporary file,
-//! deleted when the handle goes away, even on panic), modified with positional I/O, and
+//! requests, so the file is materialised under `cache_dir`; a new file streamed to OSS
+//! keeps one too, so that every reader of the inode can read what was written (see
+//! `local_copy`). It is a named temporary file (0600, in a 0700 directory), deleted when
+//! the inode's last writer goes away (even on panic), modified with positional I/O, and
 //! uploaded whole with [`crate::write::upload_file`] at flush/close.
 //!
 //! Existing content is downloaded on the first write (not at open, so `open(O_RDWR)`
@@ -63,13 +65,6 @@ impl StagingFile {
         })
     }
 
-    /// A staging file holding `data`.
-    pub(crate) async fn from_bytes(dir: &Path, data: Vec<u8>) -> FsResult<StagingFile> {
-        let mut f = StagingFile::create(dir).await?;
-        f.write_at(0, data).await?;
-        Ok(f)
-    }
-
     /// A staging file with the content of `key` (exactly `size` bytes, ETag `etag`).
     pub(crate) async fn download(
         dir: &Path,
@@ -120,11 +115,15 @@ impl StagingFile {
         self.file.path().to_path_buf()
     }
 
-    pub(crate) async fn write_at(&mut self, offset: u64, data: Vec<u8>) -> FsResult<()> {
+    pub(crate) async fn write_at(
+        &mut self,
+        offset: u64,
+        data: impl AsRef<[u8]> + Send + 'static,
+    ) -> FsResult<()> {
         let file = self.file.clone();
-        let end = offset + data.len() as u64;
+        let end = offset + data.as_ref().len() as u64;
         blocking("write staging file", move || {
-            file.as_file().write_all_at(&data, offset)
+            file.as_file().write_all_at(data.as_ref(), offset)
         })
         .await?;
         self.size = self.size.max(end);

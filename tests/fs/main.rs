@@ -8,5 +8,6 @@ mod faults;
 mod lifecycle;
 mod model;
 mod operations;
+mod read_after_write;
 mod symlink;
 mod walk;
