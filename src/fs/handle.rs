@@ -259,7 +259,10 @@ impl Filesystem {
             Some(s) => Some(s.lock().await),
             None => None,
         };
+        // AppendObject changes the ETag without telling it: the object is asked again.
+        let mut appended = false;
         if let Some(ws) = pending.as_mut() {
+            appended = matches!(ws.state, WriteState::Appending { .. });
             if matches!(ws.state, WriteState::ServerAppend(_)) {
                 ws.materialize(self).await?;
             }
@@ -272,7 +275,7 @@ impl Filesystem {
                 WriteState::Clean | WriteState::Appending { .. } | WriteState::ServerAppend(_) => {}
             }
         }
-        let node = self.inodes.get(ino).ok_or(FsError::NotFound)?;
+        let mut node = self.inodes.get(ino).ok_or(FsError::NotFound)?;
         if node.local {
             return Ok(Bytes::new());
         }
@@ -282,6 +285,17 @@ impl Filesystem {
             None => true,
         };
         if needs_new_reader {
+            if appended {
+                let head = self
+                    .store
+                    .head_object(&key)
+                    .await
+                    .map_err(|e| FsError::store("HeadObject", &key, e))?;
+                self.inodes.update(ino, |n| n.etag = head.etag.clone());
+                node.etag = head.etag;
+                node.attr.size = head.size;
+                node.crc64 = head.crc64;
+            }
             h.reader = Some(ObjectReader::new(
                 self.store.clone(),
                 self.cache.clone(),

@@ -47,8 +47,9 @@
 //! - A streaming upload cannot seek back and its key cannot change: the local copy is
 //!   what makes both possible (abort the multipart upload, nothing was published, and
 //!   upload the local copy at commit, under the key the file has then).
-//! - The local copy is written before the upload accepts the bytes: a reader sees them
-//!   as soon as `write(2)` returned, and a failed local write fails the write(2).
+//! - The local copy is written before `write(2)` returns (alongside the upload taking the
+//!   bytes): a reader sees them as soon as it returned, and a failed local write (ENOSPC)
+//!   fails the write(2) and the file (nothing partial is committed).
 //! - A state is taken out of the side (`mem::replace` with `Clean`) while a transition
 //!   awaits. Paths that can fail before the transition completes put the old state back
 //!   where the data must survive (a failed commit keeps it for the retry); a failed
@@ -249,13 +250,17 @@ impl WriteSide {
         }
         match &mut self.state {
             WriteState::Streaming { upload, copy, .. } if offset == upload.bytes_written() => {
-                // The local copy first: readers read it as soon as write(2) returns.
-                copy.write_at(offset, data.clone()).await?;
-                if let Err(e) = upload.write_bytes(data.clone()).await {
+                // Both before write(2) returns (readers read the local copy); in parallel,
+                // the upload usually only queues the bytes.
+                let (local, sent) = tokio::join!(
+                    copy.write_at(offset, data.clone()),
+                    upload.write_bytes(data.clone())
+                );
+                if let Err(e) = sent {
                     // → Failed, the multipart upload aborted before the error returns.
                     return Err(self.fail(offset, write_error(&key, e)).await);
                 }
-                Ok(())
+                local
             }
             WriteState::Streaming { .. } => {
                 // Seek back (or a hole) in a new file: continue from the local copy.

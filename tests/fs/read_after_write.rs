@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::common::core::{CTX, CoreEnv, core_env, n};
 use ossmount::fs::{Filesystem, ROOT_INO};
-use ossmount::store::StoreError;
+use ossmount::store::{ObjectStore, StoreError};
 use ossmount::write::UploadConfig;
 
 const MIB: usize = 1 << 20;
@@ -161,6 +161,37 @@ async fn existing_file_extended_is_read_by_another_handle() {
         assert_eq!(read_range(&e.fs, r, 0, whole.len()).await, whole);
         e.fs.release(r).await.expect("close reader");
     }
+}
+
+/// Appends to an Appendable object (AppendObject at each write) are read by another
+/// handle that was already reading it.
+#[tokio::test]
+async fn appendable_object_appends_are_read_by_another_handle() {
+    let e = env();
+    e.store
+        .append_object(
+            "log",
+            0,
+            bytes::Bytes::from_static(b"line1\n"),
+            None,
+            &Default::default(),
+        )
+        .await
+        .expect("seed");
+    let a = e.fs.lookup(ROOT_INO, n("log")).await.expect("lookup");
+    let r = e.fs.open(a.ino, libc::O_RDONLY).await.expect("open reader");
+    assert_eq!(read_range(&e.fs, r, 0, 100).await, b"line1\n");
+    let w =
+        e.fs.open(a.ino, libc::O_WRONLY | libc::O_APPEND)
+            .await
+            .expect("open");
+    e.fs.write(w, 6, b"line2\n").await.expect("append");
+    assert_eq!(read_range(&e.fs, r, 0, 100).await, b"line1\nline2\n");
+    e.fs.write(w, 12, b"line3\n").await.expect("append");
+    assert_eq!(read_range(&e.fs, r, 6, 100).await, b"line2\nline3\n");
+    e.fs.release(w).await.expect("close");
+    assert_eq!(read_range(&e.fs, r, 0, 100).await, b"line1\nline2\nline3\n");
+    e.fs.release(r).await.expect("close reader");
 }
 
 /// Two writers of one file see each other's writes; the first close commits both, and
