@@ -261,23 +261,32 @@ impl Filesystem {
         };
         // AppendObject changes the ETag without telling it: the object is asked again.
         let mut appended = false;
+        // New bytes joined server-side at commit: the object's bytes (at its ETag and size
+        // before the append), then the local tail.
+        let mut base: Option<(String, u64)> = None;
         if let Some(ws) = pending.as_mut() {
             appended = matches!(ws.state, WriteState::Appending { .. });
-            if matches!(ws.state, WriteState::ServerAppend(_)) {
-                ws.materialize(self).await?;
-            }
             match &ws.state {
                 WriteState::Staged { file, .. } | WriteState::Streaming { copy: file, .. } => {
                     return Ok(Bytes::from(file.read_at(offset, size).await?));
                 }
                 WriteState::Failed(cause) => return Err(FsError::EarlierFailure(cause.clone())),
                 WriteState::Clean if ws.new_content => return Ok(Bytes::new()),
-                WriteState::Clean | WriteState::Appending { .. } | WriteState::ServerAppend(_) => {}
+                WriteState::ServerAppend(p) if offset >= p.base_size => {
+                    let at = offset - p.base_size;
+                    return Ok(Bytes::from(p.tail.read_at(at, size).await?));
+                }
+                WriteState::ServerAppend(p) => base = Some((p.base_etag.clone(), p.base_size)),
+                WriteState::Clean | WriteState::Appending { .. } => {}
             }
         }
         let mut node = self.inodes.get(ino).ok_or(FsError::NotFound)?;
         if node.local {
             return Ok(Bytes::new());
+        }
+        if let Some((etag, size)) = &base {
+            node.etag = etag.clone();
+            node.attr.size = *size;
         }
         let key = self.inodes.key_of(ino).ok_or(FsError::NotFound)?;
         let needs_new_reader = match &h.reader {
@@ -307,10 +316,21 @@ impl Filesystem {
             ));
         }
         let reader = h.reader.as_mut().ok_or(FsError::BadHandle)?;
-        let data = reader
+        let mut data = reader
             .read(offset, size)
             .await
             .map_err(|e| read_error(&key, e))?;
+        if let (Some((_, base_size)), Some(ws)) = (base, pending.as_ref())
+            && let WriteState::ServerAppend(p) = &ws.state
+            && offset + (data.len() as u64) == base_size
+            && data.len() < size as usize
+        {
+            let more = p.tail.read_at(0, size - data.len() as u32).await?;
+            let mut joined = Vec::with_capacity(data.len() + more.len());
+            joined.extend_from_slice(&data);
+            joined.extend_from_slice(&more);
+            data = Bytes::from(joined);
+        }
         drop(pending);
         ::metrics::counter!(crate::metrics::FUSE_BYTES_READ).increment(data.len() as u64);
         Ok(data)

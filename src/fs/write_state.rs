@@ -10,7 +10,7 @@
 //!     ├──────────────────────────────► Appending ─── write elsewhere ─────────┤
 //!     │  write at the end of an object ≥ 1 MiB                                │
 //!     └──────────────────────────────► ServerAppend ─ earlier write, truncate,┘
-//!                                                     read, rename
+//!                                                     rename
 //!   any state ── a refused write, a failed streaming upload ──► Failed
 //! ```
 //!
@@ -31,7 +31,8 @@
 //!   metadata.
 //! - [`WriteState::ServerAppend`]: new bytes after the end of an existing object, joined
 //!   server-side at commit (see `append`). Only writes at its end are kept so; anything
-//!   else materialises the file into `Staged` first.
+//!   else materialises the file into `Staged` first. Readers read the object (pinned to
+//!   `base_etag`) below `base_size` and the local tail above.
 //! - [`WriteState::Failed`]: what the inode holds is not what the application wrote
 //!   (a write was refused, or the streaming upload failed). Nothing is ever uploaded from
 //!   it; every later read, write, truncate and flush reports the failure again, with the
