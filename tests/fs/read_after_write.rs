@@ -423,3 +423,30 @@ async fn release_counts_the_handle_until_its_upload_is_done() {
     assert_eq!(fs.open_handles(), 0);
     assert_eq!(e.store.get("slow").as_deref(), Some(&b"data"[..]));
 }
+
+/// A file being streamed inside a directory that is renamed: its upload lands under the
+/// new directory only.
+#[tokio::test]
+async fn rename_of_the_directory_of_a_streamed_file() {
+    let e = env();
+    let d =
+        e.fs.mkdir(&CTX, ROOT_INO, n("d"), 0o755, 0)
+            .await
+            .expect("mkdir");
+    let (_, fh) =
+        e.fs.create(&CTX, d.ino, n("f"), 0o644, 0, libc::O_WRONLY)
+            .await
+            .expect("create");
+    let data = pattern(2 * MIB + 5, 9);
+    write_all(&e.fs, fh, 0, &data).await;
+    e.fs.rename(ROOT_INO, n("d"), ROOT_INO, n("e"), 0)
+        .await
+        .expect("rename dir");
+    e.fs.write(fh, data.len() as u64, b"end").await.expect("write");
+    e.fs.release(fh).await.expect("close");
+    let mut whole = data.clone();
+    whole.extend_from_slice(b"end");
+    assert!(!e.store.contains("d/f"));
+    assert_eq!(e.store.get("e/f").as_deref(), Some(&whole[..]));
+    assert_eq!(e.store.pending_uploads(), 0);
+}
