@@ -442,7 +442,9 @@ async fn rename_of_the_directory_of_a_streamed_file() {
     e.fs.rename(ROOT_INO, n("d"), ROOT_INO, n("e"), 0)
         .await
         .expect("rename dir");
-    e.fs.write(fh, data.len() as u64, b"end").await.expect("write");
+    e.fs.write(fh, data.len() as u64, b"end")
+        .await
+        .expect("write");
     e.fs.release(fh).await.expect("close");
     let mut whole = data.clone();
     whole.extend_from_slice(b"end");
