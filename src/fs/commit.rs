@@ -138,8 +138,17 @@ impl Filesystem {
                 size = file.size();
                 self.commit_staged(h, &key, file, ino).await?
             }
-            WriteState::Streaming { upload, key, copy } => {
+            WriteState::Streaming {
+                upload,
+                key,
+                mut copy,
+            } => {
                 size = upload.bytes_written();
+                if let Err(e) = copy.settle().await {
+                    // The local copy lacks bytes: the file is not what was written.
+                    upload.abort().await;
+                    return Err(h.upload_failed(e));
+                }
                 let mut upload = upload;
                 let wanted = self.upload_opts(ino);
                 if !upload.set_options(wanted) {
@@ -192,9 +201,12 @@ impl Filesystem {
         &self,
         h: &mut WriteSide,
         key: &str,
-        file: super::staging_file::StagingFile,
+        mut file: super::staging_file::StagingFile,
         ino: Ino,
     ) -> FsResult<PutResult> {
+        if let Err(e) = file.settle().await {
+            return Err(h.upload_failed(e));
+        }
         let opts = self.upload_opts(ino);
         let r = upload_file(
             self.store.clone(),

@@ -48,9 +48,11 @@
 //! - A streaming upload cannot seek back and its key cannot change: the local copy is
 //!   what makes both possible (abort the multipart upload, nothing was published, and
 //!   upload the local copy at commit, under the key the file has then).
-//! - The local copy is written before `write(2)` returns (alongside the upload taking the
-//!   bytes): a reader sees them as soon as it returned, and a failed local write (ENOSPC)
-//!   fails the write(2) and the file (nothing partial is committed).
+//! - The local copy of a streamed file is written behind (`StagingFile::write_behind`):
+//!   the bytes are readable from it (from memory until their disk write is done) as soon
+//!   as `write(2)` returned, without the stream waiting for the disk; a failed local
+//!   write (ENOSPC) fails a later write or the close, and the file (nothing partial is
+//!   committed).
 //! - A state is taken out of the side (`mem::replace` with `Clean`) while a transition
 //!   awaits. Paths that can fail before the transition completes put the old state back
 //!   where the data must survive (a failed commit keeps it for the retry); a failed
@@ -251,17 +253,14 @@ impl WriteSide {
         }
         match &mut self.state {
             WriteState::Streaming { upload, copy, .. } if offset == upload.bytes_written() => {
-                // Both before write(2) returns (readers read the local copy); in parallel,
-                // the upload usually only queues the bytes.
-                let (local, sent) = tokio::join!(
-                    copy.write_at(offset, data.clone()),
-                    upload.write_bytes(data.clone())
-                );
-                if let Err(e) = sent {
+                // Readable from the local copy as soon as write(2) returns (from memory
+                // until its disk write is done: the stream does not wait for the disk).
+                copy.write_behind(offset, data.clone()).await?;
+                if let Err(e) = upload.write_bytes(data.clone()).await {
                     // → Failed, the multipart upload aborted before the error returns.
                     return Err(self.fail(offset, write_error(&key, e)).await);
                 }
-                local
+                Ok(())
             }
             WriteState::Streaming { .. } => {
                 // Seek back (or a hole) in a new file: continue from the local copy.
