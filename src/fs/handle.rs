@@ -459,10 +459,11 @@ impl Filesystem {
         result
     }
 
-    /// Truncate (setattr size): through the open handle when there is one.
-    pub(crate) async fn truncate(&self, ino: Ino, size: u64, fh: Option<u64>) -> FsResult<()> {
+    /// Truncate (setattr size): of the inode's pending data when a writer has it open
+    /// (whichever handle `_fh` is: the data is the inode's, see `local_copy`), else of
+    /// the object.
+    pub(crate) async fn truncate(&self, ino: Ino, size: u64, _fh: Option<u64>) -> FsResult<()> {
         self.check_writable()?;
-        let _ = fh;
         if let Some(side) = self.local_copies.get(ino) {
             let mut ws = side.lock().await;
             ws.truncate(self, size).await?;

@@ -11,7 +11,8 @@
 //! goes): a staged file holds the whole content, a new file being streamed to OSS keeps
 //! a full local copy next to the part buffers of its upload (write-through: the data is
 //! in the local copy before `write(2)` returns and in OSS once the commit at close
-//! succeeded). Memory stays bounded by `--cache-size` (only the part buffers of uploads
+//! succeeded; the copy is written behind the stream, its bytes readable from memory until
+//! their disk write is done, at most 16 MiB per file). Memory stays bounded by `--cache-size` (only the part buffers of uploads
 //! in flight are in memory); reads of unflushed data are served from the local copy.
 //! The durable write-back mode (issue 18) is meant to keep this same store and journal
 //! it, so there is one store of unflushed data, not two.
