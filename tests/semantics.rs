@@ -63,8 +63,16 @@ const CHECKS: &[(&str, &str, Check)] = &[
     ),
     (
         "write-new",
-        "75dd71e2e16a",
+        "4b51bf8e5ef4",
         Check::Core(|| Box::pin(write_new())),
+    ),
+    (
+        "read-after-write",
+        "4f5357f50e61",
+        Check::Test(
+            "tests/fs/read_after_write.rs",
+            "second_handle_reads_a_new_file_being_written",
+        ),
     ),
     (
         "overwrite",
@@ -81,15 +89,15 @@ const CHECKS: &[(&str, &str, Check)] = &[
     ),
     (
         "seek-back",
-        "7b29442d9293",
+        "5cb7dc4ab15f",
         Check::Core(|| Box::pin(seek_back())),
     ),
     (
         "close-errors",
-        "5c198eb28080",
+        "b674932e53ce",
         Check::Test(
-            "tests/fs/operations.rs",
-            "upload_errors_reach_close_and_nothing_partial_appears",
+            "tests/fs/read_after_write.rs",
+            "upload_error_keeps_its_errno_through_every_later_call",
         ),
     ),
     (
@@ -102,7 +110,7 @@ const CHECKS: &[(&str, &str, Check)] = &[
     ),
     (
         "concurrent-writers",
-        "818e215aea54",
+        "8cf168015304",
         Check::Core(|| Box::pin(concurrent_writers())),
     ),
     (
@@ -112,7 +120,7 @@ const CHECKS: &[(&str, &str, Check)] = &[
     ),
     (
         "rename-file",
-        "ecb74f733661",
+        "230847a0595d",
         Check::Core(|| Box::pin(rename_file())),
     ),
     (
@@ -444,7 +452,8 @@ async fn seek_back() {
     e.fs.write(fh, 0, b"HEAD").await.expect("seek back early");
     e.fs.release(fh).await.expect("release");
     assert_eq!(e.store.get("hdr").as_deref(), Some(&b"HEADbody"[..]));
-    // After more than 8 MiB were streamed: ENOTSUP.
+    // After parts were uploaded: the local copy takes over, the multipart upload is
+    // aborted.
     let (_, fh) =
         e.fs.create(&CTX, ROOT_INO, n("long"), 0o644, 0, libc::O_WRONLY)
             .await
@@ -453,9 +462,13 @@ async fn seek_back() {
     for i in 0..12u64 {
         e.fs.write(fh, i << 20, &chunk).await.expect("write");
     }
-    let err = e.fs.write(fh, 0, b"x").await.expect_err("seek back late");
-    assert_eq!(err.errno(), libc::ENOTSUP);
-    let _ = e.fs.release(fh).await;
+    assert_eq!(e.store.count("InitiateMultipartUpload"), 1);
+    e.fs.write(fh, 0, b"x").await.expect("seek back late");
+    e.fs.release(fh).await.expect("release");
+    let mut want = vec![7u8; 12 << 20];
+    want[0] = b'x';
+    assert_eq!(e.store.get("long").as_deref(), Some(&want[..]));
+    assert_eq!(e.store.pending_uploads(), 0);
 }
 
 async fn concurrent_writers() {
@@ -472,6 +485,11 @@ async fn concurrent_writers() {
         e.store.get("f").as_deref(),
         Some(&b"old"[..]),
         "old until close"
+    );
+    // Descriptors of this mount share the pending data.
+    assert_eq!(
+        &e.fs.read(reader, 0, 100).await.expect("read")[..],
+        b"first"
     );
     e.fs.release(w1).await.expect("close w1");
     let w2 =
@@ -516,6 +534,19 @@ async fn rename_file() {
     assert!(e.store.count("DeleteObject") + e.store.count("DeleteMultipleObjects") >= 1);
     assert_eq!(e.store.get("b").as_deref(), Some(&b"data"[..]));
     assert!(!e.store.contains("a"));
+    // Open for writing: the pending data moves to the new name, nothing is published at
+    // the old one.
+    let (_, fh) =
+        e.fs.create(&CTX, ROOT_INO, n("w"), 0o644, 0, libc::O_WRONLY)
+            .await
+            .expect("create");
+    e.fs.write(fh, 0, b"pending").await.expect("write");
+    e.fs.rename(ROOT_INO, n("w"), ROOT_INO, n("w2"), 0)
+        .await
+        .expect("rename open file");
+    e.fs.release(fh).await.expect("release");
+    assert!(!e.store.contains("w"));
+    assert_eq!(e.store.get("w2").as_deref(), Some(&b"pending"[..]));
 }
 
 async fn rename_dir() {

@@ -19,8 +19,11 @@
 //! and not carried by it is written by a metadata copy afterwards (see `setattr`).
 //!
 //! Pitfalls:
-//! - The key is fixed when a streaming upload starts; if the file is renamed meanwhile,
-//!   the finished object is moved to the new name (copy + delete).
+//! - The key is fixed when a streaming upload starts; if the file is renamed meanwhile
+//!   (rename of the file or of a directory above it), the multipart upload is aborted and
+//!   the local copy uploaded under the new key: nothing is ever published at the old name.
+//! - The commit uploads the inode's pending data, whichever handle wrote it (see
+//!   `local_copy`).
 //! - An unlinked file's pending data is dropped, never uploaded.
 //! - The ctime is that of the last write, not of the upload landing after close.
 
@@ -53,13 +56,26 @@ impl Filesystem {
     /// state with nothing pending. `Ok(true)` when new content was uploaded (a reader of
     /// the old object is then stale).
     pub(super) async fn commit(&self, h: &mut WriteSide) -> FsResult<bool> {
+        self.commit_to(h, None).await
+    }
+
+    /// [`Self::commit`] to `target` instead of the file's current key (a rename uploads
+    /// the pending data under the new name before deleting the old one).
+    pub(super) async fn commit_to(
+        &self,
+        h: &mut WriteSide,
+        target: Option<String>,
+    ) -> FsResult<bool> {
         let ino = h.ino;
         let node = self.inodes.get(ino).ok_or(FsError::NotFound)?;
         if node.unlinked {
             h.abort_streaming().await;
             return Ok(false);
         }
-        let key = self.inodes.key_of(ino).ok_or(FsError::NotFound)?;
+        let key = match target {
+            Some(k) => k,
+            None => self.inodes.key_of(ino).ok_or(FsError::NotFound)?,
+        };
         let size;
         // chmod/chown/utimens made while this upload was pending (see `setattr`): the
         // metadata the upload carries, when it is not what the attributes say now, is
@@ -107,36 +123,32 @@ impl Filesystem {
                 h.state = WriteState::Staged { file, dirty: false };
                 return Ok(false);
             }
-            WriteState::Staged { file, dirty: true } => {
-                size = file.size();
-                let opts = self.upload_opts(ino);
-                let r = upload_file(
-                    self.store.clone(),
-                    &self.upload_cfg,
-                    &key,
-                    &file.path(),
-                    size,
-                    &opts,
-                )
-                .await;
-                match r {
-                    Ok(r) => {
-                        h.state = WriteState::Staged { file, dirty: false };
-                        r
-                    }
-                    Err(e) => {
-                        // Keep the data: the next flush/release retries.
-                        h.state = WriteState::Staged { file, dirty: true };
-                        return Err(write_error(&key, e));
-                    }
-                }
-            }
             WriteState::Streaming {
                 upload,
                 key: upload_key,
-                ..
+                copy,
+            } if upload_key != key => {
+                // Renamed while being written (a directory above it moved): nothing may
+                // be published at the old key; the local copy goes to the new one.
+                upload.abort().await;
+                size = copy.size();
+                self.commit_staged(h, &key, copy, ino).await?
+            }
+            WriteState::Staged { file, dirty: true } => {
+                size = file.size();
+                self.commit_staged(h, &key, file, ino).await?
+            }
+            WriteState::Streaming {
+                upload,
+                key,
+                mut copy,
             } => {
                 size = upload.bytes_written();
+                if let Err(e) = copy.settle().await {
+                    // The local copy lacks bytes: the file is not what was written.
+                    upload.abort().await;
+                    return Err(h.upload_failed(e));
+                }
                 let mut upload = upload;
                 let wanted = self.upload_opts(ino);
                 if !upload.set_options(wanted) {
@@ -144,17 +156,15 @@ impl Filesystem {
                 }
                 match upload.finish().await {
                     Ok(r) => {
-                        if upload_key != key {
-                            // Renamed while being written: move the finished object.
-                            self.copy_any(&upload_key, &key, size, None).await?;
-                            self.store
-                                .delete_object(&upload_key)
-                                .await
-                                .map_err(|e| FsError::store("DeleteObject", &upload_key, e))?;
-                        }
+                        // The local copy is what readers read until the last writer
+                        // closes; it now equals the object.
+                        h.state = WriteState::Staged {
+                            file: copy,
+                            dirty: false,
+                        };
                         r
                     }
-                    Err(e) => return Err(h.upload_failed(write_error(&upload_key, e))),
+                    Err(e) => return Err(h.upload_failed(write_error(&key, e))),
                 }
             }
         };
@@ -183,6 +193,40 @@ impl Filesystem {
             lock(&self.meta_pending).remove(&ino);
         }
         Ok(true)
+    }
+
+    /// Uploads the whole staged `file` to `key`: `Staged { dirty: false }` after, or the
+    /// data kept (`dirty`) for the next flush/release to retry.
+    async fn commit_staged(
+        &self,
+        h: &mut WriteSide,
+        key: &str,
+        mut file: super::staging_file::StagingFile,
+        ino: Ino,
+    ) -> FsResult<PutResult> {
+        if let Err(e) = file.settle().await {
+            return Err(h.upload_failed(e));
+        }
+        let opts = self.upload_opts(ino);
+        let r = upload_file(
+            self.store.clone(),
+            &self.upload_cfg,
+            key,
+            &file.path(),
+            file.size(),
+            &opts,
+        )
+        .await;
+        match r {
+            Ok(r) => {
+                h.state = WriteState::Staged { file, dirty: false };
+                Ok(r)
+            }
+            Err(e) => {
+                h.state = WriteState::Staged { file, dirty: true };
+                Err(write_error(key, e))
+            }
+        }
     }
 
     /// Truncate of a file no handle writes: the object is rewritten now (an empty PUT,

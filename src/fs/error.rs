@@ -86,8 +86,9 @@ pub enum FsError {
     #[error(transparent)]
     Shared(Arc<FsError>),
     /// An open file's earlier write or upload failed, so what it holds is not what the
-    /// application wrote: every later operation on it reports `EIO` (the data is lost,
-    /// whatever the first cause was, which is the source).
+    /// application wrote: every later operation on it reports the first failure again,
+    /// with its errno (`EACCES`, `ENOSPC`, `EDQUOT`... — never turned into `EIO`), and it
+    /// as the source.
     #[error("an earlier write or upload of this file failed: {0}")]
     EarlierFailure(#[source] Arc<FsError>),
 }
@@ -135,7 +136,7 @@ impl FsError {
                 WriteError::Failed { .. } => libc::EIO,
             },
             FsError::Shared(e) => e.errno(),
-            FsError::EarlierFailure(_) => libc::EIO,
+            FsError::EarlierFailure(e) => e.errno(),
         }
     }
 
@@ -274,12 +275,12 @@ mod tests {
         };
         assert_eq!(crc.errno(), libc::EIO);
         assert!(crc.source().unwrap().to_string().contains("CRC64"));
-        // A failed handle: the first report keeps the errno, later ones are EIO and
-        // carry the first error as their source.
+        // A failed handle: the first report and every later one keep the errno; later
+        // ones carry the first error as their source.
         let first = Arc::new(denied);
         assert_eq!(FsError::Shared(first.clone()).errno(), libc::EACCES);
         let again = FsError::EarlierFailure(first);
-        assert_eq!(again.errno(), libc::EIO);
+        assert_eq!(again.errno(), libc::EACCES);
         let cause = again.source().unwrap().to_string();
         assert!(cause.starts_with("upload k: OSS error"), "{cause}");
     }

@@ -2,9 +2,13 @@
 //! write, flush, fsync, release, truncate).
 //!
 //! Each handle has a read side (an [`ObjectReader`] created on the first read, pinned
-//! to the ETag current at open) and a write side: the write state machine of
-//! `write_state` (what the handle holds that OSS does not have yet), uploaded by
-//! `commit` at flush, fsync and release.
+//! to the inode's ETag, and replaced when the inode's ETag, size or key changes, e.g.
+//! after a commit of this mount) and, when writable, the inode's shared write side: the
+//! write state machine of `write_state` (what the inode holds that OSS does not have
+//! yet, see `local_copy`), uploaded by `commit` at flush, fsync and release.
+//!
+//! Reads of an inode with pending data (by any handle, read-only ones included) are
+//! served from its local copy; otherwise from the object.
 //!
 //! The table maps a FUSE file handle to an [`OpenFile`]: what is known without waiting
 //! (inode, writable) plus the [`FileHandle`] behind an async mutex, held across the
@@ -24,16 +28,16 @@ use crate::read::{ObjectReader, ReadError};
 
 use super::attr::{FileKind, Ino};
 use super::error::FsError;
+use super::local_copy::SharedSide;
 use super::new_entry::requested_perm;
 use super::process::Writers;
-use super::write_state::{WriteSide, WriteState};
+use super::write_state::WriteState;
 use super::{Attr, Ctx, Filesystem, FsResult, lock, names};
 
 /// An entry of the open-file table: what can be known without waiting for the handle.
 #[derive(Debug)]
 pub(crate) struct OpenFile {
     ino: Ino,
-    writable: bool,
     handle: tokio::sync::Mutex<FileHandle>,
 }
 
@@ -44,8 +48,10 @@ pub(crate) struct FileHandle {
     readable: bool,
     writable: bool,
     reader: Option<ObjectReader>,
-    /// What the handle holds that OSS does not have yet (see `write_state`).
-    writes: WriteSide,
+    /// Opened with `O_APPEND`.
+    append: bool,
+    /// The inode's shared write side (see `local_copy`), for a writable handle.
+    side: Option<SharedSide>,
     /// Whose close commits (see [`super::process`]).
     writers: Writers,
 }
@@ -68,19 +74,43 @@ fn read_error(key: &str, e: ReadError) -> FsError {
 }
 
 impl Filesystem {
-    fn register_handle(&self, mut h: FileHandle, pid: u32) -> u64 {
+    /// Adds `h` to the table; a writable handle is attached to the inode's shared write
+    /// side, which `new_content` (O_TRUNC, a file created here) empties.
+    async fn register_handle(
+        &self,
+        mut h: FileHandle,
+        pid: u32,
+        new_content: bool,
+    ) -> FsResult<u64> {
         if h.writable {
             h.writers = Writers::opened_by(pid);
+            let (side, created) = self.local_copies.attach(h.ino, new_content);
+            if new_content && !created {
+                // Another handle holds data: O_TRUNC empties the file for all of them.
+                let r = side.lock().await.truncate(self, 0).await;
+                if let Err(e) = r {
+                    self.detach_side(h.ino).await;
+                    return Err(e);
+                }
+            }
+            h.side = Some(side);
         }
         let fh = self.alloc_fh();
         self.inodes.pin(h.ino);
         let entry = OpenFile {
             ino: h.ino,
-            writable: h.writable,
             handle: tokio::sync::Mutex::new(h),
         };
         lock(&self.files).insert(fh, Arc::new(entry));
-        fh
+        Ok(fh)
+    }
+
+    /// A writable handle of `ino` is gone: the last one drops the inode's write side (an
+    /// unfinished streaming upload is aborted, the local copy deleted).
+    async fn detach_side(&self, ino: Ino) {
+        if let Some(side) = self.local_copies.detach(ino) {
+            side.lock().await.abort_streaming().await;
+        }
     }
 
     fn handle(&self, fh: u64) -> FsResult<Arc<OpenFile>> {
@@ -129,17 +159,26 @@ impl Filesystem {
                 }
             });
         }
-        Ok(self.register_handle(
-            FileHandle {
-                ino,
-                readable,
-                writable,
-                reader: None,
-                writes: WriteSide::new(ino, flags & libc::O_APPEND != 0, trunc),
-                writers: Writers::default(),
-            },
-            pid,
-        ))
+        let r = self
+            .register_handle(
+                FileHandle {
+                    ino,
+                    readable,
+                    writable,
+                    reader: None,
+                    append: flags & libc::O_APPEND != 0,
+                    side: None,
+                    writers: Writers::default(),
+                },
+                pid,
+                trunc,
+            )
+            .await;
+        if r.is_err() && writable {
+            self.inodes
+                .update(ino, |n| n.writers = n.writers.saturating_sub(1));
+        }
+        r
     }
 
     /// FUSE create: the file exists locally until the first flush uploads it.
@@ -186,21 +225,26 @@ impl Filesystem {
         // Local until the first flush uploads it (see `commit`).
         let (ino, node) = self.insert_new_entry(entry, None, |n| n.writers = 1);
         let acc = flags & libc::O_ACCMODE;
-        let fh = self.register_handle(
-            FileHandle {
-                ino,
-                readable: acc == libc::O_RDONLY || acc == libc::O_RDWR,
-                writable: true,
-                reader: None,
-                writes: WriteSide::new(ino, flags & libc::O_APPEND != 0, true),
-                writers: Writers::default(),
-            },
-            ctx.pid,
-        );
+        let fh = self
+            .register_handle(
+                FileHandle {
+                    ino,
+                    readable: acc == libc::O_RDONLY || acc == libc::O_RDWR,
+                    writable: true,
+                    reader: None,
+                    append: flags & libc::O_APPEND != 0,
+                    side: None,
+                    writers: Writers::default(),
+                },
+                ctx.pid,
+                true,
+            )
+            .await?;
         Ok((node.attr, fh))
     }
 
-    /// FUSE read.
+    /// FUSE read: pending data of the inode (written through any handle) from its local
+    /// copy, the rest from the object.
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Bytes> {
         let h = self.handle(fh)?;
         let mut h = h.handle.lock().await;
@@ -208,33 +252,62 @@ impl Filesystem {
             return Err(FsError::BadHandle);
         }
         let ino = h.ino;
-        if matches!(h.writes.state, WriteState::ServerAppend(_)) {
-            h.writes.materialize(self).await?;
-        }
-        match &h.writes.state {
-            WriteState::Staged { file, .. } => {
-                return Ok(Bytes::from(file.read_at(offset, size).await?));
+        let side = match &h.side {
+            Some(s) => Some(s.clone()),
+            None => self.local_copies.get(ino),
+        };
+        // Held across the object read too: a commit landing meanwhile must not change the
+        // object under a reader pinned to the old ETag.
+        let mut pending = match &side {
+            Some(s) => Some(s.lock().await),
+            None => None,
+        };
+        // AppendObject changes the ETag without telling it: the object is asked again.
+        let mut appended = false;
+        // New bytes joined server-side at commit: the object's bytes (at its ETag and size
+        // before the append), then the local tail.
+        let mut base: Option<(String, u64)> = None;
+        if let Some(ws) = pending.as_mut() {
+            appended = matches!(ws.state, WriteState::Appending { .. });
+            match &ws.state {
+                WriteState::Staged { file, .. } | WriteState::Streaming { copy: file, .. } => {
+                    return Ok(Bytes::from(file.read_at(offset, size).await?));
+                }
+                WriteState::Failed(cause) => return Err(FsError::EarlierFailure(cause.clone())),
+                WriteState::Clean if ws.new_content => return Ok(Bytes::new()),
+                WriteState::ServerAppend(p) if offset >= p.base_size => {
+                    let at = offset - p.base_size;
+                    return Ok(Bytes::from(p.tail.read_at(at, size).await?));
+                }
+                WriteState::ServerAppend(p) => base = Some((p.base_etag.clone(), p.base_size)),
+                WriteState::Clean | WriteState::Appending { .. } => {}
             }
-            WriteState::Streaming { upload, .. } => {
-                return upload
-                    .read_prefix(offset, size as usize)
-                    .ok_or(FsError::NotSupported(
-                        "reading back a large file while it is being uploaded",
-                    ));
-            }
-            WriteState::Failed(cause) => return Err(FsError::EarlierFailure(cause.clone())),
-            WriteState::Clean | WriteState::Appending { .. } | WriteState::ServerAppend(_) => {}
         }
-        let node = self.inodes.get(ino).ok_or(FsError::NotFound)?;
-        if h.writes.new_content || node.local {
+        let mut node = self.inodes.get(ino).ok_or(FsError::NotFound)?;
+        if node.local {
             return Ok(Bytes::new());
+        }
+        if let Some((etag, size)) = &base {
+            node.etag = etag.clone();
+            node.attr.size = *size;
         }
         let key = self.inodes.key_of(ino).ok_or(FsError::NotFound)?;
         let needs_new_reader = match &h.reader {
-            Some(r) => r.size() != node.attr.size || r.key() != key,
+            Some(r) => r.size() != node.attr.size || r.key() != key || r.etag() != node.etag,
             None => true,
         };
         if needs_new_reader {
+            if appended {
+                let head = self
+                    .store
+                    .head_object(&key)
+                    .await
+                    .map_err(|e| FsError::store("HeadObject", &key, e))?;
+                self.inodes.update(ino, |n| n.etag = head.etag.clone());
+                node.etag = head.etag;
+                node.attr.size = head.size;
+                node.crc64 = head.crc64;
+            }
             h.reader = Some(ObjectReader::new(
                 self.store.clone(),
                 self.cache.clone(),
@@ -246,10 +319,22 @@ impl Filesystem {
             ));
         }
         let reader = h.reader.as_mut().ok_or(FsError::BadHandle)?;
-        let data = reader
+        let mut data = reader
             .read(offset, size)
             .await
             .map_err(|e| read_error(&key, e))?;
+        if let (Some((_, base_size)), Some(ws)) = (base, pending.as_ref())
+            && let WriteState::ServerAppend(p) = &ws.state
+            && offset + (data.len() as u64) == base_size
+            && data.len() < size as usize
+        {
+            let more = p.tail.read_at(0, size - data.len() as u32).await?;
+            let mut joined = Vec::with_capacity(data.len() + more.len());
+            joined.extend_from_slice(&data);
+            joined.extend_from_slice(&more);
+            data = Bytes::from(joined);
+        }
+        drop(pending);
         ::metrics::counter!(crate::metrics::FUSE_BYTES_READ).increment(data.len() as u64);
         Ok(data)
     }
@@ -278,21 +363,24 @@ impl Filesystem {
         let h = self.handle(fh)?;
         self.write_drops_privileges(h.ino, uid);
         let mut h = h.handle.lock().await;
-        if !h.writable {
+        let Some(side) = h.side.clone().filter(|_| h.writable) else {
             return Err(FsError::BadHandle);
-        }
+        };
         h.writers.wrote(pid);
-        if let Err(e) = h.writes.write(self, offset, &data).await {
-            // All or nothing (see `FileHandle::fail`).
-            return Err(h.writes.fail(offset, e).await);
+        let mut ws = side.lock().await;
+        if let Err(e) = ws.write(self, offset, &data, h.append).await {
+            // All or nothing (see `WriteSide::fail`).
+            return Err(ws.fail(offset, e).await);
         }
         let end = offset + data.len() as u64;
         let now = SystemTime::now();
+        // Under the side's lock: a stat after write(2) returned shows the new size.
         self.inodes.update(h.ino, |n| {
             n.attr.size = n.attr.size.max(end);
             n.attr.mtime = now;
             n.attr.ctime = now;
         });
+        drop(ws);
         ::metrics::counter!(crate::metrics::FUSE_BYTES_WRITTEN).increment(data.len() as u64);
         Ok(data.len() as u32)
     }
@@ -322,13 +410,14 @@ impl Filesystem {
         self.commit_handle(&mut h).await
     }
 
-    /// Commits a writable handle (see `commit`). The reader is dropped unless the
-    /// commit was a no-op: after an upload it would read the old object.
+    /// Commits a writable handle: the inode's pending data, whoever wrote it (see
+    /// `commit`). The reader is dropped unless the commit was a no-op: after an upload it
+    /// would read the old object.
     async fn commit_handle(&self, h: &mut FileHandle) -> FsResult<()> {
-        if !h.writable {
+        let Some(side) = h.side.clone().filter(|_| h.writable) else {
             return Ok(());
-        }
-        let result = self.commit(&mut h.writes).await;
+        };
+        let result = self.commit(&mut *side.lock().await).await;
         if !matches!(result, Ok(false)) {
             h.reader = None;
         }
@@ -340,12 +429,16 @@ impl Filesystem {
         self.flush(fh).await
     }
 
-    /// FUSE release: commits what is still pending and forgets the handle.
+    /// FUSE release: commits what is still pending and forgets the handle. The handle
+    /// stays in the table (counted by [`Filesystem::open_handles`], which the shutdown
+    /// waits on) until its upload is over.
     pub async fn release(&self, fh: u64) -> FsResult<()> {
-        let h = lock(&self.files).remove(&fh).ok_or(FsError::BadHandle)?;
-        let mut h = h.handle.lock().await;
+        let file = self.handle(fh)?;
+        let mut h = file.handle.lock().await;
         let result = self.commit_handle(&mut h).await;
-        h.writes.abort_streaming().await;
+        if h.side.take().is_some() {
+            self.detach_side(h.ino).await;
+        }
         if h.writable {
             let ino = h.ino;
             let failed = result.is_err();
@@ -365,55 +458,36 @@ impl Filesystem {
             }
         }
         self.inodes.unpin(h.ino);
+        lock(&self.files).remove(&fh);
         result
     }
 
-    /// Truncate (setattr size): through the open handle when there is one.
-    pub(crate) async fn truncate(&self, ino: Ino, size: u64, fh: Option<u64>) -> FsResult<()> {
+    /// Truncate (setattr size): of the inode's pending data when a writer has it open
+    /// (whichever handle `_fh` is: the data is the inode's, see `local_copy`), else of
+    /// the object.
+    pub(crate) async fn truncate(&self, ino: Ino, size: u64, _fh: Option<u64>) -> FsResult<()> {
         self.check_writable()?;
-        let handle = match fh.and_then(|f| self.handle(f).ok()) {
-            Some(h) => Some(h),
-            None => self.writable_handle_of(ino),
-        };
-        if let Some(h) = handle {
-            let mut h = h.handle.lock().await;
-            if h.writable {
-                h.writes.truncate(self, size).await?;
-                let now = SystemTime::now();
-                self.inodes.update(ino, |n| {
-                    n.attr.size = size;
-                    n.attr.mtime = now;
-                    n.attr.ctime = now;
-                });
-                return Ok(());
-            }
+        if let Some(side) = self.local_copies.get(ino) {
+            let mut ws = side.lock().await;
+            ws.truncate(self, size).await?;
+            let now = SystemTime::now();
+            self.inodes.update(ino, |n| {
+                n.attr.size = size;
+                n.attr.mtime = now;
+                n.attr.ctime = now;
+            });
+            return Ok(());
         }
         // No open writer: rewrite the object now.
         self.rewrite_truncated(ino, size).await
     }
 
-    fn writable_handle_of(&self, ino: Ino) -> Option<Arc<OpenFile>> {
-        lock(&self.files)
-            .values()
-            .find(|f| f.ino == ino && f.writable)
-            .cloned()
-    }
-
     /// Whether an open handle of `ino` holds data that its next flush will upload (that
     /// upload then carries the current metadata too).
     pub(crate) async fn has_pending_data(&self, ino: Ino) -> bool {
-        let files: Vec<Arc<OpenFile>> = lock(&self.files)
-            .values()
-            .filter(|f| f.ino == ino && f.writable)
-            .cloned()
-            .collect();
-        for f in files {
-            let h = f.handle.lock().await;
-            let pending = h.writes.has_pending_data();
-            if pending {
-                return true;
-            }
+        match self.local_copies.get(ino) {
+            Some(side) => side.lock().await.has_pending_data(),
+            None => false,
         }
-        false
     }
 }

@@ -10,9 +10,8 @@
 //! checks every row against this core over the mock store.
 //!
 //! # Known limits
-//! - A new file written sequentially past its first 8 MiB cannot then be written at an
-//!   earlier offset (those bytes are already uploading): `ENOTSUP`, logged. Earlier seeks
-//!   back fall back to a staging file transparently.
+//! - A new file being streamed keeps a full local copy in `--cache-dir` until its last
+//!   writer closes (see `local_copy`): writing a file needs that much local disk.
 //! - Overwriting part of an existing file downloads it whole into the staging directory
 //!   on the first write (not lazily by range); only pure appends avoid the download.
 //! - A file renamed or deleted by another client while open for reading fails further
@@ -29,7 +28,8 @@
 //! | per inode (`inode`) | a packed node (136 bytes: attributes, MD5 ETag, a name of up to 22 bytes inline, counters; other tools' user metadata, uncommon ETags and content types, link target and open handles in an optional box) and one `(parent, name)` binding | when the kernel forgets it and no handle, writer, local file or child node holds it; nodes a listing registered that the kernel never looked up: when their attributes expire, and beyond 16,384 of them |
 //! | per directory | completeness (a number and an instant, plus the names of a small re-listed directory), the sibling order of small files for the last 32 listed directories (`small_file_readahead`), a lookup's first page for up to 1 s (≤ 64 pages, `lookup_page`) | with their TTL or the bound |
 //! | per directory handle (`dir`) | the entries of about one LIST page not yet consumed, the continuation token | as the kernel reads on; at releasedir |
-//! | per file handle (`handle`) | reader state and write buffers (charged to `--cache-size`) | at release |
+//! | per file handle (`handle`) | reader state | at release |
+//! | per inode being written (`local_copy`) | its write state; streamed part buffers (charged to `--cache-size`); unflushed bytes in a local file | at the last writer's release |
 //! | a tree walk (`walk`) | up to 50,000 queued directories (number and key) and 64 pages fetched ahead | when the walk stops (no listing used a fetched page for 2 s), or after 1 s for an unused page |
 //! | negative cache | up to 100,000 names | cleared beyond that; entries expire with the TTL |
 //! | kept listings (`listing_cache`) | per directory listed to the end: name, ETag and 40 bytes per entry, at most 1,000,000 entries over all directories | with the TTL (only the last second's with the default TTL), oldest first beyond the bound, expired ones when the kernel forgets a walk |
@@ -41,7 +41,7 @@
 //! (ownership of new entries, directory times), `new_entry` (what every creation shares:
 //! key, owner, mode, times, inode insertion), `lookup` (lookup/getattr), `dir` (readdir,
 //! mkdir, rmdir), `namespace` (unlink, rename, symlinks), `special` (mknod: FIFOs, sockets, devices), `setattr`, `copy` (large
-//! copies), `append` (server-side appends), `small_file_readahead` (sibling read-ahead of small files; large files are prefetched by `read::prefetch`), `lookup_page` (a directory lookup's LIST page kept for the readdir that follows), `limits` (LIST page size and small-file limits shared by lookup, readdir and read-ahead), `walk` (listings ahead of tree walks), `process` (whose close commits), `handle` (the open-file table and the FUSE operations on it), `write_state` (the write state machine of an open file), `commit` (upload at flush/fsync/release), `staging_file` (local
+//! copies), `append` (server-side appends), `small_file_readahead` (sibling read-ahead of small files; large files are prefetched by `read::prefetch`), `lookup_page` (a directory lookup's LIST page kept for the readdir that follows), `limits` (LIST page size and small-file limits shared by lookup, readdir and read-ahead), `walk` (listings ahead of tree walks), `process` (whose close commits), `handle` (the open-file table and the FUSE operations on it), `local_copy` (the local store of unflushed data, one write side per inode shared by its handles), `write_state` (the write state machine of a file being written), `commit` (upload at flush/fsync/release), `staging_file` (local
 //! staging files).
 
 mod append;
@@ -55,6 +55,7 @@ mod handle;
 pub mod inode;
 mod limits;
 mod listing_cache;
+mod local_copy;
 mod lookup;
 mod lookup_page;
 pub mod names;
@@ -206,6 +207,8 @@ pub struct Filesystem {
     read_cfg: Arc<ReadConfig>,
     upload_cfg: Arc<UploadConfig>,
     files: Mutex<HashMap<u64, Arc<OpenFile>>>,
+    /// What inodes being written hold that OSS does not have yet (`local_copy`).
+    local_copies: local_copy::LocalCopies,
     dirs: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<DirHandle>>>>,
     ahead: small_file_readahead::SiblingAhead,
     /// Directory lookups' LIST pages, for the readdir that follows.
@@ -262,6 +265,7 @@ impl Filesystem {
             cfg,
             rt,
             files: Mutex::new(HashMap::new()),
+            local_copies: local_copy::LocalCopies::default(),
             dirs: Mutex::new(HashMap::new()),
             ahead: small_file_readahead::SiblingAhead::default(),
             probed: lookup_page::ProbedPages::default(),

@@ -2,8 +2,13 @@
 //!
 //! Rename:
 //! - a file is CopyObject (multipart copy above 1 GiB, see `copy`) then DeleteObject of
-//!   the source; the copy keeps the metadata. A file still being written here and not
-//!   uploaded yet only moves in the inode table (its upload goes to the new name);
+//!   the source; the copy keeps the metadata. A file being written here (see
+//!   `local_copy`) stops streaming to the old key (the multipart upload is aborted, the
+//!   local copy goes on as a staged file): if it was never uploaded only the inode table
+//!   moves, otherwise its whole local content is uploaded under the new name (not the
+//!   stale object copied) before the old object is deleted. Nothing is published at the
+//!   old name after rename returns, so a file created there afterwards is never touched;
+//!   a failure leaves the new name absent or complete, never empty;
 //! - a symlink is stored again at the new place from its text (`symlink`: its form and
 //!   native target key depend on where it is);
 //! - a directory is copied object by object (listing the whole subtree without a
@@ -29,6 +34,7 @@ use super::attr::{FileKind, Ino, to_user_meta};
 use super::error::{FsError, not_found_or};
 use super::inode::ROOT_INO;
 use super::symlink::MAX_LINK_TEXT;
+use super::write_state::{WriteSide, WriteState};
 use super::{Attr, Ctx, Filesystem, FsResult, names};
 
 const DIR_COPY_PARALLELISM: usize = 16;
@@ -114,9 +120,17 @@ impl Filesystem {
             dst_key.push('/');
         }
         names::check_key_len(&dst_key)?;
+        // A file being written: its pending data, locked until the rename is done.
+        let mut pending = match self.local_copies.get(sino) {
+            Some(side) if snode.attr.kind == FileKind::File => Some(side.lock_owned().await),
+            _ => None,
+        };
         match snode.attr.kind {
-            FileKind::File if snode.local => {}
-            FileKind::File | FileKind::Special(_) => {
+            FileKind::File => {
+                self.rename_file(sino, &snode, &src_key, &dst_key, pending.as_deref_mut())
+                    .await?
+            }
+            FileKind::Special(_) => {
                 self.copy_any(&src_key, &dst_key, snode.attr.size, None)
                     .await?;
                 self.delete_after_copy(&src_key).await?;
@@ -134,6 +148,7 @@ impl Filesystem {
             FileKind::Dir => self.rename_dir(&src_key, &dst_key).await?,
         }
         self.inodes.rename(parent, name, new_parent, new_name);
+        drop(pending.take());
         self.inodes.touch_valid(sino);
         self.cache.invalidate_key(&src_key);
         let now = std::time::SystemTime::now();
@@ -148,6 +163,53 @@ impl Filesystem {
         } else {
             self.dir_entries_changed(parent, -moved_dir);
             self.dir_entries_changed(new_parent, moved_dir - replaced_dir);
+        }
+        Ok(())
+    }
+
+    /// Moves a file's content from `src_key` to `dst_key`. A file being written (`pending`)
+    /// has its streaming upload aborted (nothing is published at the old name) and goes
+    /// on from its local copy; when that copy is the whole content, it is uploaded under
+    /// the new name instead of copying the stale object, before the old object is
+    /// deleted. A failure leaves the new name absent (or as it was) or complete, and the
+    /// pending data still to be committed under the old name.
+    async fn rename_file(
+        &self,
+        sino: Ino,
+        snode: &super::inode::Node,
+        src_key: &str,
+        dst_key: &str,
+        pending: Option<&mut WriteSide>,
+    ) -> FsResult<()> {
+        let mut uploaded = None;
+        if let Some(ws) = pending {
+            ws.unstream().await;
+            if matches!(ws.state, WriteState::ServerAppend(_)) {
+                ws.materialize(self).await?;
+            }
+            let whole_content_local = ws.holds_unsent_bytes()
+                || (matches!(ws.state, WriteState::Clean) && ws.new_content);
+            if !snode.local && whole_content_local {
+                self.commit_to(ws, Some(dst_key.to_string())).await?;
+                uploaded = Some(ws);
+            }
+        }
+        if snode.local {
+            // Never uploaded: only the inode table moves; the commit uses the new key.
+            return Ok(());
+        }
+        if uploaded.is_none() {
+            self.copy_any(src_key, dst_key, snode.attr.size, None)
+                .await?;
+        }
+        if let Err(e) = self.delete_after_copy(src_key).await {
+            if let Some(ws) = uploaded {
+                // The file stays at the old name, whose object lacks the new data: the
+                // next commit uploads it there.
+                ws.mark_dirty();
+                self.inodes.invalidate(sino);
+            }
+            return Err(e);
         }
         Ok(())
     }

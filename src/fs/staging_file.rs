@@ -1,8 +1,10 @@
-//! Staging files: local copies of files being modified in place.
+//! Staging files: local copies of files being modified in place or streamed.
 //!
 //! Random writes, overwrites of existing files and truncates cannot be expressed as OSS
-//! requests, so the file is materialised under `cache_dir` (a named temporary file,
-//! deleted when the handle goes away, even on panic), modified with positional I/O, and
+//! requests, so the file is materialised under `cache_dir`; a new file streamed to OSS
+//! keeps one too, so that every reader of the inode can read what was written (see
+//! `local_copy`). It is a named temporary file (0600, in a 0700 directory), deleted when
+//! the inode's last writer goes away (even on panic), modified with positional I/O, and
 //! uploaded whole with [`crate::write::upload_file`] at flush/close.
 //!
 //! Existing content is downloaded on the first write (not at open, so `open(O_RDWR)`
@@ -29,7 +31,22 @@ use super::error::FsError;
 pub(crate) struct StagingFile {
     file: Arc<NamedTempFile>,
     size: u64,
+    /// Writes handed to the blocking pool and not yet known to be done
+    /// ([`StagingFile::write_behind`]): their bytes are still read from here.
+    behind: std::collections::VecDeque<Behind>,
+    behind_bytes: usize,
 }
+
+/// One write-behind: the bytes (shared with the caller's buffer, no copy) and its task.
+#[derive(Debug)]
+struct Behind {
+    offset: u64,
+    data: bytes::Bytes,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Bytes of write-behinds in flight per file before [`StagingFile::write_behind`] waits.
+const BEHIND_MAX: usize = 16 << 20;
 
 async fn blocking<T: Send + 'static>(
     what: &'static str,
@@ -60,14 +77,9 @@ impl StagingFile {
         Ok(StagingFile {
             file: Arc::new(file),
             size: 0,
+            behind: std::collections::VecDeque::new(),
+            behind_bytes: 0,
         })
-    }
-
-    /// A staging file holding `data`.
-    pub(crate) async fn from_bytes(dir: &Path, data: Vec<u8>) -> FsResult<StagingFile> {
-        let mut f = StagingFile::create(dir).await?;
-        f.write_at(0, data).await?;
-        Ok(f)
     }
 
     /// A staging file with the content of `key` (exactly `size` bytes, ETag `etag`).
@@ -120,15 +132,66 @@ impl StagingFile {
         self.file.path().to_path_buf()
     }
 
-    pub(crate) async fn write_at(&mut self, offset: u64, data: Vec<u8>) -> FsResult<()> {
+    pub(crate) async fn write_at(
+        &mut self,
+        offset: u64,
+        data: impl AsRef<[u8]> + Send + 'static,
+    ) -> FsResult<()> {
+        self.settle().await?;
         let file = self.file.clone();
-        let end = offset + data.len() as u64;
+        let end = offset + data.as_ref().len() as u64;
         blocking("write staging file", move || {
-            file.as_file().write_all_at(&data, offset)
+            file.as_file().write_all_at(data.as_ref(), offset)
         })
         .await?;
         self.size = self.size.max(end);
         Ok(())
+    }
+
+    /// Writes `data` at `offset` without waiting for the disk (the write of a streamed
+    /// file's local copy must not slow the stream): the bytes stay readable from memory
+    /// until the write is done, and at most `BEHIND_MAX` bytes wait so. An earlier
+    /// write-behind's error is returned here (or by the next read or [`Self::settle`]).
+    pub(crate) async fn write_behind(&mut self, offset: u64, data: bytes::Bytes) -> FsResult<()> {
+        self.reap(false).await?;
+        while self.behind_bytes > BEHIND_MAX {
+            self.reap_one().await?;
+        }
+        let file = self.file.clone();
+        let chunk = data.clone();
+        let task = tokio::task::spawn_blocking(move || file.as_file().write_all_at(&chunk, offset));
+        self.size = self.size.max(offset + data.len() as u64);
+        self.behind_bytes += data.len();
+        self.behind.push_back(Behind { offset, data, task });
+        Ok(())
+    }
+
+    /// Waits for every write-behind; their first error, if any.
+    pub(crate) async fn settle(&mut self) -> FsResult<()> {
+        self.reap(true).await
+    }
+
+    /// Drops finished write-behinds (all of them, waiting, with `wait`).
+    async fn reap(&mut self, wait: bool) -> FsResult<()> {
+        while let Some(b) = self.behind.front() {
+            if !wait && !b.task.is_finished() {
+                break;
+            }
+            self.reap_one().await?;
+        }
+        Ok(())
+    }
+
+    async fn reap_one(&mut self) -> FsResult<()> {
+        let Some(b) = self.behind.pop_front() else {
+            return Ok(());
+        };
+        self.behind_bytes -= b.data.len();
+        let what = "write local copy";
+        match b.task.await {
+            Ok(r) => r.map_err(|e| FsError::io(what, e)),
+            Err(e) => Err(FsError::io(what, std::io::Error::other(e.to_string()))),
+        }
     }
 
     /// Up to `len` bytes at `offset` (short at the end of the file).
@@ -138,15 +201,40 @@ impl StagingFile {
         }
         let n = u64::from(len).min(self.size - offset) as usize;
         let file = self.file.clone();
-        blocking("read staging file", move || {
+        // Write-behinds still in flight are taken from memory: listed before the file is
+        // read, so a write finishing meanwhile is in one or the other.
+        let overlay: Vec<(u64, bytes::Bytes)> = self
+            .behind
+            .iter()
+            .filter(|b| b.offset < offset + n as u64 && b.offset + b.data.len() as u64 > offset)
+            .map(|b| (b.offset, b.data.clone()))
+            .collect();
+        let mut buf = blocking("read staging file", move || {
             let mut buf = vec![0u8; n];
-            file.as_file().read_exact_at(&mut buf, offset)?;
+            let mut got = 0;
+            while got < n {
+                match file
+                    .as_file()
+                    .read_at(&mut buf[got..], offset + got as u64)?
+                {
+                    0 => break,
+                    k => got += k,
+                }
+            }
             Ok(buf)
         })
-        .await
+        .await?;
+        for (at, data) in overlay {
+            let lo = at.max(offset);
+            let hi = (at + data.len() as u64).min(offset + n as u64);
+            buf[(lo - offset) as usize..(hi - offset) as usize]
+                .copy_from_slice(&data[(lo - at) as usize..(hi - at) as usize]);
+        }
+        Ok(buf)
     }
 
     pub(crate) async fn set_len(&mut self, size: u64) -> FsResult<()> {
+        self.settle().await?;
         let file = self.file.clone();
         blocking("truncate staging file", move || {
             file.as_file().set_len(size)

@@ -1,7 +1,8 @@
-//! The write state machine of an open file: what a handle holds that is not in OSS yet.
+//! The write state machine of a file being written: what an inode holds that is not in
+//! OSS yet. One [`WriteSide`] per inode, shared by all its handles (see `local_copy`).
 //!
 //! ```text
-//!            write@0 on new content            non-sequential write (≤ 8 MiB)
+//!            write@0 on new content            any other write, truncate, rename
 //!   Clean ───────────────────────────► Streaming ─────────────────────────► Staged
 //!     │  write on existing content                                            ▲
 //!     ├──────────────────────────────────────────────────────────────────────┤
@@ -9,18 +10,19 @@
 //!     ├──────────────────────────────► Appending ─── write elsewhere ─────────┤
 //!     │  write at the end of an object ≥ 1 MiB                                │
 //!     └──────────────────────────────► ServerAppend ─ earlier write, truncate,┘
-//!                                                     read
+//!                                                     rename
 //!   any state ── a refused write, a failed streaming upload ──► Failed
 //! ```
 //!
 //! States (each keeps these invariants; every transition below preserves them):
-//! - [`WriteState::Clean`]: the handle holds no data. The file's content is the object's,
-//!   or empty when the handle's `new_content` is set (O_TRUNC, truncate to 0, a file created
-//!   here): then the next commit uploads an empty object.
+//! - [`WriteState::Clean`]: nothing is held. The file's content is the object's, or
+//!   empty when `new_content` is set (O_TRUNC, truncate to 0, a file created here): then
+//!   the next commit uploads an empty object.
 //! - [`WriteState::Streaming`]: a new file written sequentially from offset 0; the bytes go
 //!   to OSS as the application writes ([`StreamingUpload`]) under the key fixed at the
-//!   first write. Its first [`MIRROR_LIMIT`] bytes stay readable while unsent, so an early
-//!   seek back moves to `Staged`; later, only writes at `bytes_written()` are accepted.
+//!   first write, and to a full local copy (write-through), from which every reader
+//!   reads. Any write that is not at `bytes_written()` (a seek back, a hole), a truncate
+//!   or a rename aborts the upload and continues in `Staged` from the local copy.
 //! - [`WriteState::Staged`]: the whole file is in a local [`StagingFile`] (downloaded on the
 //!   first write when the old content matters); `dirty` says whether it differs from the
 //!   object. Any offset may be written.
@@ -29,25 +31,32 @@
 //!   metadata.
 //! - [`WriteState::ServerAppend`]: new bytes after the end of an existing object, joined
 //!   server-side at commit (see `append`). Only writes at its end are kept so; anything
-//!   else materialises the file into `Staged` first.
-//! - [`WriteState::Failed`]: what the handle holds is not what the application wrote
+//!   else materialises the file into `Staged` first. Readers read the object (pinned to
+//!   `base_etag`) below `base_size` and the local tail above.
+//! - [`WriteState::Failed`]: what the inode holds is not what the application wrote
 //!   (a write was refused, or the streaming upload failed). Nothing is ever uploaded from
-//!   it; every later read, write, truncate and flush reports the failure again.
+//!   it; every later read, write, truncate and flush reports the failure again, with the
+//!   first failure's errno.
 //!
 //! Transitions are the methods of [`WriteSide`] below ([`WriteSide::write`],
-//! [`WriteSide::truncate`], [`WriteSide::materialize`], [`WriteSide::fail`]); the
-//! commit (upload at flush/fsync/release) is in `commit`. A new state is added by
-//! extending [`WriteState`], these methods and `commit`: each `match` is exhaustive.
+//! [`WriteSide::truncate`], [`WriteSide::materialize`], [`WriteSide::unstream`],
+//! [`WriteSide::fail`]); the commit (upload at flush/fsync/release) is in `commit`. A new
+//! state is added by extending [`WriteState`], these methods and `commit`: each `match`
+//! is exhaustive.
 //!
 //! Pitfalls:
-//! - A streaming upload cannot seek back: it keeps its first `MIRROR_LIMIT` bytes
-//!   readable (the part buffers themselves, no copy) so a program that seeks back early
-//!   (rewriting a header) falls back to staging; seeking back further is `ENOTSUP`
-//!   (logged).
-//! - A state is taken out of the handle (`mem::replace` with `Clean`) while a transition
+//! - A streaming upload cannot seek back and its key cannot change: the local copy is
+//!   what makes both possible (abort the multipart upload, nothing was published, and
+//!   upload the local copy at commit, under the key the file has then).
+//! - The local copy of a streamed file is written behind (`StagingFile::write_behind`):
+//!   the bytes are readable from it (from memory until their disk write is done) as soon
+//!   as `write(2)` returned, without the stream waiting for the disk; a failed local
+//!   write (ENOSPC) fails a later write or the close, and the file (nothing partial is
+//!   committed).
+//! - A state is taken out of the side (`mem::replace` with `Clean`) while a transition
 //!   awaits. Paths that can fail before the transition completes put the old state back
 //!   where the data must survive (a failed commit keeps it for the retry); a failed
-//!   write moves the handle to `Failed` (see [`WriteSide::fail`]), and so does an error
+//!   write moves the side to `Failed` (see [`WriteSide::fail`]), and so does an error
 //!   inside [`WriteSide::truncate`] or [`WriteSide::materialize`] that lost unsent bytes
 //!   (local I/O on the staging file, the download of a `ServerAppend` base): the close
 //!   reports it rather than committing the file without them.
@@ -66,18 +75,17 @@ use super::inode::Node;
 use super::staging_file::StagingFile;
 use super::{Filesystem, FsResult};
 
-/// Largest prefix of a streamed file kept in memory to allow an early seek back (one
-/// default part: free while the first part is unsent).
-const MIRROR_LIMIT: u64 = 8 << 20;
-
 /// What an open file holds that OSS does not have yet (see the module docs).
 #[derive(Debug)]
 pub(super) enum WriteState {
     Clean,
     Streaming {
         upload: Box<StreamingUpload>,
-        /// The key the upload writes to (the file may be renamed meanwhile).
+        /// The key the upload writes to (the file may be renamed meanwhile: the commit
+        /// then continues from `copy` under the new key).
         key: String,
+        /// Everything written so far (what readers read).
+        copy: StagingFile,
     },
     Staged {
         file: StagingFile,
@@ -104,12 +112,11 @@ pub(super) fn write_error(key: &str, e: WriteError) -> FsError {
     }
 }
 
-/// The write side of an open file: its state and what decides the first transition.
+/// The write side of an inode being written: its state and what decides the first
+/// transition (shared by the inode's handles, see `local_copy`).
 #[derive(Debug)]
 pub(super) struct WriteSide {
     pub(super) ino: Ino,
-    /// Opened with `O_APPEND`.
-    pub(super) append: bool,
     /// The old content is discarded (O_TRUNC, truncate to 0, created here): nothing is
     /// downloaded, and a commit in `Clean` uploads an empty object.
     pub(super) new_content: bool,
@@ -117,10 +124,9 @@ pub(super) struct WriteSide {
 }
 
 impl WriteSide {
-    pub(super) fn new(ino: Ino, append: bool, new_content: bool) -> WriteSide {
+    pub(super) fn new(ino: Ino, new_content: bool) -> WriteSide {
         WriteSide {
             ino,
-            append,
             new_content,
             state: WriteState::Clean,
         }
@@ -179,6 +185,7 @@ impl WriteSide {
         node: &Node,
         key: &str,
         offset: u64,
+        append: bool,
     ) -> FsResult<()> {
         // An empty object has no old bytes to keep either: this is the common
         // `cmd > file` case, where the shell's dup+close flushed an empty PUT before
@@ -195,20 +202,17 @@ impl WriteSide {
                         key.to_string(),
                         fs.upload_opts(self.ino),
                     )
-                    .with_memory(fs.cache.clone())
-                    .retain_prefix(MIRROR_LIMIT),
+                    .with_memory(fs.cache.clone()),
                 ),
                 key: key.to_string(),
+                copy: StagingFile::create(&fs.cfg.cache_dir).await?,
             }
         } else if new_content {
             WriteState::Staged {
                 file: StagingFile::create(&fs.cfg.cache_dir).await?,
                 dirty: true,
             }
-        } else if self.append
-            && node.object_type == ObjectType::Appendable
-            && offset == node.attr.size
-        {
+        } else if append && node.object_type == ObjectType::Appendable && offset == node.attr.size {
             WriteState::Appending {
                 position: node.attr.size,
                 crc: node.crc64,
@@ -232,53 +236,46 @@ impl WriteSide {
         Ok(())
     }
 
-    /// Takes `data` at `offset` into the handle, moving to the state that can hold it.
+    /// Takes `data` at `offset` (from a handle opened with `O_APPEND` when `append`),
+    /// moving to the state that can hold it.
     pub(super) async fn write(
         &mut self,
         fs: &Filesystem,
         offset: u64,
         data: &Bytes,
+        append: bool,
     ) -> FsResult<()> {
         let ino = self.ino;
         let node = fs.inodes.get(ino).ok_or(FsError::NotFound)?;
         let key = fs.inodes.key_of(ino).ok_or(FsError::NotFound)?;
         if matches!(self.state, WriteState::Clean) {
-            self.begin_write(fs, &node, &key, offset).await?;
+            self.begin_write(fs, &node, &key, offset, append).await?;
         }
         match &mut self.state {
-            WriteState::Streaming { upload, .. } if offset == upload.bytes_written() => {
+            WriteState::Streaming { upload, copy, .. } if offset == upload.bytes_written() => {
+                // Readable from the local copy as soon as write(2) returns (from memory
+                // until its disk write is done: the stream does not wait for the disk).
+                copy.write_behind(offset, data.clone()).await?;
                 if let Err(e) = upload.write_bytes(data.clone()).await {
-                    return Err(self.upload_failed(write_error(&key, e)));
+                    // → Failed, the multipart upload aborted before the error returns.
+                    return Err(self.fail(offset, write_error(&key, e)).await);
                 }
                 Ok(())
             }
-            WriteState::Streaming { upload, .. } if upload.has_prefix() => {
-                // Seek back (or a hole) early in a new file: switch to staging.
-                let WriteState::Streaming { upload, .. } =
-                    std::mem::replace(&mut self.state, WriteState::Clean)
-                else {
-                    return Err(FsError::BadHandle);
-                };
-                let prefix = upload.into_prefix().await.unwrap_or_default();
-                let mut file = StagingFile::from_bytes(&fs.cfg.cache_dir, prefix).await?;
-                file.write_at(offset, data.to_vec()).await?;
-                self.state = WriteState::Staged { file, dirty: true };
-                Ok(())
-            }
-            WriteState::Streaming { upload, .. } => {
-                tracing::warn!(
-                    key,
-                    offset,
-                    streamed = upload.bytes_written(),
-                    "non-sequential write after the first part of a new file was uploaded; \
-                     write such files sequentially or create them with truncate first"
-                );
-                Err(FsError::NotSupported(
-                    "non-sequential write to a new file after its first 8 MiB",
-                ))
+            WriteState::Streaming { .. } => {
+                // Seek back (or a hole) in a new file: continue from the local copy.
+                self.unstream().await;
+                match &mut self.state {
+                    WriteState::Staged { file, dirty } => {
+                        file.write_at(offset, data.clone()).await?;
+                        *dirty = true;
+                        Ok(())
+                    }
+                    _ => Err(FsError::BadHandle),
+                }
             }
             WriteState::Staged { file, dirty } => {
-                file.write_at(offset, data.to_vec()).await?;
+                file.write_at(offset, data.clone()).await?;
                 *dirty = true;
                 Ok(())
             }
@@ -302,20 +299,20 @@ impl WriteSide {
             }
             WriteState::Appending { .. } => {
                 let mut file = fs.download(&key, "", node.attr.size).await?;
-                file.write_at(offset, data.to_vec()).await?;
+                file.write_at(offset, data.clone()).await?;
                 self.state = WriteState::Staged { file, dirty: true };
                 Ok(())
             }
             WriteState::ServerAppend(p) if offset == p.end() => {
                 let at = offset - p.base_size;
-                p.tail.write_at(at, data.to_vec()).await
+                p.tail.write_at(at, data.clone()).await
             }
             WriteState::ServerAppend(_) => {
                 // A write before the end: continue as an ordinary local file.
                 self.materialize(fs).await?;
                 match &mut self.state {
                     WriteState::Staged { file, dirty } => {
-                        file.write_at(offset, data.to_vec()).await?;
+                        file.write_at(offset, data.clone()).await?;
                         *dirty = true;
                         Ok(())
                     }
@@ -342,6 +339,30 @@ impl WriteSide {
         Ok(())
     }
 
+    /// A `Staged` file whose upload went elsewhere (a rename that failed after it) is
+    /// pending again.
+    pub(super) fn mark_dirty(&mut self) {
+        if let WriteState::Staged { dirty, .. } = &mut self.state {
+            *dirty = true;
+        }
+    }
+
+    /// `Streaming` → `Staged`: the multipart upload is aborted (nothing was published)
+    /// and the local copy becomes the staged file, uploaded whole at the next commit
+    /// under the key the file has then. Other states are left as they are.
+    pub(super) async fn unstream(&mut self) {
+        if let WriteState::Streaming { .. } = self.state
+            && let WriteState::Streaming { upload, copy, .. } =
+                std::mem::replace(&mut self.state, WriteState::Clean)
+        {
+            upload.abort().await;
+            self.state = WriteState::Staged {
+                file: copy,
+                dirty: true,
+            };
+        }
+    }
+
     /// → `Failed` after a transition lost data the application wrote and OSS does not
     /// have (a local I/O error while restaging it): every later flush and close reports
     /// it instead of committing the file without that data.
@@ -354,7 +375,7 @@ impl WriteSide {
 
     /// Whether the state holds bytes that exist nowhere else (not in OSS, not restorable
     /// from `new_content`).
-    fn holds_unsent_bytes(&self) -> bool {
+    pub(super) fn holds_unsent_bytes(&self) -> bool {
         match &self.state {
             WriteState::Staged { dirty, .. } => *dirty,
             WriteState::Streaming { .. } | WriteState::ServerAppend(_) => true,
@@ -362,9 +383,8 @@ impl WriteSide {
         }
     }
 
-    /// Truncate through this handle: to 0 → `Clean` with new (empty) content; to another
-    /// size → `Staged` (a streaming upload that still has its prefix moves there, one
-    /// already past it cannot shrink or grow: `ENOTSUP`).
+    /// Truncate: to 0 → `Clean` with new (empty) content; to another size → `Staged` (a
+    /// streaming upload continues there from its local copy).
     pub(super) async fn truncate(&mut self, fs: &Filesystem, size: u64) -> FsResult<()> {
         let held = self.holds_unsent_bytes();
         match self.truncate_state(fs, size).await {
@@ -393,24 +413,25 @@ impl WriteSide {
                 self.state = WriteState::Staged { file, dirty: true };
                 Ok(())
             }
-            WriteState::Streaming { upload, key: k } => {
+            WriteState::Streaming {
+                upload,
+                key: k,
+                copy,
+            } => {
                 if size == upload.bytes_written() {
-                    self.state = WriteState::Streaming { upload, key: k };
+                    self.state = WriteState::Streaming {
+                        upload,
+                        key: k,
+                        copy,
+                    };
                     return Ok(());
                 }
+                upload.abort().await;
                 if size == 0 {
-                    upload.abort().await;
                     self.new_content = true;
                     return Ok(());
                 }
-                if !upload.has_prefix() {
-                    self.state = WriteState::Streaming { upload, key: k };
-                    return Err(FsError::NotSupported(
-                        "truncating a new file after its first 8 MiB were uploaded",
-                    ));
-                }
-                let prefix = upload.into_prefix().await.unwrap_or_default();
-                let mut file = StagingFile::from_bytes(&fs.cfg.cache_dir, prefix).await?;
+                let mut file = copy;
                 file.set_len(size).await?;
                 self.state = WriteState::Staged { file, dirty: true };
                 Ok(())

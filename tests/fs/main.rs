@@ -9,6 +9,7 @@ mod faults;
 mod lifecycle;
 mod model;
 mod operations;
+mod read_after_write;
 mod special;
 mod symlink;
 mod walk;
