@@ -44,6 +44,13 @@ pub(crate) const CTX: Ctx = Ctx {
     pid: 1,
 };
 
+/// Requests made by an ordinary user (uid 1234, gid 5678), for ownership checks.
+pub(crate) const USER_CTX: Ctx = Ctx {
+    uid: 1234,
+    gid: 5678,
+    pid: 1,
+};
+
 /// Reads the whole directory through one handle, `.` and `..` included.
 pub(crate) async fn readdir_all(fs: &Filesystem, ino: u64) -> Vec<DirEntry> {
     let fh = fs.opendir(ino).await.expect("opendir");

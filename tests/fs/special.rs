@@ -4,12 +4,13 @@
 //! unlink of them.
 
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use ossmount::fs::{Ctx, FileKind, Filesystem, FsConfig, ROOT_INO, SetAttr, SpecialKind, TimeSet};
+use ossmount::fs::{FileKind, Filesystem, FsConfig, ROOT_INO, SetAttr, SpecialKind, TimeSet};
 use ossmount::store::mock::MockStore;
+
+use crate::common::core::{USER_CTX as CTX, n};
 
 struct Env {
     fs: Filesystem,
@@ -32,16 +33,6 @@ fn mount(store: Arc<MockStore>, readdir_optimize: bool) -> Env {
         _staging: staging,
     }
 }
-
-fn n(s: &str) -> &OsStr {
-    OsStr::new(s)
-}
-
-const CTX: Ctx = Ctx {
-    uid: 1234,
-    gid: 5678,
-    pid: 1,
-};
 
 /// name, kind, type bits, rdev asked for (the kernel's 32-bit encoding).
 const TYPES: [(&str, SpecialKind, u32, u32); 4] = [

@@ -3,13 +3,15 @@
 //! and mode, links other clients made, and directory renames.
 
 use std::collections::BTreeMap;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ossmount::fs::{Ctx, FileKind, Filesystem, FsConfig, ROOT_INO, SetAttr};
+use ossmount::fs::{FileKind, Filesystem, FsConfig, ROOT_INO, SetAttr};
 use ossmount::store::mock::MockStore;
+
+use crate::common::core::{USER_CTX as CTX, n};
 use ossmount::store::{ObjectStore, ObjectType};
 use ossmount::write::UploadConfig;
 
@@ -45,16 +47,6 @@ fn mount_with(store: Arc<MockStore>, prefix: &str, f: impl FnOnce(&mut FsConfig)
         _staging: staging,
     }
 }
-
-fn n(s: &str) -> &OsStr {
-    OsStr::new(s)
-}
-
-const CTX: Ctx = Ctx {
-    uid: 1234,
-    gid: 5678,
-    pid: 1,
-};
 
 /// The texts a program can write, with the form each must be stored in.
 fn matrix() -> Vec<(&'static str, Vec<u8>, Option<&'static str>)> {
