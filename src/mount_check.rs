@@ -127,6 +127,17 @@ fn check_once(path: &Path, nonempty: bool) -> Result<MountpointStatus, Mountpoin
     }
     let canonical = std::fs::canonicalize(path).map_err(io_err)?;
     if let Some(entry) = find_mount(&canonical).map_err(io_err)? {
+        // The stat above may have been answered from the kernel's attribute cache of a
+        // FUSE mount whose daemon is already dead; statfs is never cached, so it reaches
+        // the dead connection and fails with ENOTCONN.
+        if entry.fstype.starts_with("fuse")
+            && matches!(
+                nix::sys::statfs::statfs(path),
+                Err(nix::errno::Errno::ENOTCONN)
+            )
+        {
+            return Err(stale_error(path, Some(&entry), true));
+        }
         return Err(MountpointError::AlreadyMounted {
             path: path.to_path_buf(),
             source_name: entry.source,

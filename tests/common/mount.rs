@@ -114,8 +114,9 @@ impl BinMount {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            // Mounted and answering (a stale entry on the same path fails stat).
-            if is_mounted(&m.mnt) && std::fs::metadata(&m.mnt).is_ok() {
+            // Mounted and answering: a stale entry on the same path fails statfs with
+            // ENOTCONN (stat may be answered from the kernel's attribute cache).
+            if is_mounted(&m.mnt) && nix::sys::statfs::statfs(&m.mnt).is_ok() {
                 return Ok(m);
             }
             if let Some(c) = m.child.as_mut()

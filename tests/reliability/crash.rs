@@ -62,6 +62,9 @@ fn kill_9_during_large_write_leaves_nothing_and_recovers() {
         assert!(Instant::now() < deadline, "no part uploaded in 60 s");
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The kernel now holds the root's attributes for the metadata TTL: the stale-mount
+    // check below must not take that cached answer for a live mount.
+    std::fs::metadata(&mnt_path).expect("stat the mount root");
     let stale = mnt.kill9();
     let (written, err) = writer.join().expect("writer thread");
     let err = err.expect("the write cannot succeed once the mount process is gone");
