@@ -92,9 +92,14 @@ fn pjdfstest_failures_are_only_the_listed_ones() {
             }
         }
     }
-    // Listed subtests that no longer fail: the list must say what fails, no more.
+    // Listed subtests that no longer fail: the list must say what fails, no more. Except
+    // atime ones: the kernel keeps the atime a utimensat gave it until the attribute TTL
+    // ends, so whether the check sees it or the stored (mtime-following) one is a matter
+    // of timing (utimensat/08.t 5 passed in one CI run and failed in the next).
     let stale: Vec<String> = expected
-        .keys()
+        .iter()
+        .filter(|(_, reason)| reason.as_str() != "atime")
+        .map(|(key, _)| key)
         .filter(|(file, n)| !failed.get(file).is_some_and(|f| f.contains(n)))
         .map(|(file, n)| format!("{file} {n}"))
         .collect();
