@@ -126,14 +126,10 @@ impl Filesystem {
             _ => None,
         };
         match snode.attr.kind {
-            FileKind::File => {
+            // A special file is an empty object with no pending data: a copy and a delete.
+            FileKind::File | FileKind::Special(_) => {
                 self.rename_file(sino, &snode, &src_key, &dst_key, pending.as_deref_mut())
                     .await?
-            }
-            FileKind::Special(_) => {
-                self.copy_any(&src_key, &dst_key, snode.attr.size, None)
-                    .await?;
-                self.delete_after_copy(&src_key).await?;
             }
             FileKind::Symlink => {
                 let target = self.readlink(sino).await?;

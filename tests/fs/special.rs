@@ -10,7 +10,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use ossmount::fs::{FileKind, Filesystem, FsConfig, ROOT_INO, SetAttr, SpecialKind, TimeSet};
 use ossmount::store::mock::MockStore;
 
-use crate::common::core::{USER_CTX as CTX, n};
+use crate::common::core::{USER_CTX as CTX, n, readdir_all};
 
 struct Env {
     fs: Filesystem,
@@ -44,19 +44,11 @@ const TYPES: [(&str, SpecialKind, u32, u32); 4] = [
 ];
 
 async fn readdir_kinds(fs: &Filesystem, ino: u64) -> BTreeMap<String, FileKind> {
-    let fh = fs.opendir(ino).await.expect("opendir");
-    let mut out = BTreeMap::new();
-    let mut off = 0;
-    loop {
-        let batch = fs.readdir(ino, fh, off).await.expect("readdir");
-        let Some(last) = batch.last() else { break };
-        off = last.offset;
-        for e in batch {
-            out.insert(e.name, e.kind);
-        }
-    }
-    fs.releasedir(fh).await.expect("releasedir");
-    out
+    readdir_all(fs, ino)
+        .await
+        .into_iter()
+        .map(|e| (e.name, e.kind))
+        .collect()
 }
 
 #[tokio::test]
