@@ -8,6 +8,8 @@
 //! Retried (docs/PROTOCOL.md §5, like the Go SDK): HTTP 5xx, 408, 429; service codes
 //! `RequestTimeTooSkewed` (after adopting the server's clock) and `BadRequest`; timeouts,
 //! connection errors and resets; bodies shorter than promised; CRC mismatches of downloads.
+//! `SecurityTokenExpired` is retried (at once) only when the credentials provider can fetch
+//! a new set (see [`crate::credentials::CredentialsProvider::invalidate`]).
 //! Not retried: other 4xx (they will not change), local I/O errors, bad arguments, and
 //! upload CRC mismatches (the object now exists with the wrong content: the caller decides).
 //!
@@ -34,6 +36,8 @@ pub enum RetryReason {
     Network,
     ShortBody,
     CrcMismatch,
+    /// `SecurityTokenExpired` with credentials the provider could replace.
+    ExpiredCredentials,
 }
 
 impl RetryReason {
@@ -48,6 +52,7 @@ impl RetryReason {
             RetryReason::Network => "network",
             RetryReason::ShortBody => "short_body",
             RetryReason::CrcMismatch => "crc_mismatch",
+            RetryReason::ExpiredCredentials => "expired_credentials",
         }
     }
 }

@@ -293,7 +293,14 @@ impl OssClient {
             };
             return Ok(Sent { resp, body_crc });
         }
-        Err(self.error_reply(req, resp).await)
+        let mut failure = self.error_reply(req, resp).await;
+        if let Some(creds) = &creds
+            && failure.error.service_code() == Some(&ServiceCode::SecurityTokenExpired)
+            && inner.cfg.credentials.invalidate(&creds.access_key_id)
+        {
+            failure.retry = Some(RetryReason::ExpiredCredentials);
+        }
+        Err(failure)
     }
 
     fn record_attempt(&self, req: &OssRequest, status: &str, started: Instant) {
@@ -436,7 +443,10 @@ impl OssClient {
                 Some(reason) if n < budget => {
                     ::metrics::counter!(crate::metrics::OSS_RETRIES, "op" => req.op, "reason" => reason.as_str())
                         .increment(1);
-                    let wait = if reason == RetryReason::ClockSkew {
+                    let wait = if matches!(
+                        reason,
+                        RetryReason::ClockSkew | RetryReason::ExpiredCredentials
+                    ) {
                         Duration::ZERO
                     } else if reason == RetryReason::Throttled {
                         self.inner.backoff.delay(n.min(5))

@@ -113,6 +113,13 @@ pub trait CredentialsProvider: Send + Sync + 'static {
     fn is_anonymous(&self) -> bool {
         false
     }
+    /// The server refused the set with this access key id as expired (its clock ran ahead
+    /// of ours, or the request was delayed past the safety margin). A provider that can
+    /// fetch a new set drops this one and returns true, so the request is retried once with
+    /// fresh credentials; fixed credentials return false (retrying cannot help).
+    fn invalidate(&self, _access_key_id: &str) -> bool {
+        false
+    }
 }
 
 /// Fixed credentials (flags, env, files).

@@ -18,6 +18,11 @@
 //!   a caller block: it fetches synchronously (one fetch at a time; concurrent callers wait
 //!   for it) and gets an error if that fails.
 //!
+//! - **Refused as expired.** When OSS answers `SecurityTokenExpired` anyway (clocks differ,
+//!   or a request waited past the margin on a loaded machine), the client calls
+//!   [`CredentialsProvider::invalidate`]: the refused set stops being served and the retry
+//!   fetches synchronously.
+//!
 //! Pitfall: the task holds only a `Weak` reference, so dropping the provider stops it; the
 //! task handle is also aborted on drop.
 
@@ -239,6 +244,15 @@ impl CredentialsProvider for RefreshingProvider {
     fn describe(&self) -> String {
         self.inner.fetcher.describe()
     }
+
+    fn invalidate(&self, access_key_id: &str) -> bool {
+        let mut c = self.inner.lock();
+        // Only the refused set: a newer one fetched meanwhile stays.
+        if c.creds.access_key_id == access_key_id {
+            c.usable_until = Some(SystemTime::now());
+        }
+        true
+    }
 }
 
 #[cfg(test)]
@@ -326,6 +340,26 @@ mod tests {
         failing.store(false, Ordering::SeqCst);
         let c = p.credentials().await.unwrap();
         assert!(c.expiration.unwrap() > SystemTime::now());
+    }
+
+    #[tokio::test]
+    async fn invalidated_set_is_replaced_but_a_newer_one_stays() {
+        let (f, calls, _) = fetcher(Duration::from_secs(600));
+        let p = RefreshingProvider::new(Box::new(f), fast_policy())
+            .await
+            .unwrap();
+        assert_eq!(p.credentials().await.unwrap().access_key_id, "AK0");
+        assert!(p.invalidate("AK0"));
+        assert_eq!(p.credentials().await.unwrap().access_key_id, "AK1");
+        // A late refusal of the old set must not throw away the new one.
+        assert!(p.invalidate("AK0"));
+        assert_eq!(p.credentials().await.unwrap().access_key_id, "AK1");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        let fixed = crate::credentials::StaticProvider {
+            creds: Credentials::new("AK0", "secret"),
+            source: "test".into(),
+        };
+        assert!(!fixed.invalidate("AK0"));
     }
 
     #[tokio::test]
