@@ -33,3 +33,4 @@ pub mod read;
 pub mod sign;
 pub mod store;
 pub mod write;
+pub mod write_back;
