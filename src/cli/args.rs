@@ -1,7 +1,7 @@
 //! The command line, declared with clap's derive API.
 //!
 //! Shape: `ossmount [OPTIONS] BUCKET[:PREFIX/] MOUNTPOINT` mounts; subcommands do the
-//! rest (`regions`, `cleanup`, `man`, `completions`, `status`, `csi`). Subcommands and the mount
+//! rest (`regions`, `cleanup`, `man`, `completions`, `status`, `sync`, `csi`). Subcommands and the mount
 //! positionals conflict (`args_conflicts_with_subcommands`), so a bucket that happens to
 //! be named like a subcommand is written with an explicit empty prefix: `ossmount man: /mnt`.
 //!
@@ -115,6 +115,8 @@ pub enum Command {
     },
     /// Show a running mount's endpoint, credential source, cache, uploads and errors.
     Status(StatusArgs),
+    /// Wait until every file closed on a --write-back mount so far is uploaded.
+    Sync(SyncArgs),
     /// Run the CSI node plugin (Kubernetes): serve Identity and Node on a Unix socket.
     Csi(CsiArgs),
 }
@@ -160,6 +162,18 @@ pub struct StatusArgs {
     /// Print the full report as JSON (facts and the metrics text).
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SyncArgs {
+    /// The mountpoint of a running ossmount mount (also while it uploads after umount).
+    #[arg(value_name = "MOUNTPOINT")]
+    pub mountpoint: PathBuf,
+
+    /// Give up after this long (exit 1; the uploads go on). Default: wait as long as the
+    /// mount keeps answering.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
 }
 
 /// The clap command, for man pages, completions and tests.
