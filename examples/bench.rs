@@ -130,6 +130,10 @@ impl Mount {
 
 impl Drop for Mount {
     fn drop(&mut self) {
+        // Already unmounted (and waited for) by `unmount_and_wait`.
+        if !is_mounted(&self.dir) && matches!(self.child.0.try_wait(), Ok(Some(_))) {
+            return;
+        }
         let ok = Command::new("umount")
             .arg(&self.dir)
             .status()
