@@ -6,12 +6,13 @@
 //! 2. four files read concurrently, 3. sequential write (mount vs direct multipart),
 //! 4. `ls -l` of many objects (wall time + request counts from `GET /-/stats`),
 //! 5. many 64 KiB files written then read, 6. random 4 KiB reads cold/warm,
-//! 7. peak RSS of the mount process, 8. its CPU seconds per GiB,
-//! 9-10. `ls -l` and `find` at emulator latency,
-//! 11-12. `--write-back` at emulator latency (default 20 ms): `cp -r` of many 16 KiB files
-//! and `tar x` of a source tree, each timed with write-back, without it, and as serial
-//! PutObjects of the same files from the OSS client. The drain after `umount` is not
-//! timed; every file is then checked byte for byte on the server and the daemon must
+//! 7. peak RSS of the mount process, 8. its CPU seconds per GiB.
+//!
+//! Rows 9-10: `ls -l` and `find` at emulator latency;
+//! rows 11-12: `--write-back` at emulator latency (default 20 ms): `cp -r` of many 16 KiB
+//! files and `tar x` of a source tree, each timed with write-back, without it, and as
+//! serial PutObjects of the same files from the OSS client. The drain after `umount` is
+//! not timed; every file is then checked byte for byte on the server and the daemon must
 //! exit 0. `--only-write-back` runs only these rows.
 //!
 //! Run it through `scripts/bench.sh` (builds the release binaries). The mount is always
