@@ -45,6 +45,8 @@ pub const FUSE_OP_SECONDS: &str = "ossmount_fuse_op_duration_seconds";
 pub const FUSE_BYTES_READ: &str = "ossmount_fuse_bytes_read_total";
 /// Counter: bytes accepted from applications by write().
 pub const FUSE_BYTES_WRITTEN: &str = "ossmount_fuse_bytes_written_total";
+/// Counter: write-back upload attempts that failed (each is retried).
+pub const WRITE_BACK_UPLOAD_ERRORS: &str = "ossmount_write_back_upload_errors_total";
 
 /// Gauge: files closed under `--write-back` and not yet on the server (issue 18).
 pub const WRITE_BACK_PENDING_FILES: &str = "ossmount_write_back_pending_files";
