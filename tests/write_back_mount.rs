@@ -58,11 +58,14 @@ impl Fixture {
         BinMount::start_in(&self.emu, mnt, cache, cmd, &args)
     }
 
-    /// Every PutObject refused (retried by the uploader) until [`Fixture::release`].
-    fn hold_uploads(&self) {
+    /// Every PutObject of a file written by [`Fixture::write_files`] under `dir` refused
+    /// (retried by the uploader) until [`Fixture::release`]; the directory itself can
+    /// still be made.
+    fn hold_uploads(&self, dir: &str) {
+        let rule = FaultRule::new("PutObject", "InternalError").under(&format!("{dir}/f"));
         self.emu
             .emu()
-            .set_fault_rules(vec![FaultRule::new("PutObject", "InternalError")])
+            .set_fault_rules(vec![rule])
             .expect("fault rules");
     }
 
@@ -122,14 +125,14 @@ fn write_back_status(mnt: &Path) -> serde_json::Value {
 }
 
 #[test]
-#[ignore = "WIP: needs the write-back queue from branch h5 (removed when merged)"]
+#[ignore = "WIP: needs the store from branch h1 (settled_seq; removed when merged)"]
 fn kill_9_then_a_remount_with_the_same_store_uploads_every_file() {
     if !require_root("kill_9_then_a_remount_with_the_same_store_uploads_every_file") {
         return;
     }
     let fx = Fixture::new();
     let (mnt, cache) = (fx.dir("mnt"), fx.dir("cache"));
-    fx.hold_uploads();
+    fx.hold_uploads("crash");
     let m = fx.mount(&mnt, &cache, &[]).expect("mount");
     let files = fx.write_files(&m, "crash", 20);
     // Closed, durable in the store, none on the server.
@@ -155,14 +158,14 @@ fn kill_9_then_a_remount_with_the_same_store_uploads_every_file() {
 }
 
 #[test]
-#[ignore = "WIP: needs the write-back queue from branch h5 (removed when merged)"]
+#[ignore = "WIP: needs the store from branch h1 (settled_seq; removed when merged)"]
 fn after_umount_the_daemon_drains_then_exits_0_and_sync_waits_for_it() {
     if !require_root("after_umount_the_daemon_drains_then_exits_0_and_sync_waits_for_it") {
         return;
     }
     let fx = Fixture::new();
     let (mnt, cache) = (fx.dir("mnt"), fx.dir("cache"));
-    fx.hold_uploads();
+    fx.hold_uploads("drain");
     let mut m = fx.mount(&mnt, &cache, &[]).expect("mount");
     let files = fx.write_files(&m, "drain", 12);
 
@@ -213,7 +216,7 @@ fn after_umount_the_daemon_drains_then_exits_0_and_sync_waits_for_it() {
 }
 
 #[test]
-#[ignore = "WIP: needs the write-back queue from branch h5 (removed when merged)"]
+#[ignore = "WIP: needs the store from branch h1 (settled_seq; removed when merged)"]
 fn a_second_sigterm_during_the_drain_leaves_the_rest_in_the_store() {
     if !require_root("a_second_sigterm_during_the_drain_leaves_the_rest_in_the_store") {
         return;
@@ -222,7 +225,7 @@ fn a_second_sigterm_during_the_drain_leaves_the_rest_in_the_store() {
     use nix::unistd::Pid;
     let fx = Fixture::new();
     let (mnt, cache) = (fx.dir("mnt"), fx.dir("cache"));
-    fx.hold_uploads();
+    fx.hold_uploads("signal");
     let mut m = fx.mount(&mnt, &cache, &[]).expect("mount");
     let files = fx.write_files(&m, "signal", 5);
     let pid = Pid::from_raw(m.pid().expect("pid") as i32);
@@ -247,7 +250,7 @@ fn a_second_sigterm_during_the_drain_leaves_the_rest_in_the_store() {
 }
 
 #[test]
-#[ignore = "WIP: needs the write-back queue from branch h5 (removed when merged)"]
+#[ignore = "WIP: needs the store lock from branch h1 (removed when merged)"]
 fn two_mounts_cannot_share_one_store() {
     if !require_root("two_mounts_cannot_share_one_store") {
         return;

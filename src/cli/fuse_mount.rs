@@ -229,6 +229,10 @@ impl MountedFilesystem for FuseMount {
         })
     }
 
+    fn write_back(&self) -> Option<Arc<dyn crate::write_back::WriteBackQueue>> {
+        self.fs.write_back_queue()
+    }
+
     fn unmount(mut self: Box<Self>) -> Result<(), String> {
         let Some(handle) = self.handle.take() else {
             return Ok(());

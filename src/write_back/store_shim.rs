@@ -92,7 +92,10 @@ impl WriteBackStore {
             endpoint.replace(['/', ':'], "_")
         ))
     }
-    pub fn open(dir: &Path, max_size: u64) -> std::io::Result<(WriteBackStore, Vec<(u64, JournalRecord)>)> {
+    pub fn open(
+        dir: &Path,
+        max_size: u64,
+    ) -> std::io::Result<(WriteBackStore, Vec<(u64, JournalRecord)>)> {
         std::fs::create_dir_all(dir.join("data"))?;
         Ok((
             WriteBackStore {
@@ -120,7 +123,12 @@ impl WriteBackStore {
     }
     pub fn create_data_file(&self) -> std::io::Result<(u64, File)> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let f = File::options().create(true).truncate(true).read(true).write(true).open(self.data_path(id))?;
+        let f = File::options()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(self.data_path(id))?;
         Ok((id, f))
     }
     pub fn data_path(&self, id: u64) -> PathBuf {
