@@ -127,10 +127,13 @@ impl WriteBackStore {
         self.dir.join("data").join(id.to_string())
     }
     pub async fn append(&self, _r: JournalRecord) -> std::io::Result<u64> {
-        Ok(self.seq.fetch_add(1, Ordering::Relaxed))
+        let mut live = self.settled.lock().unwrap();
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        live.push(seq);
+        Ok(seq)
     }
     pub async fn settle(&self, seq: u64) -> std::io::Result<()> {
-        self.settled.lock().unwrap().push(seq);
+        self.settled.lock().unwrap().retain(|s| *s != seq);
         Ok(())
     }
     pub async fn reserve(&self, bytes: u64) -> Result<SpaceReservation, NoSpace> {
@@ -161,7 +164,8 @@ impl WriteBackStore {
         self.seq.load(Ordering::Relaxed)
     }
     pub fn settled_seq(&self) -> u64 {
-        0
+        let live = self.settled.lock().unwrap();
+        live.iter().min().copied().unwrap_or(self.seq.load(Ordering::Relaxed))
     }
 }
 
