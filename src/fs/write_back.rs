@@ -5,10 +5,11 @@
 //! file's local copy is a data file of the write-back store from its first write (a
 //! [`StagingFile::durable`], so nothing is copied at close), and every write goes to it
 //! (`Staged`: no streaming upload, no server-side append). A close of a writer then
-//! *journals* the file instead of uploading it ([`Filesystem::wb_journal`]): a `Put` record (key, data file, size, the ossfs metadata the upload will
-//! carry, and what the mount expects on the server) is appended durably (the store makes
-//! the data durable with it), and the inode is
-//! *held for the uploader*: the queue counts as one more writer of the inode
+//! *journals* the file instead of uploading it ([`Filesystem::wb_journal`]): a `Put`
+//! record (key, data file, size, the ossfs metadata the upload will carry, and what the
+//! mount expects on the server) is appended durably (the store makes the data durable
+//! with it), and the inode is *held for the uploader*: the queue counts as one more
+//! writer of the inode
 //! ([`Filesystem::wb_hold`]: a writer count on the node and on its local-copy entry, and
 //! a pin). So, while the upload is pending, everything the mount already does for a file
 //! with an open writer applies after the last `close` too: reads come from the local
