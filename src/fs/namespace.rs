@@ -144,6 +144,12 @@ impl Filesystem {
             Some(_) => self.inodes.get(sino).ok_or(FsError::NotFound)?,
             None => snode,
         };
+        // Write-back: pending files below a moved directory wait (their uploads in
+        // flight finish first, none starts) until the tree moved.
+        let _below = match snode.attr.kind {
+            FileKind::Dir => self.wb_lock_below(&src_key).await,
+            _ => Vec::new(),
+        };
         if snode.attr.kind == FileKind::Dir {
             self.wb_record_dir_rename(&src_key, &dst_key).await?;
         } else if self.wb_pending(sino) {

@@ -139,13 +139,6 @@ impl StagingFile {
         }
     }
 
-    /// Every byte written is on disk (write-behinds settled, then fdatasync).
-    pub(crate) async fn sync(&mut self) -> FsResult<()> {
-        self.settle().await?;
-        let file = self.file.clone();
-        blocking("sync local copy", move || file.as_file().sync_data()).await
-    }
-
     /// A staging file with the content of `key` (exactly `size` bytes, ETag `etag`).
     pub(crate) async fn download(
         dir: &Path,

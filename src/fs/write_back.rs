@@ -5,10 +5,11 @@
 //! file's local copy is a data file of the write-back store from its first write (a
 //! [`StagingFile::durable`], so nothing is copied at close), and every write goes to it
 //! (`Staged`: no streaming upload, no server-side append). A close of a writer then
-//! *journals* the file instead of uploading it ([`Filesystem::wb_journal`]): the copy is
-//! fsync'd, a `Put` record (key, data file, size, the ossfs metadata the upload will
-//! carry, and what the mount expects on the server) is appended durably, and the inode is
-//! *held for the uploader*: the queue counts as one more writer of the inode
+//! *journals* the file instead of uploading it ([`Filesystem::wb_journal`]): a `Put`
+//! record (key, data file, size, the ossfs metadata the upload will carry, and what the
+//! mount expects on the server) is appended durably (the store makes the data durable
+//! with it), and the inode is *held for the uploader*: the queue counts as one more
+//! writer of the inode
 //! ([`Filesystem::wb_hold`]: a writer count on the node and on its local-copy entry, and
 //! a pin). So, while the upload is pending, everything the mount already does for a file
 //! with an open writer applies after the last `close` too: reads come from the local
@@ -150,7 +151,8 @@ impl Filesystem {
         let WriteState::Staged { file, .. } = &mut ws.state else {
             return Err(FsError::BadHandle);
         };
-        file.sync().await?;
+        // Every write is in the file; the store makes it durable with the record.
+        file.settle().await?;
         let (data_id, size) = (file.data_id().unwrap_or_default(), file.size());
         let key = self.inodes.key_of(ino).ok_or(FsError::NotFound)?;
         let expect = Self::wb_expect(ws, &node);
@@ -254,6 +256,32 @@ impl Filesystem {
             q.store().settle(seq).await.map_err(journal_error)?;
         }
         Ok(())
+    }
+
+    /// The write sides of the pending files below directory `prefix` (ending in `/`),
+    /// locked (see the module docs: a directory rename must not race their uploads).
+    pub(super) async fn wb_lock_below(
+        &self,
+        prefix: &str,
+    ) -> Vec<tokio::sync::OwnedMutexGuard<WriteSide>> {
+        let Some(q) = &self.write_back else {
+            return Vec::new();
+        };
+        let mut inos = q.pending();
+        // One order for every such caller.
+        inos.sort_unstable();
+        let mut out = Vec::new();
+        for ino in inos {
+            if self
+                .inodes
+                .key_of(ino)
+                .is_some_and(|k| k.starts_with(prefix))
+                && let Some(side) = self.local_copies.get(ino)
+            {
+                out.push(side.lock_owned().await);
+            }
+        }
+        out
     }
 
     /// The metadata of pending `ino` changed (chmod, chown, utime): journaled.

@@ -177,6 +177,11 @@ impl Queue {
         true
     }
 
+    /// The pending files.
+    pub fn pending(&self) -> Vec<Ino> {
+        lock(&self.inner).entries.keys().copied().collect()
+    }
+
     /// Whether any file is pending.
     pub fn is_empty(&self) -> bool {
         lock(&self.inner).entries.is_empty()
