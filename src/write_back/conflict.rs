@@ -61,8 +61,7 @@ pub async fn check(
 }
 
 fn same_etag(a: &str, b: &str) -> bool {
-    a.trim_matches('"')
-        .eq_ignore_ascii_case(b.trim_matches('"'))
+    a.trim_matches('"').eq_ignore_ascii_case(b.trim_matches('"'))
 }
 
 /// Whether an upload with `x-oss-forbid-overwrite` failed because the key exists.
