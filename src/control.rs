@@ -133,6 +133,9 @@ pub struct ControlServer {
     /// Device and inode of the socket file this server bound.
     bound: Option<(u64, u64)>,
     task: tokio::task::JoinHandle<()>,
+    /// Every answer in progress holds a read guard; [`ControlServer::finish`] takes the
+    /// write side to wait for them.
+    sessions: std::sync::Arc<tokio::sync::RwLock<()>>,
 }
 
 impl ControlServer {
@@ -169,6 +172,8 @@ impl ControlServer {
         set_mode(&path, 0o600).map_err(bind_err)?;
         let bound = file_id(&path);
         let metrics: std::sync::Arc<MetricsFn> = metrics.into();
+        let sessions = std::sync::Arc::new(tokio::sync::RwLock::new(()));
+        let tracker = sessions.clone();
         let task = tokio::spawn(async move {
             loop {
                 let stream = match listener.accept().await {
@@ -182,14 +187,29 @@ impl ControlServer {
                 let facts = facts.clone();
                 let metrics = metrics.clone();
                 let write_back = write_back.clone();
+                let session = tracker.clone().read_owned().await;
                 tokio::spawn(async move {
                     if let Err(e) = answer(stream, &facts, metrics.as_ref(), write_back).await {
                         tracing::debug!(error = %e, "control socket client");
                     }
+                    drop(session);
                 });
             }
         });
-        Ok(ControlServer { path, bound, task })
+        Ok(ControlServer {
+            path,
+            bound,
+            task,
+            sessions,
+        })
+    }
+
+    /// Stops accepting, waits up to `grace` for the answers in progress (a `sync` that
+    /// must still send its final line once the queue is drained), then removes the
+    /// socket.
+    pub async fn finish(self, grace: Duration) {
+        self.task.abort();
+        let _ = tokio::time::timeout(grace, self.sessions.write()).await;
     }
 
     pub fn path(&self) -> &Path {
@@ -277,22 +297,32 @@ where
     rx.borrow_and_update();
     let target_seq = queue.status().enqueued_seq;
     let mut byte = [0u8; 1];
+    let mut last_sent: Option<tokio::time::Instant> = None;
     loop {
         let status = queue.status();
         let done = status.settled_seq >= target_seq;
-        let line = SyncProgress {
-            done,
-            target_seq,
-            write_back: Some(status),
-        };
-        send(&mut write, &line).await?;
+        // The final line goes out at once; progress lines at most every interval (a
+        // change not sent now is sent when the interval has passed).
+        let since = last_sent.map(|t| t.elapsed());
+        let due = done || since.is_none_or(|d| d >= SYNC_UPDATE_INTERVAL);
+        if due {
+            let line = SyncProgress {
+                done,
+                target_seq,
+                write_back: Some(status),
+            };
+            send(&mut write, &line).await?;
+            last_sent = Some(tokio::time::Instant::now());
+        }
         if done {
             break;
         }
-        // Changes during the pause are not lost: `changed` sees them afterwards.
-        tokio::time::sleep(SYNC_UPDATE_INTERVAL).await;
+        let wait = match since {
+            Some(d) if !due => SYNC_UPDATE_INTERVAL.saturating_sub(d),
+            _ => SYNC_HEARTBEAT,
+        };
         tokio::select! {
-            res = rx.changed() => if res.is_err() {
+            res = rx.changed() => if res.is_err() && !queue.status().drained() {
                 let line = serde_json::json!({
                     "error": "the write-back queue stopped before the files were uploaded; they stay in the store for the next mount",
                 });
@@ -301,7 +331,7 @@ where
             },
             // EOF (or anything else) from the client: it is gone.
             _ = reader.read(&mut byte) => return Ok(()),
-            _ = tokio::time::sleep(SYNC_HEARTBEAT) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
         rx.borrow_and_update();
     }
@@ -647,6 +677,36 @@ ossmount_credential_refreshes_total{result=\"ok\"} 4
         while let Ok(line) = seen_rx.try_recv() {
             assert!(line.write_back.unwrap().settled_seq <= 3);
         }
+    }
+
+    #[test]
+    fn finish_lets_a_sync_send_its_final_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = FakeQueue::new(pending(1));
+        // The daemon's runtime, dropped like a process that exits; the client has its own.
+        let daemon = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = daemon.block_on(async { server_with(&dir, Some(queue.clone())) });
+        let path = server.path().to_path_buf();
+        let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+        let client = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(sync_write_back(&path, |p| seen_tx.send(p.done).unwrap()))
+        });
+        assert_eq!(seen_rx.recv().unwrap(), false);
+        // The drain ends with the last upload, and the daemon shuts down at once.
+        queue.update(upload_one);
+        daemon.block_on(server.finish(Duration::from_secs(10)));
+        drop(daemon);
+        let last = client.join().unwrap().unwrap();
+        assert!(last.done);
+        assert_eq!(last.write_back.unwrap().settled_seq, 1);
     }
 
     #[tokio::test]

@@ -125,7 +125,6 @@ fn write_back_status(mnt: &Path) -> serde_json::Value {
 }
 
 #[test]
-#[ignore = "WIP: needs the store from branch h1 (settled_seq; removed when merged)"]
 fn kill_9_then_a_remount_with_the_same_store_uploads_every_file() {
     if !require_root("kill_9_then_a_remount_with_the_same_store_uploads_every_file") {
         return;
@@ -158,7 +157,6 @@ fn kill_9_then_a_remount_with_the_same_store_uploads_every_file() {
 }
 
 #[test]
-#[ignore = "WIP: needs the store from branch h1 (settled_seq; removed when merged)"]
 fn after_umount_the_daemon_drains_then_exits_0_and_sync_waits_for_it() {
     if !require_root("after_umount_the_daemon_drains_then_exits_0_and_sync_waits_for_it") {
         return;
@@ -202,7 +200,12 @@ fn after_umount_the_daemon_drains_then_exits_0_and_sync_waits_for_it() {
     let out = common::with_timeout("ossmount sync", Duration::from_secs(90), move || {
         sync.wait_with_output().expect("sync output")
     });
-    assert!(out.status.success(), "ossmount sync: {}", text(&out));
+    assert!(
+        out.status.success(),
+        "ossmount sync: {}\nmount log:\n{}",
+        text(&out),
+        m.log_text()
+    );
     // sync returned: every file is on the server, whether or not the process is gone.
     assert_eq!(fx.not_exact(&files), Vec::<String>::new());
 
@@ -216,7 +219,6 @@ fn after_umount_the_daemon_drains_then_exits_0_and_sync_waits_for_it() {
 }
 
 #[test]
-#[ignore = "WIP: needs the store from branch h1 (settled_seq; removed when merged)"]
 fn a_second_sigterm_during_the_drain_leaves_the_rest_in_the_store() {
     if !require_root("a_second_sigterm_during_the_drain_leaves_the_rest_in_the_store") {
         return;
@@ -250,7 +252,6 @@ fn a_second_sigterm_during_the_drain_leaves_the_rest_in_the_store() {
 }
 
 #[test]
-#[ignore = "WIP: needs the store lock from branch h1 (removed when merged)"]
 fn two_mounts_cannot_share_one_store() {
     if !require_root("two_mounts_cannot_share_one_store") {
         return;

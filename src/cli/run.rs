@@ -232,7 +232,15 @@ async fn mount_async(config: &Config, notifier: &mut ReadyNotifier) -> Result<()
     let stopped = super::serve::serve_until_stopped(fs, signals, Some(metrics))
         .await
         .map_err(|e| CliError::Mount(format!("unmount failed: {e}")))?;
-    drop(control);
+    if let Some(control) = control {
+        // A drained queue completes every `ossmount sync` waiting on it: let them send
+        // their final line. After an abandoned drain they could only wait in vain.
+        let grace = match stopped.write_back_left {
+            None => Duration::from_secs(2),
+            Some(_) => Duration::ZERO,
+        };
+        control.finish(grace).await;
+    }
     if let Some(task) = write_back_metrics {
         task.abort();
     }
