@@ -265,7 +265,7 @@ fn two_mounts_cannot_share_one_store() {
         Err(e) => e,
     };
     assert!(
-        err.contains("write-back store") || err.contains("in use"),
+        err.contains("is in use by another ossmount") && err.contains("two mounts cannot share"),
         "unclear error: {err}"
     );
     assert!(!common::mount::is_mounted(&fx.dir("b")));
