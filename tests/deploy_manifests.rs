@@ -233,6 +233,7 @@ fn grafana_dashboard_charts_the_declared_metrics() {
         m::WRITE_BACK_CONFLICTS,
         m::WRITE_BACK_UPLOADED_FILES,
         m::WRITE_BACK_FAILING_FILES,
+        m::WRITE_BACK_UPLOAD_ERRORS,
     ]
     .into();
     let text = std::fs::read_to_string(deploy("grafana/ossmount-dashboard.json")).unwrap();
