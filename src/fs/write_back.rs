@@ -441,7 +441,9 @@ impl Filesystem {
             }
         }
         let kept = match &ws.state {
-            WriteState::Staged { file, .. } => file.data_id().map(|id| q.store().keep_conflict(id, key)),
+            WriteState::Staged { file, .. } => {
+                file.data_id().map(|id| q.store().keep_conflict(id, key))
+            }
             _ => None,
         };
         match &kept {
@@ -451,8 +453,14 @@ impl Filesystem {
                 kept = %path.display(),
                 "write-back conflict: the object changed on the server; the local copy is kept, the mount shows the server's object"
             ),
-            Some(Err(e)) => tracing::error!(key, reason = why, error = %e, "write-back conflict: cannot keep the local copy"),
-            None => tracing::warn!(key, reason = why, "write-back conflict: the mount shows the server's object"),
+            Some(Err(e)) => {
+                tracing::error!(key, reason = why, error = %e, "write-back conflict: cannot keep the local copy")
+            }
+            None => tracing::warn!(
+                key,
+                reason = why,
+                "write-back conflict: the mount shows the server's object"
+            ),
         }
         ws.state = WriteState::Clean;
         ws.new_content = false;

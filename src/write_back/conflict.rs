@@ -63,7 +63,8 @@ pub async fn check(
 }
 
 fn same_etag(a: &str, b: &str) -> bool {
-    a.trim_matches('"').eq_ignore_ascii_case(b.trim_matches('"'))
+    a.trim_matches('"')
+        .eq_ignore_ascii_case(b.trim_matches('"'))
 }
 
 /// The ETag of `key` when the server already holds exactly the `size` bytes of `path`

@@ -46,7 +46,9 @@ pub struct Recovered {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot finish the upload of {key} from the write-back store {store}: {reason} (it stays queued; the next mount retries)")]
+#[error(
+    "cannot finish the upload of {key} from the write-back store {store}: {reason} (it stays queued; the next mount retries)"
+)]
 pub struct RecoveryError {
     pub key: String,
     pub store: String,
