@@ -150,9 +150,14 @@ async fn reopening_a_pending_file_continues_from_its_local_copy() {
 #[tokio::test]
 async fn fsync_waits_for_the_upload_and_reports_its_error() {
     let e = env(64 << 20);
+    // Two failures: the retry after the first backoff fails too, so the second fsync
+    // below sees a failed attempt whatever the timing.
     e.mock.fail_next(
         "PutObject",
-        vec![StoreError::from_service(500, "InternalError", "injected")],
+        vec![
+            StoreError::from_service(500, "InternalError", "injected"),
+            StoreError::from_service(500, "InternalError", "injected"),
+        ],
     );
     let (attr, fh) =
         e.fs.create(&CTX, ROOT_INO, n("x"), 0o100644, 0o022, libc::O_WRONLY)
