@@ -368,9 +368,20 @@ impl Filesystem {
         };
         h.writers.wrote(pid);
         let mut ws = side.lock().await;
-        // Write-back: room in the store first (waits while it is full; ENOSPC when the
-        // write can never fit). Nothing was written then: the file stays as it was.
-        self.wb_reserve(&mut ws, offset + data.len() as u64).await?;
+        // Write-back: room in the store first (waits while it is full, without the side
+        // locked; ENOSPC when the write can never fit: nothing is written, the file stays
+        // as it was).
+        let end = offset + data.len() as u64;
+        let need = self.wb_needed(&ws, end);
+        if need > 0 {
+            drop(ws);
+            let r = self.wb_reserve(h.ino, need).await?;
+            ws = side.lock().await;
+            match &mut ws.wb_reserved {
+                Some(held) => held.merge(r),
+                None => ws.wb_reserved = Some(r),
+            }
+        }
         if let Err(e) = ws.write(self, offset, &data, h.append).await {
             // All or nothing (see `WriteSide::fail`).
             return Err(ws.fail(offset, e).await);

@@ -35,8 +35,8 @@ use super::error::{FsError, not_found_or};
 use super::inode::ROOT_INO;
 use super::symlink::MAX_LINK_TEXT;
 use super::write_state::{WriteSide, WriteState};
-use crate::write_back::JournalRecord;
 use super::{Attr, Ctx, Filesystem, FsResult, names};
+use crate::write_back::JournalRecord;
 
 const DIR_COPY_PARALLELISM: usize = 16;
 

@@ -53,7 +53,7 @@ use futures::future::BoxFuture;
 
 use crate::write_back::conflict::{self, Check};
 use crate::write_back::queue::{Attempt, Ready};
-use crate::write_back::{Expect, JournalRecord};
+use crate::write_back::{Expect, JournalRecord, SpaceReservation};
 use crate::write_back::{Queue, WriteBackQueue, uploader};
 
 use super::attr::Ino;
@@ -177,43 +177,40 @@ impl Filesystem {
         Ok(Some(seq))
     }
 
-    /// Reserves store space for a write ending at `end` into `ws` (see
-    /// `WriteBackStore::reserve`): only bytes beyond what the local copy (or the object
-    /// it will be downloaded from) and earlier reservations cover.
-    pub(super) async fn wb_reserve(&self, ws: &mut WriteSide, end: u64) -> FsResult<()> {
-        let Some(q) = &self.write_back else {
-            return Ok(());
-        };
+    /// Store space a write ending at `end` into `ws` still needs (see
+    /// `WriteBackStore::reserve`): bytes beyond what the local copy (or the object it will
+    /// be downloaded from) and earlier reservations cover. 0 without write-back.
+    pub(super) fn wb_needed(&self, ws: &WriteSide, end: u64) -> u64 {
+        if self.write_back.is_none() {
+            return 0;
+        }
         let (have, need) = match &ws.state {
             WriteState::Staged { file, .. } => (file.size(), end),
             _ if ws.new_content => (0, end),
             _ => {
-                let node = self.inodes.get(ws.ino).ok_or(FsError::NotFound)?;
-                let old = if node.local { 0 } else { node.attr.size };
+                let old = self
+                    .inodes
+                    .get(ws.ino)
+                    .map_or(0, |n| if n.local { 0 } else { n.attr.size });
                 (0, end.max(old))
             }
         };
-        let have = have + ws.wb_reserved.as_ref().map_or(0, |r| r.bytes());
-        if need <= have {
-            return Ok(());
-        }
-        match q.store().reserve(need - have).await {
-            Ok(r) => {
-                match &mut ws.wb_reserved {
-                    Some(held) => held.merge(r),
-                    None => ws.wb_reserved = Some(r),
-                }
-                Ok(())
-            }
-            Err(e) => {
-                tracing::warn!(ino = ws.ino, error = %e, "write refused: the write-back store is full");
-                q.refresh();
-                Err(FsError::io(
-                    "write-back store full",
-                    std::io::Error::from_raw_os_error(libc::ENOSPC),
-                ))
-            }
-        }
+        need.saturating_sub(have + ws.wb_reserved.as_ref().map_or(0, |r| r.bytes()))
+    }
+
+    /// Reserves `bytes` of store space for a write into `ino`: waits while the store is
+    /// full (backpressure), ENOSPC when they can never fit. Called without the inode's
+    /// write side locked: its own pending upload may be what frees the space.
+    pub(super) async fn wb_reserve(&self, ino: Ino, bytes: u64) -> FsResult<SpaceReservation> {
+        let q = self.write_back.as_ref().ok_or(FsError::BadHandle)?;
+        q.store().reserve(bytes).await.map_err(|e| {
+            tracing::warn!(ino, error = %e, "write refused: the write-back store is full");
+            q.refresh();
+            FsError::io(
+                "write-back store full",
+                std::io::Error::from_raw_os_error(libc::ENOSPC),
+            )
+        })
     }
 
     /// Journals `rec` for the pending file `ino` (unlink, rename, metadata: see the module
@@ -382,7 +379,7 @@ impl Filesystem {
         let expect = Self::wb_expect(&ws, &node);
         match conflict::check(&*self.store, &key, &expect).await {
             Ok(Check::Proceed { forbid_overwrite }) => ws.forbid_overwrite = forbid_overwrite,
-            Ok(Check::Conflict(why)) => return self.wb_conflict(q, &mut ws, &key, &why),
+            Ok(Check::Conflict(why)) => return self.wb_conflict(q, &mut ws, &key, &why).await,
             Err(e) => return Attempt::Failed(FsError::store("HeadObject", &key, e).to_string()),
         }
         let size = match &ws.state {
@@ -398,12 +395,15 @@ impl Filesystem {
                 tracing::debug!(key, size, "write-back upload done");
                 Attempt::Done { bytes: size }
             }
-            Err(e) if store_error(&e).is_some_and(conflict::is_conflict) => self.wb_conflict(
-                q,
-                &mut ws,
-                &key,
-                "created on the server by someone else meanwhile",
-            ),
+            Err(e) if store_error(&e).is_some_and(conflict::is_conflict) => {
+                self.wb_conflict(
+                    q,
+                    &mut ws,
+                    &key,
+                    "created on the server by someone else meanwhile",
+                )
+                .await
+            }
             Err(e) => {
                 // The side keeps its data (`commit` puts it back): retried.
                 ws.mark_dirty();
@@ -412,12 +412,38 @@ impl Filesystem {
         }
     }
 
-    /// The object changed on the server: the local copy goes to `conflicts/`, the mount
-    /// shows the server's object (see `write_back::conflict`).
-    fn wb_conflict(&self, q: &Queue, ws: &mut WriteSide, key: &str, why: &str) -> Attempt {
+    /// The object is not what the mount saw: unless it is exactly our content (an
+    /// earlier attempt of this upload landed, see `conflict::holds_content`), the local
+    /// copy goes to `conflicts/` and the mount shows the server's object (see
+    /// `write_back::conflict`).
+    async fn wb_conflict(&self, q: &Queue, ws: &mut WriteSide, key: &str, why: &str) -> Attempt {
         let ino = ws.ino;
+        if let WriteState::Staged { file, .. } = &ws.state {
+            match conflict::holds_content(&*self.store, key, &file.path(), file.size()).await {
+                Ok(Some(etag)) => {
+                    let size = file.size();
+                    let file = match std::mem::replace(&mut ws.state, WriteState::Clean) {
+                        WriteState::Staged { file, .. } => file,
+                        _ => return Attempt::Done { bytes: 0 },
+                    };
+                    ws.state = WriteState::Staged { file, dirty: false };
+                    ws.new_content = false;
+                    self.inodes.update(ino, |n| {
+                        n.local = false;
+                        n.etag = etag;
+                        n.attr.size = size;
+                        n.valid_until = None;
+                    });
+                    return Attempt::Done { bytes: size };
+                }
+                Ok(None) => {}
+                Err(e) => return Attempt::Failed(FsError::store("HeadObject", key, e).to_string()),
+            }
+        }
         let kept = match &ws.state {
-            WriteState::Staged { file, .. } => file.data_id().map(|id| q.store().keep_conflict(id, key)),
+            WriteState::Staged { file, .. } => {
+                file.data_id().map(|id| q.store().keep_conflict(id, key))
+            }
             _ => None,
         };
         match &kept {
@@ -427,8 +453,14 @@ impl Filesystem {
                 kept = %path.display(),
                 "write-back conflict: the object changed on the server; the local copy is kept, the mount shows the server's object"
             ),
-            Some(Err(e)) => tracing::error!(key, reason = why, error = %e, "write-back conflict: cannot keep the local copy"),
-            None => tracing::warn!(key, reason = why, "write-back conflict: the mount shows the server's object"),
+            Some(Err(e)) => {
+                tracing::error!(key, reason = why, error = %e, "write-back conflict: cannot keep the local copy")
+            }
+            None => tracing::warn!(
+                key,
+                reason = why,
+                "write-back conflict: the mount shows the server's object"
+            ),
         }
         ws.state = WriteState::Clean;
         ws.new_content = false;

@@ -17,6 +17,8 @@
 //! is settled, and the mount shows the server's object.
 
 use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
 
 use crate::store::{ObjectStore, PutOptions, StoreError};
 
@@ -61,7 +63,44 @@ pub async fn check(
 }
 
 fn same_etag(a: &str, b: &str) -> bool {
-    a.trim_matches('"').eq_ignore_ascii_case(b.trim_matches('"'))
+    a.trim_matches('"')
+        .eq_ignore_ascii_case(b.trim_matches('"'))
+}
+
+/// The ETag of `key` when the server already holds exactly the `size` bytes of `path`
+/// (same size and CRC-64): an earlier upload of this very record landed, but its answer
+/// was lost or the process died before settling it. Not a conflict then.
+pub async fn holds_content(
+    objects: &dyn ObjectStore,
+    key: &str,
+    path: &Path,
+    size: u64,
+) -> Result<Option<String>, StoreError> {
+    let head = match objects.head_object(key).await {
+        Ok(h) => h,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let Some(remote) = head.crc64.filter(|_| head.size == size) else {
+        return Ok(None);
+    };
+    let path = path.to_path_buf();
+    let local = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+        let mut f = std::fs::File::open(path)?;
+        let mut h = crate::crc64::Crc64Hasher::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            match f.read(&mut buf)? {
+                0 => return Ok(h.finish()),
+                n => h.update(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    Ok(match local {
+        Ok(Ok(crc)) if crc == remote => Some(head.etag),
+        _ => None,
+    })
 }
 
 /// Whether an upload with `x-oss-forbid-overwrite` failed because the key exists.

@@ -36,8 +36,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
 
-use super::status::WriteBackStatus;
 use super::WriteBackStore;
+use super::status::WriteBackStatus;
 
 /// Inode number (as in `crate::fs`).
 pub type Ino = u64;

@@ -33,7 +33,7 @@ use std::time::Duration;
 use crate::store::ObjectStore;
 use crate::write::{UploadConfig, upload_file};
 
-use super::conflict::{Check, check, is_conflict, options_of};
+use super::conflict::{Check, check, holds_content, is_conflict, options_of};
 use super::{Expect, JournalRecord, PendingMeta, WriteBackStore};
 
 /// What recovery did.
@@ -46,7 +46,9 @@ pub struct Recovered {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot finish the upload of {key} from the write-back store {store}: {reason} (it stays queued; the next mount retries)")]
+#[error(
+    "cannot finish the upload of {key} from the write-back store {store}: {reason} (it stays queued; the next mount retries)"
+)]
 pub struct RecoveryError {
     pub key: String,
     pub store: String,
@@ -179,6 +181,14 @@ pub async fn recover(
         })
         .await
         .map_err(|r| err(key, r))?;
+        // Our own upload landed before the crash (not settled): not a conflict.
+        let outcome = match outcome {
+            Some(why) => match holds_content(&*objects, key, &path, p.size).await {
+                Ok(Some(_)) => None,
+                _ => Some(why),
+            },
+            None => None,
+        };
         match outcome {
             None => {
                 tracing::info!(key, bytes = p.size, "write-back: recovered upload done");

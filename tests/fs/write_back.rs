@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use ossmount::fs::{FileKind, Filesystem, FsConfig, ROOT_INO, SetAttr};
 use ossmount::store::ObjectStore;
+use ossmount::store::StoreError;
 use ossmount::store::fault::{FaultConfig, FaultStore};
 use ossmount::store::mock::MockStore;
-use ossmount::store::StoreError;
 use ossmount::write_back::{WriteBackQueue, WriteBackStore};
 
 use crate::common::core::{CTX, n, read_all, readdir_all};
@@ -111,7 +111,10 @@ async fn close_returns_before_the_upload_and_pending_files_show_as_written() {
     let attr = e.fs.lookup(ROOT_INO, n("a.bin")).await.expect("lookup");
     assert_eq!(attr.ino, ino);
     assert_eq!(attr.size, data.len() as u64);
-    assert_eq!(e.fs.getattr(ino).await.expect("getattr").size, data.len() as u64);
+    assert_eq!(
+        e.fs.getattr(ino).await.expect("getattr").size,
+        data.len() as u64
+    );
     let names: Vec<String> = readdir_all(&e.fs, ROOT_INO)
         .await
         .into_iter()
@@ -132,7 +135,8 @@ async fn close_returns_before_the_upload_and_pending_files_show_as_written() {
 #[tokio::test]
 async fn reopening_a_pending_file_continues_from_its_local_copy() {
     let e = env(64 << 20);
-    e.mock.set_op_latency("PutObject", Duration::from_millis(800));
+    e.mock
+        .set_op_latency("PutObject", Duration::from_millis(800));
     let ino = put_file(&e.fs, ROOT_INO, "f", b"hello").await;
     let fh = e.fs.open(ino, libc::O_WRONLY).await.expect("open");
     e.fs.write(fh, 5, b" world").await.expect("write");
@@ -146,15 +150,19 @@ async fn reopening_a_pending_file_continues_from_its_local_copy() {
 #[tokio::test]
 async fn fsync_waits_for_the_upload_and_reports_its_error() {
     let e = env(64 << 20);
+    // Two failures: the retry after the first backoff fails too, so the second fsync
+    // below sees a failed attempt whatever the timing.
     e.mock.fail_next(
         "PutObject",
-        vec![StoreError::from_service(500, "InternalError", "injected")],
+        vec![
+            StoreError::from_service(500, "InternalError", "injected"),
+            StoreError::from_service(500, "InternalError", "injected"),
+        ],
     );
-    let (attr, fh) = e
-        .fs
-        .create(&CTX, ROOT_INO, n("x"), 0o100644, 0o022, libc::O_WRONLY)
-        .await
-        .expect("create");
+    let (attr, fh) =
+        e.fs.create(&CTX, ROOT_INO, n("x"), 0o100644, 0o022, libc::O_WRONLY)
+            .await
+            .expect("create");
     e.fs.write(fh, 0, b"payload").await.expect("write");
     let err = e.fs.fsync(fh).await.expect_err("the upload failed");
     assert_eq!(err.errno(), libc::EIO, "{err}");
@@ -162,7 +170,9 @@ async fn fsync_waits_for_the_upload_and_reports_its_error() {
     assert_eq!(status.failing_files, 1);
     assert!(status.last_error.is_some());
     // The retry (after its backoff) succeeds; a second fsync waits for it.
-    e.fs.fsync(fh).await.expect_err("still the failed attempt's error");
+    e.fs.fsync(fh)
+        .await
+        .expect_err("still the failed attempt's error");
     e.fs.release(fh).await.expect("release");
     drained(&e.fs).await;
     assert_eq!(e.mock.get("x").as_deref(), Some(&b"payload"[..]));
@@ -174,40 +184,43 @@ async fn fsync_waits_for_the_upload_and_reports_its_error() {
 #[tokio::test]
 async fn unlink_rename_and_chmod_of_pending_files_end_on_the_server_as_shown() {
     let e = env(64 << 20);
-    e.mock.set_op_latency("PutObject", Duration::from_millis(300));
+    e.mock
+        .set_op_latency("PutObject", Duration::from_millis(300));
     e.mock.put("old", b"server copy".to_vec());
-    let d = e.fs.mkdir(&CTX, ROOT_INO, n("d"), 0o755, 0).await.expect("mkdir");
+    let d =
+        e.fs.mkdir(&CTX, ROOT_INO, n("d"), 0o755, 0)
+            .await
+            .expect("mkdir");
     put_file(&e.fs, ROOT_INO, "gone", b"1").await;
     put_file(&e.fs, ROOT_INO, "moved", b"2").await;
     let c = put_file(&e.fs, ROOT_INO, "chmodded", b"3").await;
     put_file(&e.fs, d.ino, "inner", b"4").await;
     // Overwrite of an existing object, then renamed while pending.
     let old = e.fs.lookup(ROOT_INO, n("old")).await.expect("lookup").ino;
-    let fh = e.fs.open(old, libc::O_WRONLY | libc::O_TRUNC).await.expect("open");
+    let fh =
+        e.fs.open(old, libc::O_WRONLY | libc::O_TRUNC)
+            .await
+            .expect("open");
     e.fs.write(fh, 0, b"new content").await.expect("write");
     e.fs.release(fh).await.expect("release");
 
     e.fs.unlink(ROOT_INO, n("gone")).await.expect("unlink");
-    e.fs
-        .rename(ROOT_INO, n("moved"), d.ino, n("moved2"), 0)
+    e.fs.rename(ROOT_INO, n("moved"), d.ino, n("moved2"), 0)
         .await
         .expect("rename");
-    e.fs
-        .setattr(
-            c,
-            SetAttr {
-                mode: Some(0o600),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("chmod");
-    e.fs
-        .rename(ROOT_INO, n("d"), ROOT_INO, n("e"), 0)
+    e.fs.setattr(
+        c,
+        SetAttr {
+            mode: Some(0o600),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("chmod");
+    e.fs.rename(ROOT_INO, n("d"), ROOT_INO, n("e"), 0)
         .await
         .expect("rename dir");
-    e.fs
-        .rename(ROOT_INO, n("old"), ROOT_INO, n("renamed_old"), 0)
+    e.fs.rename(ROOT_INO, n("old"), ROOT_INO, n("renamed_old"), 0)
         .await
         .expect("rename overwritten");
     // What the mount shows...
@@ -220,10 +233,7 @@ async fn unlink_rename_and_chmod_of_pending_files_end_on_the_server_as_shown() {
         .collect();
     shown.sort();
     assert_eq!(shown, ["inner", "moved2"]);
-    assert_eq!(
-        e.fs.getattr(c).await.expect("getattr").perm & 0o777,
-        0o600
-    );
+    assert_eq!(e.fs.getattr(c).await.expect("getattr").perm & 0o777, 0o600);
     drained(&e.fs).await;
     // ...is what the server ends with.
     let mut keys = e.mock.keys();
@@ -231,9 +241,16 @@ async fn unlink_rename_and_chmod_of_pending_files_end_on_the_server_as_shown() {
     keys.sort();
     assert_eq!(keys, ["chmodded", "e/inner", "e/moved2", "renamed_old"]);
     assert_eq!(e.mock.get("e/moved2").as_deref(), Some(&b"2"[..]));
-    assert_eq!(e.mock.get("renamed_old").as_deref(), Some(&b"new content"[..]));
+    assert_eq!(
+        e.mock.get("renamed_old").as_deref(),
+        Some(&b"new content"[..])
+    );
     let meta = e.mock.object("chmodded").expect("object").user_meta;
-    let mode: u32 = meta.get("mode").expect("mode stored").parse().expect("number");
+    let mode: u32 = meta
+        .get("mode")
+        .expect("mode stored")
+        .parse()
+        .expect("number");
     assert_eq!(mode & 0o777, 0o600);
 }
 
@@ -302,17 +319,23 @@ async fn a_crash_leaves_everything_in_the_journal_for_the_next_mount() {
 async fn a_conflict_keeps_the_local_copy_and_reports_it() {
     let e = env(64 << 20);
     e.mock.put("shared", b"base".to_vec());
-    let ino = e.fs.lookup(ROOT_INO, n("shared")).await.expect("lookup").ino;
-    let fh = e.fs.open(ino, libc::O_WRONLY | libc::O_TRUNC).await.expect("open");
+    let ino =
+        e.fs.lookup(ROOT_INO, n("shared"))
+            .await
+            .expect("lookup")
+            .ino;
+    let fh =
+        e.fs.open(ino, libc::O_WRONLY | libc::O_TRUNC)
+            .await
+            .expect("open");
     e.fs.write(fh, 0, b"mine").await.expect("write");
     // Someone else changes the object while it is open here.
     e.mock.put("shared", b"theirs".to_vec());
     // And creates a name this mount is creating too.
-    let (_, fh2) = e
-        .fs
-        .create(&CTX, ROOT_INO, n("both"), 0o100644, 0o022, libc::O_WRONLY)
-        .await
-        .expect("create");
+    let (_, fh2) =
+        e.fs.create(&CTX, ROOT_INO, n("both"), 0o100644, 0o022, libc::O_WRONLY)
+            .await
+            .expect("create");
     e.fs.write(fh2, 0, b"mine too").await.expect("write");
     e.mock.put("both", b"theirs too".to_vec());
     e.fs.release(fh).await.expect("release");
@@ -334,7 +357,8 @@ async fn a_conflict_keeps_the_local_copy_and_reports_it() {
 #[tokio::test]
 async fn a_full_store_makes_writers_wait_and_too_big_writes_fail_with_enospc() {
     let e = env(256 * 1024);
-    e.mock.set_op_latency("PutObject", Duration::from_millis(400));
+    e.mock
+        .set_op_latency("PutObject", Duration::from_millis(400));
     let chunk = vec![1u8; 160 * 1024];
     put_file(&e.fs, ROOT_INO, "first", &chunk).await;
     // The second file does not fit until the first is uploaded: its write waits.
@@ -346,17 +370,15 @@ async fn a_full_store_makes_writers_wait_and_too_big_writes_fail_with_enospc() {
         t.elapsed()
     );
     // Larger than the whole store: ENOSPC at write time, the file stays as it was.
-    let (attr, fh) = e
-        .fs
-        .create(&CTX, ROOT_INO, n("huge"), 0o100644, 0o022, libc::O_WRONLY)
-        .await
-        .expect("create");
+    let (attr, fh) =
+        e.fs.create(&CTX, ROOT_INO, n("huge"), 0o100644, 0o022, libc::O_WRONLY)
+            .await
+            .expect("create");
     e.fs.write(fh, 0, b"kept").await.expect("small write");
-    let err = e
-        .fs
-        .write(fh, 4, &vec![2u8; 300 * 1024])
-        .await
-        .expect_err("too big");
+    let err =
+        e.fs.write(fh, 4, &vec![2u8; 300 * 1024])
+            .await
+            .expect_err("too big");
     assert_eq!(err.errno(), libc::ENOSPC);
     e.fs.release(fh).await.expect("release");
     drained(&e.fs).await;
@@ -370,5 +392,8 @@ async fn two_cores_cannot_share_one_store() {
     let e = env(64 << 20);
     let err = WriteBackStore::open(&e.dir.path().join("wb"), 64 << 20)
         .expect_err("locked by the first core");
-    assert!(err.to_string().contains("lock") || err.to_string().contains("use"), "{err}");
+    assert!(
+        err.to_string().contains("lock") || err.to_string().contains("use"),
+        "{err}"
+    );
 }
