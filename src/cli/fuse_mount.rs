@@ -16,7 +16,7 @@ use crate::read::ReadConfig;
 use crate::store::ObjectStore;
 use crate::write::UploadConfig;
 use crate::write_back::recovery::recover;
-use crate::write_back::{WriteBackStore, default_max_size};
+use crate::write_back::{WriteBackQueue, WriteBackStatus, WriteBackStore, default_max_size};
 
 use super::error::CliError;
 use super::serve::MountedFilesystem;
@@ -177,6 +177,24 @@ struct FuseMount {
     unmounted_externally: bool,
 }
 
+/// The write-back queue together with the filesystem its uploader works for. The
+/// uploader holds the filesystem weakly, so that dropping a mount stops it; the drain
+/// after `umount` needs it to go on, so whoever watches the queue keeps the filesystem
+/// alive (the FUSE session has dropped its reference by then).
+struct DrainHandle {
+    queue: Arc<dyn WriteBackQueue>,
+    _fs: Arc<Filesystem>,
+}
+
+impl WriteBackQueue for DrainHandle {
+    fn status(&self) -> WriteBackStatus {
+        self.queue.status()
+    }
+    fn watch(&self) -> tokio::sync::watch::Receiver<WriteBackStatus> {
+        self.queue.watch()
+    }
+}
+
 /// How often the mount table is checked for an external `umount`.
 const UNMOUNT_POLL: Duration = Duration::from_millis(500);
 
@@ -229,8 +247,12 @@ impl MountedFilesystem for FuseMount {
         })
     }
 
-    fn write_back(&self) -> Option<Arc<dyn crate::write_back::WriteBackQueue>> {
-        self.fs.write_back_queue()
+    fn write_back(&self) -> Option<Arc<dyn WriteBackQueue>> {
+        let queue = self.fs.write_back_queue()?;
+        Some(Arc::new(DrainHandle {
+            queue,
+            _fs: self.fs.clone(),
+        }))
     }
 
     fn unmount(mut self: Box<Self>) -> Result<(), String> {

@@ -45,6 +45,7 @@ where
     rx.borrow_and_update();
     let status = queue.status();
     if status.drained() {
+        log_drained(&status);
         return DrainOutcome::Drained;
     }
     tracing::info!(
@@ -64,12 +65,7 @@ where
                 rx.borrow_and_update();
                 let status = queue.status();
                 if status.drained() {
-                    tracing::info!(
-                        uploaded_files = status.uploaded_files,
-                        uploaded_bytes = status.uploaded_bytes,
-                        conflicts = status.conflicts,
-                        "write-back queue drained"
-                    );
+                    log_drained(&status);
                     return DrainOutcome::Drained;
                 }
                 if res.is_err() {
@@ -103,6 +99,15 @@ where
             }
         }
     }
+}
+
+fn log_drained(status: &WriteBackStatus) {
+    tracing::info!(
+        uploaded_files = status.uploaded_files,
+        uploaded_bytes = status.uploaded_bytes,
+        conflicts = status.conflicts,
+        "write-back queue drained"
+    );
 }
 
 /// What is left, in one phrase: `3 files (48KiB) left, 1 uploading, oldest 12s, ...`.
