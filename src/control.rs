@@ -699,7 +699,7 @@ ossmount_credential_refreshes_total{result=\"ok\"} 4
                 .unwrap();
             rt.block_on(sync_write_back(&path, |p| seen_tx.send(p.done).unwrap()))
         });
-        assert_eq!(seen_rx.recv().unwrap(), false);
+        assert!(!seen_rx.recv().unwrap());
         // The drain ends with the last upload, and the daemon shuts down at once.
         queue.update(upload_one);
         daemon.block_on(server.finish(Duration::from_secs(10)));
