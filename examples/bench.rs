@@ -8,6 +8,13 @@
 //! 5. many 64 KiB files written then read, 6. random 4 KiB reads cold/warm,
 //! 7. peak RSS of the mount process, 8. its CPU seconds per GiB.
 //!
+//! Rows 9-10: `ls -l` and `find` at emulator latency;
+//! rows 11-12: `--write-back` at emulator latency (default 20 ms): `cp -r` of many 16 KiB
+//! files and `tar x` of a source tree, each timed with write-back, without it, and as
+//! serial PutObjects of the same files from the OSS client. The drain after `umount` is
+//! not timed; every file is then checked byte for byte on the server and the daemon must
+//! exit 0. `--only-write-back` runs only these rows.
+//!
 //! Run it through `scripts/bench.sh` (builds the release binaries). The mount is always
 //! unmounted and the child processes killed, also when a step fails (drop guards; the
 //! script adds a trap for signals).
@@ -81,6 +88,23 @@ struct Args {
     /// Emulator latency (ms per object/list request) for rows 9-10.
     #[arg(long, default_value_t = 20)]
     attr_latency_ms: u64,
+    /// Rows 11-12 (`--write-back`): numbers of 16 KiB files copied with `cp -r`, comma
+    /// separated; `0` skips the `cp -r` rows.
+    #[arg(long, value_delimiter = ',', default_value = "300,1000")]
+    write_back_files: Vec<usize>,
+    /// Emulator latency (ms per object/list request) for rows 11-12.
+    #[arg(long, default_value_t = 20)]
+    write_back_latency_ms: u64,
+    /// Row 12: the tarball `tar x` unpacks (default: a tar of this repository's src/).
+    #[arg(long)]
+    write_back_tar: Option<PathBuf>,
+    /// Where the write-back stores live: a local disk, as the target says (the
+    /// work directory may be on /dev/shm).
+    #[arg(long, default_value = "/var/tmp")]
+    write_back_store: PathBuf,
+    /// Run only rows 11-12 (the quick way to measure write-back).
+    #[arg(long)]
+    only_write_back: bool,
 }
 
 /// A child process killed (and waited for) on drop.
@@ -107,6 +131,10 @@ impl Mount {
 
 impl Drop for Mount {
     fn drop(&mut self) {
+        // Already unmounted (and waited for) by `unmount_and_wait`.
+        if !is_mounted(&self.dir) && matches!(self.child.0.try_wait(), Ok(Some(_))) {
+            return;
+        }
         let ok = Command::new("umount")
             .arg(&self.dir)
             .status()
@@ -454,6 +482,14 @@ async fn main() -> Result<()> {
     let client = Arc::new(OssClient::new(cfg)?);
     let http = reqwest::Client::new();
     let part = pattern((args.part_mib * MIB) as usize, 7);
+    if args.only_write_back {
+        let mut table = Table(String::new(), std::process::id());
+        let _ = writeln!(table.0, "| workload | mount | direct HTTP | notes |");
+        let _ = writeln!(table.0, "|---|---|---|---|");
+        let result = write_back_rows(&args, &client, &http, &endpoint, &work, &mut table).await;
+        println!("{}", table.0);
+        return result;
+    }
 
     eprintln!("preparing data on {endpoint} …");
     // One object per round for rows 1 and 2: a later round must not be served by the
@@ -503,6 +539,9 @@ async fn main() -> Result<()> {
     drop(m);
     if result.is_ok() {
         result = attr_rows(&env, &mut table, &work).await;
+    }
+    if result.is_ok() {
+        result = write_back_rows(&args, &client, &http, &endpoint, &work, &mut table).await;
     }
     // Print what was measured even when a later row failed.
     println!("{}", table.0);
@@ -978,6 +1017,236 @@ async fn set_latency(http: &reqwest::Client, endpoint: &str, ms: u64) -> Result<
         .await?;
     if !resp.status().is_success() {
         bail!("POST {url}: {}", resp.status());
+    }
+    Ok(())
+}
+
+/// One file of a write-back workload: path relative to the tree, content.
+struct TreeFile {
+    rel: String,
+    data: Vec<u8>,
+}
+
+/// Every regular file under `root`, sorted.
+fn read_tree(root: &Path) -> Result<Vec<TreeFile>> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<TreeFile>) -> Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                walk(root, &path, out)?;
+            } else if kind.is_file() {
+                let rel = path.strip_prefix(root)?.to_string_lossy().into_owned();
+                out.push(TreeFile {
+                    rel,
+                    data: std::fs::read(&path)?,
+                });
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out)?;
+    out.sort_by(|a, b| a.rel.cmp(&b.rel));
+    Ok(out)
+}
+
+/// Unmounts `m` and waits (up to 10 min) for its process to exit by itself: a
+/// write-back mount drains its queue first. Returns the time it took and whether the
+/// process exited 0.
+fn unmount_and_wait(mut m: Mount) -> Result<(Duration, bool)> {
+    let t = Instant::now();
+    let ok = Command::new("umount")
+        .arg(&m.dir)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        bail!("umount {} failed", m.dir.display());
+    }
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        if let Some(status) = m.child.0.try_wait()? {
+            return Ok((t.elapsed(), status.success()));
+        }
+        if Instant::now() > deadline {
+            bail!("ossmount did not exit within 10 min of the umount");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Keys of `files` under `prefix` that are not exactly on the server.
+async fn not_on_server(client: &Arc<OssClient>, prefix: &str, files: &[TreeFile]) -> Vec<String> {
+    futures::stream::iter(files)
+        .map(|f| {
+            let client = client.clone();
+            let key = format!("{prefix}/{}", f.rel);
+            async move {
+                let exact = match client.head_object(&key).await {
+                    Ok(meta) if meta.size == f.data.len() as u64 && f.data.is_empty() => true,
+                    Ok(meta) if meta.size == f.data.len() as u64 => client
+                        .get_range(&key, 0..meta.size, None)
+                        .await
+                        .is_ok_and(|o| o.data[..] == f.data[..]),
+                    _ => false,
+                };
+                (!exact).then_some(key)
+            }
+        })
+        .buffer_unordered(32)
+        .filter_map(|k| async move { k })
+        .collect()
+        .await
+}
+
+/// Rows 11-12: small-file workloads with and without `--write-back`, and as serial PUTs.
+async fn write_back_rows(
+    args: &Args,
+    client: &Arc<OssClient>,
+    http: &reqwest::Client,
+    endpoint: &str,
+    work: &Path,
+    table: &mut Table,
+) -> Result<()> {
+    // The workloads: (name, local source tree, shell command run in the mount).
+    let mut workloads = Vec::new();
+    for &n in args.write_back_files.iter().filter(|&&n| n > 0) {
+        let src = work.join(format!("wb-src-{n}"));
+        std::fs::create_dir_all(&src)?;
+        for i in 0..n {
+            std::fs::write(src.join(format!("f{i:05}")), pattern(16 * 1024, i as u8))?;
+        }
+        workloads.push((
+            format!("11. cp -r {n} × 16 KiB"),
+            src.clone(),
+            format!("cp -r {} DEST", src.display()),
+        ));
+    }
+    let tar = match &args.write_back_tar {
+        Some(t) => t.clone(),
+        None => {
+            let t = work.join("wb-src.tar");
+            let ok = Command::new("tar")
+                .arg("cf")
+                .arg(&t)
+                .args(["-C", env!("CARGO_MANIFEST_DIR"), "src"])
+                .status()?
+                .success();
+            if !ok {
+                bail!("tar cf {} of src/ failed", t.display());
+            }
+            t
+        }
+    };
+    let tar_local = work.join("wb-tar-local");
+    std::fs::create_dir_all(&tar_local)?;
+    if !Command::new("tar")
+        .arg("xf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&tar_local)
+        .status()?
+        .success()
+    {
+        bail!("tar xf {} failed", tar.display());
+    }
+    workloads.push((
+        format!("12. tar x of {}", tar.display()),
+        tar_local.clone(),
+        format!("tar xf {} -C DEST", tar.display()),
+    ));
+
+    let latency = args.write_back_latency_ms;
+    for (i, (name, src, script)) in workloads.iter().enumerate() {
+        // `cp -r SRC DEST` puts the tree at DEST (DEST must not exist); `tar x -C DEST`
+        // unpacks into DEST (it must exist). Either way the files end up at DEST/<rel>.
+        let files = read_tree(src)?;
+        let bytes: usize = files.iter().map(|f| f.data.len()).sum();
+        let run_in = |m: &Mount, dest: &str| -> Result<Duration> {
+            let dest_path = m.dir.join(dest);
+            if script.starts_with("tar ") {
+                std::fs::create_dir_all(&dest_path)?;
+            }
+            let cmd = script.replace("DEST", &dest_path.to_string_lossy());
+            let t = Instant::now();
+            let out = Command::new("sh").arg("-c").arg(&cmd).output()?;
+            let d = t.elapsed();
+            if !out.status.success() {
+                bail!("`{cmd}` failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            Ok(d)
+        };
+        set_latency(http, endpoint, latency).await?;
+        let measured = async {
+            // Without write-back.
+            let mnt = work.join(format!("mnt-wb-{i}-plain"));
+            let m = mount_with(args, endpoint, &mnt, &[])?;
+            let plain = tokio::task::block_in_place(|| run_in(&m, &format!("plain{i}")))?;
+            drop(m);
+            // With write-back; the store on a local disk.
+            let store = tempfile::Builder::new()
+                .prefix("ossmount-bench-store-")
+                .tempdir_in(&args.write_back_store)?;
+            let store_arg = store.path().to_string_lossy().into_owned();
+            let mnt = work.join(format!("mnt-wb-{i}-wb"));
+            let m = mount_with(
+                args,
+                endpoint,
+                &mnt,
+                &["--write-back", "--cache-dir", &store_arg],
+            )?;
+            let wb = tokio::task::block_in_place(|| run_in(&m, &format!("wb{i}")))?;
+            let (drain, exit0) = tokio::task::block_in_place(|| unmount_and_wait(m))?;
+            // Raw serial PUTs of the same files.
+            let t = Instant::now();
+            for f in &files {
+                client
+                    .put_object(
+                        &format!("put{i}/{}", f.rel),
+                        PutBody::Bytes(Bytes::from(f.data.clone())),
+                        &PutOptions::default(),
+                    )
+                    .await?;
+            }
+            let puts = t.elapsed();
+            anyhow::Ok((plain, wb, drain, exit0, puts))
+        };
+        let r = measured.await;
+        set_latency(http, endpoint, 0).await?;
+        let (plain, wb, drain, exit0, puts) = r?;
+        let missing = not_on_server(client, &format!("wb{i}"), &files).await;
+        if !missing.is_empty() {
+            bail!(
+                "{name}: {} of {} files not exact on the server after the drain, e.g. {}",
+                missing.len(),
+                files.len(),
+                missing[0]
+            );
+        }
+        if !exit0 {
+            bail!("{name}: the write-back daemon did not exit 0 after its drain");
+        }
+        let n = files.len() as f64;
+        table.row(
+            &format!("{name}, {latency} ms latency, --write-back"),
+            format!(
+                "{:.2} s ({:.0} files/s)",
+                wb.as_secs_f64(),
+                n / wb.as_secs_f64()
+            ),
+            format!("{:.2} s serial PUTs", puts.as_secs_f64()),
+            format!(
+                "{} files, {:.1} MiB; without write-back {:.2} s: write-back {:.1}× faster, {:.1}× serial PUTs; drain {:.1} s after umount (not timed), all {} exact on the server, exit 0",
+                files.len(),
+                bytes as f64 / MIB as f64,
+                plain.as_secs_f64(),
+                plain.as_secs_f64() / wb.as_secs_f64(),
+                puts.as_secs_f64() / wb.as_secs_f64(),
+                drain.as_secs_f64(),
+                files.len()
+            ),
+        );
     }
     Ok(())
 }

@@ -8,13 +8,19 @@
 #   OSSMOUNT_BENCH_SCALE=0 scripts/bench.sh         # skip part 3 (many objects; sizes
 #     OSSMOUNT_BENCH_SCALE_N/_W/_D, default 100000 / 10000 / 1000000; see bench-scale.sh)
 #   OSSMOUNT_BENCH_NET=0 scripts/bench.sh           # skip the "20 ms" / TLS section
+#   OSSMOUNT_BENCH_PEERS=0 OSSMOUNT_BENCH_SCALE=0 OSSMOUNT_BENCH_NET=0 \
+#     scripts/bench.sh --only-write-back --write-back-files 300   # write-back rows only
 #
 # Part 1 (examples/bench.rs) measures the mount against direct HTTP from the same
 # emulator, rows 1-3 alternating mount and direct for --rounds rounds (medians); rows 9-10
 # are `ls -l` and `find -type f` of --attr-objects objects (default 2000,10000) at emulator
 # latency --attr-latency-ms (default 20) with --metadata-ttl 60s, in the default mode
 # (stored attributes: a HEAD per entry, 64 in flight) and with --readdir-optimize (LISTs
-# only); a repeat within the TTL must send nothing. Part 2
+# only); a repeat within the TTL must send nothing. Rows 11-12 are `--write-back` at
+# --write-back-latency-ms (default 20): `cp -r` of --write-back-files (default 300,1000)
+# 16 KiB files and `tar x` of a tar of src/, each with write-back (store under
+# --write-back-store, default /var/tmp: a local disk), without it, and as serial PUTs;
+# the drain after umount is not timed, then every file is checked on the server. Part 2
 # (scripts/bench-peers.sh) runs rows 1, 3, 4 and 5 for ossmount, s3fs and rclone against
 # one emulator, with the same shell tools. The emulator keeps its data on /dev/shm when
 # that has room (disk write-back of earlier rows otherwise lands in later rows' timings).

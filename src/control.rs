@@ -28,6 +28,10 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
+use crate::write_back::{WriteBackQueue, WriteBackStatus};
+
+type MetricsFn = dyn Fn() -> String + Send + Sync;
+
 /// What a mount says about itself, fixed at mount time.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct MountFacts {
@@ -52,7 +56,35 @@ pub struct StatusReport {
     /// The mount's metrics in Prometheus text format.
     #[serde(default)]
     pub metrics: String,
+    /// The write-back queue, when the mount has one (absent from older servers' answers
+    /// and for mounts without `--write-back`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_back: Option<WriteBackStatus>,
 }
+
+/// One line of the answer to `sync`: sent at once, on changes of the queue (at most every
+/// [`SYNC_UPDATE_INTERVAL`]) and every [`SYNC_HEARTBEAT`], the last one with `done`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncProgress {
+    /// Everything queued before the request is settled; this is the last line.
+    pub done: bool,
+    /// The queue's `enqueued_seq` when the request arrived: done once `settled_seq`
+    /// reaches it. Files queued later are not waited for.
+    #[serde(default)]
+    pub target_seq: u64,
+    /// The queue now; absent when the mount has no write-back (then the first line is
+    /// already `done`: every close waited for its upload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_back: Option<WriteBackStatus>,
+}
+
+/// The shortest time between two progress lines of a `sync` answer.
+pub const SYNC_UPDATE_INTERVAL: Duration = Duration::from_millis(200);
+/// A `sync` answer repeats the state at least this often, so a client can tell a slow
+/// queue from a hung daemon (it gives up after [`SYNC_SILENCE_LIMIT`]).
+pub const SYNC_HEARTBEAT: Duration = Duration::from_secs(5);
+/// How long a `sync` client waits for a line before it calls the mount unresponsive.
+pub const SYNC_SILENCE_LIMIT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -94,10 +126,16 @@ pub fn socket_path(mountpoint: &Path) -> PathBuf {
     runtime_dir().join(format!("{}.sock", &hex::encode(digest)[..24]))
 }
 
-/// Serves the control socket until dropped; dropping removes the socket file.
+/// Serves the control socket until dropped; dropping removes the socket file (unless
+/// another mount of the same path has replaced it meanwhile).
 pub struct ControlServer {
     path: PathBuf,
+    /// Device and inode of the socket file this server bound.
+    bound: Option<(u64, u64)>,
     task: tokio::task::JoinHandle<()>,
+    /// Every answer in progress holds a read guard; [`ControlServer::finish`] takes the
+    /// write side to wait for them.
+    sessions: std::sync::Arc<tokio::sync::RwLock<()>>,
 }
 
 impl ControlServer {
@@ -106,6 +144,16 @@ impl ControlServer {
     pub fn start(
         facts: MountFacts,
         metrics: Box<dyn Fn() -> String + Send + Sync>,
+    ) -> Result<ControlServer, ControlError> {
+        Self::start_with_write_back(facts, metrics, None)
+    }
+
+    /// Like [`ControlServer::start`], also reporting the mount's write-back queue in
+    /// `status` and answering `sync`.
+    pub fn start_with_write_back(
+        facts: MountFacts,
+        metrics: Box<dyn Fn() -> String + Send + Sync>,
+        write_back: Option<std::sync::Arc<dyn WriteBackQueue>>,
     ) -> Result<ControlServer, ControlError> {
         let path = socket_path(&facts.mountpoint);
         let bind_err = |source| ControlError::Bind {
@@ -122,7 +170,10 @@ impl ControlServer {
         }
         let listener = UnixListener::bind(&path).map_err(bind_err)?;
         set_mode(&path, 0o600).map_err(bind_err)?;
-        let metrics: std::sync::Arc<dyn Fn() -> String + Send + Sync> = metrics.into();
+        let bound = file_id(&path);
+        let metrics: std::sync::Arc<MetricsFn> = metrics.into();
+        let sessions = std::sync::Arc::new(tokio::sync::RwLock::new(()));
+        let tracker = sessions.clone();
         let task = tokio::spawn(async move {
             loop {
                 let stream = match listener.accept().await {
@@ -135,14 +186,30 @@ impl ControlServer {
                 };
                 let facts = facts.clone();
                 let metrics = metrics.clone();
+                let write_back = write_back.clone();
+                let session = tracker.clone().read_owned().await;
                 tokio::spawn(async move {
-                    if let Err(e) = answer(stream, &facts, metrics.as_ref()).await {
+                    if let Err(e) = answer(stream, &facts, metrics.as_ref(), write_back).await {
                         tracing::debug!(error = %e, "control socket client");
                     }
+                    drop(session);
                 });
             }
         });
-        Ok(ControlServer { path, task })
+        Ok(ControlServer {
+            path,
+            bound,
+            task,
+            sessions,
+        })
+    }
+
+    /// Stops accepting, waits up to `grace` for the answers in progress (a `sync` that
+    /// must still send its final line once the queue is drained), then removes the
+    /// socket.
+    pub async fn finish(self, grace: Duration) {
+        self.task.abort();
+        let _ = tokio::time::timeout(grace, self.sessions.write()).await;
     }
 
     pub fn path(&self) -> &Path {
@@ -153,14 +220,26 @@ impl ControlServer {
 impl Drop for ControlServer {
     fn drop(&mut self) {
         self.task.abort();
-        let _ = std::fs::remove_file(&self.path);
+        // A daemon draining its write-back queue after `umount` may see a new mount of
+        // the same path replace its socket: that one is not ours to remove.
+        if self.bound.is_some() && file_id(&self.path) == self.bound {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
+}
+
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
 }
 
 async fn answer(
     stream: UnixStream,
     facts: &MountFacts,
-    metrics: &(dyn Fn() -> String + Send + Sync),
+    metrics: &MetricsFn,
+    write_back: Option<std::sync::Arc<dyn WriteBackQueue>>,
 ) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
@@ -173,8 +252,10 @@ async fn answer(
         "status" => serde_json::to_string(&StatusReport {
             facts: facts.clone(),
             metrics: metrics(),
+            write_back: write_back.map(|q| q.status()),
         })
         .map_err(std::io::Error::other)?,
+        "sync" => return answer_sync(reader, write, write_back).await,
         other => {
             serde_json::json!({ "error": format!("unknown request '{}'", other.escape_debug()) })
                 .to_string()
@@ -183,6 +264,127 @@ async fn answer(
     write.write_all(reply.as_bytes()).await?;
     write.write_all(b"\n").await?;
     write.shutdown().await
+}
+
+/// Streams [`SyncProgress`] lines until everything queued before the request is settled,
+/// the client goes away, or the queue shuts down (an `error` line).
+async fn answer_sync<R>(
+    mut reader: R,
+    mut write: tokio::net::unix::OwnedWriteHalf,
+    write_back: Option<std::sync::Arc<dyn WriteBackQueue>>,
+) -> std::io::Result<()>
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    async fn send(
+        write: &mut tokio::net::unix::OwnedWriteHalf,
+        line: &impl Serialize,
+    ) -> std::io::Result<()> {
+        let mut text = serde_json::to_string(line).map_err(std::io::Error::other)?;
+        text.push('\n');
+        write.write_all(text.as_bytes()).await
+    }
+    let Some(queue) = write_back else {
+        let line = SyncProgress {
+            done: true,
+            target_seq: 0,
+            write_back: None,
+        };
+        send(&mut write, &line).await?;
+        return write.shutdown().await;
+    };
+    let mut rx = queue.watch();
+    rx.borrow_and_update();
+    let target_seq = queue.status().enqueued_seq;
+    let mut byte = [0u8; 1];
+    let mut last_sent: Option<tokio::time::Instant> = None;
+    loop {
+        let status = queue.status();
+        let done = status.settled_seq >= target_seq;
+        // The final line goes out at once; progress lines at most every interval (a
+        // change not sent now is sent when the interval has passed).
+        let since = last_sent.map(|t| t.elapsed());
+        let due = done || since.is_none_or(|d| d >= SYNC_UPDATE_INTERVAL);
+        if due {
+            let line = SyncProgress {
+                done,
+                target_seq,
+                write_back: Some(status),
+            };
+            send(&mut write, &line).await?;
+            last_sent = Some(tokio::time::Instant::now());
+        }
+        if done {
+            break;
+        }
+        let wait = match since {
+            Some(d) if !due => SYNC_UPDATE_INTERVAL.saturating_sub(d),
+            _ => SYNC_HEARTBEAT,
+        };
+        tokio::select! {
+            res = rx.changed() => if res.is_err() && !queue.status().drained() {
+                let line = serde_json::json!({
+                    "error": "the write-back queue stopped before the files were uploaded; they stay in the store for the next mount",
+                });
+                send(&mut write, &line).await?;
+                break;
+            },
+            // EOF (or anything else) from the client: it is gone.
+            _ = reader.read(&mut byte) => return Ok(()),
+            _ = tokio::time::sleep(wait) => {}
+        }
+        rx.borrow_and_update();
+    }
+    write.shutdown().await
+}
+
+/// Asks the mount behind `socket` to report until every file queued for write-back
+/// before the call is uploaded; `progress` sees every line, the last one is returned.
+/// Waits as long as the mount keeps answering (a line at least every
+/// [`SYNC_HEARTBEAT`]).
+pub async fn sync_write_back(
+    socket: &Path,
+    mut progress: impl FnMut(&SyncProgress),
+) -> Result<SyncProgress, ControlError> {
+    let connect_err = |source| ControlError::Connect {
+        path: socket.to_path_buf(),
+        source,
+    };
+    let protocol = |reason: String| ControlError::Protocol {
+        path: socket.to_path_buf(),
+        reason,
+    };
+    let mut stream = UnixStream::connect(socket).await.map_err(connect_err)?;
+    stream.write_all(b"sync\n").await.map_err(connect_err)?;
+    let mut lines = BufReader::new(stream);
+    loop {
+        let mut text = String::new();
+        let n = tokio::time::timeout(SYNC_SILENCE_LIMIT, lines.read_line(&mut text))
+            .await
+            .map_err(|_| {
+                protocol(format!(
+                    "no word from the mount for {}s",
+                    SYNC_SILENCE_LIMIT.as_secs()
+                ))
+            })?
+            .map_err(|e| protocol(e.to_string()))?;
+        if n == 0 {
+            return Err(protocol(
+                "the ossmount process closed the connection before the uploads were done (did it exit or crash? files it did not upload stay in its write-back store for the next mount)".into(),
+            ));
+        }
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| protocol(format!("bad answer: {e}")))?;
+        if let Some(error) = value.get("error").and_then(|e| e.as_str()) {
+            return Err(protocol(error.to_string()));
+        }
+        let line: SyncProgress =
+            serde_json::from_value(value).map_err(|e| protocol(format!("bad answer: {e}")))?;
+        progress(&line);
+        if line.done {
+            return Ok(line);
+        }
+    }
 }
 
 /// Asks the mount behind `socket` for its status.
@@ -392,6 +594,175 @@ ossmount_credential_refreshes_total{result=\"ok\"} 4
         assert_eq!(a, socket_path(Path::new("/mnt/a")));
         assert_ne!(a, socket_path(Path::new("/mnt/b")));
         assert!(a.starts_with(runtime_dir()));
+    }
+
+    fn facts_for(mountpoint: PathBuf) -> MountFacts {
+        MountFacts {
+            version: "1".into(),
+            pid: std::process::id(),
+            bucket: "b".into(),
+            prefix: String::new(),
+            mountpoint,
+            endpoint: "http://127.0.0.1:1".into(),
+            credentials: "anonymous".into(),
+            read_only: false,
+            mounted_at: now_epoch_secs(),
+        }
+    }
+
+    fn server_with(
+        dir: &tempfile::TempDir,
+        queue: Option<std::sync::Arc<FakeQueue>>,
+    ) -> ControlServer {
+        ControlServer::start_with_write_back(
+            facts_for(dir.path().join("mnt")),
+            Box::new(String::new),
+            queue.map(|q| -> std::sync::Arc<dyn WriteBackQueue> { q }),
+        )
+        .unwrap()
+    }
+
+    use crate::cli::write_back::fake::{FakeQueue, pending, upload_one};
+
+    #[tokio::test]
+    async fn status_reports_the_write_back_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = FakeQueue::new(pending(2));
+        let server = server_with(&dir, Some(queue.clone()));
+        let report = query_status(server.path()).await.unwrap();
+        assert_eq!(report.write_back, Some(pending(2)));
+        let plain = tempfile::tempdir().unwrap();
+        let server = server_with(&plain, None);
+        let report = query_status(server.path()).await.unwrap();
+        assert_eq!(report.write_back, None);
+        // Old clients and servers interoperate: the field is optional both ways.
+        let json = serde_json::to_value(&report).unwrap();
+        assert!(json.get("write_back").is_none());
+        let old: StatusReport = serde_json::from_value(json).unwrap();
+        assert!(old.write_back.is_none());
+    }
+
+    #[tokio::test]
+    async fn sync_waits_for_what_was_queued_before_it_and_no_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = FakeQueue::new(pending(3));
+        let server = server_with(&dir, Some(queue.clone()));
+        let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
+        let client = tokio::spawn({
+            let path = server.path().to_path_buf();
+            async move {
+                sync_write_back(&path, |p| {
+                    let _ = seen_tx.send(p.clone());
+                })
+                .await
+            }
+        });
+        let first = seen_rx.recv().await.unwrap();
+        assert!(!first.done);
+        assert_eq!(first.target_seq, 3);
+        // Two more files queued after the request, then the first three uploaded.
+        queue.update(|s| {
+            s.pending_files += 2;
+            s.pending_bytes += 2 * 16384;
+            s.enqueued_seq += 2;
+        });
+        for _ in 0..3 {
+            queue.update(upload_one);
+        }
+        let last = client.await.unwrap().unwrap();
+        assert!(last.done);
+        let status = last.write_back.unwrap();
+        assert_eq!(status.settled_seq, 3);
+        assert_eq!(status.pending_files, 2);
+        while let Ok(line) = seen_rx.try_recv() {
+            assert!(line.write_back.unwrap().settled_seq <= 3);
+        }
+    }
+
+    #[test]
+    fn finish_lets_a_sync_send_its_final_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = FakeQueue::new(pending(1));
+        // The daemon's runtime, dropped like a process that exits; the client has its own.
+        let daemon = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = daemon.block_on(async { server_with(&dir, Some(queue.clone())) });
+        let path = server.path().to_path_buf();
+        let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+        let client = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(sync_write_back(&path, |p| seen_tx.send(p.done).unwrap()))
+        });
+        assert!(!seen_rx.recv().unwrap());
+        // The drain ends with the last upload, and the daemon shuts down at once.
+        queue.update(upload_one);
+        daemon.block_on(server.finish(Duration::from_secs(10)));
+        drop(daemon);
+        let last = client.join().unwrap().unwrap();
+        assert!(last.done);
+        assert_eq!(last.write_back.unwrap().settled_seq, 1);
+    }
+
+    #[tokio::test]
+    async fn sync_without_write_back_is_done_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = server_with(&dir, None);
+        let mut lines = 0;
+        let last = sync_write_back(server.path(), |_| lines += 1)
+            .await
+            .unwrap();
+        assert!(last.done);
+        assert_eq!(last.write_back, None);
+        assert_eq!(lines, 1);
+    }
+
+    #[tokio::test]
+    async fn sync_fails_when_the_queue_or_the_daemon_goes_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = FakeQueue::new(pending(1));
+        let server = server_with(&dir, Some(queue.clone()));
+        let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
+        let client = tokio::spawn({
+            let path = server.path().to_path_buf();
+            async move { sync_write_back(&path, |_| seen_tx.send(()).unwrap()).await }
+        });
+        seen_rx.recv().await.unwrap();
+        queue.close();
+        let err = client.await.unwrap().unwrap_err().to_string();
+        assert!(err.contains("write-back queue stopped"), "{err}");
+
+        // A daemon that dies mid-way: one progress line, then the connection closes.
+        let path = dir.path().join("dying.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 5];
+            stream.read_exact(&mut request).await.unwrap();
+            assert_eq!(&request, b"sync\n");
+            let line = SyncProgress {
+                done: false,
+                target_seq: 1,
+                write_back: Some(pending(1)),
+            };
+            let text = serde_json::to_string(&line).unwrap() + "\n";
+            stream.write_all(text.as_bytes()).await.unwrap();
+        });
+        let err = sync_write_back(&path, |_| {})
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("closed the connection before"), "{err}");
+        server.await.unwrap();
+        let err = sync_write_back(&dir.path().join("none.sock"), |_| {})
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ControlError::Connect { .. }), "{err}");
     }
 
     #[tokio::test]

@@ -45,6 +45,22 @@ pub const FUSE_OP_SECONDS: &str = "ossmount_fuse_op_duration_seconds";
 pub const FUSE_BYTES_READ: &str = "ossmount_fuse_bytes_read_total";
 /// Counter: bytes accepted from applications by write().
 pub const FUSE_BYTES_WRITTEN: &str = "ossmount_fuse_bytes_written_total";
+/// Counter: write-back upload attempts that failed (each is retried).
+pub const WRITE_BACK_UPLOAD_ERRORS: &str = "ossmount_write_back_upload_errors_total";
+
+/// Gauge: files closed under `--write-back` and not yet on the server (issue 18).
+pub const WRITE_BACK_PENDING_FILES: &str = "ossmount_write_back_pending_files";
+/// Gauge: bytes of those files' local copies in the write-back store.
+pub const WRITE_BACK_PENDING_BYTES: &str = "ossmount_write_back_pending_bytes";
+/// Gauge: age in seconds of the oldest pending file (0 when none is pending).
+pub const WRITE_BACK_OLDEST_PENDING_SECONDS: &str = "ossmount_write_back_oldest_pending_seconds";
+/// Counter: files kept in the store's `conflicts/` because the object changed on the
+/// server (since the store was created).
+pub const WRITE_BACK_CONFLICTS: &str = "ossmount_write_back_conflicts_total";
+/// Counter: write-back uploads completed since the mount started.
+pub const WRITE_BACK_UPLOADED_FILES: &str = "ossmount_write_back_uploaded_files_total";
+/// Gauge: pending files whose last upload attempt failed (they are retried).
+pub const WRITE_BACK_FAILING_FILES: &str = "ossmount_write_back_failing_files";
 
 /// Errors installing the metrics recorder/exporter.
 #[derive(Debug, thiserror::Error)]

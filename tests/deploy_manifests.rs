@@ -227,6 +227,13 @@ fn grafana_dashboard_charts_the_declared_metrics() {
         m::FUSE_OP_SECONDS,
         m::FUSE_BYTES_READ,
         m::FUSE_BYTES_WRITTEN,
+        m::WRITE_BACK_PENDING_FILES,
+        m::WRITE_BACK_PENDING_BYTES,
+        m::WRITE_BACK_OLDEST_PENDING_SECONDS,
+        m::WRITE_BACK_CONFLICTS,
+        m::WRITE_BACK_UPLOADED_FILES,
+        m::WRITE_BACK_FAILING_FILES,
+        m::WRITE_BACK_UPLOAD_ERRORS,
     ]
     .into();
     let text = std::fs::read_to_string(deploy("grafana/ossmount-dashboard.json")).unwrap();

@@ -1,7 +1,7 @@
 //! The command line, declared with clap's derive API.
 //!
 //! Shape: `ossmount [OPTIONS] BUCKET[:PREFIX/] MOUNTPOINT` mounts; subcommands do the
-//! rest (`regions`, `cleanup`, `man`, `completions`, `status`, `csi`). Subcommands and the mount
+//! rest (`regions`, `cleanup`, `man`, `completions`, `status`, `sync`, `csi`). Subcommands and the mount
 //! positionals conflict (`args_conflicts_with_subcommands`), so a bucket that happens to
 //! be named like a subcommand is written with an explicit empty prefix: `ossmount man: /mnt`.
 //!
@@ -40,7 +40,8 @@ closed (multipart for large files), with CRC64 checks on every transfer.
 
 Without -f, ossmount detaches after the mount is ready (like mount(8) helpers) and logs to \
 --log-file or syslog. Stop it with `umount MOUNTPOINT` or SIGTERM: in-flight uploads are \
-finished first. SIGUSR1 writes the metrics (Prometheus text) to the log.
+finished first; with --write-back the process keeps running after the unmount until its \
+write-back queue is uploaded (a second SIGTERM exits at once, leaving the rest in the store). SIGUSR1 writes the metrics (Prometheus text) to the log.
 
 Options may also be given fstab-style with -o, e.g. -o region=cn-hangzhou,internal,ro; \
 command-line flags win over -o.";
@@ -70,7 +71,12 @@ Environment:
   OSS_ACCESS_KEY_ID, OSS_ACCESS_KEY_SECRET, OSS_SESSION_TOKEN   credentials
   OSSMOUNT_LOG   log filter (tracing EnvFilter syntax), e.g. info,ossmount::client=debug
 
-Exit status: 0 when mounted (or the subcommand succeeded), 1 on any error, 2 on usage errors.";
+  Wait until every file written so far to a --write-back mount is uploaded:
+    ossmount sync /mnt/oss
+
+Exit status: 0 when mounted (or the subcommand succeeded), 1 on any error, 2 on usage errors,
+3 when a --write-back mount was stopped by a second SIGTERM/SIGINT before its queue drained
+(the rest stays in the write-back store; the next mount with the same store uploads it).";
 
 /// The whole command line.
 #[derive(Debug, Parser)]
@@ -115,6 +121,8 @@ pub enum Command {
     },
     /// Show a running mount's endpoint, credential source, cache, uploads and errors.
     Status(StatusArgs),
+    /// Wait until every file closed on a --write-back mount so far is uploaded.
+    Sync(SyncArgs),
     /// Run the CSI node plugin (Kubernetes): serve Identity and Node on a Unix socket.
     Csi(CsiArgs),
 }
@@ -160,6 +168,18 @@ pub struct StatusArgs {
     /// Print the full report as JSON (facts and the metrics text).
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SyncArgs {
+    /// The mountpoint of a running ossmount mount (also while it uploads after umount).
+    #[arg(value_name = "MOUNTPOINT")]
+    pub mountpoint: PathBuf,
+
+    /// Give up after this long (exit 1; the uploads go on). Default: wait as long as the
+    /// mount keeps answering.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
 }
 
 /// The clap command, for man pages, completions and tests.

@@ -47,6 +47,20 @@ pub enum CliError {
     /// `ossmount status` could not get a report.
     #[error("{0}")]
     Status(String),
+    /// `ossmount sync` could not wait for the queue.
+    #[error("{0}")]
+    Sync(String),
+    /// A second stop signal ended the daemon before its write-back queue drained.
+    #[error(
+        "stopped before the write-back queue drained: {files} files ({size}) stay in the store {store} and the next mount with the same store uploads them",
+        size = crate::config::units::format_size(*bytes),
+        store = store.display()
+    )]
+    WriteBackLeft {
+        files: u64,
+        bytes: u64,
+        store: std::path::PathBuf,
+    },
     /// The CSI plugin could not start or stopped with an error.
     #[error(transparent)]
     Csi(#[from] CsiError),
@@ -57,6 +71,15 @@ impl CliError {
         CliError::Store {
             context: context.into(),
             source,
+        }
+    }
+
+    /// The process exit status for this error: 1, or
+    /// [`super::serve::EXIT_WRITE_BACK_LEFT`] when files were left in the write-back store.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::WriteBackLeft { .. } => super::serve::EXIT_WRITE_BACK_LEFT,
+            _ => 1,
         }
     }
 

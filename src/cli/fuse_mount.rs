@@ -15,6 +15,8 @@ use crate::mount_check::{MountpointError, find_mount, lazy_unmount};
 use crate::read::ReadConfig;
 use crate::store::ObjectStore;
 use crate::write::UploadConfig;
+use crate::write_back::recovery::recover;
+use crate::write_back::{WriteBackQueue, WriteBackStatus, WriteBackStore, default_max_size};
 
 use super::error::CliError;
 use super::serve::MountedFilesystem;
@@ -25,11 +27,16 @@ pub async fn mount(
     store: Arc<dyn ObjectStore>,
 ) -> Result<Box<dyn MountedFilesystem>, CliError> {
     let fs_config = fs_config(config)?;
-    let fs = Arc::new(Filesystem::new(
-        store,
-        fs_config,
-        tokio::runtime::Handle::current(),
-    ));
+    let fs = if config.tuning.write_back {
+        let wb = open_write_back(config, &store, &fs_config).await?;
+        Filesystem::with_write_back(store, fs_config, tokio::runtime::Handle::current(), wb)
+    } else {
+        Arc::new(Filesystem::new(
+            store,
+            fs_config,
+            tokio::runtime::Handle::current(),
+        ))
+    };
     // The mount table shows the canonical path; compare against that later.
     let mountpoint = std::fs::canonicalize(&config.mountpoint).map_err(|source| {
         CliError::Mountpoint(MountpointError::Io {
@@ -59,6 +66,54 @@ pub async fn mount(
         fsname,
         unmounted_externally: false,
     }))
+}
+
+/// The directory of the write-back store: `--cache-dir`/write-back when given, else one
+/// per endpoint, bucket and prefix under /var/cache/ossmount.
+pub fn write_back_dir(config: &Config) -> PathBuf {
+    match &config.tuning.cache_dir {
+        Some(dir) => dir.join("write-back"),
+        None => {
+            let e = &config.endpoint;
+            let endpoint = e
+                .endpoint
+                .clone()
+                .or_else(|| e.region.clone())
+                .unwrap_or_default();
+            WriteBackStore::default_dir(&endpoint, &config.bucket, &config.prefix)
+        }
+    }
+}
+
+/// Opens (locks) the write-back store and finishes what a previous mount left in it,
+/// before anything is mounted (see `crate::write_back::recovery`).
+async fn open_write_back(
+    config: &Config,
+    store: &Arc<dyn ObjectStore>,
+    fs_config: &FsConfig,
+) -> Result<Arc<WriteBackStore>, CliError> {
+    let dir = write_back_dir(config);
+    let max = config
+        .tuning
+        .write_back_max_size
+        .unwrap_or_else(|| default_max_size(&dir));
+    let (wb, live) = WriteBackStore::open(&dir, max).map_err(|e| {
+        CliError::Mount(format!(
+            "cannot open the write-back store {}: {e}",
+            dir.display()
+        ))
+    })?;
+    if wb.on_tmpfs() {
+        tracing::warn!(
+            store = %dir.display(),
+            "the write-back store is on tmpfs: pending uploads survive a crash of ossmount, not a reboot"
+        );
+    }
+    tracing::info!(store = %dir.display(), max_size = max, "write-back on");
+    recover(&wb, store.clone(), &fs_config.upload, live)
+        .await
+        .map_err(|e| CliError::Mount(e.to_string()))?;
+    Ok(Arc::new(wb))
 }
 
 /// The filesystem settings for `config`.
@@ -122,6 +177,24 @@ struct FuseMount {
     unmounted_externally: bool,
 }
 
+/// The write-back queue together with the filesystem its uploader works for. The
+/// uploader holds the filesystem weakly, so that dropping a mount stops it; the drain
+/// after `umount` needs it to go on, so whoever watches the queue keeps the filesystem
+/// alive (the FUSE session has dropped its reference by then).
+struct DrainHandle {
+    queue: Arc<dyn WriteBackQueue>,
+    _fs: Arc<Filesystem>,
+}
+
+impl WriteBackQueue for DrainHandle {
+    fn status(&self) -> WriteBackStatus {
+        self.queue.status()
+    }
+    fn watch(&self) -> tokio::sync::watch::Receiver<WriteBackStatus> {
+        self.queue.watch()
+    }
+}
+
 /// How often the mount table is checked for an external `umount`.
 const UNMOUNT_POLL: Duration = Duration::from_millis(500);
 
@@ -172,6 +245,14 @@ impl MountedFilesystem for FuseMount {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })
+    }
+
+    fn write_back(&self) -> Option<Arc<dyn WriteBackQueue>> {
+        let queue = self.fs.write_back_queue()?;
+        Some(Arc::new(DrainHandle {
+            queue,
+            _fs: self.fs.clone(),
+        }))
     }
 
     fn unmount(mut self: Box<Self>) -> Result<(), String> {

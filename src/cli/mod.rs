@@ -11,6 +11,8 @@ pub mod helper;
 pub mod run;
 pub mod serve;
 pub mod status;
+pub mod sync;
+pub mod write_back;
 
 pub use error::CliError;
 pub use run::main_with_args;

@@ -79,6 +79,7 @@ pub fn main_with_args(argv: Vec<OsString>) -> ExitCode {
         }
         Some(Command::Regions(r)) => run_regions(&r),
         Some(Command::Status(s)) => super::status::run_status(&s),
+        Some(Command::Sync(s)) => super::sync::run_sync(&s),
         Some(Command::Csi(c)) => crate::csi::run_plugin(&c).map_err(CliError::from),
         None if cli.list_regions => run_regions(&RegionsArgs {
             connection: cli.mount.connection.clone(),
@@ -138,7 +139,7 @@ fn redact(text: &str, secrets: &[String]) -> String {
 
 fn fail(e: &CliError) -> ExitCode {
     eprintln!("ossmount: {}", e.render());
-    ExitCode::FAILURE
+    ExitCode::from(e.exit_code())
 }
 
 fn print_man_page() -> Result<(), CliError> {
@@ -222,14 +223,36 @@ async fn mount_async(config: &Config, notifier: &mut ReadyNotifier) -> Result<()
         endpoint = %conn.endpoint.config.base_url(),
         "mounted"
     );
-    let control = start_control_socket(config, &conn, &metrics);
+    let write_back = fs.write_back();
+    let write_back_metrics = write_back.clone().map(super::write_back::spawn_metrics);
+    let control = start_control_socket(config, &conn, &metrics, write_back);
     notifier.ready();
-    let reason = super::serve::serve_until_stopped(fs, signals, Some(metrics))
+    // The control socket stays up until the write-back queue is drained (or abandoned),
+    // so `ossmount status` and `ossmount sync` work after `umount`.
+    let stopped = super::serve::serve_until_stopped(fs, signals, Some(metrics))
         .await
         .map_err(|e| CliError::Mount(format!("unmount failed: {e}")))?;
-    drop(control);
-    tracing::info!(?reason, "ossmount exiting");
-    Ok(())
+    if let Some(control) = control {
+        // A drained queue completes every `ossmount sync` waiting on it: let them send
+        // their final line. After an abandoned drain they could only wait in vain.
+        let grace = match stopped.write_back_left {
+            None => Duration::from_secs(2),
+            Some(_) => Duration::ZERO,
+        };
+        control.finish(grace).await;
+    }
+    if let Some(task) = write_back_metrics {
+        task.abort();
+    }
+    tracing::info!(reason = ?stopped.reason, "ossmount exiting");
+    match stopped.write_back_left {
+        Some(left) => Err(CliError::WriteBackLeft {
+            files: left.pending_files,
+            bytes: left.pending_bytes,
+            store: left.store_dir,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// The per-mount control socket `ossmount status` talks to ([`crate::control`]). A mount
@@ -238,6 +261,7 @@ fn start_control_socket(
     config: &Config,
     conn: &connect::Connection,
     metrics: &metrics_exporter_prometheus::PrometheusHandle,
+    write_back: Option<std::sync::Arc<dyn crate::write_back::WriteBackQueue>>,
 ) -> Option<crate::control::ControlServer> {
     let mountpoint = std::fs::canonicalize(&config.mountpoint).unwrap_or(config.mountpoint.clone());
     let facts = crate::control::MountFacts {
@@ -252,7 +276,11 @@ fn start_control_socket(
         mounted_at: crate::control::now_epoch_secs(),
     };
     let handle = metrics.clone();
-    match crate::control::ControlServer::start(facts, Box::new(move || handle.render())) {
+    match crate::control::ControlServer::start_with_write_back(
+        facts,
+        Box::new(move || handle.render()),
+        write_back,
+    ) {
         Ok(server) => {
             tracing::debug!(socket = %server.path().display(), "control socket ready");
             Some(server)

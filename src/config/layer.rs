@@ -69,6 +69,8 @@ const KNOWN_OPTIONS: &[&str] = &[
     "max_concurrency",
     "read_ahead",
     "direct_io",
+    "write_back",
+    "write_back_max_size",
     "log_file",
     "metrics_addr",
     "debug",
@@ -163,6 +165,8 @@ impl OptionLayer {
                     Some(_) => parsed(opt, str::parse)?,
                 })
             }
+            "write_back" => t.write_back = flag(opt)?,
+            "write_back_max_size" => t.write_back_max_size = Some(parsed(opt, parse_size)?),
             "log_file" => l.log_file = Some(value(opt)?.into()),
             "metrics_addr" => {
                 l.metrics_addr = Some(parsed(opt, |s| {
@@ -303,6 +307,8 @@ pub(super) fn merge_tuning(cli: &TuningArgs, o: &TuningArgs) -> TuningArgs {
         max_concurrency: cli.max_concurrency.or(o.max_concurrency),
         read_ahead: cli.read_ahead.or(o.read_ahead),
         direct_io: cli.direct_io.or(o.direct_io),
+        write_back: cli.write_back || o.write_back,
+        write_back_max_size: cli.write_back_max_size.or(o.write_back_max_size),
     }
 }
 

@@ -160,6 +160,10 @@ pub struct TuningConfig {
     /// Kernel readahead in bytes.
     pub read_ahead: u64,
     pub direct_io: options::DirectIo,
+    /// Durable write-back (`--write-back`, see [`crate::write_back`]).
+    pub write_back: bool,
+    /// Bound of the write-back store; None: a default from its filesystem's free space.
+    pub write_back_max_size: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -309,6 +313,8 @@ impl Config {
                 max_concurrency,
                 read_ahead,
                 direct_io: tuning.direct_io.unwrap_or_default(),
+                write_back: tuning.write_back,
+                write_back_max_size: tuning.write_back_max_size,
             },
             logging: LoggingConfig {
                 log_file: logging.log_file.as_deref().map(absolute).transpose()?,
@@ -404,6 +410,14 @@ impl Config {
                 self.endpoint.retries
             ),
         ];
+        if t.write_back {
+            lines.push(format!(
+                "write-back: on (close returns before the upload), store max size {}",
+                t.write_back_max_size
+                    .map(format_size)
+                    .unwrap_or_else(|| "from free space".to_string())
+            ));
+        }
         if !self.ignored_options.is_empty() {
             lines.push(format!(
                 "ignored mount options: {}",

@@ -265,6 +265,22 @@ pub struct TuningArgs {
     /// never. Use `never` for programs that read large files in small pieces.
     #[arg(long, value_name = "WHEN", help_heading = "Tuning")]
     pub direct_io: Option<DirectIo>,
+
+    /// Durable write-back: close returns once the file is in a local store (data and a
+    /// journal record fsync'd), uploads run in the background and resume after a crash
+    /// or restart (the next mount with the same store finishes them first). Trades:
+    /// upload errors after close are reported by fsync, the log, metrics and `ossmount
+    /// status`, not by close; other clients see a file only once it is uploaded. The
+    /// store is --cache-dir/write-back when --cache-dir is given, else a directory per
+    /// bucket, prefix and endpoint under /var/cache/ossmount.
+    #[arg(long, help_heading = "Tuning")]
+    pub write_back: bool,
+
+    /// With --write-back: bound of the local store, e.g. 20G (default: from the free space
+    /// of its filesystem). Writers wait while it is full; a write that can never fit gets
+    /// ENOSPC.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = "Tuning")]
+    pub write_back_max_size: Option<u64>,
 }
 
 /// Logs and metrics.

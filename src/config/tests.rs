@@ -337,3 +337,45 @@ fn readdir_check_size_from_flag_and_option() {
     );
     assert!(with(&["-o", "readdir_check_size=big"]).is_err());
 }
+
+#[test]
+fn write_back_from_flag_and_option() {
+    let c = resolve(&["--region", "cn-hangzhou", "bkt", "/mnt/x"]).unwrap();
+    assert!(!c.tuning.write_back, "off by default");
+    assert_eq!(c.tuning.write_back_max_size, None);
+    let c = resolve(&[
+        "--region",
+        "cn-hangzhou",
+        "--write-back",
+        "--write-back-max-size",
+        "2G",
+        "bkt",
+        "/mnt/x",
+    ])
+    .unwrap();
+    assert!(c.tuning.write_back);
+    assert_eq!(c.tuning.write_back_max_size, Some(2 << 30));
+    assert!(
+        c.describe_options()
+            .iter()
+            .any(|l| l.starts_with("write-back: on"))
+    );
+    let c = resolve(&[
+        "-o",
+        "region=cn-hangzhou,write_back,write_back_max_size=512M",
+        "bkt",
+        "/mnt/x",
+    ])
+    .unwrap();
+    assert!(c.tuning.write_back);
+    assert_eq!(c.tuning.write_back_max_size, Some(512 << 20));
+    assert!(
+        resolve(&[
+            "-o",
+            "region=cn-hangzhou,write_back_max_size=lots",
+            "bkt",
+            "/mnt/x"
+        ])
+        .is_err()
+    );
+}

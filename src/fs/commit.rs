@@ -85,8 +85,10 @@ impl Filesystem {
         let result: PutResult = match std::mem::replace(&mut h.state, WriteState::Clean) {
             WriteState::Clean if h.new_content || node.local => {
                 size = 0;
+                let mut opts = self.upload_opts(ino);
+                opts.forbid_overwrite = h.forbid_overwrite;
                 self.store
-                    .put_object(&key, Bytes::new().into(), &self.upload_opts(ino))
+                    .put_object(&key, Bytes::new().into(), &opts)
                     .await
                     .map_err(|e| FsError::store("PutObject", &key, e))?
             }
@@ -207,7 +209,8 @@ impl Filesystem {
         if let Err(e) = file.settle().await {
             return Err(h.upload_failed(e));
         }
-        let opts = self.upload_opts(ino);
+        let mut opts = self.upload_opts(ino);
+        opts.forbid_overwrite = h.forbid_overwrite;
         let r = upload_file(
             self.store.clone(),
             &self.upload_cfg,

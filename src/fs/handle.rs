@@ -107,7 +107,7 @@ impl Filesystem {
 
     /// A writable handle of `ino` is gone: the last one drops the inode's write side (an
     /// unfinished streaming upload is aborted, the local copy deleted).
-    async fn detach_side(&self, ino: Ino) {
+    pub(super) async fn detach_side(&self, ino: Ino) {
         if let Some(side) = self.local_copies.detach(ino) {
             side.lock().await.abort_streaming().await;
         }
@@ -368,6 +368,20 @@ impl Filesystem {
         };
         h.writers.wrote(pid);
         let mut ws = side.lock().await;
+        // Write-back: room in the store first (waits while it is full, without the side
+        // locked; ENOSPC when the write can never fit: nothing is written, the file stays
+        // as it was).
+        let end = offset + data.len() as u64;
+        let need = self.wb_needed(&ws, end);
+        if need > 0 {
+            drop(ws);
+            let r = self.wb_reserve(h.ino, need).await?;
+            ws = side.lock().await;
+            match &mut ws.wb_reserved {
+                Some(held) => held.merge(r),
+                None => ws.wb_reserved = Some(r),
+            }
+        }
         if let Err(e) = ws.write(self, offset, &data, h.append).await {
             // All or nothing (see `WriteSide::fail`).
             return Err(ws.fail(offset, e).await);
@@ -417,6 +431,10 @@ impl Filesystem {
         let Some(side) = h.side.clone().filter(|_| h.writable) else {
             return Ok(());
         };
+        if self.write_back.is_some() {
+            // Journaled, uploaded in the background (see `write_back`).
+            return self.wb_journal(&mut *side.lock().await).await.map(|_| ());
+        }
         let result = self.commit(&mut *side.lock().await).await;
         if !matches!(result, Ok(false)) {
             h.reader = None;
@@ -424,9 +442,22 @@ impl Filesystem {
         result.map(|_| ())
     }
 
-    /// FUSE fsync: same as flush (data is durable only once in OSS).
+    /// FUSE fsync: same as flush (data is durable only once in OSS); with write-back it
+    /// also waits for the file's upload and returns its error (see `write_back`).
     pub async fn fsync(&self, fh: u64) -> FsResult<()> {
-        self.flush(fh).await
+        if self.write_back.is_none() {
+            return self.flush(fh).await;
+        }
+        let file = self.handle(fh)?;
+        let (ino, seq) = {
+            let h = file.handle.lock().await;
+            let seq = match h.side.clone().filter(|_| h.writable) {
+                Some(side) => self.wb_journal(&mut *side.lock().await).await?,
+                None => None,
+            };
+            (h.ino, seq)
+        };
+        self.wb_wait(ino, seq).await
     }
 
     /// FUSE release: commits what is still pending and forgets the handle. The handle
@@ -476,6 +507,11 @@ impl Filesystem {
                 n.attr.mtime = now;
                 n.attr.ctime = now;
             });
+            if self.wb_pending(ino) {
+                // A pending file no handle may close again: its new content is
+                // journaled now.
+                self.wb_journal(&mut ws).await?;
+            }
             return Ok(());
         }
         // No open writer: rewrite the object now.

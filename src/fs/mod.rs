@@ -69,6 +69,7 @@ mod special;
 mod staging_file;
 mod symlink;
 mod walk;
+mod write_back;
 mod write_state;
 
 use std::collections::HashMap;
@@ -225,6 +226,8 @@ pub struct Filesystem {
     meta_pending: Mutex<std::collections::HashSet<Ino>>,
     /// mtime of directories without a marker object.
     mounted_at: SystemTime,
+    /// The durable write-back queue, with `--write-back` (see `write_back`).
+    write_back: Option<Arc<crate::write_back::Queue>>,
 }
 
 impl std::fmt::Debug for Filesystem {
@@ -274,7 +277,29 @@ impl Filesystem {
             next_fh: AtomicU64::new(1),
             meta_pending: Mutex::new(std::collections::HashSet::new()),
             mounted_at: SystemTime::now(),
+            write_back: None,
         }
+    }
+
+    /// A filesystem with durable write-back into `wb` (see `write_back`): its uploader
+    /// runs on `rt` until the filesystem is dropped. The store's recovered records must
+    /// have been finished first (`crate::write_back::recovery`).
+    pub fn with_write_back(
+        store: Arc<dyn ObjectStore>,
+        cfg: FsConfig,
+        rt: Handle,
+        wb: Arc<crate::write_back::WriteBackStore>,
+    ) -> Arc<Self> {
+        let mut fs = Filesystem::new(store, cfg, rt.clone());
+        let queue = crate::write_back::Queue::new(wb);
+        fs.write_back = Some(queue.clone());
+        let fs = Arc::new(fs);
+        rt.spawn(crate::write_back::uploader::run(
+            queue,
+            Arc::downgrade(&fs),
+            crate::write_back::uploader::DEFAULT_PARALLEL,
+        ));
+        fs
     }
 
     pub fn config(&self) -> &FsConfig {
@@ -372,6 +397,15 @@ impl Filesystem {
     ) -> FsResult<Attr> {
         self.check_writable()?;
         Err(FsError::NotPermitted("hard links are not supported by OSS"))
+    }
+}
+
+impl Drop for Filesystem {
+    fn drop(&mut self) {
+        // Lets the uploader notice the filesystem is gone (see `write_back`).
+        if let Some(q) = &self.write_back {
+            q.wake();
+        }
     }
 }
 

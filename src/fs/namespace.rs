@@ -36,6 +36,7 @@ use super::inode::ROOT_INO;
 use super::symlink::MAX_LINK_TEXT;
 use super::write_state::{WriteSide, WriteState};
 use super::{Attr, Ctx, Filesystem, FsResult, names};
+use crate::write_back::JournalRecord;
 
 const DIR_COPY_PARALLELISM: usize = 16;
 
@@ -49,6 +50,18 @@ impl Filesystem {
             return Err(FsError::IsDir);
         }
         let key = self.inodes.key_of(ino).ok_or(FsError::NotFound)?;
+        // A pending write-back upload of the file finishes first (see `write_back`): its
+        // object must not land after the delete.
+        let side = match self.local_copies.get(ino) {
+            Some(side) if self.wb_pending(ino) => Some(side.lock_owned().await),
+            _ => None,
+        };
+        let node = match side {
+            Some(_) => self.inodes.get(ino).ok_or(FsError::NotFound)?,
+            None => node,
+        };
+        self.wb_record(ino, JournalRecord::Unlink { key: key.clone() })
+            .await?;
         if !node.local {
             self.store
                 .delete_object(&key)
@@ -56,6 +69,7 @@ impl Filesystem {
                 .map_err(|e| FsError::store("DeleteObject", &key, e))?;
         }
         self.inodes.remove_child(parent, name);
+        drop(side);
         self.cache.invalidate_key(&key);
         self.dir_entries_changed(parent, 0);
         Ok(())
@@ -125,6 +139,33 @@ impl Filesystem {
             Some(side) if snode.attr.kind == FileKind::File => Some(side.lock_owned().await),
             _ => None,
         };
+        // A write-back upload may have landed while waiting for the lock.
+        let snode = match pending {
+            Some(_) => self.inodes.get(sino).ok_or(FsError::NotFound)?,
+            None => snode,
+        };
+        // Write-back: pending files below a moved directory wait (their uploads in
+        // flight finish first, none starts) until the tree moved.
+        let _below = match snode.attr.kind {
+            FileKind::Dir => self.wb_lock_below(&src_key).await,
+            _ => Vec::new(),
+        };
+        if snode.attr.kind == FileKind::Dir {
+            self.wb_record_dir_rename(&src_key, &dst_key).await?;
+        } else if self.wb_pending(sino) {
+            self.wb_record(
+                sino,
+                JournalRecord::Rename {
+                    from: src_key.clone(),
+                    to: dst_key.clone(),
+                },
+            )
+            .await?;
+            if let Some(ws) = pending.as_deref_mut() {
+                // Whatever is at the new name is replaced knowingly.
+                ws.wb_expect_any = true;
+            }
+        }
         match snode.attr.kind {
             // A special file is an empty object with no pending data: a copy and a delete.
             FileKind::File | FileKind::Special(_) => {

@@ -75,6 +75,8 @@ impl Filesystem {
             if node.writers > 0 {
                 lock(&self.meta_pending).insert(ino);
             }
+            // A pending write-back upload carries it (see `write_back`).
+            self.wb_set_meta(ino).await?;
             return Ok(attr);
         }
         self.persist_attr(ino, &attr).await?;

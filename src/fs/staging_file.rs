@@ -13,6 +13,12 @@
 //!
 //! Positional I/O runs on tokio's blocking pool (`spawn_blocking`), never on the async
 //! worker threads.
+//!
+//! With `--write-back` the file is a data file of the write-back store instead
+//! ([`StagingFile::durable`]): it survives the process (a crash must not lose it). The
+//! staging file holds a [`DataPin`] on it, so the store keeps it while it is in use;
+//! the store deletes it once it is neither pinned nor named by an unsettled journal
+//! record.
 
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -22,14 +28,47 @@ use futures::StreamExt;
 use tempfile::NamedTempFile;
 
 use crate::store::ObjectStore;
+use crate::write_back::DataPin;
 
 use super::FsResult;
 use super::error::FsError;
 
+/// Where a staging file's bytes live.
+#[derive(Debug)]
+enum Backing {
+    /// Deleted when dropped.
+    Temp(NamedTempFile),
+    /// A write-back store data file (see the module docs).
+    Durable(DurableFile),
+}
+
+#[derive(Debug)]
+struct DurableFile {
+    file: std::fs::File,
+    path: PathBuf,
+    /// Keeps the store from deleting the file while it is used (see the module docs).
+    pin: DataPin,
+}
+
+impl Backing {
+    fn as_file(&self) -> &std::fs::File {
+        match self {
+            Backing::Temp(t) => t.as_file(),
+            Backing::Durable(d) => &d.file,
+        }
+    }
+    fn path(&self) -> &Path {
+        match self {
+            Backing::Temp(t) => t.path(),
+            Backing::Durable(d) => &d.path,
+        }
+    }
+}
+
 /// A local file holding the whole content of one open file.
 #[derive(Debug)]
 pub(crate) struct StagingFile {
-    file: Arc<NamedTempFile>,
+    file: Arc<Backing>,
     size: u64,
     /// Writes handed to the blocking pool and not yet known to be done
     /// ([`StagingFile::write_behind`]): their bytes are still read from here.
@@ -75,11 +114,29 @@ impl StagingFile {
         })
         .await?;
         Ok(StagingFile {
-            file: Arc::new(file),
+            file: Arc::new(Backing::Temp(file)),
             size: 0,
             behind: std::collections::VecDeque::new(),
             behind_bytes: 0,
         })
+    }
+
+    /// An empty write-back store data file at `path`, open as `file`, pinned by `pin`.
+    pub(crate) fn durable(file: std::fs::File, path: PathBuf, pin: DataPin) -> StagingFile {
+        StagingFile {
+            file: Arc::new(Backing::Durable(DurableFile { file, path, pin })),
+            size: 0,
+            behind: std::collections::VecDeque::new(),
+            behind_bytes: 0,
+        }
+    }
+
+    /// The write-back data file id, for a durable file.
+    pub(crate) fn data_id(&self) -> Option<u64> {
+        match &*self.file {
+            Backing::Durable(d) => Some(d.pin.data_id()),
+            Backing::Temp(_) => None,
+        }
     }
 
     /// A staging file with the content of `key` (exactly `size` bytes, ETag `etag`).
@@ -90,7 +147,19 @@ impl StagingFile {
         etag: &str,
         size: u64,
     ) -> FsResult<StagingFile> {
-        let mut f = StagingFile::create(dir).await?;
+        let f = StagingFile::create(dir).await?;
+        f.fill_from(store, key, etag, size).await
+    }
+
+    /// Downloads `key` (exactly `size` bytes, ETag `etag`) into this empty file.
+    pub(crate) async fn fill_from(
+        self,
+        store: &dyn ObjectStore,
+        key: &str,
+        etag: &str,
+        size: u64,
+    ) -> FsResult<StagingFile> {
+        let mut f = self;
         if size == 0 {
             return Ok(f);
         }

@@ -121,6 +121,18 @@ pub(super) struct WriteSide {
     /// downloaded, and a commit in `Clean` uploads an empty object.
     pub(super) new_content: bool,
     pub(super) state: WriteState,
+    /// Write-back (see `write_back`): what the state holds is journaled (no write or
+    /// truncate since the last `Put` record).
+    pub(super) wb_journaled: bool,
+    /// Write-back: the next upload replaces whatever the server has (a rename onto an
+    /// existing name), no conflict check.
+    pub(super) wb_expect_any: bool,
+    /// Write-back: store space reserved for bytes written since the last `Put` record
+    /// (backpressure, see `WriteBackStore::reserve`).
+    pub(super) wb_reserved: Option<crate::write_back::SpaceReservation>,
+    /// The next commit's upload carries `x-oss-forbid-overwrite` (write-back's check for
+    /// a file created here).
+    pub(super) forbid_overwrite: bool,
 }
 
 impl WriteSide {
@@ -129,6 +141,10 @@ impl WriteSide {
             ino,
             new_content,
             state: WriteState::Clean,
+            wb_journaled: false,
+            wb_expect_any: false,
+            wb_reserved: None,
+            forbid_overwrite: false,
         }
     }
 
@@ -193,6 +209,20 @@ impl WriteSide {
         let new_content = self.new_content
             || node.local
             || (node.attr.size == 0 && node.object_type != ObjectType::Appendable);
+        if fs.write_back.is_some() {
+            // Write-back: always a whole local copy, in the store (see `write_back`).
+            let file = fs.new_local_file().await?;
+            self.state = WriteState::Staged {
+                file: if new_content {
+                    file
+                } else {
+                    file.fill_from(&*fs.store, key, &node.etag, node.attr.size)
+                        .await?
+                },
+                dirty: true,
+            };
+            return Ok(());
+        }
         self.state = if new_content && offset == 0 {
             WriteState::Streaming {
                 upload: Box::new(
@@ -205,11 +235,11 @@ impl WriteSide {
                     .with_memory(fs.cache.clone()),
                 ),
                 key: key.to_string(),
-                copy: StagingFile::create(&fs.cfg.cache_dir).await?,
+                copy: fs.new_local_file().await?,
             }
         } else if new_content {
             WriteState::Staged {
-                file: StagingFile::create(&fs.cfg.cache_dir).await?,
+                file: fs.new_local_file().await?,
                 dirty: true,
             }
         } else if append && node.object_type == ObjectType::Appendable && offset == node.attr.size {
@@ -225,7 +255,7 @@ impl WriteSide {
             WriteState::ServerAppend(PendingAppend {
                 base_size: node.attr.size,
                 base_etag: node.etag.clone(),
-                tail: StagingFile::create(&fs.cfg.cache_dir).await?,
+                tail: fs.new_local_file().await?,
             })
         } else {
             WriteState::Staged {
@@ -248,6 +278,7 @@ impl WriteSide {
         let ino = self.ino;
         let node = fs.inodes.get(ino).ok_or(FsError::NotFound)?;
         let key = fs.inodes.key_of(ino).ok_or(FsError::NotFound)?;
+        self.wb_journaled = false;
         if matches!(self.state, WriteState::Clean) {
             self.begin_write(fs, &node, &key, offset, append).await?;
         }
@@ -386,6 +417,7 @@ impl WriteSide {
     /// Truncate: to 0 → `Clean` with new (empty) content; to another size → `Staged` (a
     /// streaming upload continues there from its local copy).
     pub(super) async fn truncate(&mut self, fs: &Filesystem, size: u64) -> FsResult<()> {
+        self.wb_journaled = false;
         let held = self.holds_unsent_bytes();
         match self.truncate_state(fs, size).await {
             // The step failed after taking the state: what it held is gone.
@@ -405,7 +437,7 @@ impl WriteSide {
             }
             WriteState::Clean => {
                 let mut file = if self.new_content || node.local {
-                    StagingFile::create(&fs.cfg.cache_dir).await?
+                    fs.new_local_file().await?
                 } else {
                     fs.download(&key, &node.etag, node.attr.size).await?
                 };
@@ -464,6 +496,9 @@ impl WriteSide {
 impl Filesystem {
     /// The object `key` (at `etag`, `size` bytes) in a new staging file.
     pub(super) async fn download(&self, key: &str, etag: &str, size: u64) -> FsResult<StagingFile> {
-        StagingFile::download(&self.cfg.cache_dir, &*self.store, key, etag, size).await
+        self.new_local_file()
+            .await?
+            .fill_from(&*self.store, key, etag, size)
+            .await
     }
 }

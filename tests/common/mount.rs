@@ -77,6 +77,19 @@ impl BinMount {
     pub(crate) fn start_with(
         emu: &Emu,
         mnt: &Path,
+        cmd: Command,
+        extra: &[&str],
+    ) -> Result<BinMount, String> {
+        let cache = emu.dir.path().join(format!("cache-{}", unique_suffix()));
+        Self::start_in(emu, mnt, &cache, cmd, extra)
+    }
+
+    /// Like [`BinMount::start_with`] with a given `--cache-dir` (a remount that must find
+    /// the same write-back store).
+    pub(crate) fn start_in(
+        emu: &Emu,
+        mnt: &Path,
+        cache: &Path,
         mut cmd: Command,
         extra: &[&str],
     ) -> Result<BinMount, String> {
@@ -94,7 +107,7 @@ impl BinMount {
             .path()
             .join(format!("ossmount-{}.log", unique_suffix()));
         let log_file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
-        let cache = emu.dir.path().join(format!("cache-{}", unique_suffix()));
+        let cache = cache.to_path_buf();
         cmd.args(["-f", "--region", "cn-hangzhou", "--endpoint"])
             .arg(emu.endpoint())
             .arg("--cache-dir")
@@ -134,6 +147,14 @@ impl BinMount {
 
     pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.mnt.join(rel)
+    }
+
+    /// Whether the process is still running (it may outlive its mount, e.g. while it
+    /// uploads its write-back queue after `umount`).
+    pub(crate) fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     pub(crate) fn pid(&self) -> Option<u32> {

@@ -13,3 +13,4 @@ mod read_after_write;
 mod special;
 mod symlink;
 mod walk;
+mod write_back;
