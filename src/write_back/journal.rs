@@ -21,7 +21,7 @@
 //! or rewritten).
 //!
 //! # Replay
-//! [`read_journal`] reads frames until the first one that is incomplete or fails its
+//! `read_journal` reads frames until the first one that is incomplete or fails its
 //! checksum, its sequence check or its decoding. Everything before it is trusted; it and
 //! everything after it are dropped. Two cases are told apart for the log: a *torn tail*
 //! (the bad frame reaches the end of the file: a write the crash interrupted, never
@@ -30,7 +30,7 @@
 //!
 //! # Pitfalls
 //! - The frame length is covered by the checksum, so garbage cannot make replay skip valid
-//!   records or read past a frame; lengths above [`MAX_PAYLOAD`] are rejected before any
+//!   records or read past a frame; lengths above `MAX_PAYLOAD` are rejected before any
 //!   allocation.
 //! - A crash after a non-synced append can leave a tail of zeros (the size was written, the
 //!   data not): zeros fail the checksum like any other garbage.

@@ -17,10 +17,15 @@
 //!    them and the data file is only a cache that replay rewrites from the record. Larger
 //!    files get an fdatasync of their data file *before* the record is written, and the
 //!    `data/` directory is fsync'd (once per group commit, only when files were created
-//!    since the last one) so that the file's name survives too.
-//! 2. The record is written at the end of the journal and the journal is fdatasync'd
-//!    (which also makes its new length durable). One committer thread does this for every
-//!    record queued meanwhile (group commit): concurrent closes share one fdatasync.
+//!    since the last one) so that the file's name survives too. Empty files need nothing:
+//!    replay recreates them.
+//! 2. The record is written after the last one and the journal is fdatasync'd. One
+//!    committer thread does this for every record queued meanwhile (group commit):
+//!    concurrent closes share one fdatasync. The journal file is kept `PREALLOC` (4 MiB)
+//!    ahead of its records with written zeros, so most records overwrite allocated blocks
+//!    inside the file and their fdatasync commits no metadata (about half the cost of an
+//!    appending one on ext4); when a record does extend the file, fdatasync also makes the
+//!    new length durable. Replay ends where the zeros start.
 //! 3. The journal's own name is durable from `open` on (it is created by renaming a synced
 //!    file, followed by an fsync of the store directory).
 //!
@@ -56,6 +61,16 @@
 //!   and a `Put` must describe the whole data file (`size` equals its length).
 //! - `flock` is per open file description: dropping the store releases the lock after the
 //!   committer thread has written everything queued.
+//! - A failed journal write is undone (zeroed or truncated) before its appends report the
+//!   error: otherwise a crash could replay records whose close already failed.
+//! - Runtime compaction and the "everything settled" truncation run in the committer
+//!   between batches; appends wait meanwhile (bounded: it copies only live frames, and
+//!   runs only when the journal is mostly dead).
+//!
+//! # Figures (16 KiB files, ext4 on the CI VM, `bench_durable_append`)
+//! One close at a time: inlined ~1.3-1.5 ms per durable append against ~3 ms with a
+//! separate data-file fdatasync; with 8 concurrent writers group commit brings either to
+//! ~0.5 ms per file. Both swing by 2-3x with other I/O on the disk.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
