@@ -111,9 +111,10 @@ async fn settled_records_disappear_and_their_data_files_go() {
     store.settle(sa).await.unwrap();
     assert_eq!(store.settled_seq(), sb);
     store.settle(sb).await.unwrap();
-    // The unlink had only settled Puts before it: moot.
+    // Every record is live until settled, the unlink too.
+    assert_eq!(store.settled_seq(), su);
+    store.settle(su).await.unwrap();
     assert_eq!(store.settled_seq(), sc);
-    assert!(su < sc);
     store.flush().await.unwrap();
     assert!(!store.data_path(a.data_id().unwrap()).exists());
     assert!(!store.data_path(b.data_id().unwrap()).exists());
@@ -834,4 +835,27 @@ async fn empty_files_need_no_data_sync_and_come_back() {
     let (store, live) = WriteBackStore::open(&dir, MIB).unwrap();
     assert_eq!(live, vec![(s, r.clone())]);
     assert_eq!(data_of(&store, &r), b"");
+}
+
+#[tokio::test]
+async fn records_without_a_pending_put_stay_live_until_settled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = store_dir(&tmp);
+    let (store, _) = WriteBackStore::open(&dir, MIB).unwrap();
+    let r = put(&store, "a", b"a");
+    let sp = store.append(r).await.unwrap();
+    // The upload lands, then the unlink that raced it is journaled: the server delete is
+    // still owed.
+    store.settle(sp).await.unwrap();
+    let unlink = JournalRecord::Unlink { key: "a".into() };
+    let su = store.append(unlink.clone()).await.unwrap();
+    assert_eq!(store.settled_seq(), su);
+    drop(store);
+    let (store, live) = WriteBackStore::open(&dir, MIB).unwrap();
+    assert_eq!(live, vec![(su, unlink)]);
+    store.settle(su).await.unwrap();
+    assert_eq!(store.settled_seq(), store.enqueued_seq());
+    drop(store);
+    let (_store, live) = WriteBackStore::open(&dir, MIB).unwrap();
+    assert!(live.is_empty());
 }

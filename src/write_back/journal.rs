@@ -75,10 +75,11 @@ pub enum Expect {
 
 /// One journaled operation.
 ///
-/// A record is *live* (returned by [`super::WriteBackStore::open`], kept by compaction)
-/// while it is not settled and, for the non-`Put` records, while an unsettled `Put` comes
-/// before it: `Unlink`, `Rename` and `SetMeta` only describe what happens to pending
-/// uploads, so once every `Put` before them is settled they are moot.
+/// Every record but `Settled` is *live* (returned by [`super::WriteBackStore::open`],
+/// kept by compaction) until a `Settled` names it: the queue settles each record once
+/// what it asks for is done on the server (an `Unlink` or `Rename` may still have to
+/// delete keys after the uploads before it finished), so an unsettled record keeps
+/// [`super::WriteBackStore::settled_seq`] from passing it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JournalRecord {
     /// Upload the content of data file `data_id` (`size` bytes) as `key`.

@@ -222,8 +222,6 @@ struct State {
     deletions: Vec<u64>,
     /// Unsettled records that are live (see [`JournalRecord`]), by sequence number.
     live: BTreeMap<u64, LiveEntry>,
-    /// Sequence numbers of the unsettled `Put`s (a subset of `live`).
-    live_puts: BTreeMap<u64, u64>,
     data: HashMap<u64, DataFile>,
     reserved: u64,
     charged: u64,
@@ -257,23 +255,6 @@ struct PendingFrame {
     waiter: Option<oneshot::Sender<io::Result<()>>>,
     /// A `Put` whose data file's directory entry must be durable.
     needs_data_dir: bool,
-}
-
-impl State {
-    /// Drops the non-`Put` records that no unsettled `Put` precedes any more.
-    fn prune(&mut self) {
-        let first_put = self.live_puts.keys().next().copied().unwrap_or(u64::MAX);
-        while let Some((&seq, _)) = self.live.first_key_value() {
-            if seq >= first_put {
-                break;
-            }
-            let e = self.live.pop_first().unwrap().1;
-            debug_assert!(e.data_id.is_none());
-            if let Some((_, len)) = e.loc {
-                self.live_bytes -= len;
-            }
-        }
-    }
 }
 
 /// A frame ready but for its sequence number (filled in under the lock).
@@ -452,27 +433,15 @@ impl WriteBackStore {
                 }
             }
         }
-        let mut live: Vec<&ReplayedFrame> = Vec::new();
-        let mut any_put = false;
-        for f in &frames {
-            if settled.contains(&f.seq) {
-                continue;
-            }
-            match &f.record {
-                JournalRecord::Settled { .. } => {}
-                JournalRecord::Put { data_id, .. } => {
-                    if !lost.contains(data_id) {
-                        any_put = true;
-                        live.push(f);
-                    }
-                }
-                _ => {
-                    if any_put {
-                        live.push(f);
-                    }
-                }
-            }
-        }
+        let live: Vec<&ReplayedFrame> = frames
+            .iter()
+            .filter(|f| !settled.contains(&f.seq))
+            .filter(|f| match &f.record {
+                JournalRecord::Settled { .. } => false,
+                JournalRecord::Put { data_id, .. } => !lost.contains(data_id),
+                _ => true,
+            })
+            .collect();
 
         // Data files: remove those no live record uses (a crash between creating and
         // journaling, or between settling and deleting).
@@ -529,7 +498,6 @@ impl WriteBackStore {
             );
             state.live_bytes += f.len;
             if let JournalRecord::Put { data_id, size, .. } = &f.record {
-                state.live_puts.insert(f.seq, *data_id);
                 let d = state.data.entry(*data_id).or_default();
                 d.refs += 1;
                 if last_put.get(data_id).map(|&i| frames[i].seq) == Some(f.seq) {
@@ -685,23 +653,19 @@ impl WriteBackStore {
                             loc: None,
                         },
                     );
-                    st.live_puts.insert(seq, data_id);
                     let d = st.data.entry(data_id).or_default();
                     d.refs += 1;
                     let old_charge = std::mem::replace(&mut d.charge, size);
                     st.charged = st.charged - old_charge + size;
                 }
                 None => {
-                    // Moot when no pending upload precedes it.
-                    if !st.live_puts.is_empty() {
-                        st.live.insert(
-                            seq,
-                            LiveEntry {
-                                data_id: None,
-                                loc: None,
-                            },
-                        );
-                    }
+                    st.live.insert(
+                        seq,
+                        LiveEntry {
+                            data_id: None,
+                            loc: None,
+                        },
+                    );
                 }
             }
             st.pending.push(PendingFrame {
@@ -968,14 +932,12 @@ impl Inner {
             st.live_bytes -= len;
         }
         if let Some(data_id) = entry.data_id {
-            st.live_puts.remove(&seq);
             let d = st.data.entry(data_id).or_default();
             d.refs -= 1;
             if d.refs == 0 {
                 st.deletions.push(data_id);
             }
         }
-        st.prune();
         let s2 = st.next_seq;
         st.next_seq += 1;
         let bytes = journal::encode_frame(s2, &JournalRecord::Settled { seq }, &[])?;
@@ -1172,18 +1134,15 @@ impl Committer {
             }
             if let Some(entry) = st.live.remove(&f.seq)
                 && let Some(id) = entry.data_id
+                && let Some(d) = st.data.get_mut(&id)
             {
-                st.live_puts.remove(&f.seq);
-                if let Some(d) = st.data.get_mut(&id) {
-                    d.refs -= 1;
-                    if d.refs == 0 {
-                        let c = std::mem::take(&mut d.charge);
-                        st.charged -= c;
-                    }
+                d.refs -= 1;
+                if d.refs == 0 {
+                    let c = std::mem::take(&mut d.charge);
+                    st.charged -= c;
                 }
             }
         }
-        st.prune();
         drop(st);
         for f in batch {
             if let Some(w) = f.waiter {
