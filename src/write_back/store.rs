@@ -97,7 +97,7 @@ const JOURNAL_TMP: &str = "journal.tmp";
 /// At run time, a journal with nothing live is truncated once it is bigger than this.
 const TRUNCATE_WHEN_SETTLED: u64 = 1024 * 1024;
 /// At run time, a journal bigger than this and 4x its live frames is compacted.
-const COMPACT_ABOVE: u64 = 64 * 1024 * 1024;
+pub const DEFAULT_COMPACT_ABOVE: u64 = 64 * 1024 * 1024;
 #[allow(clippy::unnecessary_cast)]
 /// The journal is extended with zeros this much ahead of its records: a record then
 /// overwrites blocks that are already allocated and written, and its fdatasync has no
@@ -172,6 +172,9 @@ pub struct StoreOptions {
     pub max_size: u64,
     /// Files up to this size are inlined into their journal record; 0 disables inlining.
     pub inline_max: u64,
+    /// At run time the journal is compacted once it is bigger than this and more than
+    /// 4x its live records (appends wait while the live records are copied).
+    pub compact_above: u64,
 }
 
 impl StoreOptions {
@@ -179,6 +182,7 @@ impl StoreOptions {
         StoreOptions {
             max_size,
             inline_max: DEFAULT_INLINE_MAX,
+            compact_above: DEFAULT_COMPACT_ABOVE,
         }
     }
 }
@@ -200,6 +204,7 @@ struct Inner {
     conflicts_dir: PathBuf,
     max_size: u64,
     inline_max: u64,
+    compact_above: u64,
     on_tmpfs: bool,
     state: Mutex<State>,
     /// Wakes the committer.
@@ -520,6 +525,7 @@ impl WriteBackStore {
             conflicts_dir,
             max_size: options.max_size,
             inline_max: options.inline_max,
+            compact_above: options.compact_above,
             on_tmpfs,
             state: Mutex::new(state),
             wake: Condvar::new(),
@@ -1158,7 +1164,7 @@ impl Committer {
             let due = if st.live.is_empty() {
                 len > TRUNCATE_WHEN_SETTLED
             } else {
-                len > COMPACT_ABOVE && len > 4 * st.live_bytes
+                len > self.inner.compact_above && len > 4 * st.live_bytes
             };
             if !due {
                 return;
