@@ -192,6 +192,7 @@ impl StoreOptions {
 pub struct WriteBackStore {
     inner: Arc<Inner>,
     committer: Option<std::thread::JoinHandle<()>>,
+    pool_filler: Option<std::thread::JoinHandle<()>>,
     // Dropped after the committer has been joined (field order): the lock outlives every
     // write to the journal.
     _lock: DirLock,
@@ -216,6 +217,8 @@ struct Inner {
     /// A data file was created since the last fsync of `data/`.
     data_dir_dirty: AtomicBool,
     conflicts: AtomicU64,
+    pool: Mutex<Pool>,
+    pool_wake: Condvar,
 }
 
 #[derive(Debug, Default)]
@@ -534,6 +537,8 @@ impl WriteBackStore {
             next_data_id: AtomicU64::new(max_id + 1),
             data_dir_dirty: AtomicBool::new(restored),
             conflicts: AtomicU64::new(conflicts),
+            pool: Mutex::new(Pool::default()),
+            pool_wake: Condvar::new(),
         });
         let committer = {
             let inner = inner.clone();
@@ -549,6 +554,21 @@ impl WriteBackStore {
                 })
                 .map_err(|e| io_err("starting the journal thread for", dir, e))?
         };
+        let pool_filler = {
+            let inner = inner.clone();
+            std::thread::Builder::new()
+                .name("wb-pool".into())
+                .spawn(move || fill_pool(inner))
+        };
+        let pool_filler = match pool_filler {
+            Ok(t) => t,
+            Err(e) => {
+                inner.lock().shutdown = true;
+                inner.wake.notify_one();
+                let _ = committer.join();
+                return Err(io_err("starting the data file thread for", dir, e));
+            }
+        };
         tracing::info!(
             store = %dir.display(),
             live_records = result.len(),
@@ -559,6 +579,7 @@ impl WriteBackStore {
             WriteBackStore {
                 inner,
                 committer: Some(committer),
+                pool_filler: Some(pool_filler),
                 _lock: dir_lock,
             },
             result,
@@ -577,24 +598,27 @@ impl WriteBackStore {
 
     /// A new data file (`<dir>/data/<id>`, 0600, empty, open read-write) for the local copy
     /// of a pending file.
+    ///
+    /// Files come from a pool created ahead of time by a background thread: creating an
+    /// inode dirties the filesystem's journal, and the next fdatasync of the write-back
+    /// journal would have to commit that too (measured on ext4: ~0.7 ms instead of ~0.3 ms
+    /// per close); created [`POOL_SIZE`] at a time, one such commit covers many closes.
     pub fn create_data_file(&self) -> io::Result<(u64, File)> {
-        loop {
-            let id = self.inner.next_data_id.fetch_add(1, Ordering::Relaxed);
-            match OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_CLOEXEC)
-                .open(self.data_path(id))
-            {
-                Ok(f) => {
-                    self.inner.data_dir_dirty.store(true, Ordering::SeqCst);
-                    return Ok((id, f));
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(e),
+        let (file, low) = {
+            let mut pool = self.inner.pool.lock().unwrap_or_else(|p| p.into_inner());
+            let file = pool.files.pop();
+            let low = pool.files.len() < POOL_LOW && !pool.requested;
+            if low {
+                pool.requested = true;
             }
+            (file, low)
+        };
+        if low {
+            self.inner.pool_wake.notify_one();
+        }
+        match file {
+            Some(f) => Ok(f),
+            None => self.inner.new_data_file(),
         }
     }
 
@@ -864,6 +888,74 @@ impl Drop for WriteBackStore {
         if let Some(t) = self.committer.take() {
             let _ = t.join();
         }
+        self.inner
+            .pool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .shutdown = true;
+        self.inner.pool_wake.notify_one();
+        if let Some(t) = self.pool_filler.take() {
+            let _ = t.join();
+        }
+        // Unused pool files (the next open would remove them too).
+        let files = std::mem::take(
+            &mut self
+                .inner
+                .pool
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .files,
+        );
+        for (id, _) in files {
+            let _ = fs::remove_file(self.inner.data_path(id));
+        }
+    }
+}
+
+/// Empty data files created ahead of time (see [`WriteBackStore::create_data_file`]).
+#[derive(Debug, Default)]
+struct Pool {
+    files: Vec<(u64, File)>,
+    /// The filler has been asked to refill.
+    requested: bool,
+    shutdown: bool,
+}
+
+/// Files the pool is refilled to.
+pub const POOL_SIZE: usize = 64;
+/// The pool is refilled when fewer files than this are left.
+const POOL_LOW: usize = 16;
+
+/// The pool's filler thread: refills the pool when asked, until shutdown.
+fn fill_pool(inner: Arc<Inner>) {
+    fn lock(inner: &Inner) -> MutexGuard<'_, Pool> {
+        inner.pool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    loop {
+        let missing = {
+            let mut pool = lock(&inner);
+            while !pool.requested && !pool.shutdown {
+                pool = inner
+                    .pool_wake
+                    .wait(pool)
+                    .unwrap_or_else(|p| p.into_inner());
+            }
+            if pool.shutdown {
+                return;
+            }
+            POOL_SIZE.saturating_sub(pool.files.len())
+        };
+        for _ in 0..missing {
+            match inner.new_data_file() {
+                Ok(f) => lock(&inner).files.push(f),
+                Err(e) => {
+                    // create_data_file creates its own meanwhile (and reports the error).
+                    tracing::debug!(error = %e, "write-back store: cannot pre-create data files");
+                    break;
+                }
+            }
+        }
+        lock(&inner).requested = false;
     }
 }
 
@@ -880,6 +972,28 @@ impl Inner {
 
     fn data_path(&self, data_id: u64) -> PathBuf {
         self.data_dir.join(data_id.to_string())
+    }
+
+    /// Creates an empty data file with a new id.
+    fn new_data_file(&self) -> io::Result<(u64, File)> {
+        loop {
+            let id = self.next_data_id.fetch_add(1, Ordering::Relaxed);
+            match OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(self.data_path(id))
+            {
+                Ok(f) => {
+                    self.data_dir_dirty.store(true, Ordering::SeqCst);
+                    return Ok((id, f));
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Makes a `Put`'s content durable (inline in the record, or fdatasync of its data
