@@ -21,7 +21,7 @@
 //! or rewritten).
 //!
 //! # Replay
-//! [`read_journal`] reads frames until the first one that is incomplete or fails its
+//! `read_journal` reads frames until the first one that is incomplete or fails its
 //! checksum, its sequence check or its decoding. Everything before it is trusted; it and
 //! everything after it are dropped. Two cases are told apart for the log: a *torn tail*
 //! (the bad frame reaches the end of the file: a write the crash interrupted, never
@@ -30,7 +30,7 @@
 //!
 //! # Pitfalls
 //! - The frame length is covered by the checksum, so garbage cannot make replay skip valid
-//!   records or read past a frame; lengths above [`MAX_PAYLOAD`] are rejected before any
+//!   records or read past a frame; lengths above `MAX_PAYLOAD` are rejected before any
 //!   allocation.
 //! - A crash after a non-synced append can leave a tail of zeros (the size was written, the
 //!   data not): zeros fail the checksum like any other garbage.
@@ -75,10 +75,11 @@ pub enum Expect {
 
 /// One journaled operation.
 ///
-/// A record is *live* (returned by [`super::WriteBackStore::open`], kept by compaction)
-/// while it is not settled and, for the non-`Put` records, while an unsettled `Put` comes
-/// before it: `Unlink`, `Rename` and `SetMeta` only describe what happens to pending
-/// uploads, so once every `Put` before them is settled they are moot.
+/// Every record but `Settled` is *live* (returned by [`super::WriteBackStore::open`],
+/// kept by compaction) until a `Settled` names it: the queue settles each record once
+/// what it asks for is done on the server (an `Unlink` or `Rename` may still have to
+/// delete keys after the uploads before it finished), so an unsettled record keeps
+/// [`super::WriteBackStore::settled_seq`] from passing it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JournalRecord {
     /// Upload the content of data file `data_id` (`size` bytes) as `key`.
@@ -245,6 +246,12 @@ pub(crate) fn read_journal(file: &File, file_len: u64) -> io::Result<Result<Repl
     let mut last_seq: Option<u64> = None;
     let mut payload = Vec::new();
     while offset < file_len {
+        // The committer writes zeros ahead of its records: where they start, the records
+        // end. (A frame never starts with zeros all the way to the end of the file: its
+        // checksum and JSON are never all zeros.)
+        if starts_zero_tail(&mut reader, offset, file_len)? {
+            break;
+        }
         // Corruption in the middle when a valid frame follows the bad one; otherwise the
         // rest is the remains of an interrupted write (garbage, zeros).
         let stop = |reason: String, frame_end: u64| {
@@ -350,6 +357,36 @@ pub(crate) fn read_journal(file: &File, file_len: u64) -> io::Result<Result<Repl
     Ok(Ok(replay))
 }
 
+/// Whether the bytes from `offset` (the reader's position) to the end of the file are all
+/// zeros. Peeks at the first bytes before reading further, so a frame costs one look.
+fn starts_zero_tail(
+    reader: &mut io::BufReader<&File>,
+    offset: u64,
+    file_len: u64,
+) -> io::Result<bool> {
+    use std::io::BufRead;
+    let peek = reader.fill_buf()?;
+    let n = peek
+        .len()
+        .min((file_len - offset) as usize)
+        .min(FRAME_HEADER_LEN as usize);
+    if peek[..n].iter().any(|&b| b != 0) {
+        return Ok(false);
+    }
+    let file = *reader.get_ref();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut off = offset;
+    while off < file_len {
+        let n = (file_len - off).min(buf.len() as u64) as usize;
+        file.read_exact_at(&mut buf[..n], off)?;
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        off += n as u64;
+    }
+    Ok(true)
+}
+
 /// Whether a complete frame with a correct checksum starts at `offset`.
 fn valid_frame_at(file: &File, offset: u64, file_len: u64) -> bool {
     if offset.saturating_add(FRAME_HEADER_LEN) > file_len {
@@ -450,18 +487,29 @@ mod tests {
     }
 
     #[test]
-    fn zero_tail_is_a_torn_tail() {
+    fn zero_tail_is_the_end_and_a_partial_frame_before_it_a_torn_tail() {
         let a = encode_frame(7, &put("a", 1), b"").unwrap();
-        let (f, len) = journal_with(&[a, vec![0u8; 100]]);
+        let b = encode_frame(8, &put("b", 2), b"").unwrap();
+        // Preallocated zeros after the records: a clean end.
+        let (f, len) = journal_with(&[a.clone(), vec![0u8; 100_000]]);
         let r = read_journal(f.as_file(), len).unwrap().unwrap();
         assert_eq!(r.frames.len(), 1);
-        assert!(matches!(
-            r.stop,
-            Some(StopReason::TornTail {
-                dropped_bytes: 100,
-                ..
-            })
-        ));
+        assert_eq!(r.stop, None);
+        assert_eq!(r.valid_len, HEADER_LEN + a.len() as u64);
+        // A record cut short inside the zeros (its header made it, part of its payload
+        // did not): a torn tail, whatever follows is zeros.
+        let mut partial = b.clone();
+        for byte in &mut partial[40..] {
+            *byte = 0;
+        }
+        let (f, len) = journal_with(&[a, partial, vec![0u8; 1000]]);
+        let r = read_journal(f.as_file(), len).unwrap().unwrap();
+        assert_eq!(r.frames.len(), 1);
+        assert!(
+            matches!(r.stop, Some(StopReason::TornTail { .. })),
+            "{:?}",
+            r.stop
+        );
     }
 
     #[test]
