@@ -21,12 +21,16 @@
 //! or rewritten).
 //!
 //! # Replay
+//! The writer keeps the file longer than its frames, filled with zeros (preallocation, see
+//! [`super::store`]): where only zeros are left, the journal ends cleanly.
 //! `read_journal` reads frames until the first one that is incomplete or fails its
 //! checksum, its sequence check or its decoding. Everything before it is trusted; it and
 //! everything after it are dropped. Two cases are told apart for the log: a *torn tail*
-//! (the bad frame reaches the end of the file: a write the crash interrupted, never
-//! acknowledged, so nothing is lost) and *corruption in the middle* (bytes follow the bad
-//! frame: acknowledged records may be lost; the caller keeps a copy of the file).
+//! (no valid frame follows the bad one: a write the crash interrupted, never acknowledged,
+//! so nothing is lost) and *corruption in the middle* (a valid frame follows: acknowledged
+//! records may be lost; the caller keeps a copy of the file). "Follows" is checked where
+//! the bad frame's length says it ends; when the length itself is impossible, a large
+//! remainder counts as corruption, a small one as torn.
 //!
 //! # Pitfalls
 //! - The frame length is covered by the checksum, so garbage cannot make replay skip valid
