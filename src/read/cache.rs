@@ -213,6 +213,7 @@ impl BlockCache {
             start: range.start,
             block_size: self.block_size,
             blocks: blocks.into(),
+            crcs: Arc::from(Vec::new()),
         };
         (out.end() == range.end).then_some(out)
     }

@@ -35,6 +35,7 @@ use super::budget::BudgetPermit;
 use super::cache::BlockCache;
 use super::inflight::{FetchOutcome, Inflight, Registration, follow};
 use super::window::block_floor;
+use crate::crc64::Crc64Hasher;
 use crate::store::{ObjectStore, StoreError};
 
 /// A spawned fetch that is aborted when dropped.
@@ -125,26 +126,58 @@ pub(crate) async fn fetch_range(
     Ok(out.data)
 }
 
-/// Appends `data` (object bytes at `*pos`) to per-block buffers.
-fn append_blocks(
-    blocks: &mut Vec<Bytes>,
-    current: &mut BytesMut,
-    pos: &mut u64,
-    range: &Range<u64>,
+/// Per-block buffers being filled from a GET body, with the CRC-64 of each block
+/// computed as its bytes are copied in (hot in the CPU cache).
+struct BlockBuilder {
+    range: Range<u64>,
     block: u64,
-    mut data: &[u8],
-) {
-    while !data.is_empty() {
-        let block_end = (block_floor(*pos, block) + block).min(range.end);
-        if current.is_empty() && current.capacity() == 0 {
-            current.reserve((block_end - *pos) as usize);
+    /// Object offset of the next byte.
+    pos: u64,
+    blocks: Vec<Bytes>,
+    crcs: Vec<u64>,
+    current: BytesMut,
+    crc: Crc64Hasher,
+}
+
+impl BlockBuilder {
+    fn new(range: Range<u64>, block: u64) -> Self {
+        let n = (range.end - range.start).div_ceil(block) as usize;
+        BlockBuilder {
+            pos: range.start,
+            range,
+            block,
+            blocks: Vec::with_capacity(n),
+            crcs: Vec::with_capacity(n),
+            current: BytesMut::new(),
+            crc: Crc64Hasher::new(),
         }
-        let take = ((block_end - *pos) as usize).min(data.len());
-        current.extend_from_slice(&data[..take]);
-        data = &data[take..];
-        *pos += take as u64;
-        if *pos == block_end {
-            blocks.push(std::mem::take(current).freeze());
+    }
+
+    /// Appends `data`, the object bytes at `self.pos`.
+    fn append(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            let block_end = (block_floor(self.pos, self.block) + self.block).min(self.range.end);
+            if self.current.is_empty() && self.current.capacity() == 0 {
+                self.current.reserve((block_end - self.pos) as usize);
+            }
+            let take = ((block_end - self.pos) as usize).min(data.len());
+            self.current.extend_from_slice(&data[..take]);
+            self.crc.update(&data[..take]);
+            data = &data[take..];
+            self.pos += take as u64;
+            if self.pos == block_end {
+                self.blocks.push(std::mem::take(&mut self.current).freeze());
+                self.crcs.push(std::mem::take(&mut self.crc).finish());
+            }
+        }
+    }
+
+    fn finish(self) -> BlockData {
+        BlockData {
+            start: self.range.start,
+            block_size: self.block,
+            blocks: self.blocks.into(),
+            crcs: self.crcs.into(),
         }
     }
 }
@@ -171,29 +204,27 @@ pub(crate) async fn fetch_blocks(
     if !etag_eq(&out.meta.etag, etag) || out.meta.size != size {
         return Err(stale(key, etag));
     }
-    let mut blocks = Vec::with_capacity((range.end - range.start).div_ceil(block) as usize);
-    let mut current = BytesMut::new();
-    let mut pos = range.start;
+    let mut out_blocks = BlockBuilder::new(range.clone(), block);
     while let Some(item) = out.body.next().await {
         match item {
             Ok(data) => {
-                if data.len() as u64 > range.end - pos {
+                if data.len() as u64 > range.end - out_blocks.pos {
                     return Err(StoreError::InvalidResponse {
                         operation: "GetObject".into(),
                         message: format!("more data than the requested range of {key}"),
                     }
                     .into());
                 }
-                append_blocks(&mut blocks, &mut current, &mut pos, &range, block, &data);
+                out_blocks.append(&data);
             }
             Err(e) if e.is_precondition_failed() => return Err(stale(key, etag)),
             Err(e) => {
-                tracing::debug!(key, pos, error = %e, "GET body broke; fetching the rest");
+                tracing::debug!(key, pos = out_blocks.pos, error = %e, "GET body broke; fetching the rest");
                 break;
             }
         }
     }
-    if pos == range.end
+    if out_blocks.pos == range.end
         && let Some(link) = link
     {
         link.observe(
@@ -202,15 +233,11 @@ pub(crate) async fn fetch_blocks(
             headers_at.elapsed(),
         );
     }
-    if pos < range.end {
-        let rest = fetch_range(store, key, etag, size, pos..range.end).await?;
-        append_blocks(&mut blocks, &mut current, &mut pos, &range, block, &rest);
+    if out_blocks.pos < range.end {
+        let rest = fetch_range(store, key, etag, size, out_blocks.pos..range.end).await?;
+        out_blocks.append(&rest);
     }
-    Ok(BlockData {
-        start: range.start,
-        block_size: block,
-        blocks: blocks.into(),
-    })
+    Ok(out_blocks.finish())
 }
 
 /// What a queue needs to fetch: the object identity and where to get/put the bytes.
@@ -378,14 +405,14 @@ impl Queue {
         });
     }
 
-    /// The data of the chunk containing `pos` and that chunk's start, waiting for its
-    /// request if needed. `None` if `pos` is not queued. A failed request clears the
-    /// queue and returns its error.
+    /// The block containing `pos` (its start, its data and its CRC-64 when the fetch
+    /// computed it), waiting for its request if needed. `None` if `pos` is not queued. A
+    /// failed request clears the queue and returns its error.
     pub async fn data_at(
         &mut self,
         pos: u64,
         src: &Source,
-    ) -> Option<Result<(u64, Bytes), ReadError>> {
+    ) -> Option<Result<(u64, Bytes, Option<u64>), ReadError>> {
         let i = self
             .chunks
             .iter()
@@ -414,7 +441,10 @@ impl Queue {
             }
         }
         match &self.chunks[i].state {
-            ChunkState::Ready(data) => data.block_at(pos).map(Ok),
+            ChunkState::Ready(data) => match data.block_ref_at(pos) {
+                Some(r) => Some(Ok((r.start, r.data, Some(r.crc)))),
+                None => data.block_at(pos).map(|(start, b)| Ok((start, b, None))),
+            },
             _ => None,
         }
     }
