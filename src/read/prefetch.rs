@@ -4,10 +4,14 @@
 //! The queue always covers one contiguous range `[start, next_fetch)` of block-aligned
 //! chunks. Requests are spawned as tokio tasks so several run in parallel and keep running
 //! while the application processes earlier data; a finished task also inserts its blocks
-//! into the shared cache. Each chunk owns a [`BudgetPermit`] for its bytes.
+//! into the shared cache. Each chunk owns a [`BudgetPermit`] for its bytes. A request
+//! publishes each block as soon as its bytes are in, so a read waits for its own block,
+//! not for the end of a large GET (which on a slow connection is most of the GET's time).
 //!
 //! A request is one streaming GET whose body is copied once, straight into per-block
-//! buffers ([`fetch_blocks`]); the blocks are shared with the cache without another copy.
+//! buffers ([`fetch_blocks`]), hashing each block's CRC-64 on the way (the bytes are in
+//! the CPU cache right then; see [`super::block`]); the blocks are shared with the cache
+//! without another copy.
 //! If the body breaks part-way, the remainder comes from `get_range` (which retries), so
 //! a request yields exactly its range or an error.
 //!
@@ -38,12 +42,20 @@ use super::window::block_floor;
 use crate::crc64::Crc64Hasher;
 use crate::store::{ObjectStore, StoreError};
 
+/// Blocks of a GET in progress with their CRCs, published as each one completes, so a
+/// reader can use the first blocks of a large GET before its last bytes arrive.
+type Progress = watch::Sender<Vec<(Bytes, u64)>>;
+
 /// A spawned fetch that is aborted when dropped.
-pub struct FetchTask(JoinHandle<Result<BlockData, ReadError>>);
+pub struct FetchTask {
+    task: JoinHandle<Result<BlockData, ReadError>>,
+    /// The blocks completed so far (the sender drops when the task ends).
+    progress: watch::Receiver<Vec<(Bytes, u64)>>,
+}
 
 impl Drop for FetchTask {
     fn drop(&mut self) {
-        self.0.abort();
+        self.task.abort();
     }
 }
 
@@ -172,6 +184,16 @@ impl BlockBuilder {
         }
     }
 
+    /// Publishes the blocks completed since the last call.
+    fn publish(&self, progress: Option<&Progress>) {
+        let Some(p) = progress else { return };
+        let have = p.borrow().len();
+        if self.blocks.len() > have {
+            let new = self.blocks[have..].iter().cloned();
+            p.send_modify(|v| v.extend(new.zip(self.crcs[have..].iter().copied())));
+        }
+    }
+
     fn finish(self) -> BlockData {
         BlockData {
             start: self.range.start,
@@ -183,8 +205,9 @@ impl BlockBuilder {
 }
 
 /// One ETag-pinned GET of `range` (block-aligned), streamed straight into per-block
-/// buffers (one copy, no reassembly). If the stream breaks, the rest comes from
-/// `get_range`, which retries; the result is the exact range or an error.
+/// buffers (one copy, no reassembly), each block published to `progress` when complete.
+/// If the stream breaks, the rest comes from `get_range`, which retries; the result is
+/// the exact range or an error.
 pub(crate) async fn fetch_blocks(
     store: &dyn ObjectStore,
     key: &str,
@@ -193,6 +216,7 @@ pub(crate) async fn fetch_blocks(
     range: Range<u64>,
     block: u64,
     link: Option<&super::link::LinkEstimate>,
+    progress: Option<&Progress>,
 ) -> Result<BlockData, ReadError> {
     let sent = std::time::Instant::now();
     let mut out = match store.get_object(key, Some(range.clone()), Some(etag)).await {
@@ -216,6 +240,7 @@ pub(crate) async fn fetch_blocks(
                     .into());
                 }
                 out_blocks.append(&data);
+                out_blocks.publish(progress);
             }
             Err(e) if e.is_precondition_failed() => return Err(stale(key, etag)),
             Err(e) => {
@@ -236,6 +261,7 @@ pub(crate) async fn fetch_blocks(
     if out_blocks.pos < range.end {
         let rest = fetch_range(store, key, etag, size, out_blocks.pos..range.end).await?;
         out_blocks.append(&rest);
+        out_blocks.publish(progress);
     }
     Ok(out_blocks.finish())
 }
@@ -263,14 +289,21 @@ impl Source {
     /// it; the task caches what it fetched.
     fn spawn(&self, range: Range<u64>) -> FetchTask {
         let registration = self.register(range.clone());
-        FetchTask(tokio::spawn(self.clone().fetch(range, registration)))
+        let (tx, progress) = watch::channel(Vec::new());
+        FetchTask {
+            task: tokio::spawn(self.clone().fetch(range, registration, Some(tx))),
+            progress,
+        }
     }
 
     /// Fetches `range` (block-aligned) into the cache now, registered so that a reader
     /// needing it meanwhile follows this GET (the sibling read-ahead of small files).
     pub async fn warm(&self, range: Range<u64>) -> Result<(), ReadError> {
         let registration = self.register(range.clone());
-        self.clone().fetch(range, registration).await.map(|_| ())
+        self.clone()
+            .fetch(range, registration, None)
+            .await
+            .map(|_| ())
     }
 
     fn register(&self, range: Range<u64>) -> Registration {
@@ -283,6 +316,7 @@ impl Source {
         self,
         range: Range<u64>,
         registration: Registration,
+        progress: Option<Progress>,
     ) -> Result<BlockData, ReadError> {
         let src = self;
         let _guard = InFlightGuard::new();
@@ -301,6 +335,7 @@ impl Source {
                     range.clone(),
                     src.cache.block_size(),
                     Some(src.cache.link()),
+                    progress.as_ref(),
                 )
                 .await;
                 if let Ok(data) = &fetched {
@@ -353,7 +388,7 @@ impl Queue {
     pub fn in_flight(&self) -> usize {
         self.chunks
             .iter()
-            .filter(|c| matches!(&c.state, ChunkState::InFlight(t) if !t.0.is_finished()))
+            .filter(|c| matches!(&c.state, ChunkState::InFlight(t) if !t.task.is_finished()))
             .count()
     }
 
@@ -426,7 +461,19 @@ impl Queue {
             };
         }
         if let ChunkState::InFlight(task) = &mut self.chunks[i].state {
-            let res = match (&mut task.0).await {
+            // A block the GET has completed already serves the read now.
+            let index = ((pos - range.start) / self.block_size) as usize;
+            loop {
+                let done = task.progress.borrow_and_update().get(index).cloned();
+                if let Some((data, crc)) = done {
+                    let start = range.start + index as u64 * self.block_size;
+                    return Some(Ok((start, data, Some(crc))));
+                }
+                if task.task.is_finished() || task.progress.changed().await.is_err() {
+                    break;
+                }
+            }
+            let res = match (&mut task.task).await {
                 Ok(r) => r,
                 Err(join) => Err(ReadError::Store(StoreError::Io(std::io::Error::other(
                     format!("prefetch task failed: {join}"),

@@ -55,6 +55,8 @@ struct CrcTracker {
     current: Option<(BlockRef, u64)>,
     parked: std::collections::BTreeMap<u64, Bytes>,
     parked_bytes: u64,
+    /// Folds a full block's CRC in cheaply (see [`crate::crc64::Combiner`]).
+    combiner: Option<Arc<crate::crc64::Combiner>>,
 }
 
 /// One piece of a read's reply: object offset, bytes, and the fetched block (with its
@@ -77,7 +79,7 @@ const FAR_RTT: std::time::Duration = std::time::Duration::from_millis(2);
 const MAX_PARKED: u64 = 16 * 1024 * 1024;
 
 impl CrcTracker {
-    fn new(expected: Option<u64>) -> Self {
+    fn new(expected: Option<u64>, combiner: Option<Arc<crate::crc64::Combiner>>) -> Self {
         CrcTracker {
             expected,
             digest: 0,
@@ -85,6 +87,7 @@ impl CrcTracker {
             current: None,
             parked: Default::default(),
             parked_bytes: 0,
+            combiner,
         }
     }
 
@@ -175,7 +178,14 @@ impl CrcTracker {
         if let Some((cur, to)) = &self.current
             && *to == cur.start + cur.data.len() as u64
         {
-            self.digest = crate::crc64::combine(self.digest, cur.crc, cur.data.len() as u64);
+            let len = cur.data.len() as u64;
+            self.digest = match &self.combiner {
+                // The first block: nothing to fold into.
+                _ if *to == len => cur.crc,
+                Some(c) if c.len2() == len => c.combine(self.digest, cur.crc),
+                // A short last block: once per object.
+                _ => crate::crc64::combine(self.digest, cur.crc, len),
+            };
             self.hashed = Some(*to);
             self.current = None;
         }
@@ -266,6 +276,7 @@ impl ObjectReader {
             ..(*cfg).clone()
         }
         .normalized();
+        let combiner = cache.block_combiner();
         ObjectReader {
             src: Source {
                 store,
@@ -283,7 +294,7 @@ impl ObjectReader {
             window: cfg.first_request_size,
             target_end: 0,
             last_end: None,
-            crc: CrcTracker::new(crc64),
+            crc: CrcTracker::new(crc64, Some(combiner)),
             corrupt: None,
         }
     }
@@ -352,9 +363,13 @@ impl ObjectReader {
             let max_window = self.max_window.max(parallel as u64 * request);
             self.window = window::grow(self.window, max_window);
             // When the link needs more in flight than the configured floor, every
-            // doubling step costs a round trip: ramp up twice as fast.
-            if parallel > self.max_parallel && self.src.cache.link().rtt() >= FAR_RTT {
-                self.window = window::grow(self.window, max_window);
+            // doubling step costs a round trip: ramp up 16x per step (1 MiB, 16 MiB,
+            // then the whole bandwidth-delay product). Only a reader that has read
+            // half its first window in order gets here, so a header peek never does.
+            if self.far_link(parallel) {
+                for _ in 0..3 {
+                    self.window = window::grow(self.window, max_window);
+                }
             }
             self.target_end = self.target_end.max(end + self.window).min(size);
         }
@@ -450,9 +465,23 @@ impl ObjectReader {
     }
 
     /// Queues read-ahead up to `target_end` without waiting for memory.
+    /// Whether the measured link needs more requests in flight than the configured
+    /// floor and has a round trip worth hiding.
+    fn far_link(&self, parallel: usize) -> bool {
+        parallel > self.max_parallel && self.src.cache.link().rtt() >= FAR_RTT
+    }
+
     fn top_up(&mut self) {
         let mut in_flight = self.queue.in_flight();
-        let (parallel, request) = self.plan_now();
+        let (parallel, mut request) = self.plan_now();
+        if self.far_link(parallel) && self.window < self.max_window.max(parallel as u64 * request) {
+            // While the window ramps up, spread it over the parallel requests: on a far
+            // link each GET's first byte comes a round trip late, so 16 MiB is sooner as
+            // 16 GETs of 1 MiB than as 2 of 8 MiB (above all when each connection is
+            // slow). At full width the link's own request size applies.
+            let share = (self.window / parallel as u64) / self.block_size * self.block_size;
+            request = request.min(share.max(self.block_size));
+        }
         while self.queue.end() < self.target_end {
             if self.queue_shared() {
                 continue;
@@ -619,7 +648,7 @@ mod tests {
     #[test]
     fn crc_tracker_accepts_overlapping_in_order_reads() {
         let data = b"123456789";
-        let mut t = CrcTracker::new(Some(crc(data)));
+        let mut t = CrcTracker::new(Some(crc(data)), None);
         assert_eq!(crc(data), 0x995DC9BBDF1939FA);
         assert!(t.observe(0, &b(b"1234"), 9).is_none());
         assert!(t.observe(2, &b(b"3456"), 9).is_none()); // short backward overlap
@@ -629,7 +658,7 @@ mod tests {
 
     #[test]
     fn crc_tracker_reports_mismatch() {
-        let mut t = CrcTracker::new(Some(crc(b"123456789")));
+        let mut t = CrcTracker::new(Some(crc(b"123456789")), None);
         assert!(t.observe(0, &b(b"1234"), 9).is_none());
         assert_eq!(
             t.observe(4, &b(b"56780"), 9).map(|(_, e)| e),
@@ -642,7 +671,7 @@ mod tests {
     #[test]
     fn crc_tracker_parks_copies_and_gives_up_on_far_jumps() {
         let block = Bytes::from(vec![7u8; 1 << 20]);
-        let mut t = CrcTracker::new(Some(1));
+        let mut t = CrcTracker::new(Some(1), None);
         assert!(t.observe(4096, &block.slice(4096..8192), 1 << 30).is_none());
         assert_eq!(t.parked_bytes, 4096);
         assert!(
@@ -682,7 +711,8 @@ mod tests {
         let refs: Vec<BlockRef> = (0..4)
             .map(|i| block_ref(10 * i as u64, &blocks[i]))
             .collect();
-        let mut t = CrcTracker::new(Some(crc(&object)));
+        let combiner = Arc::new(crate::crc64::Combiner::new(10));
+        let mut t = CrcTracker::new(Some(crc(&object)), Some(combiner));
         // Block 0 in two reads from its buffer: folded, not hashed.
         assert!(
             t.observe_piece(&piece(0, blocks[0].slice(..4), Some(&refs[0])), 40)
@@ -722,7 +752,7 @@ mod tests {
         let object = Bytes::from_static(b"0123456789abcdefghij");
         let good = block_ref(0, &object.slice(..10));
         let bad = Bytes::from_static(b"0123X56789");
-        let mut t = CrcTracker::new(Some(crc(&object)));
+        let mut t = CrcTracker::new(Some(crc(&object)), None);
         // The piece claims the good block but is a slice of another buffer.
         assert!(t.observe_piece(&piece(0, bad, Some(&good)), 20).is_none());
         let tail = object.slice(10..);
@@ -739,7 +769,7 @@ mod tests {
         let object = Bytes::from_static(b"0123456789");
         let mut r = block_ref(0, &object);
         r.crc ^= 1;
-        let mut t = CrcTracker::new(Some(crc(&object)));
+        let mut t = CrcTracker::new(Some(crc(&object)), None);
         assert!(
             t.observe_piece(&piece(0, object.clone(), Some(&r)), 10)
                 .is_some()
@@ -748,18 +778,18 @@ mod tests {
 
     #[test]
     fn crc_tracker_reorders_and_gives_up_on_gaps() {
-        let mut t = CrcTracker::new(Some(crc(b"123456789")));
+        let mut t = CrcTracker::new(Some(crc(b"123456789")), None);
         assert!(t.observe(6, &b(b"789"), 9).is_none());
         assert!(t.observe(3, &b(b"456"), 9).is_none());
         assert_eq!(t.hashed, Some(0));
         assert!(t.observe(0, &b(b"123"), 9).is_none());
         assert_eq!(t.hashed, None, "verified after reordering");
         // Wrong data delivered out of order is still caught.
-        let mut bad = CrcTracker::new(Some(crc(b"123456789")));
+        let mut bad = CrcTracker::new(Some(crc(b"123456789")), None);
         assert!(bad.observe(5, &b(b"6789"), 9).is_none());
         assert!(bad.observe(0, &b(b"12X45"), 9).is_some());
         // A reader that never fills the gap is not verified (and never errors).
-        let mut gap = CrcTracker::new(Some(1));
+        let mut gap = CrcTracker::new(Some(1), None);
         assert!(gap.observe(0, &b(b"12"), 9).is_none());
         assert!(gap.observe(5, &b(b"6789"), 9).is_none());
         assert_eq!(gap.hashed, Some(2));
