@@ -75,6 +75,11 @@ const SMALL_BLOCK_TAG: u64 = 1 << 63;
 /// Round trip above which a sequential reader's window grows 4x per step, not 2x.
 const FAR_RTT: std::time::Duration = std::time::Duration::from_millis(2);
 
+/// Round trip above which a ramping window is spread over small parallel GETs. Higher
+/// than [`FAR_RTT`]: a loaded machine can show a few ms to headers on loopback, where
+/// more, smaller GETs would only cost CPU.
+const SPLIT_RTT: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Most out-of-order data kept for the CRC check.
 const MAX_PARKED: u64 = 16 * 1024 * 1024;
 
@@ -474,7 +479,10 @@ impl ObjectReader {
     fn top_up(&mut self) {
         let mut in_flight = self.queue.in_flight();
         let (parallel, mut request) = self.plan_now();
-        if self.far_link(parallel) && self.window < self.max_window.max(parallel as u64 * request) {
+        if self.far_link(parallel)
+            && self.src.cache.link().rtt() >= SPLIT_RTT
+            && self.window < self.max_window.max(parallel as u64 * request)
+        {
             // While the window ramps up, spread it over the parallel requests: on a far
             // link each GET's first byte comes a round trip late, so 16 MiB is sooner as
             // 16 GETs of 1 MiB than as 2 of 8 MiB (above all when each connection is
