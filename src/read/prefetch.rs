@@ -208,16 +208,13 @@ impl BlockBuilder {
 /// buffers (one copy, no reassembly), each block published to `progress` when complete.
 /// If the stream breaks, the rest comes from `get_range`, which retries; the result is
 /// the exact range or an error.
-pub(crate) async fn fetch_blocks(
-    store: &dyn ObjectStore,
-    key: &str,
-    etag: &str,
-    size: u64,
+async fn fetch_blocks(
+    src: &Source,
     range: Range<u64>,
-    block: u64,
-    link: Option<&super::link::LinkEstimate>,
     progress: Option<&Progress>,
 ) -> Result<BlockData, ReadError> {
+    let (store, key, etag, size) = (&*src.store, &*src.key, &*src.etag, src.size);
+    let (block, link) = (src.cache.block_size(), src.cache.link());
     let sent = std::time::Instant::now();
     let mut out = match store.get_object(key, Some(range.clone()), Some(etag)).await {
         Ok(out) => out,
@@ -249,9 +246,7 @@ pub(crate) async fn fetch_blocks(
             }
         }
     }
-    if out_blocks.pos == range.end
-        && let Some(link) = link
-    {
+    if out_blocks.pos == range.end {
         link.observe(
             headers_at.duration_since(sent),
             range.end - range.start,
@@ -327,17 +322,7 @@ impl Source {
         {
             Some(data) => Ok(data),
             None => {
-                let fetched = fetch_blocks(
-                    &*src.store,
-                    &src.key,
-                    &src.etag,
-                    src.size,
-                    range.clone(),
-                    src.cache.block_size(),
-                    Some(src.cache.link()),
-                    progress.as_ref(),
-                )
-                .await;
+                let fetched = fetch_blocks(&src, range.clone(), progress.as_ref()).await;
                 if let Ok(data) = &fetched {
                     src.cache.insert_blocks(&src.key, &src.etag, data);
                 }
