@@ -6,7 +6,8 @@
 //! queue up to `read end + window`, in block-aligned requests of at most
 //! `max_request_size`, at most `max_parallel_requests` in flight — or more, up to the
 //! bandwidth-delay product the mount has measured ([`super::link`]), with the window
-//! widened to match. Blocks already in the memory cache are queued without a request.
+//! widened to match. On such a far link the window grows 16x per step, and at a round
+//! trip of 10 ms or more a ramping window is spread over small parallel GETs. Blocks already in the memory cache are queued without a request.
 //!
 //! Serving a read takes, for each position: the queued chunk containing it, else the cache
 //! (memory, then disk), else a *demand* request (the only kind that waits for memory).
