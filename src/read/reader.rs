@@ -499,6 +499,14 @@ impl ObjectReader {
                 break;
             }
             let start = self.queue.end();
+            // No dribbling: while GETs are in flight, a gap shorter than one request
+            // (not reaching the end of the object) waits until it has grown. Blocks now
+            // reach the reader while their GET runs, so the target moves one read at a
+            // time, and topping up each time sent one small GET per application read.
+            let gap_end = window::block_ceil(self.target_end, self.block_size, self.src.size);
+            if in_flight > 0 && gap_end < self.src.size && gap_end - start < request {
+                break;
+            }
             let len = self.request_len(start, self.target_end, request);
             let Some(permit) = self.src.cache.try_reserve_prefetch(len) else {
                 break;
