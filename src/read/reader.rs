@@ -7,7 +7,8 @@
 //! `max_request_size`, at most `max_parallel_requests` in flight — or more, up to the
 //! bandwidth-delay product the mount has measured ([`super::link`]), with the window
 //! widened to match. On such a far link the window grows 16x per step, and at a round
-//! trip of 10 ms or more a ramping window is spread over small parallel GETs. Blocks already in the memory cache are queued without a request.
+//! trip of 10 ms or more over slow connections a ramping window is spread over small
+//! parallel GETs. Blocks already in the memory cache are queued without a request.
 //!
 //! Serving a read takes, for each position: the queued chunk containing it, else the cache
 //! (memory, then disk), else a *demand* request (the only kind that waits for memory).
@@ -477,11 +478,21 @@ impl ObjectReader {
         parallel > self.max_parallel && self.src.cache.link().rtt() >= FAR_RTT
     }
 
+    /// Whether one request takes longer to transfer on one connection than a round
+    /// trip, on a link of at least [`SPLIT_RTT`]: then parallel small GETs beat a few
+    /// large ones. Fast connections (loopback, even with a loaded machine's delays)
+    /// never qualify.
+    fn slow_connections(&self, request: u64) -> bool {
+        let link = self.src.cache.link();
+        let (rtt, rate) = (link.rtt(), link.conn_rate());
+        rtt >= SPLIT_RTT && rate > 0 && request as f64 / rate as f64 >= rtt.as_secs_f64()
+    }
+
     fn top_up(&mut self) {
         let mut in_flight = self.queue.in_flight();
         let (parallel, mut request) = self.plan_now();
         if self.far_link(parallel)
-            && self.src.cache.link().rtt() >= SPLIT_RTT
+            && self.slow_connections(request)
             && self.window < self.max_window.max(parallel as u64 * request)
         {
             // While the window ramps up, spread it over the parallel requests: on a far
