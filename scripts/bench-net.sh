@@ -19,6 +19,10 @@
 #
 #   scripts/bench-net.sh                                   # full sizes (2 GiB, 1 GiB, …)
 #   scripts/bench-net.sh --seq-mib 512 --big-mib 256 --small 200 --rounds 1   # quick
+#   OSSMOUNT_BENCH_NET_ROWS="A E" scripts/bench-net.sh      # only sections A and E
+#   OSSMOUNT_BENCH_MOUNT_BIN=/path/to/ossmount …               # another build of the mount
+#
+# Single-reader mount rows also report the mount's CPU seconds per GiB (user + system).
 #
 # Needs root (or user FUSE mounts), /dev/fuse, curl and openssl. Builds release binaries
 # unless OSSMOUNT_BENCH_NO_BUILD=1. Mounts are unmounted and the emulator stopped on exit.
@@ -35,7 +39,7 @@ while [ $# -gt 0 ]; do
         --loop-mib) loop_mib=$2; shift ;;
         --tls-mib) tls_mib=$2; shift ;;
         --rounds) rounds=$2; shift ;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        -h|--help) awk 'NR > 1 && /^#/ {print} /^set -e/ {exit}' "$0"; exit 0 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -45,7 +49,7 @@ if [ "${OSSMOUNT_BENCH_NO_BUILD:-0}" != 1 ]; then
     cargo build --release -j1 --bin ossmount --bin ossmount-emulator
 fi
 EMU=$PWD/target/release/ossmount-emulator
-OSSMOUNT=$PWD/target/release/ossmount
+OSSMOUNT=${OSSMOUNT_BENCH_MOUNT_BIN:-$PWD/target/release/ossmount}   # override to compare builds
 
 base=/tmp
 shm_free_kib=$(df -Pk /dev/shm 2>/dev/null | awk 'NR==2 {print $4}')
@@ -126,10 +130,17 @@ url() { echo "$scheme://$addr/bench/$1"; }
 mount_cat() {   # mount_cat KEY MIB [mount flags…]: one reader through a fresh mount
     local key=$1 mib=$2; shift 2
     mount_fs "$@"
+    local t0; t0=$(cpu_ticks "$mount_pid")
     local s; s=$(now); cat "$mnt/$key" > /dev/null; local e; e=$(now)
+    local t1; t1=$(cpu_ticks "$mount_pid")
     umount_fs
+    cpu_per_gib "$(( t1 - t0 ))" "$mib" >> "$work/cat.cpu"
     mbps $(( mib << 20 )) "$s" "$e"
 }
+cpu_per_gib() { awk -v t="$1" -v hz="$(getconf CLK_TCK)" -v m="$2" 'BEGIN {printf "%.2f\n", t / hz / (m / 1024)}'; }
+# cat_cpu: median CPU s/GiB of the mount_cat rounds since the last call.
+cat_cpu() { median < <(tr '\n' ' ' < "$work/cat.cpu"); rm -f "$work/cat.cpu"; }
+want() { [ -z "${OSSMOUNT_BENCH_NET_ROWS:-}" ] || [[ " $OSSMOUNT_BENCH_NET_ROWS " == *" $1 "* ]]; }
 curl_one() {    # curl_one KEY MIB: one stream
     local s; s=$(now); curl -sf "${curl_tls[@]}" -o /dev/null "$(url "$1")"; local e; e=$(now)
     mbps $(( $2 << 20 )) "$s" "$e"
@@ -200,33 +211,48 @@ rows=()
 row() { rows+=("| $1 | $2 MB/s | $3 MB/s | $(ratio "$2" "$3") | $4 |"); echo "row: $1: mount $2, raw $3" >&2; }
 
 # A.
+if want A; then
 faults '{"latency_ms":0,"conn_mbytes_per_sec":0}'
 a0=$(rounds_of mount_cat seq/file "$seq_mib")
+a0cpu=$(cat_cpu)
 faults '{"latency_ms":20}'
 a20=$(rounds_of mount_cat seq/file "$seq_mib")
+a20cpu=$(cat_cpu)
 c20=$(rounds_of curl_one seq/file "$seq_mib")
-row "sequential $seq_mib MiB, 20 ms (raw = the mount at 0 ms)" "$a20" "$a0" "target ≥ 0.9x; one curl stream at 20 ms: $c20 MB/s"
+row "sequential $seq_mib MiB, 20 ms (raw = the mount at 0 ms)" "$a20" "$a0" "target ≥ 0.9x; one curl stream at 20 ms: $c20 MB/s; mount CPU $a20cpu / $a0cpu s/GiB"
+fi
 # B, C.
-faults '{"latency_ms":20,"conn_mbytes_per_sec":100}'
+if want B || want C; then faults '{"latency_ms":20,"conn_mbytes_per_sec":100}'; fi
+if want B; then
 b=$(rounds_of mount_cat big/file "$big_mib")
+bcpu=$(cat_cpu)
 bc=$(rounds_of curl_ranged big/file "$big_mib" 16)
-row "$big_mib MiB, 20 ms + 100 MB/s per connection" "$b" "$bc" "raw = 16 parallel 8 MiB ranged curls; target ≥ 0.8x"
+row "$big_mib MiB, 20 ms + 100 MB/s per connection" "$b" "$bc" "raw = 16 parallel 8 MiB ranged curls; target ≥ 0.8x; mount CPU $bcpu s/GiB"
+fi
+if want C; then
 c=$(rounds_of mount_four)
 cc=$(rounds_of curl_four)
 row "4 x $four_mib MiB at once, 20 ms + 100 MB/s per connection" "$c" "$cc" "raw = 4 parallel curls; target ≥ 0.8x"
+fi
 # D.
+if want D; then
 faults '{"latency_ms":20,"conn_mbytes_per_sec":0}'
 d=$(rounds_of mount_small)
 dc=$(rounds_of curl_small)
 row "$small x 64 KiB, 8 processes, shuffled, 20 ms" "$d" "$dc" "raw = 8 curl processes (keep-alive); target ≥ 0.9x"
+fi
 # E.
+if want E; then
 for lat in 0 3; do
     faults "{\"latency_ms\":$lat,\"conn_mbytes_per_sec\":0}"
     e=$(rounds_of mount_cat loop/file "$loop_mib")
+    ecpu=$(cat_cpu)
     ec=$(rounds_of curl_one loop/file "$loop_mib")
-    row "loopback $loop_mib MiB, latency $lat ms" "$e" "$ec" "raw = one curl stream; target ≥ 0.85x"
+    row "loopback $loop_mib MiB, latency $lat ms" "$e" "$ec" "raw = one curl stream; target ≥ 0.85x; mount CPU $ecpu s/GiB"
 done
+fi
 # F.
+if want F; then
 stop_emulator
 start_emulator --tls-cert "$work/server.pem" --tls-key "$work/server.key"
 scheme=https curl_tls=(--cacert "$work/ca.pem")
@@ -236,14 +262,14 @@ tls_mount() {
     local s; s=$(now); cat "$mnt/tls/file" > /dev/null; local e; e=$(now)
     local t1; t1=$(cpu_ticks "$mount_pid")
     umount_fs
-    awk -v t=$(( t1 - t0 )) -v hz="$(getconf CLK_TCK)" -v m="$tls_mib" \
-        'BEGIN {printf "%.2f\n", t / hz / (m / 1024)}' >> "$work/tls.cpu"
+    cpu_per_gib "$(( t1 - t0 ))" "$tls_mib" >> "$work/tls.cpu"
     mbps $(( tls_mib << 20 )) "$s" "$e"
 }
 f=$(rounds_of tls_mount)
 fc=$(rounds_of curl_one tls/file "$tls_mib")
 cpu=$(median < <(tr '\n' ' ' < "$work/tls.cpu"))
 row "TLS $tls_mib MiB (loopback)" "$f" "$fc" "raw = one curl stream over the same TLS server; mount CPU $cpu s/GiB; target ≥ 0.8x"
+fi
 
 echo
 echo "| workload | mount | raw (curl) | ratio | notes |"

@@ -13,7 +13,8 @@
 //!   result must equal the new whole-object header).
 //! - [`combine`]: CRC of `A‖B` from `crc(A)`, `crc(B)` and `len(B)`, without the data
 //!   (multipart: fold the part CRCs in part order; the result equals the completed
-//!   object's header). This is zlib's `crc32_combine` generalised, O(log len).
+//!   object's header). This is zlib's `crc32_combine` generalised, O(log len);
+//!   [`Combiner`] precomputes it for one length (folding fixed-size blocks).
 //!
 //! Pitfall: a finished CRC has the xorout applied; continuing from it means undoing the
 //! xorout to get the raw register back, which `with_initial` does.
@@ -35,6 +36,89 @@ pub fn combine(crc1: u64, crc2: u64, len2: u64) -> u64 {
         return crc1;
     }
     crc_fast::checksum_combine(ALGORITHM, crc1, crc2, len2)
+}
+
+/// [`combine`] for one fixed `len2`, with its GF(2) operator ("append `len2` zero bytes"
+/// to the CRC register) computed once: folding many equal-length pieces (the blocks of a
+/// download) then costs 64 XORs each instead of a matrix exponentiation (~50 µs).
+#[derive(Clone)]
+pub struct Combiner {
+    len: u64,
+    op: Box<[u64; 64]>,
+}
+
+impl std::fmt::Debug for Combiner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Combiner").field("len", &self.len).finish()
+    }
+}
+
+/// `mat · vec` over GF(2); `mat[i]` is the image of bit `i`.
+fn gf2_times(mat: &[u64; 64], mut vec: u64) -> u64 {
+    let mut sum = 0;
+    let mut i = 0;
+    while vec != 0 {
+        if vec & 1 == 1 {
+            sum ^= mat[i];
+        }
+        vec >>= 1;
+        i += 1;
+    }
+    sum
+}
+
+fn gf2_square(mat: &[u64; 64]) -> [u64; 64] {
+    let mut out = [0; 64];
+    for (o, m) in out.iter_mut().zip(mat) {
+        *o = gf2_times(mat, *m);
+    }
+    out
+}
+
+impl Combiner {
+    pub fn new(len: u64) -> Self {
+        // One zero bit (reflected polynomial), then squared to one zero byte.
+        let mut bit = [0u64; 64];
+        bit[0] = 0xC96C_5795_D787_0F42;
+        for (n, b) in bit.iter_mut().enumerate().skip(1) {
+            *b = 1 << (n - 1);
+        }
+        let mut power = gf2_square(&gf2_square(&gf2_square(&bit)));
+        let mut op = [0u64; 64];
+        for (n, o) in op.iter_mut().enumerate() {
+            *o = 1 << n;
+        }
+        // All operators are powers of the same one, so the order of products is free.
+        let mut rest = len;
+        while rest != 0 {
+            if rest & 1 == 1 {
+                for o in op.iter_mut() {
+                    *o = gf2_times(&power, *o);
+                }
+            }
+            rest >>= 1;
+            if rest != 0 {
+                power = gf2_square(&power);
+            }
+        }
+        Combiner {
+            len,
+            op: Box::new(op),
+        }
+    }
+
+    /// The `len2` this combiner was built for.
+    pub fn len2(&self) -> u64 {
+        self.len
+    }
+
+    /// Same as `combine(crc1, crc2, self.len2())`.
+    pub fn combine(&self, crc1: u64, crc2: u64) -> u64 {
+        if self.len == 0 {
+            return crc1;
+        }
+        gf2_times(&self.op, crc1) ^ crc2
+    }
 }
 
 /// Incremental CRC-64/XZ.
@@ -188,6 +272,24 @@ mod tests {
             }
         }
         crc1 ^ crc2
+    }
+
+    #[test]
+    fn fixed_length_combiner_equals_combine() {
+        for len in [0u64, 1, 7, 8, 4096, 12_345, 1 << 20, (1 << 20) + 3, 5 << 30] {
+            let c = Combiner::new(len);
+            assert_eq!(c.len2(), len);
+            for (a, b) in [(0u64, 0u64), (crc64(CHECK), crc64(EBS)), (u64::MAX, 42)] {
+                let b = if len == 0 { 0 } else { b };
+                assert_eq!(c.combine(a, b), combine(a, b, len), "len {len}");
+            }
+        }
+        let data: Vec<u8> = (0..3000u32).map(|i| (i * 31 % 251) as u8).collect();
+        let c = Combiner::new(1000);
+        let folded = data
+            .chunks(1000)
+            .fold(0, |acc, piece| c.combine(acc, crc64(piece)));
+        assert_eq!(folded, crc64(&data));
     }
 
     #[test]

@@ -85,6 +85,8 @@ pub struct BlockCache {
     trims: AtomicU64,
     /// Round trip and per-connection rate seen by the GETs (sizes read-ahead).
     link: super::link::LinkEstimate,
+    /// CRC-64 fold for one full block, built on first use (readers' CRC checks).
+    block_combiner: std::sync::OnceLock<Arc<crate::crc64::Combiner>>,
 }
 
 impl std::fmt::Debug for BlockCache {
@@ -125,7 +127,16 @@ impl BlockCache {
             small_since_trim: AtomicU64::new(0),
             trims: AtomicU64::new(0),
             link: Default::default(),
+            block_combiner: Default::default(),
         })
+    }
+
+    /// Folds the CRC-64 of one full block into a running CRC (shared by all readers, so
+    /// its operator is computed once per mount).
+    pub fn block_combiner(&self) -> Arc<crate::crc64::Combiner> {
+        self.block_combiner
+            .get_or_init(|| Arc::new(crate::crc64::Combiner::new(self.block_size)))
+            .clone()
     }
 
     /// The link estimate shared by every reader of this cache (= of the mount).
@@ -213,6 +224,7 @@ impl BlockCache {
             start: range.start,
             block_size: self.block_size,
             blocks: blocks.into(),
+            crcs: Arc::from(Vec::new()),
         };
         (out.end() == range.end).then_some(out)
     }

@@ -27,7 +27,9 @@
 //! - Prefetch never waits for memory while it holds buffers (that could deadlock readers
 //!   against each other); only the request the application is blocked on waits.
 //! - The whole-object CRC64 is checked only when the application has read every byte in
-//!   order; random readers are not verified (their ranges are still ETag-pinned).
+//!   order; random readers are not verified (their ranges are still ETag-pinned). The
+//!   fetches hash each block as it arrives ([`block`]); the check folds those CRCs for
+//!   bytes served from the very same buffers and hashes everything else.
 
 pub mod block;
 pub mod budget;

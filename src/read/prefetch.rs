@@ -4,10 +4,14 @@
 //! The queue always covers one contiguous range `[start, next_fetch)` of block-aligned
 //! chunks. Requests are spawned as tokio tasks so several run in parallel and keep running
 //! while the application processes earlier data; a finished task also inserts its blocks
-//! into the shared cache. Each chunk owns a [`BudgetPermit`] for its bytes.
+//! into the shared cache. Each chunk owns a [`BudgetPermit`] for its bytes. A request
+//! publishes each block as soon as its bytes are in, so a read waits for its own block,
+//! not for the end of a large GET (which on a slow connection is most of the GET's time).
 //!
 //! A request is one streaming GET whose body is copied once, straight into per-block
-//! buffers ([`fetch_blocks`]); the blocks are shared with the cache without another copy.
+//! buffers ([`fetch_blocks`]), hashing each block's CRC-64 on the way (the bytes are in
+//! the CPU cache right then; see [`super::block`]); the blocks are shared with the cache
+//! without another copy.
 //! If the body breaks part-way, the remainder comes from `get_range` (which retries), so
 //! a request yields exactly its range or an error.
 //!
@@ -35,14 +39,23 @@ use super::budget::BudgetPermit;
 use super::cache::BlockCache;
 use super::inflight::{FetchOutcome, Inflight, Registration, follow};
 use super::window::block_floor;
+use crate::crc64::Crc64Hasher;
 use crate::store::{ObjectStore, StoreError};
 
+/// Blocks of a GET in progress with their CRCs, published as each one completes, so a
+/// reader can use the first blocks of a large GET before its last bytes arrive.
+type Progress = watch::Sender<Vec<(Bytes, u64)>>;
+
 /// A spawned fetch that is aborted when dropped.
-pub struct FetchTask(JoinHandle<Result<BlockData, ReadError>>);
+pub struct FetchTask {
+    task: JoinHandle<Result<BlockData, ReadError>>,
+    /// The blocks completed so far (the sender drops when the task ends).
+    progress: watch::Receiver<Vec<(Bytes, u64)>>,
+}
 
 impl Drop for FetchTask {
     fn drop(&mut self) {
-        self.0.abort();
+        self.task.abort();
     }
 }
 
@@ -125,42 +138,83 @@ pub(crate) async fn fetch_range(
     Ok(out.data)
 }
 
-/// Appends `data` (object bytes at `*pos`) to per-block buffers.
-fn append_blocks(
-    blocks: &mut Vec<Bytes>,
-    current: &mut BytesMut,
-    pos: &mut u64,
-    range: &Range<u64>,
+/// Per-block buffers being filled from a GET body, with the CRC-64 of each block
+/// computed as its bytes are copied in (hot in the CPU cache).
+struct BlockBuilder {
+    range: Range<u64>,
     block: u64,
-    mut data: &[u8],
-) {
-    while !data.is_empty() {
-        let block_end = (block_floor(*pos, block) + block).min(range.end);
-        if current.is_empty() && current.capacity() == 0 {
-            current.reserve((block_end - *pos) as usize);
+    /// Object offset of the next byte.
+    pos: u64,
+    blocks: Vec<Bytes>,
+    crcs: Vec<u64>,
+    current: BytesMut,
+    crc: Crc64Hasher,
+}
+
+impl BlockBuilder {
+    fn new(range: Range<u64>, block: u64) -> Self {
+        let n = (range.end - range.start).div_ceil(block) as usize;
+        BlockBuilder {
+            pos: range.start,
+            range,
+            block,
+            blocks: Vec::with_capacity(n),
+            crcs: Vec::with_capacity(n),
+            current: BytesMut::new(),
+            crc: Crc64Hasher::new(),
         }
-        let take = ((block_end - *pos) as usize).min(data.len());
-        current.extend_from_slice(&data[..take]);
-        data = &data[take..];
-        *pos += take as u64;
-        if *pos == block_end {
-            blocks.push(std::mem::take(current).freeze());
+    }
+
+    /// Appends `data`, the object bytes at `self.pos`.
+    fn append(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            let block_end = (block_floor(self.pos, self.block) + self.block).min(self.range.end);
+            if self.current.is_empty() && self.current.capacity() == 0 {
+                self.current.reserve((block_end - self.pos) as usize);
+            }
+            let take = ((block_end - self.pos) as usize).min(data.len());
+            self.current.extend_from_slice(&data[..take]);
+            self.crc.update(&data[..take]);
+            data = &data[take..];
+            self.pos += take as u64;
+            if self.pos == block_end {
+                self.blocks.push(std::mem::take(&mut self.current).freeze());
+                self.crcs.push(std::mem::take(&mut self.crc).finish());
+            }
+        }
+    }
+
+    /// Publishes the blocks completed since the last call.
+    fn publish(&self, progress: Option<&Progress>) {
+        let Some(p) = progress else { return };
+        let have = p.borrow().len();
+        if self.blocks.len() > have {
+            let new = self.blocks[have..].iter().cloned();
+            p.send_modify(|v| v.extend(new.zip(self.crcs[have..].iter().copied())));
+        }
+    }
+
+    fn finish(self) -> BlockData {
+        BlockData {
+            start: self.range.start,
+            block_size: self.block,
+            blocks: self.blocks.into(),
+            crcs: self.crcs.into(),
         }
     }
 }
 
 /// One ETag-pinned GET of `range` (block-aligned), streamed straight into per-block
-/// buffers (one copy, no reassembly). If the stream breaks, the rest comes from
-/// `get_range`, which retries; the result is the exact range or an error.
-pub(crate) async fn fetch_blocks(
-    store: &dyn ObjectStore,
-    key: &str,
-    etag: &str,
-    size: u64,
+/// buffers (one copy, no reassembly), each block published to `progress` when complete.
+/// If the stream breaks, the rest comes from `get_range`, which retries; the result is
+/// the exact range or an error.
+async fn fetch_blocks(
+    src: &Source,
     range: Range<u64>,
-    block: u64,
-    link: Option<&super::link::LinkEstimate>,
+    progress: Option<&Progress>,
 ) -> Result<BlockData, ReadError> {
+    let (store, key, etag, size) = (&*src.store, &*src.key, &*src.etag, src.size);
+    let (block, link) = (src.cache.block_size(), src.cache.link());
     let sent = std::time::Instant::now();
     let mut out = match store.get_object(key, Some(range.clone()), Some(etag)).await {
         Ok(out) => out,
@@ -171,46 +225,40 @@ pub(crate) async fn fetch_blocks(
     if !etag_eq(&out.meta.etag, etag) || out.meta.size != size {
         return Err(stale(key, etag));
     }
-    let mut blocks = Vec::with_capacity((range.end - range.start).div_ceil(block) as usize);
-    let mut current = BytesMut::new();
-    let mut pos = range.start;
+    let mut out_blocks = BlockBuilder::new(range.clone(), block);
     while let Some(item) = out.body.next().await {
         match item {
             Ok(data) => {
-                if data.len() as u64 > range.end - pos {
+                if data.len() as u64 > range.end - out_blocks.pos {
                     return Err(StoreError::InvalidResponse {
                         operation: "GetObject".into(),
                         message: format!("more data than the requested range of {key}"),
                     }
                     .into());
                 }
-                append_blocks(&mut blocks, &mut current, &mut pos, &range, block, &data);
+                out_blocks.append(&data);
+                out_blocks.publish(progress);
             }
             Err(e) if e.is_precondition_failed() => return Err(stale(key, etag)),
             Err(e) => {
-                tracing::debug!(key, pos, error = %e, "GET body broke; fetching the rest");
+                tracing::debug!(key, pos = out_blocks.pos, error = %e, "GET body broke; fetching the rest");
                 break;
             }
         }
     }
-    if pos == range.end
-        && let Some(link) = link
-    {
+    if out_blocks.pos == range.end {
         link.observe(
             headers_at.duration_since(sent),
             range.end - range.start,
             headers_at.elapsed(),
         );
     }
-    if pos < range.end {
-        let rest = fetch_range(store, key, etag, size, pos..range.end).await?;
-        append_blocks(&mut blocks, &mut current, &mut pos, &range, block, &rest);
+    if out_blocks.pos < range.end {
+        let rest = fetch_range(store, key, etag, size, out_blocks.pos..range.end).await?;
+        out_blocks.append(&rest);
+        out_blocks.publish(progress);
     }
-    Ok(BlockData {
-        start: range.start,
-        block_size: block,
-        blocks: blocks.into(),
-    })
+    Ok(out_blocks.finish())
 }
 
 /// What a queue needs to fetch: the object identity and where to get/put the bytes.
@@ -236,14 +284,21 @@ impl Source {
     /// it; the task caches what it fetched.
     fn spawn(&self, range: Range<u64>) -> FetchTask {
         let registration = self.register(range.clone());
-        FetchTask(tokio::spawn(self.clone().fetch(range, registration)))
+        let (tx, progress) = watch::channel(Vec::new());
+        FetchTask {
+            task: tokio::spawn(self.clone().fetch(range, registration, Some(tx))),
+            progress,
+        }
     }
 
     /// Fetches `range` (block-aligned) into the cache now, registered so that a reader
     /// needing it meanwhile follows this GET (the sibling read-ahead of small files).
     pub async fn warm(&self, range: Range<u64>) -> Result<(), ReadError> {
         let registration = self.register(range.clone());
-        self.clone().fetch(range, registration).await.map(|_| ())
+        self.clone()
+            .fetch(range, registration, None)
+            .await
+            .map(|_| ())
     }
 
     fn register(&self, range: Range<u64>) -> Registration {
@@ -256,6 +311,7 @@ impl Source {
         self,
         range: Range<u64>,
         registration: Registration,
+        progress: Option<Progress>,
     ) -> Result<BlockData, ReadError> {
         let src = self;
         let _guard = InFlightGuard::new();
@@ -266,16 +322,7 @@ impl Source {
         {
             Some(data) => Ok(data),
             None => {
-                let fetched = fetch_blocks(
-                    &*src.store,
-                    &src.key,
-                    &src.etag,
-                    src.size,
-                    range.clone(),
-                    src.cache.block_size(),
-                    Some(src.cache.link()),
-                )
-                .await;
+                let fetched = fetch_blocks(&src, range.clone(), progress.as_ref()).await;
                 if let Ok(data) = &fetched {
                     src.cache.insert_blocks(&src.key, &src.etag, data);
                 }
@@ -326,7 +373,7 @@ impl Queue {
     pub fn in_flight(&self) -> usize {
         self.chunks
             .iter()
-            .filter(|c| matches!(&c.state, ChunkState::InFlight(t) if !t.0.is_finished()))
+            .filter(|c| matches!(&c.state, ChunkState::InFlight(t) if !t.task.is_finished()))
             .count()
     }
 
@@ -378,14 +425,14 @@ impl Queue {
         });
     }
 
-    /// The data of the chunk containing `pos` and that chunk's start, waiting for its
-    /// request if needed. `None` if `pos` is not queued. A failed request clears the
-    /// queue and returns its error.
+    /// The block containing `pos` (its start, its data and its CRC-64 when the fetch
+    /// computed it), waiting for its request if needed. `None` if `pos` is not queued. A
+    /// failed request clears the queue and returns its error.
     pub async fn data_at(
         &mut self,
         pos: u64,
         src: &Source,
-    ) -> Option<Result<(u64, Bytes), ReadError>> {
+    ) -> Option<Result<(u64, Bytes, Option<u64>), ReadError>> {
         let i = self
             .chunks
             .iter()
@@ -399,7 +446,19 @@ impl Queue {
             };
         }
         if let ChunkState::InFlight(task) = &mut self.chunks[i].state {
-            let res = match (&mut task.0).await {
+            // A block the GET has completed already serves the read now.
+            let index = ((pos - range.start) / self.block_size) as usize;
+            loop {
+                let done = task.progress.borrow_and_update().get(index).cloned();
+                if let Some((data, crc)) = done {
+                    let start = range.start + index as u64 * self.block_size;
+                    return Some(Ok((start, data, Some(crc))));
+                }
+                if task.task.is_finished() || task.progress.changed().await.is_err() {
+                    break;
+                }
+            }
+            let res = match (&mut task.task).await {
                 Ok(r) => r,
                 Err(join) => Err(ReadError::Store(StoreError::Io(std::io::Error::other(
                     format!("prefetch task failed: {join}"),
@@ -414,7 +473,10 @@ impl Queue {
             }
         }
         match &self.chunks[i].state {
-            ChunkState::Ready(data) => data.block_at(pos).map(Ok),
+            ChunkState::Ready(data) => match data.block_ref_at(pos) {
+                Some(r) => Some(Ok((r.start, r.data, Some(r.crc)))),
+                None => data.block_at(pos).map(|(start, b)| Ok((start, b, None))),
+            },
             _ => None,
         }
     }

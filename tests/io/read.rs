@@ -111,6 +111,51 @@ async fn prefetch_runs_ahead_in_parallel_but_bounded() {
     assert!((2..=4).contains(&max), "max parallel GETs {max}");
 }
 
+/// On a link measured far (20 ms round trip, 10 MB/s connections), a sequential reader's
+/// window jumps 16x per step to the bandwidth-delay product and the early window is
+/// spread over one-block GETs in parallel instead of a few large ones.
+#[tokio::test]
+async fn far_link_ramps_fast_with_parallel_small_gets() {
+    let fx = Fixture::new(256 * BLOCK);
+    fx.cache.link().observe(
+        Duration::from_millis(20),
+        8 << 20,
+        Duration::from_millis(800),
+    );
+    fx.store.set_delay(Duration::from_millis(3));
+    let (data, mut r) = fx.object("far", 200 * BLOCK as usize);
+    let first = r.read(0, 128 * 1024).await.unwrap();
+    assert_eq!(first, data[..128 * 1024]);
+    let second = r.read(128 * 1024, 128 * 1024).await.unwrap();
+    assert_eq!(second, data[128 * 1024..256 * 1024]);
+    assert_eq!(r.window(), 16 * BLOCK, "one step: 16x the first request");
+    let gets = fx.store.gets();
+    assert!(
+        gets[1..].iter().all(|g| g.end - g.start == BLOCK),
+        "the first window is spread over one-block GETs: {gets:?}"
+    );
+    let rest = read_all_from(&mut r, 256 * 1024, 128 * 1024).await;
+    assert_eq!(rest, data[256 * 1024..]);
+    // The bandwidth-delay product: 32 requests of 4 blocks.
+    assert_eq!(r.window(), 128 * BLOCK);
+    let max = fx.store.max_in_flight.load(Ordering::SeqCst);
+    assert!(
+        max > 4,
+        "more GETs in flight than the configured floor: {max}"
+    );
+}
+
+async fn read_all_from(r: &mut ObjectReader, from: u64, chunk: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let b = r.read(from + out.len() as u64, chunk).await.unwrap();
+        if b.is_empty() {
+            return out;
+        }
+        out.extend_from_slice(&b);
+    }
+}
+
 #[tokio::test]
 async fn random_reads_fetch_small_ranges() {
     let fx = Fixture::new(64 * BLOCK);
