@@ -46,6 +46,20 @@ pub const FUSE_BYTES_READ: &str = "ossmount_fuse_bytes_read_total";
 /// Counter: bytes accepted from applications by write().
 pub const FUSE_BYTES_WRITTEN: &str = "ossmount_fuse_bytes_written_total";
 
+/// Upper bounds (seconds) of the latency histograms' buckets.
+///
+/// The latencies are exported as Prometheus histograms (`_bucket{le=…}`, `_sum`,
+/// `_count`), not as the exporter's default summaries: a summary keeps, per label set,
+/// up to three rolling sketches of up to 32,768 bins (256 KiB each) that grow with the
+/// spread of the values seen and stay until that label's next sample a minute later.
+/// After a walk of 100,000 objects they held 5.6 MB, more than half of what the mount
+/// kept once the kernel had forgotten the walk. A histogram is a fixed array of counts
+/// per label set, and histograms of many mounts can be summed (`histogram_quantile`).
+pub const LATENCY_BUCKETS: [f64; 18] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0, 60.0,
+];
+
 /// Errors installing the metrics recorder/exporter.
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
@@ -64,8 +78,13 @@ pub enum MetricsError {
 pub fn install_exporter(
     addr: Option<std::net::SocketAddr>,
 ) -> Result<metrics_exporter_prometheus::PrometheusHandle, MetricsError> {
-    use metrics_exporter_prometheus::PrometheusBuilder;
-    let builder = PrometheusBuilder::new();
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    let mut builder = PrometheusBuilder::new();
+    for name in [OSS_REQUEST_SECONDS, FUSE_OP_SECONDS] {
+        builder = builder
+            .set_buckets_for_metric(Matcher::Full(name.into()), &LATENCY_BUCKETS)
+            .map_err(|e| MetricsError::Recorder(e.to_string()))?;
+    }
     let Some(addr) = addr else {
         let handle = builder
             .install_recorder()
