@@ -72,12 +72,8 @@ pub enum MetricsError {
     Recorder(String),
 }
 
-/// Installs the global Prometheus recorder and returns a handle that renders the current
-/// values (used for the SIGUSR1 dump). With `addr`, also serves `GET /metrics` there;
-/// that needs a running tokio runtime (the listener and the upkeep task are spawned on it).
-pub fn install_exporter(
-    addr: Option<std::net::SocketAddr>,
-) -> Result<metrics_exporter_prometheus::PrometheusHandle, MetricsError> {
+/// The exporter as the mount configures it: latencies as histograms ([`LATENCY_BUCKETS`]).
+fn builder() -> Result<metrics_exporter_prometheus::PrometheusBuilder, MetricsError> {
     use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
     let mut builder = PrometheusBuilder::new();
     for name in [OSS_REQUEST_SECONDS, FUSE_OP_SECONDS] {
@@ -85,6 +81,16 @@ pub fn install_exporter(
             .set_buckets_for_metric(Matcher::Full(name.into()), &LATENCY_BUCKETS)
             .map_err(|e| MetricsError::Recorder(e.to_string()))?;
     }
+    Ok(builder)
+}
+
+/// Installs the global Prometheus recorder and returns a handle that renders the current
+/// values (used for the SIGUSR1 dump). With `addr`, also serves `GET /metrics` there;
+/// that needs a running tokio runtime (the listener and the upkeep task are spawned on it).
+pub fn install_exporter(
+    addr: Option<std::net::SocketAddr>,
+) -> Result<metrics_exporter_prometheus::PrometheusHandle, MetricsError> {
+    let builder = builder()?;
     let Some(addr) = addr else {
         let handle = builder
             .install_recorder()
@@ -120,4 +126,34 @@ pub fn install_exporter(
         }
     });
     Ok(handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ::metrics::{Key, Label, Recorder};
+
+    /// Latencies render as bucketed histograms, and a label's state stays a fixed array
+    /// of counts however widely its values spread (a summary's sketch grew with them).
+    #[test]
+    fn latencies_are_histograms() {
+        let recorder = builder().expect("builder").build_recorder();
+        let meta = ::metrics::Metadata::new(module_path!(), ::metrics::Level::INFO, None);
+        for name in [OSS_REQUEST_SECONDS, FUSE_OP_SECONDS] {
+            let key = Key::from_parts(name, vec![Label::new("op", "lookup")]);
+            let h = recorder.register_histogram(&key, &meta);
+            for i in 0..10_000u32 {
+                h.record(1e-7 * 1.01f64.powi((i % 1500) as i32));
+            }
+        }
+        let text = recorder.handle().render();
+        for name in [OSS_REQUEST_SECONDS, FUSE_OP_SECONDS] {
+            assert!(
+                text.contains(&format!("{name}_bucket{{op=\"lookup\",le=\"0.0001\"}}")),
+                "{name} is a histogram:\n{text}"
+            );
+            assert!(text.contains(&format!("{name}_count{{op=\"lookup\"}} 10000")));
+        }
+        assert!(!text.contains("quantile"), "no summaries:\n{text}");
+    }
 }
