@@ -253,6 +253,7 @@ fn grafana_dashboard_charts_the_declared_metrics() {
                 let base = name
                     .strip_suffix("_sum")
                     .or_else(|| name.strip_suffix("_count"))
+                    .or_else(|| name.strip_suffix("_bucket"))
                     .unwrap_or(&name)
                     .to_string();
                 assert!(

@@ -138,6 +138,13 @@ struct Inner {
     freed_floor: u64,
 }
 
+/// Gives back a map's room when it is mostly empty (a hash map keeps its peak capacity).
+fn shrink_map<K: Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>) {
+    if map.len() < map.capacity() / 4 {
+        map.shrink_to_fit();
+    }
+}
+
 /// A directory listed to the end (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Completeness {
@@ -752,6 +759,9 @@ impl InodeTable {
             inner.trimmed_at = inner.frees;
             inner.nodes.shrink();
             inner.idle.shrink_to_fit();
+            shrink_map(&mut inner.complete);
+            shrink_map(&mut inner.freed_in);
+            shrink_map(&mut inner.negative);
         }
         drop(inner);
         publish_count(n);
