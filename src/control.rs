@@ -338,6 +338,29 @@ where
     write.shutdown().await
 }
 
+/// Connects to the control socket and sends one request line; returns the stream and
+/// the constructor of this socket's protocol errors.
+async fn send_request(
+    socket: &Path,
+    request: &str,
+) -> Result<(UnixStream, impl Fn(String) -> ControlError + use<>), ControlError> {
+    let connect_err = |source| ControlError::Connect {
+        path: socket.to_path_buf(),
+        source,
+    };
+    let mut stream = UnixStream::connect(socket).await.map_err(connect_err)?;
+    stream
+        .write_all(format!("{request}\n").as_bytes())
+        .await
+        .map_err(connect_err)?;
+    let path = socket.to_path_buf();
+    let protocol = move |reason: String| ControlError::Protocol {
+        path: path.clone(),
+        reason,
+    };
+    Ok((stream, protocol))
+}
+
 /// Asks the mount behind `socket` to report until every file queued for write-back
 /// before the call is uploaded; `progress` sees every line, the last one is returned.
 /// Waits as long as the mount keeps answering (a line at least every
@@ -346,16 +369,7 @@ pub async fn sync_write_back(
     socket: &Path,
     mut progress: impl FnMut(&SyncProgress),
 ) -> Result<SyncProgress, ControlError> {
-    let connect_err = |source| ControlError::Connect {
-        path: socket.to_path_buf(),
-        source,
-    };
-    let protocol = |reason: String| ControlError::Protocol {
-        path: socket.to_path_buf(),
-        reason,
-    };
-    let mut stream = UnixStream::connect(socket).await.map_err(connect_err)?;
-    stream.write_all(b"sync\n").await.map_err(connect_err)?;
+    let (stream, protocol) = send_request(socket, "sync").await?;
     let mut lines = BufReader::new(stream);
     loop {
         let mut text = String::new();
@@ -389,16 +403,7 @@ pub async fn sync_write_back(
 
 /// Asks the mount behind `socket` for its status.
 pub async fn query_status(socket: &Path) -> Result<StatusReport, ControlError> {
-    let connect_err = |source| ControlError::Connect {
-        path: socket.to_path_buf(),
-        source,
-    };
-    let protocol = |reason: String| ControlError::Protocol {
-        path: socket.to_path_buf(),
-        reason,
-    };
-    let mut stream = UnixStream::connect(socket).await.map_err(connect_err)?;
-    stream.write_all(b"status\n").await.map_err(connect_err)?;
+    let (stream, protocol) = send_request(socket, "status").await?;
     let mut text = String::new();
     tokio::time::timeout(
         Duration::from_secs(10),
