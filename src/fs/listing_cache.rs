@@ -249,6 +249,18 @@ impl ListingCache {
         }
     }
 
+    /// Drops the listings that expired, oldest first (cheap: it stops at the first fresh
+    /// one), and gives the map's memory back once it has mostly emptied. Called on every
+    /// forget, so the listings of a walk the kernel forgot go one TTL after the walk
+    /// whatever the size of the forget batches.
+    pub(crate) fn drop_oldest_expired(&self) {
+        let mut inner = lock(&self.inner);
+        inner.drop_oldest_expired(Instant::now());
+        if inner.dirs.len() < inner.dirs.capacity() / 4 {
+            inner.dirs.shrink_to_fit();
+        }
+    }
+
     /// Entries kept over all listings.
     #[cfg(test)]
     fn kept_entries(&self) -> usize {
@@ -329,5 +341,27 @@ mod tests {
         let before = c.kept_entries();
         c.drop_expired();
         assert_eq!(c.kept_entries(), before - 5);
+    }
+
+    #[test]
+    fn expired_listings_go_oldest_first_and_fresh_ones_stay() {
+        let c = ListingCache::default();
+        for d in 0..100 {
+            c.keep(&format!("old{d}/"), 1, Duration::from_millis(20), names(10));
+        }
+        c.keep("fresh/", 1, Duration::from_secs(3600), names(4));
+        c.drop_oldest_expired();
+        assert_eq!(c.kept_entries(), 1004, "nothing has expired yet");
+        std::thread::sleep(Duration::from_millis(40));
+        c.drop_oldest_expired();
+        assert_eq!(
+            c.kept_entries(),
+            4,
+            "all expired ones went, the fresh one stayed"
+        );
+        assert!(c.get("fresh/", 1).is_some());
+        let inner = lock(&c.inner);
+        assert!(inner.dirs.capacity() < 100, "the map gave its room back");
+        assert_eq!(inner.order.len(), 1);
     }
 }

@@ -375,6 +375,10 @@ impl Filesystem {
             self.listings.drop_expired();
             self.fanout.shrink();
             crate::read::cache::release_free_memory();
+        } else {
+            // Without this, whether a walk's listings were freed depended on whether its
+            // last forget batch came before or after their TTL ran out.
+            self.listings.drop_oldest_expired();
         }
     }
 
