@@ -289,6 +289,22 @@ async fn stats(http: &reqwest::Client, endpoint: &str) -> Result<StatsSnapshot> 
     Ok(serde_json::from_slice(&body)?)
 }
 
+/// The stats once the mount has stopped sending (no new request for 50 ms, at most
+/// 2 s): read-ahead that the reads just measured started in the background counts as
+/// theirs, not as the next measurement's.
+async fn settled_stats(http: &reqwest::Client, endpoint: &str) -> Result<StatsSnapshot> {
+    let mut last = stats(http, endpoint).await?;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = stats(http, endpoint).await?;
+        if delta(&last, &now).is_empty() {
+            return Ok(now);
+        }
+        last = now;
+    }
+    Ok(last)
+}
+
 fn delta(before: &StatsSnapshot, after: &StatsSnapshot) -> Vec<(String, u64)> {
     after
         .requests
@@ -857,11 +873,11 @@ async fn run_rows(env: &Env<'_>, table: &mut Table) -> Result<()> {
         }
         Ok(t.elapsed())
     };
-    let before = stats(http, endpoint).await?;
+    let before = settled_stats(http, endpoint).await?;
     let cold = pass()?;
-    let mid = stats(http, endpoint).await?;
+    let mid = settled_stats(http, endpoint).await?;
     let warm = pass()?;
-    let after = stats(http, endpoint).await?;
+    let after = settled_stats(http, endpoint).await?;
     let nr = args.random_reads as f64;
     table.row(
         &format!("6. random 4 KiB reads ×{}", args.random_reads),

@@ -366,18 +366,6 @@ impl BlockCache {
         }
     }
 
-    /// Caches fetched blocks (no copy: each block is its own allocation).
-    pub fn insert_blocks(&self, key: &Arc<str>, etag: &Arc<str>, data: &BlockData) {
-        for (i, block) in data.blocks.iter().enumerate() {
-            let id = BlockId {
-                key: key.clone(),
-                etag: etag.clone(),
-                index: data.start / self.block_size + i as u64,
-            };
-            self.insert(id, block.clone());
-        }
-    }
-
     /// Drops every block of `key`, whatever its ETag (object overwritten or deleted).
     pub fn invalidate_key(&self, key: &str) {
         {

@@ -3,10 +3,11 @@
 //!
 //! The queue always covers one contiguous range `[start, next_fetch)` of block-aligned
 //! chunks. Requests are spawned as tokio tasks so several run in parallel and keep running
-//! while the application processes earlier data; a finished task also inserts its blocks
-//! into the shared cache. Each chunk owns a [`BudgetPermit`] for its bytes. A request
-//! publishes each block as soon as its bytes are in, so a read waits for its own block,
-//! not for the end of a large GET (which on a slow connection is most of the GET's time).
+//! while the application processes earlier data. Each chunk owns a [`BudgetPermit`] for
+//! its bytes. A request caches, then publishes, each block as soon as its bytes are in,
+//! so a read waits for its own block, not for the end of a large GET (which on a slow
+//! connection is most of the GET's time), and a block a reader was served stays cached
+//! even if the reader seeks away and so aborts the rest of the GET.
 //!
 //! A request is one streaming GET whose body is copied once, straight into per-block
 //! buffers ([`fetch_blocks`]), hashing each block's CRC-64 on the way (the bytes are in
@@ -147,6 +148,8 @@ struct BlockBuilder {
     pos: u64,
     blocks: Vec<Bytes>,
     crcs: Vec<u64>,
+    /// Blocks already handed to the cache.
+    cached: usize,
     current: BytesMut,
     crc: Crc64Hasher,
 }
@@ -160,6 +163,7 @@ impl BlockBuilder {
             block,
             blocks: Vec::with_capacity(n),
             crcs: Vec::with_capacity(n),
+            cached: 0,
             current: BytesMut::new(),
             crc: Crc64Hasher::new(),
         }
@@ -182,6 +186,17 @@ impl BlockBuilder {
                 self.crcs.push(std::mem::take(&mut self.crc).finish());
             }
         }
+    }
+
+    /// Caches the blocks completed since the last call. Called before they are published:
+    /// a reader served a block and then gone elsewhere (a random seek drops its queue and
+    /// so aborts this GET) still finds that block in the cache when it comes back.
+    fn cache_new(&mut self, src: &Source) {
+        let first = self.range.start / self.block;
+        for (i, b) in self.blocks.iter().enumerate().skip(self.cached) {
+            src.cache.insert(src.block_id(first + i as u64), b.clone());
+        }
+        self.cached = self.blocks.len();
     }
 
     /// Publishes the blocks completed since the last call.
@@ -237,6 +252,7 @@ async fn fetch_blocks(
                     .into());
                 }
                 out_blocks.append(&data);
+                out_blocks.cache_new(src);
                 out_blocks.publish(progress);
             }
             Err(e) if e.is_precondition_failed() => return Err(stale(key, etag)),
@@ -256,6 +272,7 @@ async fn fetch_blocks(
     if out_blocks.pos < range.end {
         let rest = fetch_range(store, key, etag, size, out_blocks.pos..range.end).await?;
         out_blocks.append(&rest);
+        out_blocks.cache_new(src);
         out_blocks.publish(progress);
     }
     Ok(out_blocks.finish())
@@ -321,13 +338,8 @@ impl Source {
             .await
         {
             Some(data) => Ok(data),
-            None => {
-                let fetched = fetch_blocks(&src, range.clone(), progress.as_ref()).await;
-                if let Ok(data) = &fetched {
-                    src.cache.insert_blocks(&src.key, &src.etag, data);
-                }
-                fetched
-            }
+            // Each block is cached as it completes (`BlockBuilder::cache_new`).
+            None => fetch_blocks(&src, range.clone(), progress.as_ref()).await,
         };
         registration.publish(match &result {
             Ok(data) => FetchOutcome::Done(data.clone()),

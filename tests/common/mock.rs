@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::StreamExt;
 use ossmount::store::*;
 
 pub(crate) fn crc64(data: &[u8]) -> u64 {
@@ -42,6 +43,8 @@ pub(crate) struct MockStore {
     pub ignore_if_match: std::sync::atomic::AtomicBool,
     /// Streaming GET bodies fail after this many bytes (tests the reader's fallback).
     pub break_streams_after: Mutex<Option<usize>>,
+    /// Streaming GET bodies stop after this many bytes and never end (a stalled link).
+    pub stall_streams_after: Mutex<Option<usize>>,
     in_flight: AtomicUsize,
     pub max_in_flight: AtomicUsize,
 }
@@ -196,6 +199,18 @@ impl ObjectStore for MockStore {
                 message: "connection reset".into(),
             }));
         }
+        let stall = *self.stall_streams_after.lock().unwrap();
+        let body: futures::stream::BoxStream<'static, StoreResult<Bytes>> = match stall {
+            Some(n) if n < body.len() => {
+                let pieces: Vec<StoreResult<Bytes>> = body
+                    .slice(..n)
+                    .chunks(64 * 1024)
+                    .map(|c| Ok(Bytes::copy_from_slice(c)))
+                    .collect();
+                Box::pin(futures::stream::iter(pieces).chain(futures::stream::pending()))
+            }
+            _ => Box::pin(futures::stream::iter(pieces)),
+        };
         Ok(GetObjectOutput {
             meta: ObjectMeta {
                 key: key.to_string(),
@@ -204,7 +219,7 @@ impl ObjectStore for MockStore {
                 crc64: out.object_crc64,
                 ..Default::default()
             },
-            body: Box::pin(futures::stream::iter(pieces)),
+            body,
         })
     }
 

@@ -180,6 +180,33 @@ async fn random_reads_fetch_small_ranges() {
 }
 
 #[tokio::test]
+async fn a_block_served_stays_cached_when_the_reader_seeks_away() {
+    let fx = Fixture::new(64 * BLOCK);
+    let (data, mut r) = fx.object("served", 20 * BLOCK as usize);
+    // Every GET delivers its first block, then stalls: the read-ahead that serves block 1
+    // is still running when the reader seeks away and so aborts it.
+    *fx.store.stall_streams_after.lock().unwrap() = Some(BLOCK as usize);
+    let b = r.read(0, BLOCK as u32).await.unwrap();
+    assert_eq!(&b[..], &data[..BLOCK as usize]);
+    let b = r.read(BLOCK, 4096).await.unwrap();
+    assert_eq!(&b[..], &data[BLOCK as usize..BLOCK as usize + 4096]);
+    let b = r.read(15 * BLOCK, 4096).await.unwrap();
+    assert_eq!(
+        &b[..],
+        &data[15 * BLOCK as usize..15 * BLOCK as usize + 4096]
+    );
+    let before = fx.store.gets();
+    // Back to what was served before the seek (a random read again): no request.
+    let off = BLOCK + 8192;
+    let b = tokio::time::timeout(Duration::from_secs(5), r.read(off, 4096))
+        .await
+        .expect("served from the cache, not from the aborted GET")
+        .unwrap();
+    assert_eq!(&b[..], &data[off as usize..off as usize + 4096]);
+    assert_eq!(fx.store.gets(), before, "block 1 was fetched again");
+}
+
+#[tokio::test]
 async fn read_spanning_two_blocks_after_seek() {
     let fx = Fixture::new(64 * BLOCK);
     let (data, mut r) = fx.object("span", 10 * BLOCK as usize);
