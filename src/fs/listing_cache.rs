@@ -27,6 +27,7 @@
 //!   second only the listings of the last second are kept.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -186,6 +187,8 @@ impl Inner {
 #[derive(Debug, Default)]
 pub(crate) struct ListingCache {
     inner: Mutex<Inner>,
+    /// A task drops the expired listings as they expire ([`Self::claim_sweep`]).
+    sweep_scheduled: AtomicBool,
 }
 
 impl ListingCache {
@@ -240,13 +243,33 @@ impl ListingCache {
     }
 
     /// Drops the expired listings (they are otherwise dropped only when the next
-    /// listing is kept), so a walk that ended gives their memory back.
-    pub(crate) fn drop_expired(&self) {
+    /// listing is kept), so a walk that ended gives their memory back. Returns how many
+    /// entries went.
+    pub(crate) fn drop_expired(&self) -> usize {
         let mut inner = lock(&self.inner);
+        let before = inner.entries;
         inner.drop_expired(Instant::now());
         if inner.dirs.len() < inner.dirs.capacity() / 4 {
             inner.dirs.shrink_to_fit();
         }
+        before - inner.entries
+    }
+
+    /// When the newest kept listing expires (then all kept now have).
+    pub(crate) fn newest_expiry(&self) -> Option<Instant> {
+        let inner = lock(&self.inner);
+        let (_, dir) = inner.order.last_key_value()?;
+        inner.dirs.get(dir).map(|k| k.until)
+    }
+
+    /// Whether the caller is the one to schedule the sweep of expired listings (false
+    /// while one runs); the sweep calls [`Self::sweep_done`] when it ends.
+    pub(crate) fn claim_sweep(&self) -> bool {
+        !self.sweep_scheduled.swap(true, Ordering::AcqRel)
+    }
+
+    pub(crate) fn sweep_done(&self) {
+        self.sweep_scheduled.store(false, Ordering::Release);
     }
 
     /// Drops the listings that expired, oldest first (cheap: it stops at the first fresh

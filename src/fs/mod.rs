@@ -32,7 +32,7 @@
 //! | per inode being written (`local_copy`) | its write state; streamed part buffers (charged to `--cache-size`); unflushed bytes in a local file | at the last writer's release |
 //! | a tree walk (`walk`) | up to 50,000 queued directories (number and key) and 64 pages fetched ahead | when the walk stops (no listing used a fetched page for 2 s), or after 1 s for an unused page |
 //! | negative cache | up to 100,000 names | cleared beyond that; entries expire with the TTL |
-//! | kept listings (`listing_cache`) | per directory listed to the end: name, ETag and 40 bytes per entry, at most 1,000,000 entries over all directories | with the TTL (only the last second's with the default TTL), oldest first beyond the bound, expired ones when the kernel forgets a walk |
+//! | kept listings (`listing_cache`) | per directory listed to the end: name, ETag and 40 bytes per entry, at most 1,000,000 entries over all directories | with the TTL (only the last second's with the default TTL), oldest first beyond the bound, expired ones on every forget and, after the kernel forgot a walk, by a task at their expiry |
 //!
 //! # Module map
 //! [`error`] (FsError → errno), [`names`] (which keys are names), [`attr`] (stat ↔ user
@@ -217,7 +217,7 @@ pub struct Filesystem {
     /// Listed entries whose stored attributes are still to be fetched (`attr_fanout`).
     fanout: attr_fanout::AttrFanout,
     /// Whole listings, reused by the readdirs of one TTL (`listing_cache`).
-    listings: listing_cache::ListingCache,
+    listings: Arc<listing_cache::ListingCache>,
     /// Listings fetched ahead of a tree walk.
     walk: walk::WalkAhead,
     next_fh: AtomicU64,
@@ -273,7 +273,7 @@ impl Filesystem {
             ahead: small_file_readahead::SiblingAhead::default(),
             probed: lookup_page::ProbedPages::default(),
             fanout: attr_fanout::AttrFanout::default(),
-            listings: listing_cache::ListingCache::default(),
+            listings: Arc::default(),
             next_fh: AtomicU64::new(1),
             meta_pending: Mutex::new(std::collections::HashSet::new()),
             mounted_at: SystemTime::now(),
@@ -380,6 +380,47 @@ impl Filesystem {
             // last forget batch came before or after their TTL ran out.
             self.listings.drop_oldest_expired();
         }
+        self.sweep_listings_at_expiry();
+    }
+
+    /// After a walk was forgotten, the listings it kept for the TTL are still live (they
+    /// were fresh at the forget) and no later forget may come to drop them: a task drops
+    /// them as they expire and hands the memory back, then ends when none is kept. Not
+    /// for long TTLs, where keeping listings is the point (`--metadata-ttl indefinite`).
+    fn sweep_listings_at_expiry(&self) {
+        const LONGEST_WAIT: Duration = Duration::from_secs(600);
+        let until_newest = |listings: &listing_cache::ListingCache| {
+            let wait = listings
+                .newest_expiry()?
+                .saturating_duration_since(std::time::Instant::now());
+            (wait <= LONGEST_WAIT).then_some(wait)
+        };
+        let Some(mut wait) = until_newest(&self.listings) else {
+            return;
+        };
+        if !self.listings.claim_sweep() {
+            return;
+        }
+        let listings = Arc::downgrade(&self.listings);
+        self.rt.spawn(async move {
+            loop {
+                tokio::time::sleep(wait).await;
+                let Some(listings) = listings.upgrade() else {
+                    return;
+                };
+                if listings.drop_expired() > 0 {
+                    crate::read::cache::release_free_memory();
+                }
+                // Listings kept since (a walk still going) get the next round.
+                match until_newest(&listings) {
+                    Some(next) => wait = next.max(Duration::from_millis(10)),
+                    None => {
+                        listings.sweep_done();
+                        return;
+                    }
+                }
+            }
+        });
     }
 
     /// Number of inodes in the table (what the `ossmount_inodes` gauge shows).
