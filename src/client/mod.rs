@@ -126,6 +126,7 @@ impl OssClient {
         }
         let http = http
             .connect_timeout(cfg.connect_timeout)
+            // `Filesystem::trim_when_settled` counts on this bound.
             .pool_idle_timeout(Duration::from_secs(50))
             .pool_max_idle_per_host(100)
             .tcp_keepalive(Duration::from_secs(30))
