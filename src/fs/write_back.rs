@@ -250,12 +250,8 @@ impl Filesystem {
             .await
             .map_err(journal_error)?;
         if !q.add_shared(seq) {
-            // Every pending file was uploaded while the record was appended: nothing is
-            // left to carry it. The status must show it settled, or `ossmount sync` (and
-            // anything else waiting for the queue to drain) waits for a change that never
-            // comes.
-            q.store().settle(seq).await.map_err(journal_error)?;
-            q.refresh();
+            // Every pending file was uploaded while the record was appended.
+            q.settle_unshared(seq).await.map_err(journal_error)?;
         }
         Ok(())
     }

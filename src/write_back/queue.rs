@@ -177,6 +177,16 @@ impl Queue {
         true
     }
 
+    /// Settles `seq`, a record no pending file carries (`add_shared` found none), and
+    /// publishes it: without that, the status keeps `settled_seq` below `enqueued_seq`
+    /// with nothing pending, and drain waiters (`ossmount sync`) wait for an event that
+    /// never comes.
+    pub async fn settle_unshared(&self, seq: u64) -> std::io::Result<()> {
+        self.store.settle(seq).await?;
+        self.refresh();
+        Ok(())
+    }
+
     /// The pending files.
     pub fn pending(&self) -> Vec<Ino> {
         lock(&self.inner).entries.keys().copied().collect()
@@ -398,5 +408,41 @@ impl super::WriteBackQueue for Queue {
     }
     fn watch(&self) -> watch::Receiver<WriteBackStatus> {
         self.status.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::write_back::{JournalRecord, WriteBackQueue};
+
+    #[tokio::test]
+    async fn a_record_settled_without_an_upload_shows_in_the_status() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (store, live) = WriteBackStore::open(&dir.path().join("wb"), 1 << 20).expect("open");
+        assert!(live.is_empty());
+        let q = Queue::new(Arc::new(store));
+        let seq = q
+            .store()
+            .append(JournalRecord::Rename {
+                from: "d/".to_string(),
+                to: "e/".to_string(),
+            })
+            .await
+            .expect("append");
+        // In the mount, the last pending upload settles during that append and publishes
+        // a status in which the record is live.
+        q.refresh();
+        assert!(!q.status().drained());
+        // Nothing is pending to carry it.
+        assert!(!q.add_shared(seq));
+        q.settle_unshared(seq).await.expect("settle");
+        let status = q.status();
+        assert!(status.drained(), "status after the settle: {status:?}");
+        let mut rx = q.watch();
+        tokio::time::timeout(Duration::from_secs(1), rx.wait_for(|s| s.drained()))
+            .await
+            .expect("a drain waiter sees it")
+            .expect("queue alive");
     }
 }
