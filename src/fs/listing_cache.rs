@@ -262,6 +262,12 @@ impl ListingCache {
         inner.dirs.get(dir).map(|k| k.until)
     }
 
+    /// Whether a sweep is scheduled (a cheap check before [`Self::newest_expiry`], which
+    /// locks, on every forget).
+    pub(crate) fn sweep_scheduled(&self) -> bool {
+        self.sweep_scheduled.load(Ordering::Acquire)
+    }
+
     /// Whether the caller is the one to schedule the sweep of expired listings (false
     /// while one runs); the sweep calls [`Self::sweep_done`] when it ends.
     pub(crate) fn claim_sweep(&self) -> bool {

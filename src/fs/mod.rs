@@ -423,6 +423,9 @@ impl Filesystem {
     /// for long TTLs, where keeping listings is the point (`--metadata-ttl indefinite`).
     fn sweep_listings_at_expiry(&self) {
         const LONGEST_WAIT: Duration = Duration::from_secs(600);
+        if self.listings.sweep_scheduled() {
+            return;
+        }
         let until_newest = |listings: &listing_cache::ListingCache| {
             let wait = listings
                 .newest_expiry()?

@@ -12,8 +12,8 @@
 //! that many bytes / `S` requests ([`LinkEstimate::parallel_requests`]). On loopback
 //! (rtt ≈ 0.2 ms, 8 MiB in ~3 ms) that is the configured minimum; at 20 ms it is ~8
 //! requests of 8 MiB, made as ~4 of 32 MiB since fast connections on a far link get
-//! longer requests ([`LinkEstimate::far_request`]); with connections capped at 100 MB/s it is as many as
-//! [`MAX_PARALLEL`] allows. Memory still bounds it: prefetch only takes what the budget
+//! longer requests ([`LinkEstimate::far_request`]); with connections capped at 100 MB/s
+//! it is as many as [`MAX_PARALLEL`] allows. Memory still bounds it: prefetch only takes what the budget
 //! gives without waiting ([`super::BlockCache::try_reserve_prefetch`]).
 //!
 //! When connections are slow (a per-connection cap), the product asks for more bytes in
@@ -114,9 +114,7 @@ impl LinkEstimate {
             .min(max_request);
         (self.parallel_requests(size, min), size)
     }
-}
 
-impl LinkEstimate {
     /// The request size for a far link ([`FAR_REQUEST_RTT`] or more) whose connections
     /// are fast ([`FAST_CONN_RATE`] or more): [`FAR_REQUEST_MAX`]. Fewer, longer GETs
     /// carry the same bytes in flight with fewer connections and wake-ups: 2 GiB read at
