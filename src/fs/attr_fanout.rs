@@ -18,6 +18,15 @@
 //! means the defaults *are* what is stored. Requests for names another request is
 //! already fetching wait for that batch instead of sending their own HEAD.
 //!
+//! Attributes that were fetched expire too (`metadata_ttl`), and a second `ls -l` that
+//! finds them expired would otherwise revalidate them one HEAD at a time, in the order
+//! it stats (measured: 10,000 files took 5.4 s this way against 0.8 s for the first,
+//! batched `ls -l`). So readdir also notes the files whose attributes are known, and
+//! the revalidation of a noted file takes the same batch: it and the files listed after
+//! it whose attributes expire within half a TTL. Not with a TTL under
+//! [`MIN_BATCH_TTL`] (the batch's answers would expire before the stats reach them) nor
+//! with `indefinite` (nothing is revalidated).
+//!
 //! The fan-out width is local to this module: a store-level cap on in-flight requests
 //! (shared with prefetch and uploads) composes with it, since every HEAD goes through
 //! the same [`crate::store::ObjectStore`].
@@ -29,6 +38,7 @@
 
 use futures::StreamExt;
 use std::collections::HashMap;
+use std::time::Instant;
 use tokio::sync::watch;
 
 use crate::store::ServiceCode;
@@ -44,6 +54,10 @@ pub(crate) const ATTR_FANOUT_WIDTH: usize = 64;
 pub(crate) const FANOUT_BATCH: usize = 1000;
 /// Most entries remembered as "listed, attributes not fetched" over all directories.
 const PENDING_CAP: usize = 1_000_000;
+/// Shortest TTL for which expired attributes are revalidated in batches.
+pub(crate) const MIN_BATCH_TTL: std::time::Duration = std::time::Duration::from_millis(200);
+/// Longest: beyond it (`indefinite`) nothing expires.
+const MAX_BATCH_TTL: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
 
 /// Listed entries whose stored attributes are not known yet, and batches in flight.
 #[derive(Debug, Default)]
@@ -96,16 +110,33 @@ impl AttrFanout {
     /// and marks them in flight. Returns the batch (starting with `ino`, unless `ino` is
     /// already in flight) and the sender that ends it; or the receiver to wait on.
     fn take(&self, dir: Ino, ino: Ino) -> Take {
+        self.take_batch(dir, ino, false)
+            .expect("a batch is always taken when not only listed ones")
+    }
+
+    /// [`Self::take`], but `None` when `ino` is neither pending nor in flight.
+    fn take_listed(&self, dir: Ino, ino: Ino) -> Option<Take> {
+        self.take_batch(dir, ino, true)
+    }
+
+    fn take_batch(&self, dir: Ino, ino: Ino, only_listed: bool) -> Option<Take> {
         let mut p = lock(&self.inner);
         if let Some(rx) = p.inflight.get(&ino) {
-            return Take::Wait(rx.clone());
+            return Some(Take::Wait(rx.clone()));
+        }
+        let pos = p
+            .by_dir
+            .get(&dir)
+            .and_then(|v| v.iter().position(|&(i, _)| i == ino));
+        if only_listed && pos.is_none() {
+            return None;
         }
         let mut batch = vec![ino];
         let before = p.total;
         let mut taken = 0;
         let mut emptied = false;
         if let Some(v) = p.by_dir.get_mut(&dir)
-            && let Some(pos) = v.iter().position(|&(i, _)| i == ino)
+            && let Some(pos) = pos
         {
             // Only entries of the same sort: a walker entering subdirectories
             // (`find`) must not fetch every file's attributes on the way.
@@ -135,7 +166,29 @@ impl AttrFanout {
         for &i in &batch {
             p.inflight.insert(i, rx.clone());
         }
-        Take::Fetch(batch, tx)
+        Some(Take::Fetch(batch, tx))
+    }
+
+    /// Entries pending over all directories.
+    pub(crate) fn pending(&self) -> usize {
+        lock(&self.inner).total
+    }
+
+    /// Drops the pending entries whose node is gone (`alive` says which remain), so a
+    /// walk the kernel forgot leaves no hints behind.
+    pub(crate) fn prune(&self, alive: &dyn Fn(Ino) -> bool) {
+        let mut p = lock(&self.inner);
+        let mut total = 0;
+        p.by_dir.retain(|&dir, v| {
+            if !alive(dir) {
+                return false;
+            }
+            v.retain(|&(i, _)| alive(i));
+            total += v.len();
+            !v.is_empty()
+        });
+        p.total = total;
+        p.by_dir.shrink_to_fit();
     }
 
     fn finish(&self, batch: &[Ino], tx: watch::Sender<bool>) {
@@ -163,6 +216,88 @@ impl Filesystem {
             || node.unlinked
     }
 
+    /// Whether readdir notes `node` for a batch: its attributes are guesses, or they
+    /// are known and will expire (a file, see the module docs).
+    pub(crate) fn worth_noting(&self, ino: Ino, node: &Node) -> bool {
+        if !self.attrs_known(ino, node) {
+            return true;
+        }
+        self.batch_horizon().is_some()
+            && node.attr.kind != FileKind::Dir
+            && !node.local
+            && node.writers == 0
+            && !node.unlinked
+            && ino != ROOT_INO
+    }
+
+    /// Known attributes expiring before this are revalidated by a batch; `None` when
+    /// the TTL makes batches pointless (see the module docs).
+    fn batch_horizon(&self) -> Option<Instant> {
+        let ttl = self.cfg.metadata_ttl;
+        if !(MIN_BATCH_TTL..MAX_BATCH_TTL).contains(&ttl) {
+            return None;
+        }
+        Some(Instant::now() + ttl / 2)
+    }
+
+    /// Whether `node` needs a HEAD: its attributes are guesses, or they expire before
+    /// `horizon` (files only: a directory is never revalidated by its marker).
+    fn needs_head(&self, ino: Ino, node: &Node, horizon: Option<Instant>) -> bool {
+        if !self.attrs_known(ino, node) {
+            return true;
+        }
+        let Some(h) = horizon else {
+            return false;
+        };
+        node.attr.kind != FileKind::Dir
+            && !node.local
+            && node.writers == 0
+            && !node.unlinked
+            && ino != ROOT_INO
+            && node.valid_until.is_none_or(|t| t < h)
+    }
+
+    /// Fetches the attributes of `batch` (HEADs up to [`ATTR_FANOUT_WIDTH`] in flight),
+    /// ends it, and returns the result for `ino`.
+    async fn run_batch(
+        &self,
+        ino: Ino,
+        batch: Vec<Ino>,
+        tx: watch::Sender<bool>,
+    ) -> Option<FsResult<()>> {
+        let horizon = self.batch_horizon();
+        let results: Vec<(Ino, FsResult<()>)> = futures::stream::iter(batch.clone())
+            .map(|i| async move { (i, self.fetch_stored_attrs(i, horizon).await) })
+            .buffer_unordered(ATTR_FANOUT_WIDTH)
+            .collect()
+            .await;
+        self.fanout.finish(&batch, tx);
+        results.into_iter().find(|(i, _)| *i == ino).map(|(_, r)| r)
+    }
+
+    /// Revalidates `ino`, a file whose attributes expired, with the batch readdir noted
+    /// it in (see the module docs). `None` when it was not noted, or when its batch
+    /// did not leave it fresh and bound to its name: the caller then asks alone.
+    pub(crate) async fn revalidate_listed(&self, ino: Ino, node: &Node) -> Option<FsResult<()>> {
+        self.batch_horizon()?;
+        match self.fanout.take_listed(node.parent, ino)? {
+            Take::Wait(mut rx) => {
+                let _ = rx.wait_for(|done| *done).await;
+            }
+            Take::Fetch(batch, tx) => match self.run_batch(ino, batch, tx).await {
+                Some(Err(FsError::NotFound)) => return Some(Err(FsError::NotFound)),
+                Some(Ok(())) => {}
+                _ => return None,
+            },
+        }
+        let now = Instant::now();
+        let fresh = self
+            .inodes
+            .get(ino)
+            .is_some_and(|n| n.valid_until.is_some_and(|t| t > now));
+        (fresh && self.inodes.child(node.parent, &node.name) == Some(ino)).then_some(Ok(()))
+    }
+
     /// `ino`'s node with its stored attributes: at once when they are known, else
     /// fetched (with the listing entries after it, see the module docs).
     pub(crate) async fn known_attrs(&self, ino: Ino) -> FsResult<Node> {
@@ -176,14 +311,9 @@ impl Filesystem {
             }
             Take::Fetch(batch, tx) => {
                 let first = batch.first().copied();
-                let results: Vec<(Ino, FsResult<()>)> = futures::stream::iter(batch.clone())
-                    .map(|i| async move { (i, self.fetch_stored_attrs(i).await) })
-                    .buffer_unordered(ATTR_FANOUT_WIDTH)
-                    .collect()
-                    .await;
-                self.fanout.finish(&batch, tx);
+                let result = self.run_batch(ino, batch, tx).await;
                 if first == Some(ino)
-                    && let Some((_, Err(e))) = results.into_iter().find(|(i, _)| *i == ino)
+                    && let Some(Err(e)) = result
                 {
                     return Err(e);
                 }
@@ -194,7 +324,7 @@ impl Filesystem {
             return Ok(node);
         }
         // Its batch failed for it (or it was listed again meanwhile): ask for it alone.
-        self.fetch_stored_attrs(ino).await?;
+        self.fetch_stored_attrs(ino, None).await?;
         let node = self.inodes.get(ino).ok_or(FsError::NotFound)?;
         if node.unlinked {
             return Err(FsError::NotFound);
@@ -202,12 +332,13 @@ impl Filesystem {
         Ok(node)
     }
 
-    /// One HEAD (of the object, or of a directory's marker) for `ino`'s stored attributes.
-    async fn fetch_stored_attrs(&self, ino: Ino) -> FsResult<()> {
+    /// One HEAD (of the object, or of a directory's marker) for `ino`'s stored
+    /// attributes, unless they are known and valid until `horizon`.
+    async fn fetch_stored_attrs(&self, ino: Ino, horizon: Option<Instant>) -> FsResult<()> {
         let Some(node) = self.inodes.get(ino) else {
             return Ok(());
         };
-        if self.attrs_known(ino, &node) {
+        if !self.needs_head(ino, &node, horizon) {
             return Ok(());
         }
         if self.inodes.child(node.parent, &node.name) != Some(ino) {
@@ -280,5 +411,31 @@ mod tests {
         };
         assert_eq!(batch, vec![14], "an entry no longer pending goes alone");
         assert_eq!(lock(&f.inner).total, 0);
+    }
+
+    #[test]
+    fn only_listed_entries_revalidate_in_batches_and_freed_ones_are_pruned() {
+        let f = AttrFanout::default();
+        for i in 10..20 {
+            f.note(1, i, false);
+        }
+        f.note(2, 30, false);
+        assert!(f.take_listed(1, 99).is_none(), "never listed: asks alone");
+        let Some(Take::Fetch(batch, tx)) = f.take_listed(1, 15) else {
+            panic!("listed and not in flight");
+        };
+        assert_eq!(batch, vec![15, 16, 17, 18, 19]);
+        assert!(matches!(f.take_listed(1, 16), Some(Take::Wait(_))));
+        f.finish(&batch, tx);
+        assert!(f.take_listed(1, 16).is_none(), "taken: asks alone");
+        assert_eq!(f.pending(), 6);
+        // Directory 2 and the odd entries of 1 were freed.
+        f.prune(&|ino| ino != 2 && (ino == 1 || ino % 2 == 0));
+        assert_eq!(f.pending(), 3);
+        let Some(Take::Fetch(batch, _)) = f.take_listed(1, 10) else {
+            panic!("still listed");
+        };
+        assert_eq!(batch, vec![10, 12, 14]);
+        assert!(f.take_listed(2, 30).is_none(), "its directory was freed");
     }
 }

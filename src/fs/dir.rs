@@ -347,7 +347,7 @@ impl Filesystem {
         {
             h.record = None;
         }
-        if !self.attrs_known(ino, node) {
+        if self.worth_noting(ino, node) {
             self.fanout
                 .note(h.ino, ino, node.attr.kind == FileKind::Dir);
         }
@@ -360,6 +360,7 @@ impl Filesystem {
             return false;
         };
         let mut entries = Vec::with_capacity(kept.len());
+        self.fanout.restart(h.ino);
         for e in kept.iter() {
             if h.index.contains_key(e.name) {
                 continue;
@@ -378,6 +379,11 @@ impl Filesystem {
                 Some(found) => found,
                 None => self.inodes.observe(h.ino, e.name, self.observed_kept(&e)),
             };
+            // The stats that follow a replayed `ls -l` batch like a listed one's.
+            if self.worth_noting(ino, &node) {
+                self.fanout
+                    .note(h.ino, ino, node.attr.kind == FileKind::Dir);
+            }
             entries.push(DirEntry {
                 ino,
                 offset: 0,

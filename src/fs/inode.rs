@@ -262,6 +262,12 @@ impl InodeTable {
         Instant::now().checked_add(self.ttl)
     }
 
+    /// Runs `f` with a test of whether an inode has a node, under one lock.
+    pub fn with_presence<R>(&self, f: impl FnOnce(&dyn Fn(Ino) -> bool) -> R) -> R {
+        let inner = self.lock();
+        f(&|ino| inner.nodes.get(&ino).is_some())
+    }
+
     /// A copy of the node.
     pub fn get(&self, ino: Ino) -> Option<Node> {
         self.lock().nodes.node(ino)

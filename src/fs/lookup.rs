@@ -132,6 +132,17 @@ impl Filesystem {
             .as_ref()
             .filter(|n| matches!(n.attr.kind, FileKind::File | FileKind::Special(_)))
         {
+            Some(file)
+                if matches!(
+                    self.revalidate_listed(file.attr.ino, file).await,
+                    Some(Ok(()))
+                ) =>
+            {
+                // Listed by a readdir: revalidated with the entries after it.
+                let ino = file.attr.ino;
+                let node = self.inodes.get(ino).ok_or(FsError::NotFound)?;
+                return Ok((ino, node));
+            }
             Some(file) => match self.head_or_fetch_small(&key, Some(file)).await {
                 Ok(meta) => {
                     let obs = self.observed_from_head(&key, &meta).await?;
@@ -413,6 +424,13 @@ impl Filesystem {
             return Ok(node.attr);
         }
 
+        // Listed by a readdir (`ls -l` after the TTL): with the entries after it.
+        if let Some(done) = self.revalidate_listed(ino, &node).await {
+            done?;
+            if let Some(n) = self.inodes.get(ino) {
+                return Ok(n.attr);
+            }
+        }
         let key = self.inodes.key_of(ino).ok_or(FsError::NotFound)?;
         match self.head_or_fetch_small(&key, Some(&node)).await {
             Ok(meta) => {

@@ -31,6 +31,7 @@
 //! | per file handle (`handle`) | reader state | at release |
 //! | per inode being written (`local_copy`) | its write state; streamed part buffers (charged to `--cache-size`); unflushed bytes in a local file | at the last writer's release |
 //! | a tree walk (`walk`) | up to 50,000 queued directories (number and key) and 64 pages fetched ahead | when the walk stops (no listing used a fetched page for 2 s), or after 1 s for an unused page |
+//! | listed entries for attribute batches (`attr_fanout`) | 16 bytes per listed file (and per directory whose attributes are guesses), in listing order, at most 1,000,000 | when a batch takes them, when the directory is listed again, and, once a forgotten walk leaves them pointing mostly at freed nodes, at a forget |
 //! | negative cache | up to 100,000 names | cleared beyond that; entries expire with the TTL |
 //! | kept listings (`listing_cache`) | per directory listed to the end: name, ETag and 40 bytes per entry, at most 1,000,000 entries over all directories | with the TTL (only the last second's with the default TTL), oldest first beyond the bound, expired ones on every forget and, after the kernel forgot a walk, by a task at their expiry |
 //!
@@ -382,6 +383,11 @@ impl Filesystem {
             // Many nodes were freed: hand their memory back to the system, with that of
             // the listings kept for the walk that ended.
             self.listings.drop_expired();
+            // Hints about freed nodes, once they are most of the pending list (so a
+            // walk forgotten in many batches costs about two passes over it).
+            if self.fanout.pending() > 2 * self.inodes.len().max(512) {
+                self.inodes.with_presence(|alive| self.fanout.prune(alive));
+            }
             self.fanout.shrink();
             crate::read::cache::release_free_memory();
             self.trim_when_settled();

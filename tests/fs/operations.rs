@@ -180,6 +180,79 @@ async fn ls_l_fetches_stored_attributes_in_listing_batches() {
     assert_eq!(e.store.count("ListObjectsV2"), 0, "{:?}", e.store.counts());
 }
 
+/// A second `ls -l` whose stats find the attributes expired (it started within the
+/// TTL of the first one's listing, whose HEADs then expired under it) revalidates them
+/// in a batch too, not one request at a time in the order it stats.
+#[tokio::test]
+async fn expired_attributes_of_a_listed_directory_are_revalidated_in_batches() {
+    let ttl = Duration::from_millis(600);
+    let e = env_with(|c| c.metadata_ttl = ttl);
+    for i in 0..200 {
+        let mut meta = BTreeMap::new();
+        meta.insert("mode".to_string(), "33152".to_string()); // 0100600
+        e.store
+            .put_with_meta(&format!("d/f{i:03}"), vec![1u8; 10], meta);
+    }
+    let dir = e.fs.lookup(ROOT_INO, n("d")).await.expect("lookup");
+    let stat_all = || async {
+        for i in 0..200 {
+            let a =
+                e.fs.lookup(dir.ino, n(&format!("f{i:03}")))
+                    .await
+                    .expect("lookup");
+            assert_eq!(a.perm, 0o600, "f{i:03}: the stored mode");
+        }
+    };
+    assert_eq!(names(&e, dir.ino).await.len(), 202);
+    stat_all().await;
+    // The second `ls -l`: its readdir replays the kept listing, then its stats come
+    // after the attributes expired, each one costing a round trip.
+    tokio::time::sleep(ttl / 3).await;
+    assert_eq!(names(&e, dir.ino).await.len(), 202);
+    e.store.reset_counts();
+    tokio::time::sleep(ttl).await;
+    e.store
+        .set_op_latency("HeadObject", Duration::from_millis(20));
+    e.store
+        .set_op_latency("GetObject", Duration::from_millis(20));
+    let t = std::time::Instant::now();
+    stat_all().await;
+    let took = t.elapsed();
+    assert_eq!(
+        e.store.count("HeadObject") + e.store.count("GetObject"),
+        200,
+        "one revalidation each: {:?}",
+        e.store.counts()
+    );
+    // One at a time: 200 x 20 ms = 4 s. In batches of 64: 4 x 20 ms.
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    // The same through getattr (the kernel kept its dentries, not the attributes).
+    let mut inos = Vec::new();
+    for i in 0..200 {
+        let a =
+            e.fs.lookup(dir.ino, n(&format!("f{i:03}")))
+                .await
+                .expect("lookup");
+        inos.push(a.ino);
+    }
+    assert_eq!(names(&e, dir.ino).await.len(), 202);
+    tokio::time::sleep(ttl).await;
+    e.store.reset_counts();
+    let t = std::time::Instant::now();
+    for ino in inos {
+        let a = e.fs.getattr(ino).await.expect("getattr");
+        assert_eq!(a.perm, 0o600);
+    }
+    let took = t.elapsed();
+    assert_eq!(
+        e.store.count("HeadObject") + e.store.count("GetObject"),
+        200,
+        "{:?}",
+        e.store.counts()
+    );
+    assert!(took < Duration::from_secs(1), "{took:?}");
+}
+
 /// A kept lookup page never hides what this mount did after it was fetched: a file
 /// written and closed and an unlink show in the listing that follows, with the right size.
 #[tokio::test]
