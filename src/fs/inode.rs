@@ -531,11 +531,15 @@ impl InodeTable {
         if node.attr.kind == obs.kind {
             let mut attr = obs.attr_template;
             attr.ino = ino;
+            let mut exp = exp;
             if !attr.from_meta && node.attr.from_meta && node.etag == obs.etag {
-                // A listing of an unchanged object: keep what HEAD told us.
+                // A listing of an unchanged object: keep what HEAD told us, until it
+                // expires. A listing cannot vouch for it: a CopyObject onto itself
+                // (a chmod by another client) changes the metadata and keeps the ETag.
                 let (size, mtime) = (attr.size, attr.mtime);
                 attr = node.attr.clone();
                 attr.merge_listing(size, Some(mtime));
+                exp = node.valid_until;
             }
             if node.etag == obs.etag {
                 let same_meta = (attr.perm, attr.uid, attr.gid, attr.mtime)

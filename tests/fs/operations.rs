@@ -253,6 +253,35 @@ async fn expired_attributes_of_a_listed_directory_are_revalidated_in_batches() {
     assert!(took < Duration::from_secs(1), "{took:?}");
 }
 
+/// Another client's chmod is a CopyObject onto the object itself: new metadata, same
+/// ETag. A listing (which shows only the ETag) must not keep the old mode valid past
+/// its TTL, however often the directory is listed.
+#[tokio::test]
+async fn a_chmod_elsewhere_shows_after_the_ttl_even_when_the_directory_is_relisted() {
+    let ttl = Duration::from_millis(300);
+    let e = env_with(|c| c.metadata_ttl = ttl);
+    let mut meta = BTreeMap::new();
+    meta.insert("mode".to_string(), "33188".to_string()); // 0100644
+    e.store.put_with_meta("d/f", vec![1u8; 10], meta.clone());
+    let dir = e.fs.lookup(ROOT_INO, n("d")).await.expect("lookup");
+    assert_eq!(names(&e, dir.ino).await.len(), 3);
+    let a = e.fs.lookup(dir.ino, n("f")).await.expect("lookup");
+    assert_eq!(a.perm, 0o644);
+    let etag = e.store.object("d/f").expect("object").etag;
+    meta.insert("mode".to_string(), "33152".to_string()); // 0100600
+    assert!(e.store.set_user_meta("d/f", meta));
+    assert_eq!(e.store.object("d/f").expect("object").etag, etag);
+    // Listed again and again: each listing shows the same ETag.
+    for _ in 0..4 {
+        tokio::time::sleep(ttl / 2).await;
+        assert_eq!(names(&e, dir.ino).await.len(), 3);
+    }
+    let a = e.fs.getattr(a.ino).await.expect("getattr");
+    assert_eq!(a.perm, 0o600, "the stored mode, not the one of the first HEAD");
+    let a = e.fs.lookup(dir.ino, n("f")).await.expect("lookup");
+    assert_eq!(a.perm, 0o600);
+}
+
 /// A kept lookup page never hides what this mount did after it was fetched: a file
 /// written and closed and an unlink show in the listing that follows, with the right size.
 #[tokio::test]
