@@ -277,7 +277,10 @@ async fn a_chmod_elsewhere_shows_after_the_ttl_even_when_the_directory_is_relist
         assert_eq!(names(&e, dir.ino).await.len(), 3);
     }
     let a = e.fs.getattr(a.ino).await.expect("getattr");
-    assert_eq!(a.perm, 0o600, "the stored mode, not the one of the first HEAD");
+    assert_eq!(
+        a.perm, 0o600,
+        "the stored mode, not the one of the first HEAD"
+    );
     let a = e.fs.lookup(dir.ino, n("f")).await.expect("lookup");
     assert_eq!(a.perm, 0o600);
 }
