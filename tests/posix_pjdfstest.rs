@@ -68,6 +68,10 @@ fn pjdfstest_failures_are_only_the_listed_ones() {
     let report =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     let took = started.elapsed();
+    // `PJD_REPORT=1 … -- --nocapture` prints prove's whole report (which files ran).
+    if std::env::var_os("PJD_REPORT").is_some() {
+        eprintln!("{report}");
+    }
     // Some files leave a program copied into the mount running in the background
     // (`./n0 3 &`, a `sleep` for ETXTBSY): unmounting under it would fail ("busy").
     wait_until_unused(&m.mnt, Duration::from_secs(20));
