@@ -12,6 +12,8 @@
 //!   confuse a freed node with a new one.
 //! - Attributes are cached with an expiry (`metadata_ttl`); a negative cache remembers
 //!   names that did not exist, with the same expiry. Our own changes update both at once.
+//!   A listing never extends the expiry of attributes a HEAD read: it shows no metadata,
+//!   and another client's chmod (a CopyObject onto the object) keeps the ETag.
 //! - A node with open writers (`writers > 0`) or created locally and not yet uploaded
 //!   (`local`) is authoritative: its attributes are never replaced by what OSS says.
 //! - A directory whose whole content is known (listed to the end, or created empty here)
