@@ -222,8 +222,13 @@ impl Filesystem {
         if !self.attrs_known(ino, node) {
             return true;
         }
-        self.batch_horizon().is_some()
-            && node.attr.kind != FileKind::Dir
+        self.batch_horizon().is_some() && Self::expires(ino, node)
+    }
+
+    /// Whether `node`'s known attributes expire and are revalidated by a HEAD: a file
+    /// OSS has, not open for writing (a directory is never revalidated by its marker).
+    fn expires(ino: Ino, node: &Node) -> bool {
+        node.attr.kind != FileKind::Dir
             && !node.local
             && node.writers == 0
             && !node.unlinked
@@ -249,12 +254,7 @@ impl Filesystem {
         let Some(h) = horizon else {
             return false;
         };
-        node.attr.kind != FileKind::Dir
-            && !node.local
-            && node.writers == 0
-            && !node.unlinked
-            && ino != ROOT_INO
-            && node.valid_until.is_none_or(|t| t < h)
+        Self::expires(ino, node) && node.valid_until.is_none_or(|t| t < h)
     }
 
     /// Fetches the attributes of `batch` (HEADs up to [`ATTR_FANOUT_WIDTH`] in flight),
